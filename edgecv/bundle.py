@@ -1,0 +1,280 @@
+"""The bundle: a directory holding native model files and ``edgecv.json``, the manifest.
+
+Writing is atomic (staged in a hidden sibling directory, then renamed into place);
+opening validates the manifest against the schema and checks every file's hash
+before any backend sees it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import BundleError
+
+MANIFEST_NAME = "edgecv.json"
+SCHEMA_VERSION = 1
+MAX_MANIFEST_BYTES = 1 << 20
+TASKS = ("detect",)
+PRECISIONS = ("fp32", "fp16", "int8")
+TARGETS = ("onnxruntime", "openvino", "tensorrt", "torch")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int,
+    "task": str,
+    "name": str,
+    "target": str,
+    "precision": str,
+    "classes": list,
+    "files": list,
+    "input": dict,
+    "output": dict,
+    "provenance": dict,
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "edgecv_version": str,
+    "runtime": dict,
+    "validation": (dict, type(None)),
+}
+_INPUT: dict[str, type | tuple[type, ...]] = {
+    "name": str, "shape": list, "layout": str, "dtype": str, "color": str, "letterbox": dict, "normalization": dict,
+}
+_OUTPUT: dict[str, type | tuple[type, ...]] = {"mode": str, "tensors": dict, "box_format": str, "nms": dict}
+
+
+def _check_fields(obj: dict, required: dict, optional: dict, where: str) -> None:
+    for key, typ in required.items():
+        if key not in obj:
+            raise BundleError(f"manifest: {where} is missing the field '{key}'")
+        if not isinstance(obj[key], typ) or (typ is int and isinstance(obj[key], bool)):
+            raise BundleError(f"manifest: {where}.{key} has type {type(obj[key]).__name__}, expected {typ}")
+    for key, typ in optional.items():
+        if key in obj and not isinstance(obj[key], typ):
+            raise BundleError(f"manifest: {where}.{key} has type {type(obj[key]).__name__}, expected {typ}")
+
+
+def _check_relpath(name: Any) -> str:
+    if not isinstance(name, str) or not name or len(name) > 255:
+        raise BundleError(f"manifest: file name {name!r} is not a short non-empty string")
+    p = Path(name)
+    if p.is_absolute() or name.startswith(("/", "\\")) or ".." in p.parts or "\\" in name or p.name != name:
+        raise BundleError(f"manifest: file name {name!r} must be a plain name inside the bundle directory")
+    return name
+
+
+def validate_manifest(m: Any) -> dict:
+    """Check a parsed manifest against schema version :data:`SCHEMA_VERSION`; return it.
+
+    Raises:
+        BundleError: naming the first field that is missing, of the wrong type or out of range.
+    """
+    if not isinstance(m, dict):
+        raise BundleError("manifest: the top level must be a JSON object")
+    version = m.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        raise BundleError(
+            f"manifest: schema version {version} is newer than this edgecv understands ({SCHEMA_VERSION}); "
+            "upgrade edgecv to load this bundle")
+    _check_fields(m, _REQUIRED, _OPTIONAL, "manifest")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"manifest: unsupported schema version {version} (this edgecv reads {SCHEMA_VERSION})")
+    unknown = set(m) - set(_REQUIRED) - set(_OPTIONAL)
+    if unknown:
+        raise BundleError(f"manifest: unknown fields {sorted(unknown)} for schema version {SCHEMA_VERSION}")
+    if m["task"] not in TASKS:
+        raise BundleError(f"manifest: task '{m['task']}' is not one of {TASKS}")
+    if m["target"] not in TARGETS:
+        raise BundleError(f"manifest: target '{m['target']}' is not one of {TARGETS}")
+    if m["precision"] not in PRECISIONS:
+        raise BundleError(f"manifest: precision '{m['precision']}' is not one of {PRECISIONS}")
+    if not m["classes"] or not all(isinstance(c, str) for c in m["classes"]) or len(m["classes"]) > 100_000:
+        raise BundleError("manifest: classes must be a non-empty list of names")
+    if not m["files"]:
+        raise BundleError("manifest: files lists no model file")
+    seen = set()
+    for f in m["files"]:
+        if not isinstance(f, dict):
+            raise BundleError("manifest: each entry of files must be an object")
+        _check_fields(f, {"path": str, "sha256": str, "size": int, "role": str}, {}, "files[]")
+        _check_relpath(f["path"])
+        if f["path"] in seen or f["path"] == MANIFEST_NAME:
+            raise BundleError(f"manifest: file {f['path']!r} listed twice or shadows the manifest")
+        seen.add(f["path"])
+        if len(f["sha256"]) != 64 or f["size"] < 0:
+            raise BundleError(f"manifest: file {f['path']!r} has a malformed hash or size")
+    _check_fields(m["input"], _INPUT, {}, "input")
+    shape = m["input"]["shape"]
+    if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) \
+            or not all(0 < d <= 16384 for d in shape[1:]):
+        raise BundleError(f"manifest: input.shape {shape} must be [batch, H, W, 3] with sizes 1..16384 (batch -1 = dynamic)")
+    if m["input"]["layout"] != "NHWC" or m["input"]["dtype"] != "uint8" or m["input"]["color"] not in ("RGB", "BGR"):
+        raise BundleError("manifest: this edgecv runs uint8 NHWC inputs in RGB or BGR order only")
+    _check_fields(m["output"], _OUTPUT, {"default_conf": (int, float), "coordinates": str}, "output")
+    if m["output"]["mode"] not in ("nms", "raw"):
+        raise BundleError(f"manifest: output.mode '{m['output']['mode']}' is not 'nms' or 'raw'")
+    _check_fields(m["output"]["nms"], {"score_threshold": (int, float), "iou_threshold": (int, float),
+                                       "max_detections": int, "class_aware": bool}, {}, "output.nms")
+    return m
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bundle:
+    """An opened, verified bundle directory."""
+
+    path: Path
+    manifest: dict
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = True) -> "Bundle":
+        """Open the bundle at ``path``: read and validate the manifest, check every file's hash.
+
+        Raises:
+            BundleError: the directory, manifest or a file is missing, malformed or tampered with.
+        """
+        root = Path(path)
+        if not root.is_dir():
+            hint = " (a bundle is a directory made by `edgecv export`)" if root.exists() else ""
+            raise BundleError(f"no bundle at '{root}'{hint}")
+        mpath = root / MANIFEST_NAME
+        if not mpath.is_file():
+            raise BundleError(f"'{root}' has no {MANIFEST_NAME}: not an edgecv bundle, or an interrupted export")
+        if mpath.stat().st_size > MAX_MANIFEST_BYTES:
+            raise BundleError(f"'{mpath}' is larger than {MAX_MANIFEST_BYTES} bytes: refusing to parse it")
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise BundleError(f"'{mpath}' is not valid JSON: {e}") from None
+        bundle = cls(root, validate_manifest(manifest))
+        if verify:
+            bundle.verify()
+        return bundle
+
+    def file(self, role: str) -> Path:
+        """Path of the file with ``role`` (e.g. ``model``, ``weights``), confined to the bundle."""
+        for f in self.manifest["files"]:
+            if f["role"] == role:
+                return self._confined(f["path"])
+        raise BundleError(f"bundle '{self.path}' has no file with role '{role}'")
+
+    def _confined(self, name: str) -> Path:
+        p = self.path / _check_relpath(name)
+        if p.is_symlink() or not p.resolve().is_relative_to(self.path.resolve()):
+            raise BundleError(f"bundle file {name!r} is a link or lies outside the bundle directory")
+        return p
+
+    def verify(self) -> None:
+        """Check the size and sha256 of every listed file."""
+        for f in self.manifest["files"]:
+            p = self._confined(f["path"])
+            if not p.is_file():
+                raise BundleError(f"bundle '{self.path}' is missing {f['path']}: re-export it")
+            if p.stat().st_size != f["size"]:
+                raise BundleError(f"bundle file {f['path']} is {p.stat().st_size} bytes, the manifest says {f['size']}: "
+                                  "the file is truncated or was replaced; re-export the bundle")
+            if sha256_file(p) != f["sha256"]:
+                raise BundleError(f"bundle file {f['path']} does not match its sha256 in the manifest: "
+                                  "it was modified after export; re-export the bundle")
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return tuple(self.manifest["classes"])
+
+    def size_bytes(self) -> int:
+        """Total size of the model files and manifest."""
+        return sum(f["size"] for f in self.manifest["files"]) + (self.path / MANIFEST_NAME).stat().st_size
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def staging(dest: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary directory beside ``dest`` to build a bundle in.
+
+    On error inside the block it is removed, leaving ``dest`` as it was; the
+    caller finishes with :func:`commit`.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        yield tmp
+    finally:  # after a successful commit() the directory has been renamed away
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, str]) -> Path:
+    """Hash the files in ``tmp``, write the manifest, and move ``tmp`` to ``dest`` atomically.
+
+    Args:
+        tmp: the staging directory from :func:`staging`.
+        dest: final bundle directory; an existing bundle there is replaced in one rename.
+        manifest: the manifest without ``files`` (filled here).
+        roles: file name -> role (``model``, ``weights``, ...) for every model file.
+    """
+    dest = Path(dest)
+    files = []
+    for name, role in roles.items():
+        p = tmp / name
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+        files.append({"path": name, "role": role, "size": p.stat().st_size, "sha256": sha256_file(p)})
+    manifest = dict(manifest, files=files)
+    validate_manifest(manifest)
+    mpath = tmp / MANIFEST_NAME
+    with open(mpath, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    _fsync_dir(tmp)
+    old = None
+    if dest.exists():
+        if not (dest / MANIFEST_NAME).is_file() and any(dest.iterdir()):
+            raise BundleError(f"'{dest}' exists and is not an edgecv bundle: refusing to replace it; choose another output")
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.replace(dest, old)
+    try:
+        os.replace(tmp, dest)
+    except BaseException:
+        if old is not None:
+            os.replace(old, dest)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(dest.parent)
+    return dest

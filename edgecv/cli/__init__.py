@@ -1,0 +1,46 @@
+"""The edgecv command line: thin wrappers over the library.
+
+Exit status: 0 success, 1 a failed gate, 2 a user error (an :class:`EdgecvError`,
+printed without a traceback; ``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from ..errors import EdgecvError
+from . import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="edgecv", description="Export object detectors to edge bundles and run them.")
+    ap.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    ap.add_argument("--version", action="version", version=f"edgecv {__import__('edgecv').__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (setup, run, help_) in commands.COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        setup(p)
+        p.set_defaults(func=run)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    try:
+        code = args.func(args)
+    except EdgecvError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"edgecv: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgecv: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""One setup function (arguments) and one run function per CLI command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from ..errors import EdgecvError
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _imgsz(text: str) -> int | tuple[int, int]:
+    parts = text.lower().replace("x", ",").split(",")
+    try:
+        vals = [int(p) for p in parts if p]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size {text!r}: give N or HxW, e.g. 320 or 384x640") from None
+    if len(vals) == 1:
+        return vals[0]
+    if len(vals) == 2:
+        return vals[0], vals[1]
+    raise argparse.ArgumentTypeError(f"image size {text!r}: give N or HxW")
+
+
+def _names(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    p = Path(text)
+    if p.is_file():
+        return [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+# --- export -----------------------------------------------------------------------------------
+
+def setup_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="?", default="edgecv-tiny",
+                   help="model file (.pt/.pth edgecv checkpoint, TorchScript, pickled module with --trust-pickle, .onnx) "
+                        "or 'edgecv-tiny' (default)")
+    p.add_argument("--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)")
+    p.add_argument("--precision", default="fp32", help="fp32 (fp16/int8 in a later version)")
+    p.add_argument("--imgsz", type=_imgsz, default=None, help="input size N or HxW, multiples of 32 (default: the model's, else 640)")
+    p.add_argument("-o", "--out-dir", default="build", help="parent directory of the bundle (default build/)")
+    p.add_argument("--name", default=None, help="bundle directory name (default <model>-<target>-<precision>)")
+    p.add_argument("--conf", type=float, default=0.001, help="score floor of the in-graph NMS (default 0.001)")
+    p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
+    p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
+    p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
+    p.add_argument("--raw", action="store_true", help="export raw candidates; NMS runs on the host")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
+    g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules)")
+    g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
+    g.add_argument("--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)")
+    g.add_argument("--box-format", default="cxcywh", choices=("cxcywh", "xyxy"))
+    g.add_argument("--objectness", action="store_true", help="an objectness column follows the box (YOLOv3/v5)")
+    g.add_argument("--sigmoid", action="store_true", help="scores are logits: apply a sigmoid in the graph")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling a whole model from the file (runs code from it: only for files you trust)")
+
+
+def run_export(a: argparse.Namespace) -> int:
+    try:
+        from ..export import export
+    except ImportError as e:
+        raise EdgecvError(f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'") from None
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    import warnings
+
+    warnings.filterwarnings("ignore", module="torch")
+    bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, imgsz=a.imgsz, precision=a.precision,
+                    conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms",
+                    dynamic_batch=not a.static_batch, progress=_err, names=_names(a.names), layout=a.layout,
+                    box_format=a.box_format, objectness=a.objectness, apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle)
+    print(bundle)
+    return 0
+
+
+# --- predict ----------------------------------------------------------------------------------
+
+def setup_predict(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--save", help="write the image with boxes drawn here (a directory when several images)")
+    p.add_argument("--conf", type=float, default=None, help="minimum score (default: the bundle's, 0.25)")
+    p.add_argument("--json", action="store_true", help="print detections as JSON")
+
+
+def run_predict(a: argparse.Namespace) -> int:
+    from ..draw import draw_detections
+    from ..images import read_image
+    from ..runtimes import load
+
+    import cv2
+
+    out: dict[str, list] = {}
+    with load(a.bundle, conf=a.conf) as det:
+        for path in a.images:
+            img = read_image(path)
+            dets = det(img)
+            out[path] = dets.to_dict()
+            if not a.json:
+                print(f"{path}: {len(dets)} objects ({det.last_timing['infer'] * 1000:.1f} ms inference)")
+                for d in out[path]:
+                    print(f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
+            if a.save:
+                dest = Path(a.save)
+                if len(a.images) > 1:
+                    dest.mkdir(parents=True, exist_ok=True)
+                    dest = dest / Path(path).name
+                if not cv2.imwrite(str(dest), draw_detections(img, dets)):
+                    raise EdgecvError(f"could not write '{dest}' (unknown image extension or unwritable directory)")
+    if a.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
+# --- inspect ----------------------------------------------------------------------------------
+
+def setup_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="bundle directory")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+
+def run_inspect(a: argparse.Namespace) -> int:
+    from ..bundle import Bundle
+
+    b = Bundle.open(a.bundle)  # verifies schema and hashes
+    m = b.manifest
+    if a.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    inp, out, prov = m["input"], m["output"], m["provenance"]
+    nms = out["nms"]
+    print(f"bundle     {b.path}")
+    print(f"model      {m['name']}  task {m['task']}  target {m['target']}  precision {m['precision']}  "
+          f"schema v{m['schema_version']}")
+    print(f"classes    {len(m['classes'])}: {', '.join(m['classes'][:20])}{' ...' if len(m['classes']) > 20 else ''}")
+    print(f"input      {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']} (batch -1 = dynamic), {inp['color']}, "
+          f"letterbox pad {inp['letterbox']['pad_value']}, normalisation in graph: scale {inp['normalization']['scale']:.6g} "
+          f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}")
+    print(f"output     {out['mode']}: {', '.join(out['tensors'])}; boxes {out['box_format']} in {out.get('coordinates', 'input_pixels')}")
+    print(f"nms        in {nms.get('where', 'graph')}: score > {nms['score_threshold']}, IoU > {nms['iou_threshold']} suppressed, "
+          f"max {nms['max_detections']}, {'per class' if nms['class_aware'] else 'class-agnostic'}; "
+          f"results filtered at conf {out.get('default_conf', 0.25)}")
+    src = prov.get("source", {})
+    print(f"source     {src.get('kind')} {src.get('path') or ''} sha256 {src.get('sha256', '')[:16]}…")
+    print(f"versions   {', '.join(f'{k} {v}' for k, v in prov.get('versions', {}).items())}")
+    print(f"created    {prov.get('created')}")
+    print("files (sha256 verified):")
+    for f in m["files"]:
+        print(f"  {f['path']:<14} {f['role']:<8} {f['size']:>12,d} B  {f['sha256']}")
+    if m.get("validation"):
+        print(f"validation {json.dumps(m['validation'])}")
+    return 0
+
+
+# --- env --------------------------------------------------------------------------------------
+
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def setup_env(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def run_env(a: argparse.Namespace) -> int:
+    from .. import __version__
+    from ..runtimes import registry
+
+    rows = []
+    for key in [*registry.keys(), "tensorrt"]:
+        lib = registry.entry(key).requires if key in registry.keys() else "tensorrt"
+        installed = importlib.util.find_spec(lib) is not None
+        usable, note = False, ""
+        if key == "tensorrt":
+            note = "the tensorrt target is not in this edgecv version yet"
+        elif installed:
+            try:  # find_spec says it is there; importing says it works
+                __import__(lib)
+                usable = True
+            except Exception as e:  # a broken install raises all sorts
+                note = f"import failed: {type(e).__name__}: {e}"
+        else:
+            note = f"pip install 'edgecv[{registry.entry(key).extra}]'"
+        rows.append({"backend": key, "usable": usable, "version": _version(lib), "note": note})
+    flags = ""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        have = set(next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "").split())
+        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in have)
+    except OSError:
+        pass
+    info = {"edgecv": __version__, "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_flags": flags, "backends": rows,
+            "export": {d: _version(d) for d in ("torch", "torchvision", "onnx", "onnxslim")},
+            "eval": {"faster-coco-eval": _version("faster-coco-eval")}}
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"edgecv {__version__}  python {info['python']}  {info['platform']}")
+    print(f"cpu        {flags or '-'}")
+    print(f"{'backend':<12} {'usable':<7} {'version':<12} note")
+    for r in rows:
+        print(f"{r['backend']:<12} {'yes' if r['usable'] else 'no':<7} {r['version'] or '-':<12} {r['note']}")
+    print("exporter   " + ", ".join(f"{k} {v or 'missing'}" for k, v in info["export"].items()))
+    print("metrics    " + ", ".join(f"{k} {v or 'missing'}" for k, v in info["eval"].items()))
+    return 0
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+def setup_demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out-dir", default="build/demo", help="where data and bundles go (default build/demo)")
+    p.add_argument("--count", type=int, default=200, help="validation images (default 200)")
+    p.add_argument("--json", help="also write the table as JSON to this file")
+
+
+def run_demo(a: argparse.Namespace) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise EdgecvError("the demo exports the default detector and needs the exporter: pip install 'edgecv[all]'") from None
+    import warnings
+
+    warnings.filterwarnings("ignore", module="torch")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    from ..demo import format_table, run_demo as demo
+
+    rows = demo(a.out_dir, count=a.count, say=_err, progress=sys.stderr.isatty())
+    print()
+    print(f"edgecv-tiny on the shapes validation split ({a.count} images), conf 0.001, COCO metrics:")
+    print(format_table(rows))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+COMMANDS = {
+    "export": (setup_export, run_export, "export a detector to a bundle for one target"),
+    "predict": (setup_predict, run_predict, "run a bundle on images; print and draw the detections"),
+    "inspect": (setup_inspect, run_inspect, "show a bundle's manifest, files, hashes and I/O contract"),
+    "env": (setup_env, run_env, "which backends are usable here, with versions"),
+    "demo": (setup_demo, run_demo, "export the default detector to every CPU target and compare them on the shapes set"),
+}

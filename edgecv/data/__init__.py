@@ -1,0 +1,1 @@
+"""Data sets edgecv can make by itself (the synthetic shapes set) and read."""

@@ -1,0 +1,182 @@
+"""The synthetic shapes data set: coloured shapes of several classes on textured
+backgrounds, with occlusion and object sizes from about 8 px to half the image.
+
+It is deterministic: sample ``i`` of a split depends only on the split's seed and
+``i``. The default detector is trained on it and validated on its ``val`` split,
+which :func:`write_coco` writes in COCO format.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star", "cross")
+
+#: Seeds of the named splits; a split's samples never overlap another's.
+SPLIT_SEEDS = {"train": 1_000_003, "val": 2_000_003, "calib": 3_000_017}
+
+MIN_SIZE = 8  # smallest object side, pixels
+MAX_OCCLUSION = 0.4  # a placement may hide at most this share of an earlier object
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image (HxWx3 uint8, BGR), its boxes (xyxy pixel edges, float32 [N, 4]) and class ids [N]."""
+
+    image: np.ndarray
+    boxes: np.ndarray
+    class_ids: np.ndarray
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    kind = rng.integers(4)
+    base = rng.uniform(40, 215, size=3)
+    if kind == 0:  # linear gradient
+        a = rng.uniform(0, 2 * math.pi)
+        yy, xx = np.ogrid[0:h, 0:w]
+        t = (xx * math.cos(a) + yy * math.sin(a)) / max(h, w)
+        other = rng.uniform(40, 215, size=3)
+        img = base[None, None] * (1 - t[..., None]) + other[None, None] * t[..., None]
+    elif kind == 1:  # stripes
+        a = rng.uniform(0, math.pi)
+        period = rng.uniform(6, 40)
+        yy, xx = np.ogrid[0:h, 0:w]
+        s = np.sin(2 * math.pi * (xx * math.cos(a) + yy * math.sin(a)) / period)
+        img = base[None, None] + rng.uniform(10, 35) * s[..., None]
+    elif kind == 2:  # cloudy blotches: coarse noise upsampled
+        cells = int(rng.integers(3, 12))
+        coarse = rng.uniform(-1, 1, size=(cells, cells, 3)).astype(np.float32)
+        smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = base[None, None] + rng.uniform(15, 50) * smooth
+    else:  # flat colour
+        img = np.broadcast_to(base[None, None], (h, w, 3)).astype(np.float32)
+    img = img + rng.normal(0, rng.uniform(2, 10), size=(h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _polygon(cls: str, cx: float, cy: float, r: float, rot: float) -> np.ndarray | None:
+    def ring(n: int, rr: np.ndarray, phase: float) -> np.ndarray:
+        t = phase + rot + np.arange(n) * 2 * math.pi / n
+        return np.stack([cx + rr * np.cos(t), cy + rr * np.sin(t)], axis=1)
+
+    if cls == "square":
+        return ring(4, np.full(4, r * math.sqrt(2)), math.pi / 4 - rot)  # axis-aligned
+    if cls == "diamond":
+        return ring(4, np.array([r, r * 0.7, r, r * 0.7]), -math.pi / 2 - rot)
+    if cls == "triangle":
+        return ring(3, np.full(3, r * 1.15), -math.pi / 2)
+    if cls == "star":
+        return ring(10, np.tile([r * 1.15, r * 0.5], 5), -math.pi / 2)
+    if cls == "cross":
+        a, b = r, r * 0.38
+        pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]])
+        c, s = math.cos(rot), math.sin(rot)
+        return pts @ np.array([[c, s], [-s, c]]) + np.array([cx, cy])
+    return None  # circle
+
+
+def _colour(rng: np.random.Generator, bg: np.ndarray) -> tuple[int, int, int]:
+    for _ in range(50):
+        col = rng.integers(0, 256, size=3)
+        if np.abs(col - bg).sum() > 150:
+            break
+    return tuple(int(v) for v in col)
+
+
+def render(seed: int, index: int) -> Sample:
+    """Render sample ``index`` of the split seeded ``seed``."""
+    rng = np.random.default_rng([seed, index])
+    h, w = int(rng.integers(224, 417)), int(rng.integers(224, 417))
+    img = _background(rng, h, w)
+    owner = np.full((h, w), -1, dtype=np.int32)  # which object each pixel shows
+    classes: list[int] = []
+    visible: list[int] = []  # pixels each object still shows
+    n_obj = int(rng.integers(1, 9))
+    max_side = min(h, w) / 2
+    for _ in range(n_obj * 4):
+        if len(classes) >= n_obj:
+            break
+        cls_id = int(rng.integers(len(CLASSES)))
+        side = float(math.exp(rng.uniform(math.log(MIN_SIZE + 2), math.log(max_side))))
+        r = side / 2
+        cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+        rot = rng.uniform(-0.35, 0.35)
+        # draw into a window around the object only: the full-image work is what costs
+        x0, y0 = max(0, int(cx - 1.3 * r) - 2), max(0, int(cy - 1.3 * r) - 2)
+        x1, y1 = min(w, int(cx + 1.3 * r) + 3), min(h, int(cy + 1.3 * r) + 3)
+        mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+        poly = _polygon(CLASSES[cls_id], cx - x0, cy - y0, r, rot)
+        if poly is None:
+            cv2.circle(mask, (int(round(cx - x0)), int(round(cy - y0))), max(1, int(round(r))), 1, -1)
+        else:
+            cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+        sel = mask.astype(bool)
+        if sel.sum() < MIN_SIZE * MIN_SIZE // 2:
+            continue
+        win_owner = owner[y0:y1, x0:x1]
+        hidden = np.bincount(win_owner[sel] + 1, minlength=len(classes) + 1)[1:]
+        if np.any(hidden > MAX_OCCLUSION * np.asarray(visible, dtype=np.float64)[: len(hidden)]):
+            continue
+        win = img[y0:y1, x0:x1]
+        win[sel] = _colour(rng, win[sel].mean(axis=0))
+        win_owner[sel] = len(classes)
+        visible[: len(hidden)] = [v - int(c) for v, c in zip(visible, hidden)]
+        visible.append(int(sel.sum()))
+        classes.append(cls_id)
+    boxes, ids = [], []
+    for k, cls_id in enumerate(classes):
+        ys, xs = np.nonzero(owner == k)
+        if len(xs) == 0:
+            continue
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        ids.append(cls_id)
+    if rng.random() < 0.5:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.9))
+    img = np.clip(img.astype(np.int16) + rng.normal(0, 3, size=img.shape).astype(np.int16), 0, 255).astype(np.uint8)
+    return Sample(img, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(ids, np.int64))
+
+
+def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200) -> tuple[Path, Path]:
+    """Write ``count`` samples of ``split`` as PNG images plus a COCO json.
+
+    Returns ``(images_dir, annotations_json)``. Category ids are 1-based, in
+    :data:`CLASSES` order. Existing complete output is reused.
+    """
+    out = Path(out_dir)
+    images_dir, ann_path = out / "images", out / "annotations.json"
+    if ann_path.exists():
+        try:
+            data = json.loads(ann_path.read_text())
+            if data.get("info", {}).get("split") == split and len(data["images"]) == count:
+                return images_dir, ann_path
+        except (OSError, ValueError, KeyError):
+            pass
+    images_dir.mkdir(parents=True, exist_ok=True)
+    seed = SPLIT_SEEDS[split]
+    images, anns = [], []
+    for i in range(count):
+        s = render(seed, i)
+        name = f"{split}_{i:05d}.png"
+        cv2.imwrite(str(images_dir / name), s.image)
+        images.append({"id": i + 1, "file_name": name, "height": s.image.shape[0], "width": s.image.shape[1]})
+        for box, cid in zip(s.boxes, s.class_ids):
+            x0, y0, x1, y1 = (float(v) for v in box)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cid) + 1,
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+    data = {
+        "info": {"description": "edgecv synthetic shapes", "split": split, "seed": seed},
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
+    }
+    tmp = ann_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, ann_path)  # the json is written last: its presence marks a complete set
+    return images_dir, ann_path

@@ -1,0 +1,31 @@
+"""Drawing detections on an image, for people to look at."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .detections import Detections
+
+
+def _colour(class_id: int) -> tuple[int, int, int]:
+    hue = (class_id * 47) % 180
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return tuple(int(v) for v in bgr)
+
+
+def draw_detections(image: np.ndarray, dets: Detections, thickness: int | None = None) -> np.ndarray:
+    """A copy of ``image`` (HxWx3 uint8, BGR) with each box and its label and score drawn on it."""
+    out = np.ascontiguousarray(image).copy()
+    t = thickness or max(1, round(min(out.shape[:2]) / 300))
+    for (x1, y1, x2, y2), score, cid, label in zip(dets.xyxy, dets.scores, dets.class_ids, dets.labels):
+        col = _colour(int(cid))
+        p1, p2 = (int(round(x1)), int(round(y1))), (int(round(x2)), int(round(y2)))
+        cv2.rectangle(out, p1, p2, col, t, cv2.LINE_AA)
+        text = f"{label} {score:.2f}"
+        scale = 0.35 * t + 0.1
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = p1[1] - 2 if p1[1] - th - base - 2 >= 0 else p1[1] + th + 2
+        cv2.rectangle(out, (p1[0], ty - th - 2), (p1[0] + tw + 2, ty + base - 1), col, -1)
+        cv2.putText(out, text, (p1[0] + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out

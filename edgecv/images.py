@@ -1,0 +1,71 @@
+"""Turning what a camera pipeline or a user hands in into the HxWx3 uint8 image a model needs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import cv2
+import numpy as np
+
+from .errors import InvalidImageError
+
+#: A detector accepts an array or a path to an image file.
+ImageLike = Union[np.ndarray, str, os.PathLike]
+
+MIN_SIDE = 8  # smaller frames are refused: nothing can be detected in them
+MAX_SIDE = 32768
+COLORS = ("bgr", "rgb")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 BGR (OpenCV's order)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidImageError(f"image file '{p}' does not exist")
+    data = np.fromfile(p, dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InvalidImageError(f"'{p}' could not be decoded as an image (truncated, or not an image format OpenCV reads)")
+    return img
+
+
+def to_model_input(image: ImageLike, color: str, model_color: str = "RGB") -> np.ndarray:
+    """Validate ``image`` and return a contiguous HxWx3 uint8 array in ``model_color`` order.
+
+    Args:
+        image: HxWx3 (colour), HxW or HxWx1 (grey) or HxWx4 (colour + alpha, alpha dropped)
+            uint8 array, or a path to an image file (read as BGR, whatever ``color`` says).
+        color: channel order of an array input, ``"bgr"`` (OpenCV, most camera SDKs) or ``"rgb"``.
+        model_color: channel order the model was exported with.
+
+    Raises:
+        InvalidImageError: wrong dtype, channel count or size.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image, color = read_image(image), "bgr"
+    if color not in COLORS:
+        raise InvalidImageError(f"color must be one of {COLORS}, got {color!r}")
+    if not isinstance(image, np.ndarray):
+        raise InvalidImageError(f"expected an HxWx3 uint8 numpy array or an image path, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise InvalidImageError(
+            f"image dtype is {image.dtype}; edgecv takes 8-bit images (uint8, 0..255). "
+            "Convert 16-bit or float frames first, e.g. (img / 257).astype(np.uint8) or (img * 255).clip(0, 255).astype(np.uint8)")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise InvalidImageError(
+            f"image shape {image.shape} is not HxW (grey), HxWx1, HxWx3 or HxWx4; a batch goes to predict() as a list")
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
+        raise InvalidImageError(f"image is {w}x{h} pixels; edgecv takes sides from {MIN_SIDE} to {MAX_SIDE} pixels")
+    want_bgr = model_color.upper() == "BGR"
+    if image.ndim == 2:
+        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if (color == "bgr") != want_bgr:
+        image = image[:, :, ::-1]
+    return np.ascontiguousarray(image)

@@ -1,0 +1,105 @@
+"""The letterbox: one object that resizes and pads images on the way in and maps
+boxes back to the original image's pixels on the way out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LetterboxParams:
+    """How one image was placed into the network input.
+
+    ``input = original * (scale_x, scale_y) + (pad_x, pad_y)``; ``orig_shape`` is (H, W).
+    """
+
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+    orig_shape: tuple[int, int]
+
+
+class Letterbox:
+    """Aspect-preserving resize into a fixed (H, W) canvas filled with ``pad_value``.
+
+    The resized image is centred; the per-axis scale is the one actually applied
+    after rounding to whole pixels, so :meth:`inverse` is the exact inverse of
+    :meth:`forward_boxes`.
+
+    Args:
+        size: network input size as (height, width).
+        pad_value: grey level of the padding (the YOLO convention is 114).
+        scaleup: when False, images smaller than ``size`` are padded, never enlarged.
+    """
+
+    def __init__(self, size: tuple[int, int], pad_value: int = 114, scaleup: bool = True) -> None:
+        h, w = int(size[0]), int(size[1])
+        if h <= 0 or w <= 0:
+            raise ValueError(f"letterbox size must be positive, got {size}")
+        self.size = (h, w)
+        self.pad_value = int(pad_value)
+        self.scaleup = bool(scaleup)
+
+    def params(self, orig_shape: tuple[int, int]) -> LetterboxParams:
+        """The placement of an image of shape (H, W) into the canvas."""
+        oh, ow = int(orig_shape[0]), int(orig_shape[1])
+        h, w = self.size
+        r = min(h / oh, w / ow)
+        if not self.scaleup:
+            r = min(r, 1.0)
+        nw = max(1, min(w, int(round(ow * r))))
+        nh = max(1, min(h, int(round(oh * r))))
+        return LetterboxParams(nw / ow, nh / oh, (w - nw) // 2, (h - nh) // 2, (oh, ow))
+
+    def forward(self, image: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, LetterboxParams]:
+        """Letterbox an HxWxC uint8 image.
+
+        Args:
+            image: HxWxC uint8 array.
+            out: optional preallocated (H, W, C) uint8 array to write into.
+
+        Returns:
+            The (H, W, C) canvas and the :class:`LetterboxParams` used.
+        """
+        p = self.params(image.shape[:2])
+        h, w = self.size
+        nh, nw = int(round(image.shape[0] * p.scale_y)), int(round(image.shape[1] * p.scale_x))
+        if out is None:
+            out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
+        out[...] = self.pad_value
+        if (nh, nw) == image.shape[:2]:
+            resized = image
+        else:
+            interp = cv2.INTER_AREA if nw < image.shape[1] else cv2.INTER_LINEAR
+            resized = cv2.resize(image, (nw, nh), interpolation=interp)
+            if resized.ndim == 2:
+                resized = resized[:, :, None]
+        out[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = resized
+        return out, p
+
+    @staticmethod
+    def forward_boxes(boxes: np.ndarray, p: LetterboxParams) -> np.ndarray:
+        """Map xyxy boxes [N, 4] from original pixels to input pixels."""
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        b[:, [0, 2]] = b[:, [0, 2]] * p.scale_x + p.pad_x
+        b[:, [1, 3]] = b[:, [1, 3]] * p.scale_y + p.pad_y
+        return b
+
+    @staticmethod
+    def inverse(boxes: np.ndarray, p: LetterboxParams, clip: bool = True) -> np.ndarray:
+        """Map xyxy boxes [N, 4] from input pixels back to the original image's pixels.
+
+        Returns float32 boxes, clipped to the original image when ``clip`` is True.
+        """
+        b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+        b[:, [0, 2]] = (b[:, [0, 2]] - p.pad_x) / p.scale_x
+        b[:, [1, 3]] = (b[:, [1, 3]] - p.pad_y) / p.scale_y
+        if clip:
+            oh, ow = p.orig_shape
+            b[:, [0, 2]] = b[:, [0, 2]].clip(0, ow)
+            b[:, [1, 3]] = b[:, [1, 3]].clip(0, oh)
+        return b.astype(np.float32)

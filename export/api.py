@@ -1,0 +1,197 @@
+"""``export()``: source model -> bundle for one target; ``reference()``: the same
+graph run eagerly in PyTorch, the baseline every bundle is compared with."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import logging
+import os
+import platform
+import re
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .. import __version__
+from ..bundle import SCHEMA_VERSION, commit, staging
+from ..errors import EdgecvError, ExportError, UnknownTargetError
+from . import graph as G
+from .sources import Source, load_source, probe_output_shape
+from .spec import InputSpec, NmsSpec, OutputSpec
+
+log = logging.getLogger("edgecv.export")
+
+TARGETS = ("onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _versions(*names: str) -> dict[str, str]:
+    out = {}
+    for n in names:
+        try:
+            out[n] = version(n)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _imgsz(value: int | Sequence[int] | None, src: Source) -> tuple[int, int]:
+    if value is None:
+        value = src.imgsz or (640, 640)
+    if isinstance(value, int):
+        value = (value, value)
+    h, w = (int(v) for v in value)
+    if not (32 <= h <= 4096 and 32 <= w <= 4096) or h % 32 or w % 32:
+        raise ExportError(f"image size {h}x{w} must be multiples of 32 between 32 and 4096")
+    return h, w
+
+
+def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
+                   dynamic_batch: bool, runtime: dict | None = None, options: dict | None = None) -> dict:
+    """The manifest (without ``files``) of a bundle or in-memory reference detector."""
+    names = G.output_names(mode)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "edgecv_version": __version__,
+        "task": "detect",
+        "name": src.name,
+        "target": target,
+        "precision": precision,
+        "classes": list(src.names),
+        "input": {
+            "name": G.INPUT_NAME,
+            "shape": [-1 if dynamic_batch else 1, imgsz[0], imgsz[1], 3],
+            "layout": "NHWC",
+            "dtype": "uint8",
+            "color": src.in_spec.color,
+            "letterbox": {"size": list(imgsz), "pad_value": src.in_spec.pad_value, "center": True, "scaleup": True},
+            "normalization": {**src.in_spec.to_dict(), "in_graph": True},
+        },
+        "output": {
+            "mode": mode,
+            "tensors": {n: n for n in names},
+            "box_format": "xyxy",
+            "coordinates": "input_pixels",
+            "nms": {**nms.to_dict(), "where": "graph" if mode == "nms" else "host"},
+            "default_conf": 0.25,
+        },
+        "runtime": {target: runtime or {}},
+        "provenance": {
+            "source": {"kind": src.kind, "path": os.path.basename(src.path) if src.path else None, "sha256": src.sha256,
+                       "output_spec": src.out_spec.to_dict()},
+            "versions": {"edgecv": __version__, "python": platform.python_version(),
+                         **_versions("numpy", "torch", "torchvision", "onnx", "onnxslim")},
+            "options": options or {},
+            "opset": G.OPSET,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "host": {"machine": platform.machine(), "system": platform.system()},
+        },
+        "validation": None,
+    }
+
+
+def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str) -> tuple[G.DetectorGraph, tuple]:
+    shape = probe_output_shape(src, imgsz)
+    n = src.out_spec.check_shape(shape)
+    return G.DetectorGraph(src.module, src.in_spec, src.out_spec, nms, n, mode).eval(), shape
+
+
+def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, class_aware: bool, **kw: Any):
+    src = model if isinstance(model, Source) else load_source(model, **kw)
+    size = _imgsz(imgsz, src)
+    nms = NmsSpec(conf, iou, max_det, class_aware)
+    return src, size, nms
+
+
+def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, conf: float = 0.001, iou: float = 0.5,
+              max_det: int = 100, class_aware: bool = True, mode: str = "nms", **kwargs: Any):
+    """The source model as a ``torch`` backend detector: the graph that :func:`export` writes,
+    run eagerly in PyTorch. Arguments as for :func:`export`; detector options (``conf`` of
+    results aside) go in ``detector_options``."""
+    from ..runtimes.registry import get_backend
+
+    det_opts = kwargs.pop("detector_options", {})
+    src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
+    if src.module is None:
+        raise ExportError("the torch reference runs PyTorch sources only; an ONNX source has none")
+    g, _ = _graph(src, size, nms, mode)
+    manifest = build_manifest(src, "torch", "fp32", size, nms, mode, True, {}, {})
+    return get_backend("torch")(manifest, None, module=g, **det_opts)
+
+
+def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.PathLike = "build",
+           name: str | None = None, imgsz: int | Sequence[int] | None = None, precision: str = "fp32",
+           conf: float = 0.001, iou: float = 0.5, max_det: int = 100, class_aware: bool = True, mode: str = "nms",
+           dynamic_batch: bool = True, progress: Callable[[str], None] | None = None, **kwargs: Any) -> Path:
+    """Export a detector to a bundle directory for ``target``.
+
+    Args:
+        model: a source (see :func:`edgecv.export.sources.load_source`); None = edgecv-tiny.
+        target: ``onnxruntime`` or ``openvino`` (``tensorrt`` comes in a later version).
+        out_dir: parent directory; the bundle is ``out_dir/<name>``.
+        name: bundle directory name (default ``<model>-<target>-<precision>``).
+        imgsz: input size, int or (H, W), multiples of 32 (default: the checkpoint's, else 640).
+        precision: ``fp32`` (``fp16`` / ``int8`` come in a later version).
+        conf, iou, max_det, class_aware: NMS settings baked into the graph. ``conf`` is a floor:
+            the runtime filters at its own ``conf`` (default 0.25) above it.
+        mode: ``"nms"`` (fixed-size in-graph NMS outputs) or ``"raw"`` (candidates + host NMS).
+        dynamic_batch: a dynamic batch dimension (else batch 1).
+        progress: called with a line of text at each stage.
+        **kwargs: for :func:`load_source`: ``names``, ``out_spec``, ``in_spec``, ``trust_pickle``,
+            ``layout``, ``box_format``, ``objectness``, ``apply_sigmoid``.
+
+    Returns:
+        The bundle directory.
+    """
+    say = progress or (lambda msg: log.info(msg))
+    if target not in TARGETS:
+        raise UnknownTargetError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    builder = importlib.import_module(f".targets.{target}", __package__)
+    if hasattr(builder, "preflight"):  # fail before any work when the target cannot be built at all
+        builder.preflight(precision)
+    src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
+    name = name or f"{src.name}-{target}-{precision}"
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name) or name.startswith("."):
+        raise ExportError(f"bundle name {name!r} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'")
+    dest = Path(out_dir) / name
+    say(f"source: {src.kind} '{src.name}', {len(src.names)} classes, input {size[0]}x{size[1]}")
+    with staging(dest) as tmp, tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as work:
+        onnx_path = Path(work) / "graph.onnx"
+        if src.module is not None and src.kind != "torchscript":
+            g, _ = _graph(src, size, nms, mode)
+            say(f"exporting the graph to ONNX (opset {G.OPSET}, {mode} outputs)")
+            G.export_torch(g, size, onnx_path, dynamic_batch)
+        else:
+            shape = probe_output_shape(src, size)
+            n = src.out_spec.check_shape(shape)
+            model_onnx = src.onnx_path
+            if src.kind == "onnx" and dynamic_batch and G.fixed_batch(src.onnx_path):
+                say("the ONNX model has a fixed batch size: the bundle runs one image per call")
+                dynamic_batch = False
+            if src.kind == "torchscript":
+                # A loaded ScriptModule cannot be traced as a submodule of the graph: export it
+                # on its own, then join it like an ONNX source.
+                say("exporting the TorchScript model to ONNX")
+                model_onnx = Path(work) / "model.onnx"
+                G.export_model(src.module, size, model_onnx, dynamic_batch)
+            g = G.DetectorGraph(None, src.in_spec, src.out_spec, nms, n, mode).eval()
+            say(f"joining the ONNX model with edgecv's pre/post-processing ({mode} outputs)")
+            G.export_onnx_source(model_onnx, g, size, shape, onnx_path, dynamic_batch)
+        say(f"building the {target} model")
+        try:
+            roles, runtime = builder.build(onnx_path, tmp, precision)
+        except EdgecvError:
+            raise
+        except Exception as e:
+            raise ExportError(f"the {target} build failed: {type(e).__name__}: {e}") from e
+        options = {"imgsz": list(size), "precision": precision, "mode": mode, "dynamic_batch": dynamic_batch,
+                   "nms": nms.to_dict()}
+        manifest = build_manifest(src, target, precision, size, nms, mode, dynamic_batch, runtime, options)
+        manifest["provenance"]["versions"].update(builder.versions())
+        commit(tmp, dest, manifest, roles)
+    say(f"bundle written: {dest}")
+    return dest

@@ -1,0 +1,1 @@
+"""Model definitions that belong to edgecv: the default detector and its trainer."""

@@ -1,0 +1,212 @@
+"""Model sources: what the exporter accepts and how each is loaded.
+
+- an ``nn.Module`` (Python API) with an :class:`OutputSpec`;
+- an edgecv checkpoint (weights only: loaded with ``torch.load(weights_only=True)``);
+- a TorchScript file;
+- an ONNX file of a raw-prediction model;
+- a pickled whole module, only with ``trust_pickle=True`` (unpickling runs code from the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from ..bundle import sha256_file
+from ..errors import SourceError
+from .models.tiny_yolo import WEIGHTS_NAME, TinyYolo
+from .spec import InputSpec, OutputSpec
+
+DEFAULT_MODEL = "edgecv-tiny"
+
+
+@dataclass
+class Source:
+    """A loaded source model and what is known about it."""
+
+    name: str
+    kind: str  # "module", "checkpoint", "torchscript", "onnx", "pickle"
+    names: tuple[str, ...]
+    out_spec: OutputSpec
+    in_spec: InputSpec = field(default_factory=InputSpec)
+    module: nn.Module | None = None
+    onnx_path: Path | None = None
+    imgsz: tuple[int, int] | None = None
+    sha256: str = ""
+    path: str | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def _names(names: Sequence[str] | None, num_classes: int | None) -> tuple[str, ...]:
+    if names:
+        return tuple(str(n) for n in names)
+    if num_classes:
+        return tuple(f"class{i}" for i in range(num_classes))
+    raise SourceError("the class names are unknown: pass names=[...] (CLI: --names a,b,c or a text file, one per line)")
+
+
+def _module_hash(module: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in module.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes() if v.dtype != torch.bfloat16 else v.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def default_weights() -> Path:
+    """Path of the default detector's weights shipped in the package."""
+    return Path(str(resources.files("edgecv") / "assets" / WEIGHTS_NAME))
+
+
+def from_checkpoint(ckpt: dict, path: str | None = None) -> Source:
+    """Build an edgecv checkpoint (``format == "edgecv-checkpoint"``) into a Source."""
+    if ckpt.get("arch") != "tiny_yolo":
+        raise SourceError(f"edgecv checkpoint of unknown architecture {ckpt.get('arch')!r}")
+    cfg = ckpt["config"]
+    model = TinyYolo(cfg["num_classes"], cfg.get("width", 48), cfg.get("neck", 48))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise SourceError(f"checkpoint weights do not fit the architecture: {e}") from None
+    model.eval()
+    names = tuple(ckpt["names"])
+    return Source(
+        name=Path(path).stem if path else DEFAULT_MODEL, kind="checkpoint", names=names,
+        out_spec=OutputSpec(len(names), "bcn", "cxcywh"), module=model, imgsz=tuple(ckpt.get("imgsz", (320, 320))),
+        sha256=sha256_file(path) if path else _module_hash(model), path=path, meta={"train": ckpt.get("train", {})},
+    )
+
+
+def default_source() -> Source:
+    """edgecv-tiny, the bundled default detector."""
+    p = default_weights()
+    if not p.is_file():
+        raise SourceError(f"the default detector's weights are missing at {p}; retrain them: python -m edgecv.export.models.train")
+    src = from_checkpoint(torch.load(p, map_location="cpu", weights_only=True), str(p))
+    src.name = DEFAULT_MODEL
+    return src
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or n == "constants.pkl" for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: OutputSpec | None = None,
+                in_spec: InputSpec | None = None, trust_pickle: bool = False, **spec_kw: Any) -> Source:
+    """Load what the user handed in as a :class:`Source`.
+
+    Args:
+        model: ``"edgecv-tiny"`` / None (the default detector), an ``nn.Module``, or a path
+            to a ``.pt`` / ``.pth`` (edgecv checkpoint, TorchScript or, trusted, a pickled
+            module), ``.torchscript`` or ``.onnx`` file.
+        names: class names (needed where the file does not carry them).
+        out_spec: layout of the raw output; built from ``spec_kw`` (layout, box_format,
+            objectness, apply_sigmoid) and the number of names when not given.
+        in_spec: input normalisation (default: ``x / 255``, RGB).
+        trust_pickle: allow unpickling a whole module, which runs code from the file.
+
+    Raises:
+        SourceError: the file is missing or truncated, of an unknown kind, or a pickle without trust.
+    """
+    in_spec = in_spec or InputSpec()
+
+    def spec_for(n_classes: int | None) -> tuple[tuple[str, ...], OutputSpec]:
+        nm = _names(names, out_spec.num_classes if out_spec else n_classes)
+        return nm, out_spec or OutputSpec(len(nm), **spec_kw)
+
+    if model is None or (isinstance(model, str) and model == DEFAULT_MODEL):
+        return default_source()
+    if isinstance(model, nn.Module):
+        nm, spec = spec_for(None)
+        return Source(type(model).__name__, "module", nm, spec, in_spec, module=model.eval(), sha256=_module_hash(model))
+    if not isinstance(model, (str, os.PathLike)):
+        raise SourceError(f"a model source is an nn.Module or a file path, got {type(model).__name__}")
+    path = Path(model)
+    if not path.is_file():
+        raise SourceError(f"model file '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise SourceError(f"model file '{path}' is empty")
+    digest = sha256_file(path)
+    if path.suffix.lower() == ".onnx":
+        import onnx
+
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # protobuf's DecodeError and friends
+            raise SourceError(f"'{path}' is not a readable ONNX model (truncated or corrupt?): {e}") from None
+        if len(proto.graph.input) != 1:
+            raise SourceError(f"ONNX source '{path}' has {len(proto.graph.input)} inputs; edgecv expects one image input")
+        nm, spec = spec_for(None)
+        return Source(path.stem, "onnx", nm, spec, in_spec, onnx_path=path, sha256=digest, path=str(path))
+    if path.suffix.lower() not in (".pt", ".pth", ".torchscript", ".ts"):
+        raise SourceError(f"'{path}': unknown model file type '{path.suffix}'; edgecv takes .pt/.pth, .torchscript or .onnx")
+    if not zipfile.is_zipfile(path):
+        raise SourceError(f"'{path}' is not a PyTorch file (a zip archive written by torch.save or torch.jit.save); "
+                          "it may be truncated")
+    if _is_torchscript(path):
+        try:
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+        except RuntimeError as e:
+            raise SourceError(f"TorchScript file '{path}' could not be loaded: {e}") from None
+        nm, spec = spec_for(None)
+        return Source(path.stem, "torchscript", nm, spec, in_spec, module=module, sha256=digest, path=str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        if "weights_only" not in str(e) and "Unsupported global" not in str(e):
+            raise SourceError(f"'{path}' could not be read as a PyTorch file (truncated or corrupt?): {type(e).__name__}") from None
+        if not trust_pickle:
+            raise SourceError(
+                f"'{path}' holds pickled Python objects (a whole model, not only weights). Unpickling it runs code "
+                "from the file. If you trust where it came from, pass --trust-pickle (Python: trust_pickle=True); "
+                "otherwise save a state dict or a TorchScript file instead") from None
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict) and obj.get("format") == "edgecv-checkpoint":
+        src = from_checkpoint(obj, str(path))
+        if names:
+            src.names = _names(names, None)
+        return src
+    if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
+        obj = obj["model"]
+    if isinstance(obj, nn.Module):
+        nm, spec = spec_for(getattr(obj, "num_classes", None) or getattr(obj, "nc", None))
+        return Source(path.stem, "pickle", nm, spec, in_spec, module=obj.float().eval(), sha256=digest, path=str(path))
+    raise SourceError(
+        f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture; "
+        "build the nn.Module in Python and call edgecv.export.export(module, ...)")
+
+
+def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:
+    """Run the source once (or read the ONNX graph) and return its raw output shape."""
+    if src.module is not None:
+        x = torch.zeros((1, 3, imgsz[0], imgsz[1]))
+        try:
+            with torch.no_grad():
+                out = src.module(x)
+        except Exception as e:
+            raise SourceError(f"the model failed on a 1x3x{imgsz[0]}x{imgsz[1]} input: {type(e).__name__}: {e}") from None
+        if isinstance(out, (tuple, list)):
+            out = out[0]
+        if not isinstance(out, torch.Tensor):
+            raise SourceError(f"the model returned {type(out).__name__}; edgecv expects a raw prediction tensor")
+        return tuple(out.shape)
+    import onnx
+
+    proto = onnx.load(str(src.onnx_path), load_external_data=False)
+    dims = proto.graph.output[0].type.tensor_type.shape.dim
+    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+
+
+__all__ = ["DEFAULT_MODEL", "Source", "default_source", "load_source", "probe_output_shape"]

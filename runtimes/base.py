@@ -1,0 +1,188 @@
+"""The base class every backend implements: it checks inputs and owns the letterbox,
+the decoding of the fixed-size outputs, timing and the lifecycle; a backend only
+implements :meth:`Detector.activate_impl`, :meth:`Detector.infer_impl` and
+:meth:`Detector.release_impl`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from ..bundle import Bundle
+from ..detections import Detections
+from ..errors import EdgecvError, InvalidImageError
+from ..images import ImageLike, to_model_input
+from ..letterbox import Letterbox, LetterboxParams
+from ..nms import nms
+
+
+class Detector:
+    """A loaded detector. Call it on one image, or :meth:`predict` on a list.
+
+    Args:
+        manifest: the bundle manifest (the contract of inputs and outputs).
+        bundle: the opened bundle the model files come from (None for in-memory models).
+        conf: minimum score of returned detections; defaults to the manifest's
+            ``output.default_conf`` (0.25). Use 0.001 for mAP evaluation.
+        color: channel order of array inputs, ``"bgr"`` (default, OpenCV) or ``"rgb"``.
+        threads: intra-op threads for the backend (None: the backend's default).
+        batch_size: most images per backend call in :meth:`predict`.
+    """
+
+    key: ClassVar[str] = ""
+    #: whether the backend object may be entered by several threads at once
+    thread_safe: ClassVar[bool] = False
+
+    def __init__(self, manifest: dict, bundle: Bundle | None = None, *, conf: float | None = None,
+                 color: str = "bgr", threads: int | None = None, batch_size: int = 8, **options: Any) -> None:
+        self.manifest = manifest
+        self.bundle = bundle
+        inp, out = manifest["input"], manifest["output"]
+        self.names: tuple[str, ...] = tuple(manifest["classes"])
+        self.input_name: str = inp["name"]
+        self.input_size: tuple[int, int] = (inp["shape"][1], inp["shape"][2])
+        self.fixed_batch: int | None = inp["shape"][0] if inp["shape"][0] > 0 else None
+        self.model_color: str = inp["color"]
+        lb = inp["letterbox"]
+        self.letterbox = Letterbox(self.input_size, pad_value=lb.get("pad_value", 114), scaleup=lb.get("scaleup", True))
+        self.mode: str = out["mode"]
+        self.output_names: dict[str, str] = dict(out["tensors"])
+        self.nms_settings: dict = dict(out["nms"])
+        self.conf = float(out.get("default_conf", 0.25) if conf is None else conf)
+        self.color = color
+        self.threads = threads
+        self.batch_size = max(1, int(batch_size))
+        self.options = options
+        self.last_timing: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._active = False
+        self.activate()
+
+    # -- what a backend implements -------------------------------------------------------------
+
+    def activate_impl(self) -> None:
+        """Load the model and make it ready to run."""
+        raise NotImplementedError
+
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the model on ``batch`` [B, H, W, 3] uint8; return the outputs by their manifest names."""
+        raise NotImplementedError
+
+    def release_impl(self) -> None:
+        """Free what :meth:`activate_impl` acquired."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        if not self._active:
+            self.activate_impl()
+            self._active = True
+
+    def close(self) -> None:
+        """Release the backend's resources; later calls raise :class:`EdgecvError`."""
+        with self._lock:
+            if self._active:
+                self.release_impl()
+                self._active = False
+            self._closed = True
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_active", False):
+                self.release_impl()
+        except Exception:
+            pass
+
+    # -- the contract ----------------------------------------------------------------------------
+
+    def preprocess(self, images: Sequence[ImageLike], color: str | None = None) -> tuple[np.ndarray, list[LetterboxParams]]:
+        """Validate and letterbox images into one uint8 batch [B, H, W, 3]."""
+        h, w = self.input_size
+        batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
+        params = []
+        for i, img in enumerate(images):
+            rgb = to_model_input(img, color or self.color, self.model_color)
+            _, p = self.letterbox.forward(rgb, out=batch[i])
+            params.append(p)
+        return batch, params
+
+    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self._closed:
+            raise EdgecvError(f"this {self.key} detector was closed; load the bundle again to use it")
+        if self.thread_safe:
+            return self.infer_impl(batch)
+        with self._lock:
+            return self.infer_impl(batch)
+
+    def postprocess(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams], conf: float) -> list[Detections]:
+        """Turn backend outputs into one :class:`Detections` per image, in original pixels."""
+        results = []
+        t = self.output_names
+        for i, p in enumerate(params):
+            if self.mode == "nms":
+                n = int(outputs[t["num_dets"]][i])
+                boxes = outputs[t["boxes"]][i, :n]
+                scores = outputs[t["scores"]][i, :n]
+                labels = outputs[t["labels"]][i, :n]
+            else:
+                s = self.nms_settings
+                boxes, scores, labels = nms(outputs[t["boxes"]][i], outputs[t["scores"]][i], s["iou_threshold"],
+                                            s["score_threshold"], s["max_detections"], s["class_aware"])
+            keep = (scores >= conf) & np.isfinite(scores) & np.isfinite(boxes).all(1)
+            boxes = self.letterbox.inverse(boxes[keep], p)
+            scores, labels = scores[keep], labels[keep]
+            nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly in the padding
+            results.append(Detections(boxes[nonempty], scores[nonempty], labels[nonempty].astype(np.int64), self.names))
+        return results
+
+    def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None) -> list[Detections]:
+        """Detect objects in each image of a list; returns one :class:`Detections` per image.
+
+        Args:
+            images: arrays (see :func:`edgecv.images.to_model_input`) or image paths.
+            conf: minimum score (defaults to the detector's ``conf``).
+            color: channel order of array inputs (defaults to the detector's ``color``).
+        """
+        if isinstance(images, np.ndarray) or isinstance(images, (str, bytes)):
+            raise InvalidImageError("predict() takes a list of images; call the detector itself on one image")
+        images = list(images)
+        conf = self.conf if conf is None else float(conf)
+        step = self.fixed_batch or self.batch_size
+        results: list[Detections] = []
+        timing = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
+        for start in range(0, len(images), step):
+            chunk = images[start : start + step]
+            t0 = time.perf_counter()
+            batch, params = self.preprocess(chunk, color)
+            if self.fixed_batch and len(chunk) < self.fixed_batch:
+                batch = np.concatenate([batch, np.repeat(batch[-1:], self.fixed_batch - len(chunk), 0)])
+            t1 = time.perf_counter()
+            outputs = self._run(batch)
+            t2 = time.perf_counter()
+            results.extend(self.postprocess(outputs, params, conf))
+            t3 = time.perf_counter()
+            timing["preprocess"] += t1 - t0
+            timing["infer"] += t2 - t1
+            timing["postprocess"] += t3 - t2
+        self.last_timing = timing
+        return results
+
+    def __call__(self, image: ImageLike, conf: float | None = None, color: str | None = None) -> Detections:
+        """Detect objects in one image (HxWx3 uint8 array, grey, RGBA, or a path)."""
+        if isinstance(image, (list, tuple)):
+            raise InvalidImageError("a detector call takes one image; use predict() for a list")
+        return self.predict([image], conf=conf, color=color)[0]
+
+    def __repr__(self) -> str:
+        where = self.bundle.path if self.bundle is not None else "memory"
+        return f"<{type(self).__name__} {self.manifest['name']} {self.manifest['precision']} from {where}>"

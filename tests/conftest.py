@@ -1,0 +1,70 @@
+"""Shared fixtures: the shapes validation images, the default detector and its bundles."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from edgecv.data import shapes
+from edgecv.runtimes import registry
+
+warnings.filterwarnings("ignore", module="torch")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_collection_modifyitems(config, items):
+    import importlib.util
+
+    have_trt = importlib.util.find_spec("tensorrt") is not None
+    for item in items:
+        if "tensorrt" in item.keywords and not have_trt:
+            item.add_marker(pytest.mark.skip(reason="needs TensorRT and an NVIDIA GPU, neither of which is installed here"))
+
+
+@pytest.fixture(scope="session")
+def val_set(tmp_path_factory) -> tuple[Path, Path]:
+    """24 images of the shapes validation split, COCO json."""
+    return shapes.write_coco(tmp_path_factory.mktemp("shapes"), "val", 24)
+
+
+@pytest.fixture(scope="session")
+def val_images(val_set) -> list:
+    from edgecv.images import read_image
+
+    return [read_image(p) for p in sorted(val_set[0].glob("*.png"))]
+
+
+@pytest.fixture(scope="session")
+def default_src():
+    pytest.importorskip("torch")
+    from edgecv.export import default_source
+
+    return default_source()
+
+
+EXPORT_TARGETS = [k for k in ("onnxruntime", "openvino") if registry.is_available(k)]
+
+
+@pytest.fixture(scope="session")
+def default_bundles(default_src, tmp_path_factory) -> dict[str, Path]:
+    """The default detector exported once to every CPU target available here."""
+    from edgecv.export import export
+
+    out = tmp_path_factory.mktemp("bundles")
+    return {t: export(default_src, t, out_dir=out) for t in EXPORT_TARGETS}
+
+
+@pytest.fixture(scope="session")
+def make_detector(default_src, default_bundles):
+    """key -> a detector of the default model on that backend (``torch``: the reference)."""
+    from edgecv import load
+    from edgecv.export import reference
+
+    def make(key: str, **options):
+        if key == "torch":
+            return reference(default_src, detector_options=options)
+        return load(default_bundles[key], **options)
+
+    return make

@@ -1,0 +1,119 @@
+"""The bundle: manifest schema, hashes, confinement, atomic writes."""
+
+import copy
+import json
+import shutil
+
+import pytest
+
+from edgecv import BundleError, load
+from edgecv.bundle import MANIFEST_NAME, SCHEMA_VERSION, Bundle, validate_manifest
+
+
+@pytest.fixture()
+def bundle_copy(default_bundles, tmp_path):
+    """A private copy of the onnxruntime bundle to break."""
+    dst = tmp_path / "b"
+    shutil.copytree(default_bundles["onnxruntime"], dst)
+    return dst
+
+
+def edit_manifest(path, fn):
+    m = json.loads((path / MANIFEST_NAME).read_text())
+    fn(m)
+    (path / MANIFEST_NAME).write_text(json.dumps(m))
+
+
+def test_manifest_states_the_contract(default_bundles):
+    m = Bundle.open(default_bundles["onnxruntime"]).manifest
+    assert m["schema_version"] == SCHEMA_VERSION
+    assert m["input"]["normalization"]["in_graph"] is True
+    assert m["output"]["tensors"] == {k: k for k in ("num_dets", "boxes", "scores", "labels")}
+    assert m["output"]["nms"]["where"] == "graph"
+    assert {f["role"] for f in m["files"]} == {"model"}
+    assert len(m["provenance"]["source"]["sha256"]) == 64
+    assert "onnxruntime" in m["provenance"]["versions"] and "torch" in m["provenance"]["versions"]
+
+
+def test_tampered_file_is_refused(bundle_copy):
+    p = bundle_copy / "model.onnx"
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        load(bundle_copy)
+
+
+def test_truncated_file_is_refused(bundle_copy):
+    p = bundle_copy / "model.onnx"
+    p.write_bytes(p.read_bytes()[:1000])
+    with pytest.raises(BundleError, match="truncated"):
+        load(bundle_copy)
+
+
+def test_missing_file_is_refused(bundle_copy):
+    (bundle_copy / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="missing model.onnx"):
+        load(bundle_copy)
+
+
+def test_missing_manifest_and_missing_directory(bundle_copy, tmp_path):
+    (bundle_copy / MANIFEST_NAME).unlink()
+    with pytest.raises(BundleError, match="no edgecv.json"):
+        load(bundle_copy)
+    with pytest.raises(BundleError, match="no bundle"):
+        load(tmp_path / "nowhere")
+
+
+def test_newer_schema_is_refused_with_advice(bundle_copy):
+    edit_manifest(bundle_copy, lambda m: m.update(schema_version=SCHEMA_VERSION + 1))
+    with pytest.raises(BundleError, match="newer than this edgecv.*upgrade"):
+        load(bundle_copy)
+
+
+def test_symlink_out_of_the_bundle_is_refused(bundle_copy, tmp_path):
+    outside = tmp_path / "elsewhere.onnx"
+    shutil.move(bundle_copy / "model.onnx", outside)
+    (bundle_copy / "model.onnx").symlink_to(outside)
+    with pytest.raises(BundleError, match="link"):
+        load(bundle_copy)
+
+
+def test_invalid_json(bundle_copy):
+    (bundle_copy / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load(bundle_copy)
+
+
+BAD = [
+    (lambda m: m.pop("classes"), "missing the field 'classes'"),
+    (lambda m: m.update(target="tflite"), "target 'tflite'"),
+    (lambda m: m.update(precision=32), "precision has type int"),
+    (lambda m: m.update(surprise=1), "unknown fields"),
+    (lambda m: m.update(schema_version="1"), "schema_version has type str"),
+    (lambda m: m["files"][0].update(path="../../etc/passwd"), "plain name inside the bundle"),
+    (lambda m: m["files"][0].update(path="/etc/passwd"), "plain name inside the bundle"),
+    (lambda m: m["files"][0].update(path="sub/model.onnx"), "plain name inside the bundle"),
+    (lambda m: m["files"][0].update(sha256="abc"), "malformed hash"),
+    (lambda m: m["files"].append(dict(m["files"][0])), "listed twice"),
+    (lambda m: m["input"].update(shape=[1, 320, 10**9, 3]), "input.shape"),
+    (lambda m: m["input"].update(dtype="float32"), "uint8 NHWC"),
+    (lambda m: m["output"].update(mode="magic"), "output.mode"),
+    (lambda m: m["output"]["nms"].pop("iou_threshold"), "iou_threshold"),
+    (lambda m: m.update(classes=[]), "classes must be a non-empty"),
+    (lambda m: m.update(files=[]), "no model file"),
+]
+
+
+@pytest.mark.parametrize("breaker, msg", BAD)
+def test_schema_violations_are_named(default_bundles, breaker, msg):
+    m = copy.deepcopy(Bundle.open(default_bundles["onnxruntime"]).manifest)
+    breaker(m)
+    with pytest.raises(BundleError, match=msg):
+        validate_manifest(m)
+
+
+def test_manifest_size_limit(bundle_copy):
+    (bundle_copy / MANIFEST_NAME).write_text(" " * (2 << 20))
+    with pytest.raises(BundleError, match="larger than"):
+        load(bundle_copy)

@@ -1,0 +1,76 @@
+"""The CLI: thin wrappers, clear errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecv.cli import main
+from edgecv.runtimes import is_available
+
+
+def test_env_lists_every_backend(capsys):
+    assert main(["env", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    keys = {r["backend"]: r for r in info["backends"]}
+    assert {"onnxruntime", "openvino", "torch", "tensorrt"} <= set(keys)
+    assert keys["tensorrt"]["usable"] is False
+    for k in ("onnxruntime", "openvino"):
+        assert keys[k]["usable"] == is_available(k)
+
+
+def test_inspect_shows_files_and_hashes(default_bundles, capsys):
+    b = default_bundles["onnxruntime"]
+    assert main(["inspect", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "model.onnx" in out and "sha256 verified" in out and "num_dets" in out
+    assert main(["inspect", str(b), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"] == "onnxruntime"
+
+
+def test_predict_prints_and_draws(default_bundles, val_set, tmp_path, capsys):
+    images_dir, _ = val_set
+    img = sorted(images_dir.glob("*.png"))[0]
+    out = tmp_path / "drawn.png"
+    assert main(["predict", str(default_bundles["onnxruntime"]), str(img), "--save", str(out), "--json"]) == 0
+    dets = json.loads(capsys.readouterr().out)[str(img)]
+    assert dets and {"box", "score", "label", "class_id"} <= set(dets[0])
+    drawn, orig = cv2.imread(str(out)), cv2.imread(str(img))
+    assert drawn.shape == orig.shape and not np.array_equal(drawn, orig)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["export", "missing.pt"], "does not exist"),
+    (["export", "--target", "coreml"], "unknown target 'coreml'"),
+    (["inspect", "nowhere"], "no bundle"),
+    (["predict", "nowhere", "x.jpg"], "no bundle"),
+])
+def test_user_errors_exit_2_without_traceback(argv, msg, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert msg in err and "Traceback" not in err
+
+
+def test_export_command_writes_a_loadable_bundle(tmp_path, capsys):
+    code = main(["export", "--target", "onnxruntime", "--imgsz", "256", "-o", str(tmp_path), "--name", "cli"])
+    assert code == 0
+    bundle = capsys.readouterr().out.strip()
+    from edgecv import load
+
+    with load(bundle) as det:
+        assert det.input_size == (256, 256)
+
+
+def test_demo_prints_the_table(tmp_path, capsys):
+    assert main(["demo", "--out-dir", str(tmp_path), "--count", "6", "--json", str(tmp_path / "rows.json")]) == 0
+    out = capsys.readouterr().out
+    assert "mAP50-95" in out and "torch (source)" in out
+    rows = json.loads((tmp_path / "rows.json").read_text())
+    targets = [r["target"] for r in rows]
+    assert targets[0] == "torch (source)" and set(targets[1:]) == {t for t in ("onnxruntime", "openvino") if is_available(t)}
+    for r in rows[1:]:
+        assert abs(r["delta_map"]) < 1e-3 and r["size_bytes"] > 0

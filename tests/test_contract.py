@@ -1,0 +1,99 @@
+"""The runtime contract, checked on every backend in the registry that is usable here.
+
+A new backend is covered by adding it to the registry: nothing here names one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgecv import Detections, EdgecvError
+from edgecv.runtimes import available
+from edgecv.runtimes.base import Detector
+
+BACKENDS = available()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def det(request, make_detector):
+    d = make_detector(request.param)
+    yield d
+    d.close()
+
+
+def test_is_a_detector_with_the_manifest_contract(det):
+    assert isinstance(det, Detector)
+    assert det.names == ("circle", "square", "triangle", "diamond", "star", "cross")
+    assert det.input_size == (320, 320)
+
+
+def test_returns_valid_detections_in_image_pixels(det, val_images):
+    for img in val_images[:8]:
+        d = det(img)
+        assert isinstance(d, Detections)
+        h, w = img.shape[:2]
+        assert np.isfinite(d.xyxy).all()
+        assert (d.xyxy[:, 0] >= 0).all() and (d.xyxy[:, 2] <= w).all()
+        assert (d.xyxy[:, 1] >= 0).all() and (d.xyxy[:, 3] <= h).all()
+        assert (d.xyxy[:, 2] > d.xyxy[:, 0]).all() and (d.xyxy[:, 3] > d.xyxy[:, 1]).all()
+        assert (d.scores >= det.conf).all() and (d.scores <= 1).all()
+        assert np.all(np.diff(d.scores) <= 1e-6), "sorted by score"
+        assert d.names == det.names
+
+
+def test_finds_the_objects_of_a_simple_image(det, val_set):
+    import json
+
+    from edgecv.images import read_image
+
+    images_dir, ann = val_set
+    data = json.loads(ann.read_text())
+    info = data["images"][0]
+    gt = [a for a in data["annotations"] if a["image_id"] == info["id"]]
+    d = det(read_image(images_dir / info["file_name"]))
+    assert len(d) >= len(gt) // 2
+
+
+def test_predict_batches_equal_single_calls(det, val_images):
+    imgs = val_images[:5]
+    batch = det.predict(imgs)
+    assert len(batch) == 5
+    for img, b in zip(imgs, batch):
+        s = det(img)
+        assert len(s) == len(b)
+        assert np.allclose(s.xyxy, b.xyxy, atol=1e-3) and np.allclose(s.scores, b.scores, atol=1e-5)
+
+
+def test_colour_order_and_converted_inputs(det, val_images):
+    bgr = val_images[0]
+    a = det(bgr)
+    b = det(np.ascontiguousarray(bgr[:, :, ::-1]), color="rgb")
+    assert np.allclose(a.xyxy, b.xyxy) and np.array_equal(a.class_ids, b.class_ids)
+    rgba = np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 255, np.uint8)], 2)
+    c = det(rgba)
+    assert np.allclose(a.xyxy, c.xyxy)
+    grey = det(bgr[:, :, 1])
+    assert isinstance(grey, Detections)
+    view = det(bgr[::2, ::2])  # non-contiguous view
+    assert isinstance(view, Detections)
+
+
+def test_conf_argument_filters(det, val_images):
+    low = det(val_images[1], conf=0.01)
+    high = det(val_images[1], conf=0.6)
+    assert len(high) <= len(low) and (high.scores >= 0.6).all()
+
+
+def test_timing_is_reported(det, val_images):
+    det(val_images[0])
+    assert set(det.last_timing) == {"preprocess", "infer", "postprocess"}
+    assert all(v >= 0 for v in det.last_timing.values())
+
+
+def test_closed_detector_refuses(make_detector, val_images):
+    for key in BACKENDS:
+        with make_detector(key) as d:
+            d(val_images[0])
+        with pytest.raises(EdgecvError, match="closed"):
+            d(val_images[0])
