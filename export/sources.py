@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -157,7 +158,9 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
                           "it may be truncated")
     if _is_torchscript(path):
         try:
-            module = torch.jit.load(str(path), map_location="cpu").eval()
+            with warnings.catch_warnings():  # torch.jit.load is deprecated, yet TorchScript files are still handed in
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu").eval()
         except RuntimeError as e:
             raise SourceError(f"TorchScript file '{path}' could not be loaded: {e}") from None
         nm, spec = spec_for(None)

@@ -41,7 +41,13 @@ def keys() -> list[str]:
     return list(_REGISTRY)
 
 
+#: backend keys edgecv knows but does not run in this version, with what to tell a user
+_PLANNED = {"tensorrt": "TensorRT bundles need the tensorrt backend, which is not in this edgecv version yet"}
+
+
 def entry(key: str) -> BackendEntry:
+    if key in _PLANNED and key not in _REGISTRY:
+        raise BackendUnavailableError(_PLANNED[key])
     if key not in _REGISTRY:
         raise UnknownTargetError(f"unknown backend '{key}'; edgecv knows {', '.join(_REGISTRY)}")
     return _REGISTRY[key]

@@ -117,3 +117,11 @@ def test_manifest_size_limit(bundle_copy):
     (bundle_copy / MANIFEST_NAME).write_text(" " * (2 << 20))
     with pytest.raises(BundleError, match="larger than"):
         load(bundle_copy)
+
+
+def test_a_tensorrt_bundle_is_refused_clearly(bundle_copy):
+    from edgecv import BackendUnavailableError
+
+    edit_manifest(bundle_copy, lambda m: m.update(target="tensorrt"))
+    with pytest.raises(BackendUnavailableError, match="not in this edgecv version"):
+        load(bundle_copy)

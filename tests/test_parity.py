@@ -6,6 +6,8 @@ of the same class with IoU >= 0.99 and a score within 1e-3, and vice versa.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -62,10 +64,12 @@ def v5_sources(tmp_path_factory):
     out = tmp_path_factory.mktemp("v5")
     module = TinyV5(3).eval()
     x = torch.zeros(1, 3, 256, 256)
-    ts = out / "v5.torchscript"
-    torch.jit.trace(module, x).save(str(ts))
-    onnx_path = out / "v5.onnx"
-    torch.onnx.export(module, (x,), str(onnx_path), input_names=["x"], output_names=["y"], opset_version=13, dynamo=False)
+    ts, onnx_path = out / "v5.torchscript", out / "v5.onnx"
+    with warnings.catch_warnings():  # both writers are deprecated in torch 2.14; users still bring such files
+        warnings.simplefilter("ignore")
+        torch.jit.trace(module, x).save(str(ts))
+        torch.onnx.export(module, (x,), str(onnx_path), input_names=["x"], output_names=["y"], opset_version=13,
+                          dynamo=False)
     return module, ts, onnx_path
 
 

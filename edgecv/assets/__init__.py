@@ -1,0 +1,1 @@
+"""Files shipped with edgecv: the default detector's weights."""
