@@ -26,6 +26,7 @@ def draw_detections(image: np.ndarray, dets: Detections, thickness: int | None =
         scale = 0.35 * t + 0.1
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = p1[1] - 2 if p1[1] - th - base - 2 >= 0 else p1[1] + th + 2
-        cv2.rectangle(out, (p1[0], ty - th - 2), (p1[0] + tw + 2, ty + base - 1), col, -1)
-        cv2.putText(out, text, (p1[0] + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        tx = max(0, min(p1[0], out.shape[1] - tw - 3))  # keep the label inside the image
+        cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base - 1), col, -1)
+        cv2.putText(out, text, (tx + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out

@@ -7,6 +7,7 @@ printed without a traceback; ``--debug`` shows it).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -43,4 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # output piped into `head` and the like: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)
