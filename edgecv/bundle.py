@@ -278,3 +278,18 @@ def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, 
         shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(dest.parent)
     return dest
+
+
+def write_validation(path: str | os.PathLike, validation: dict) -> None:
+    """Record validation results in a bundle's manifest (atomically; model files untouched)."""
+    bundle = Bundle.open(path, verify=False)
+    manifest = dict(bundle.manifest, validation=validation)
+    validate_manifest(manifest)
+    mpath = bundle.path / MANIFEST_NAME
+    tmp = mpath.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=2, default=float)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, mpath)

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .data import shapes
-from .evaluate import evaluate
+from .datasets import load_dataset
+from .harness import run_dataset
 from .runtimes import is_available, load
 
 DEMO_TARGETS = ("onnxruntime", "openvino")
@@ -25,20 +26,21 @@ def run_demo(out_dir: str | os.PathLike = "build/demo", count: int = 200, target
     out = Path(out_dir)
     say(f"writing {count} validation images of the shapes set to {out / 'data'}")
     images_dir, ann = shapes.write_coco(out / "data", "val", count)
+    dataset = load_dataset(ann, images_dir)
     src = default_source()
     rows = []
     say("evaluating the PyTorch source (torch reference backend)")
     ref = reference(src)
-    res = evaluate(ref, images_dir, ann, desc="torch", progress=progress)
+    res = run_dataset(ref, dataset, name="torch", progress=progress)
     rows.append(_row("torch (source)", "fp32", res, None))
-    base = res.metrics["map"]
+    base = res.metrics.map
     for target in targets:
         if not is_available(target):
             say(f"skipping {target}: not installed (pip install 'edgecv[{target}]')")
             continue
         bundle = export(src, target, out_dir=out / "bundles", progress=lambda m: say(f"  {m}"))
         with load(bundle) as det:
-            res = evaluate(det, images_dir, ann, desc=target, progress=progress)
+            res = run_dataset(det, dataset, name=target, progress=progress)
         rows.append(_row(target, "fp32", res, bundle, base))
     return rows
 
@@ -49,7 +51,7 @@ def _row(target: str, precision: str, res, bundle: Path | None, base: float | No
         from .bundle import Bundle
 
         size = Bundle.open(bundle, verify=False).size_bytes()
-    m = res.metrics
+    m = res.metrics.stats
     return {"target": target, "precision": precision, "map": m["map"], "map50": m["map50"],
             "delta_map": None if base is None else m["map"] - base, "median_ms": res.median_ms,
             "size_bytes": size, "bundle": str(bundle) if bundle else None}

@@ -1,11 +1,14 @@
-"""COCO detection metrics, computed by faster-coco-eval (the ``[eval]`` extra)."""
+"""COCO detection metrics, computed by faster-coco-eval (the ``[eval]`` extra).
+
+Every figure comes from the evaluator: edgecv only maps class ids to category ids,
+reads its summary, per-class precision and precision-recall arrays.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-from typing import Mapping, Sequence
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -17,7 +20,7 @@ STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
 
 
-def _coco_eval():
+def _evaluator():
     try:
         from faster_coco_eval import COCO, COCOeval_faster
     except ImportError:
@@ -25,50 +28,100 @@ def _coco_eval():
     return COCO, COCOeval_faster
 
 
-def category_map(model_names: Sequence[str], categories: Sequence[dict]) -> list[int]:
-    """COCO category id of each model class, matched by name.
+@dataclass(frozen=True)
+class Metrics:
+    """COCO box metrics of one model on one data set (fractions in [0, 1]; NaN where undefined)."""
 
-    Raises:
-        EdgecvError: listing the model classes without a category and the categories without a class.
+    stats: dict[str, float]
+    per_class: dict[str, float]  # category name -> AP50-95
+    recall: np.ndarray = field(repr=False)  # the evaluator's 101 recall thresholds
+    precision50: np.ndarray = field(repr=False)  # precision at IoU 0.5, averaged over classes, per recall threshold
+    precision: np.ndarray = field(repr=False)  # precision over IoU 0.5:0.95 and classes, per recall threshold
+
+    @property
+    def map(self) -> float:
+        return self.stats["map"]
+
+    def to_dict(self) -> dict:
+        return {"stats": self.stats, "per_class": self.per_class}
+
+
+def to_coco_results(dets: Mapping[int, Detections], cat_of: Mapping[int, int]) -> list[dict]:
+    """COCO result entries for every image; detections of classes without a category are left out.
+
+    Args:
+        dets: image id -> Detections.
+        cat_of: model class index -> COCO category id.
     """
-    by_name = {c["name"]: int(c["id"]) for c in categories}
-    missing = [n for n in model_names if n not in by_name]
-    if missing:
-        extra = sorted(set(by_name) - set(model_names))
-        raise EdgecvError(f"data set categories do not match the model's classes: model classes without a category: "
-                          f"{missing}; categories the model does not know: {extra}")
-    return [by_name[n] for n in model_names]
-
-
-def to_coco_results(dets: Mapping[int, Detections], cat_ids: Sequence[int]) -> list[dict]:
-    """COCO result entries ({image_id, category_id, bbox [x, y, w, h], score}) for every image."""
     out = []
     for image_id, d in dets.items():
         xywh = np.asarray(d.xyxy, dtype=np.float64).copy()
         xywh[:, 2:] -= xywh[:, :2]
         for box, s, c in zip(xywh.tolist(), d.scores.tolist(), d.class_ids.tolist()):
-            out.append({"image_id": int(image_id), "category_id": int(cat_ids[c]), "bbox": box, "score": float(s)})
+            if c in cat_of:
+                out.append({"image_id": int(image_id), "category_id": int(cat_of[c]), "bbox": box, "score": float(s)})
     return out
 
 
-def coco_map(annotations: str | os.PathLike | dict, dets: Mapping[int, Detections], model_names: Sequence[str],
-             max_dets: int = 100) -> dict[str, float]:
-    """COCO box metrics of ``dets`` (image id -> Detections) against a COCO json.
+def _nan(v: float) -> float:
+    return float("nan") if v < 0 else float(v)
 
-    Returns a dict with the keys of :data:`STAT_NAMES` (fractions in [0, 1]; -1 where undefined).
+
+def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = None, max_dets: int = 100) -> Metrics:
+    """Run the COCO box evaluation of ``results`` against the COCO dict ``gt``.
+
+    Args:
+        gt: COCO-format ground truth (images, annotations, categories).
+        results: COCO result entries (see :func:`to_coco_results`).
+        img_ids: evaluate these images only (default: every image of ``gt``).
+        max_dets: detections per image counted (COCO: 100).
     """
-    COCO, COCOeval = _coco_eval()
-    data = annotations if isinstance(annotations, dict) else json.loads(Path(annotations).read_text())
-    gt = COCO(data)
-    cat_ids = category_map(model_names, data["categories"])
-    results = to_coco_results(dets, cat_ids)
-    if not results:
-        return {k: 0.0 for k in STAT_NAMES}
-    dt = gt.loadRes(results)
-    ev = COCOeval(gt, dt, "bbox", print_function=lambda *a, **k: None)
-    ev.params.imgIds = sorted(int(i) for i in dets)
+    COCO, COCOeval = _evaluator()
+    coco_gt = COCO(gt)
+    ids = sorted(int(i["id"]) for i in gt["images"]) if img_ids is None else sorted(set(int(i) for i in img_ids))
+    cats = sorted(gt["categories"], key=lambda c: c["id"])
+    if not results:  # the evaluator cannot load an empty result list: nothing found scores 0
+        zero = {k: 0.0 for k in STAT_NAMES}
+        recall = np.linspace(0, 1, 101)
+        return Metrics(zero, {c["name"]: 0.0 for c in cats}, recall, np.zeros(101), np.zeros(101))
+    coco_dt = coco_gt.loadRes(results)
+    ev = COCOeval(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
+    ev.params.imgIds = ids
     ev.params.maxDets = [1, 10, max_dets]
     ev.evaluate()
     ev.accumulate()
     ev.summarize()
-    return {k: float(v) for k, v in zip(STAT_NAMES, ev.stats[:12])}
+    stats = {k: _nan(v) for k, v in zip(STAT_NAMES, ev.stats[:12])}
+    prec = np.asarray(ev.eval["precision"])  # [T, R, K, A, M]
+    cat_ids = list(ev.params.catIds)
+    per_class = {}
+    for c in cats:
+        p = prec[:, :, cat_ids.index(c["id"]), 0, -1]
+        per_class[c["name"]] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    all_area = prec[:, :, :, 0, -1]
+    masked = np.where(all_area > -1, all_area, np.nan)
+    with np.errstate(invalid="ignore"), _quiet():
+        p50 = np.nan_to_num(np.nanmean(masked[0], axis=1))
+        pall = np.nan_to_num(np.nanmean(masked, axis=(0, 2)))
+    return Metrics(stats, per_class, np.asarray(ev.params.recThrs), p50, pall)
+
+
+class _quiet:
+    """Silence numpy's 'mean of empty slice' for classes absent from a data set."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+def finite(v: float) -> bool:
+    return v is not None and not math.isnan(v)
+
+
+__all__ = ["STAT_NAMES", "Metrics", "coco_metrics", "finite", "to_coco_results"]

@@ -3,7 +3,8 @@
 import pytest
 
 from edgecv import load
-from edgecv.evaluate import evaluate
+from edgecv.datasets import load_dataset
+from edgecv.harness import run_dataset
 
 pytest.importorskip("faster_coco_eval")
 
@@ -12,7 +13,7 @@ def test_default_detector_map_on_the_validation_images(default_bundles, val_set)
     target = next(iter(default_bundles))
     images_dir, ann = val_set
     with load(default_bundles[target]) as det:
-        res = evaluate(det, images_dir, ann, progress=False)
-    assert res.metrics["map"] >= 0.5, res.metrics
-    assert res.metrics["map50"] >= 0.8, res.metrics
-    assert len(res.latency_ms) == 24
+        run = run_dataset(det, load_dataset(ann, images_dir), progress=False)
+    assert run.metrics.map >= 0.5, run.metrics.stats
+    assert run.metrics.stats["map50"] >= 0.8, run.metrics.stats
+    assert len(run.latency_ms) == 24

@@ -57,6 +57,15 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
     p.add_argument("--raw", action="store_true", help="export raw candidates; NMS runs on the host")
     p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
+    p.add_argument("--validate", action="store_true",
+                   help="compare the bundle with the source on --data and record the results in the manifest")
+    p.add_argument("--max-map-drop", type=float, default=None, help="with --validate: exit 1 when mAP50-95 drops more points")
+    p.add_argument("--bootstrap", type=int, default=200, help="with --validate: bootstrap resamples (default 200)")
+    add_data_args(p, required=False)
+    add_source_args(p)
+
+
+def add_source_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules)")
     g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
     g.add_argument("--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)")
@@ -67,19 +76,56 @@ def setup_export(p: argparse.ArgumentParser) -> None:
                    help="allow unpickling a whole model from the file (runs code from it: only for files you trust)")
 
 
+def source_options(a: argparse.Namespace) -> dict:
+    """Export options that describe a source model, from the arguments of add_source_args."""
+    return dict(names=_names(a.names), layout=a.layout, box_format=a.box_format, objectness=a.objectness,
+                apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle, imgsz=getattr(a, "imgsz", None))
+
+
+def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    g = p.add_argument_group("data set")
+    g.add_argument("--data", required=required, help="COCO json, a folder of YOLO txt labels, or a folder of VOC xml")
+    g.add_argument("--images", help="the images folder (default: beside the annotations)")
+    g.add_argument("--data-names", help="class names of a YOLO set (default: classes.txt beside the labels)")
+    g.add_argument("--format", dest="data_format", choices=("coco", "yolo", "voc"), help="data set format (default: detected)")
+
+
+def open_dataset(a: argparse.Namespace):
+    from ..datasets import load_dataset
+
+    return load_dataset(a.data, a.images, names=_names(a.data_names), fmt=a.data_format)
+
+
+def _quiet_torch() -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", module="torch")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+
+
 def run_export(a: argparse.Namespace) -> int:
     try:
         from ..export import export
     except ImportError as e:
         raise EdgecvError(f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'") from None
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    import warnings
+    _quiet_torch()
+    dataset = open_dataset(a) if a.validate else None  # a bad data set fails before the export's work
+    opts = source_options(a)
+    nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
+    bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, precision=a.precision,
+                    dynamic_batch=not a.static_batch, progress=_err, **nms, **opts)
+    if dataset is not None:
+        from ..harness import compare_table, validate_bundle
 
-    warnings.filterwarnings("ignore", module="torch")
-    bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, imgsz=a.imgsz, precision=a.precision,
-                    conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms",
-                    dynamic_batch=not a.static_batch, progress=_err, names=_names(a.names), layout=a.layout,
-                    box_format=a.box_format, objectness=a.objectness, apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle)
+        _err(f"validating {bundle.name} against the source on {dataset.name} ({len(dataset)} images)")
+        result, failures = validate_bundle(bundle, a.model, dataset, source_options={**opts, **nms},
+                                           max_map_drop=a.max_map_drop, bootstrap=a.bootstrap,
+                                           progress=sys.stderr.isatty(), say=_err)
+        print(compare_table(result), file=sys.stderr)
+        print(bundle)
+        for f in failures:
+            _err(f"edgecv: gate failed: {f}")
+        return 1 if failures else 0
     print(bundle)
     return 0
 
@@ -248,10 +294,158 @@ def run_demo(a: argparse.Namespace) -> int:
     return 0
 
 
+# --- val / compare / bench -------------------------------------------------------------------
+
+def setup_val(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a bundle directory, or a source model (run through the torch reference)")
+    add_data_args(p)
+    p.add_argument("--conf", type=float, default=0.001, help="score threshold of the evaluation (COCO: 0.001)")
+    p.add_argument("--max-det", type=int, default=100, help="detections per image counted (COCO: 100)")
+    p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
+    p.add_argument("--json", help="write the metrics as JSON to this file")
+    add_source_args(p)
+
+
+def run_val(a: argparse.Namespace) -> int:
+    from ..harness import metrics_table, open_model, per_class_table, run_dataset
+
+    _quiet_torch()
+    dataset = open_dataset(a)
+    with open_model(a.model, source_options=source_options(a)) as det:
+        run = run_dataset(det, dataset, conf=a.conf, progress=sys.stderr.isatty(), max_dets=a.max_det)
+    print(f"{run.name} on {dataset.name} ({len(dataset)} images), score >= {a.conf}, up to {a.max_det} per image:")
+    print(metrics_table([run]))
+    print()
+    print(per_class_table([run]))
+    if a.json:
+        Path(a.json).write_text(json.dumps({"model": run.name, "dataset": dataset.name, "images": len(dataset),
+                                            "metrics": run.metrics.to_dict(), "median_ms": run.median_ms}, indent=2))
+    return 0
+
+
+def setup_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", help="the reference (a source model or a bundle), then the candidates")
+    add_data_args(p)
+    p.add_argument("--max-map-drop", type=float, default=None, help="exit 1 when a candidate loses more mAP50-95 points")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% interval (default 200)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--conf", type=float, default=0.001, help="score threshold of the evaluation (COCO: 0.001)")
+    p.add_argument("--max-det", type=int, default=100)
+    p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
+    p.add_argument("--json", help="write the comparison as JSON to this file")
+    p.add_argument("--report", help="write a Markdown report with plots into this directory")
+    add_source_args(p)
+
+
+def run_compare(a: argparse.Namespace) -> int:
+    from ..harness import compare, compare_table, metrics_table, model_name, open_model, per_class_table
+
+    _quiet_torch()
+    if len(a.models) < 2:
+        raise EdgecvError("compare needs a reference and at least one candidate")
+    dataset = open_dataset(a)
+    dets = [open_model(m, source_options=source_options(a)) for m in a.models]
+    try:
+        result = compare([(model_name(m, d), d) for m, d in zip(a.models, dets)], dataset, bootstrap=a.bootstrap,
+                         seed=a.seed, conf=a.conf, max_dets=a.max_det, progress=sys.stderr.isatty(), say=_err)
+    finally:
+        for d in dets:
+            d.close()
+    failures = result.failures(a.max_map_drop)
+    print(f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
+          f"95% CI from a paired bootstrap ({a.bootstrap} resamples, seed {a.seed}); boxes: reference score >= 0.25, "
+          "same class, IoU >= 0.5")
+    print(compare_table(result))
+    print()
+    print(metrics_table(result.runs))
+    print()
+    print(per_class_table(result.runs))
+    if a.json:
+        Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
+    if a.report:
+        from ..report import write_report
+
+        _err(f"report: {write_report(result, a.report, failures if a.max_map_drop is not None else None)}")
+    for f in failures:
+        _err(f"edgecv: gate failed: {f}")
+    return 1 if failures else 0
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers separated by commas, e.g. 1,4") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive whole numbers")
+    return vals
+
+
+def _percent(text: str) -> float:
+    t = text.strip()
+    try:
+        return float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a fraction (0.1) or a percentage (10%)") from None
+
+
+def setup_bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("models", nargs="+", help="bundle directories (or source models, run through the torch reference)")
+    p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4 (default 1)")
+    p.add_argument("--threads", type=_ints, default=None, help="intra-op thread counts, e.g. 1,2 (default: backend's)")
+    p.add_argument("--seconds", type=float, default=10.0, help="least time per measurement (default 10)")
+    p.add_argument("--min-iters", type=int, default=30, help="least iterations per measurement (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up calls (default 5, and at least 1 s)")
+    add_data_args(p, required=False)
+    p.add_argument("--limit", type=int, default=32, help="images taken from --data (default 32)")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--baseline", help="a stored bench JSON to compare with, by ratios to the reference workload")
+    p.add_argument("--max-regression", type=_percent, default=0.10, help="allowed slowdown against --baseline (default 10%%)")
+
+
+def run_bench(a: argparse.Namespace) -> int:
+    from ..bench import bench, bench_table, regressions
+    from ..images import read_image
+
+    _quiet_torch()
+    images = None
+    if a.data:
+        ds = open_dataset(a)
+        images = [read_image(ds.image_path(i)) for i in ds.coco["images"][: a.limit]]
+    baseline = None
+    if a.baseline:
+        try:
+            baseline = json.loads(Path(a.baseline).read_text())
+        except (OSError, ValueError) as e:
+            raise EdgecvError(f"cannot read the baseline '{a.baseline}': {e}") from None
+    result = bench(a.models, batches=a.batch, threads=a.threads or [None], seconds=a.seconds, min_iters=a.min_iters,
+                   warmup=a.warmup, images=images, say=_err)
+    m = result.machine
+    print(f"{m['cpu']}, {m['cores']} cores; {result.settings['images']} images; warm-up {a.warmup}+ calls, "
+          f">= {a.min_iters} calls and {a.seconds:g} s per row")
+    print(bench_table(result))
+    if a.json:
+        result.save(a.json)
+    if baseline is not None:
+        fails, table = regressions(result, baseline, a.max_regression)
+        print()
+        print("against the baseline (p50 end to end / reference workload):")
+        for t in table:
+            print(f"  {t['model']} batch {t['batch']} threads {t['threads']}: {t['ratio_baseline']:.3f} -> "
+                  f"{t['ratio_now']:.3f} ({t['change'] * 100:+.1f}%)")
+        for f in fails:
+            _err(f"edgecv: gate failed: {f}")
+        return 1 if fails else 0
+    return 0
+
+
 COMMANDS = {
     "export": (setup_export, run_export, "export a detector to a bundle for one target"),
     "predict": (setup_predict, run_predict, "run a bundle on images; print and draw the detections"),
     "inspect": (setup_inspect, run_inspect, "show a bundle's manifest, files, hashes and I/O contract"),
+    "val": (setup_val, run_val, "COCO metrics of a bundle or source model on a data set"),
+    "compare": (setup_compare, run_compare, "compare bundles with a reference on a data set, paired; gate on mAP drop"),
+    "bench": (setup_bench, run_bench, "latency percentiles per stage, batch and threads; gate against a baseline"),
     "env": (setup_env, run_env, "which backends are usable here, with versions"),
     "demo": (setup_demo, run_demo, "export the default detector to every CPU target and compare them on the shapes set"),
 }

@@ -1,0 +1,208 @@
+"""The latency harness: warm-up, then timed iterations per batch size and thread count,
+with the stage breakdown from the runtime base class's timing hooks, and a regression
+gate by ratios to a reference workload measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .errors import EdgecvError
+
+STAGES = ("preprocess", "infer", "postprocess", "e2e")
+
+
+def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50, p90, p99, mean, std, min, max of a list of milliseconds."""
+    a = np.asarray(samples_ms, dtype=np.float64)
+    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
+            "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
+
+
+def machine() -> dict:
+    """The machine a run was measured on."""
+    cpu = platform.processor()
+    try:
+        line = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        cpu = line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        pass
+    versions = {"edgecv": __version__, "numpy": np.__version__}
+    for dist in ("onnxruntime", "openvino", "torch"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "versions": versions}
+
+
+def reference_workload_ms(repeats: int = 15) -> float:
+    """Median time of a fixed CPU workload (float32 matrix products and an image resize).
+
+    Latencies are compared as ratios to this, measured in the same run, so a slower or busier
+    machine does not read as a regression.
+    """
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((384, 384), dtype=np.float32)
+    img = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        b = a
+        for _ in range(4):
+            b = np.tanh(b @ a * 0.01)
+        cv2.resize(img, (640, 360), interpolation=cv2.INTER_LINEAR)
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def synthetic_image(h: int = 480, w: int = 640) -> np.ndarray:
+    """A fixed, deterministic image for benchmarks without a data set."""
+    from .data import shapes
+
+    img = shapes.render(shapes.SPLIT_SEEDS["calib"], 0).image
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass
+class BenchResult:
+    rows: list[dict]
+    reference_ms: float
+    machine: dict
+    settings: dict
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "reference_ms": self.reference_ms, "machine": self.machine, "settings": self.settings}
+
+    def save(self, path: str | os.PathLike) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        os.replace(tmp, p)
+
+
+def bench_detector(det, images: Sequence[np.ndarray], batch: int = 1, seconds: float = 10.0, min_iters: int = 30,
+                   warmup: int = 5, warmup_seconds: float = 1.0) -> dict:
+    """Time ``det.predict`` on batches cycled from ``images``.
+
+    Warm-up: at least ``warmup`` calls and ``warmup_seconds``; then at least ``min_iters`` calls
+    and ``seconds``. Returns per-stage summaries in ms per call and images per second.
+    """
+    if not images:
+        raise EdgecvError("bench needs at least one image")
+    batches = [[images[(i * batch + j) % len(images)] for j in range(batch)] for i in range(max(1, len(images)))]
+    t_end, n = time.perf_counter() + warmup_seconds, 0
+    while n < warmup or time.perf_counter() < t_end:
+        det.predict(batches[n % len(batches)])
+        n += 1
+    samples: dict[str, list[float]] = {s: [] for s in STAGES}
+    t_end, n = time.perf_counter() + seconds, 0
+    while n < min_iters or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        det.predict(batches[n % len(batches)])
+        e2e = (time.perf_counter() - t0) * 1000
+        for s in STAGES[:3]:
+            samples[s].append(det.last_timing[s] * 1000)
+        samples["e2e"].append(e2e)
+        n += 1
+    stats = {s: summarize(v) for s, v in samples.items()}
+    return {"iterations": n, "warmup": warmup, "stages_ms": stats,
+            "throughput_ips": batch * 1000 / stats["e2e"]["mean"]}
+
+
+def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequence[int | None] = (None,),
+          seconds: float = 10.0, min_iters: int = 30, warmup: int = 5, images: Sequence[np.ndarray] | None = None,
+          open_model: Callable[..., Any] | None = None, say: Callable[[str], None] | None = None) -> BenchResult:
+    """Benchmark each model at each batch size and thread count, side by side in one run.
+
+    Args:
+        models: bundle directories or sources (opened with ``open_model(spec, threads=t)``).
+        images: real images (BGR) to cycle through; a fixed synthetic image when None.
+    """
+    from .harness import model_name
+    from .harness import open_model as default_open
+
+    opener = open_model or default_open
+    imgs = list(images) if images else [synthetic_image()]
+    ref_before = reference_workload_ms()
+    rows = []
+    for spec in models:
+        for t in threads:
+            det = opener(spec, threads=t) if t else opener(spec)
+            try:
+                name = model_name(spec, det)
+                for b in batches:
+                    if say:
+                        say(f"bench {name}: batch {b}, threads {t or 'default'}")
+                    r = bench_detector(det, imgs, b, seconds, min_iters, warmup)
+                    rows.append({"model": name, "target": det.manifest["target"], "precision": det.manifest["precision"],
+                                 "batch": b, "threads": t or "default", **r})
+            finally:
+                det.close()
+    ref = statistics.median([ref_before, reference_workload_ms()])
+    settings = {"batches": list(batches), "threads": [t or "default" for t in threads], "seconds": seconds,
+                "min_iters": min_iters, "warmup": warmup, "images": "dataset" if images else "synthetic 640x480"}
+    return BenchResult(rows, ref, machine(), settings)
+
+
+def _key(row: dict) -> tuple:
+    return (row["model"], row["batch"], str(row["threads"]))
+
+
+def regressions(current: BenchResult | dict, baseline: dict, max_regression: float) -> tuple[list[str], list[dict]]:
+    """Compare p50 end-to-end latencies with a stored run, as ratios to each run's reference workload.
+
+    Returns:
+        (failure messages, one comparison row per model/batch/threads found in both runs).
+    """
+    cur = current.to_dict() if isinstance(current, BenchResult) else current
+    try:
+        base_ref = float(baseline["reference_ms"])
+        base_rows = {_key(r): r for r in baseline["rows"]}
+    except (KeyError, TypeError, ValueError):
+        raise EdgecvError("the baseline is not an edgecv bench JSON (it needs 'rows' and 'reference_ms')") from None
+    fails, table = [], []
+    for row in cur["rows"]:
+        b = base_rows.get(_key(row))
+        if b is None:
+            continue
+        now = row["stages_ms"]["e2e"]["p50"] / cur["reference_ms"]
+        then = b["stages_ms"]["e2e"]["p50"] / base_ref
+        change = now / then - 1
+        table.append({"model": row["model"], "batch": row["batch"], "threads": row["threads"], "ratio_now": now,
+                      "ratio_baseline": then, "change": change})
+        if change > max_regression:
+            fails.append(f"{row['model']} (batch {row['batch']}, threads {row['threads']}) is {change * 100:.1f}% slower "
+                         f"than the baseline relative to the reference workload (p50 {row['stages_ms']['e2e']['p50']:.2f} ms "
+                         f"= {now:.3f} x reference, baseline {then:.3f} x reference); allowed {max_regression * 100:.1f}%")
+    if not table:
+        raise EdgecvError("no model/batch/threads of this run is in the baseline: nothing to compare")
+    return fails, table
+
+
+def bench_table(result: BenchResult) -> str:
+    from .harness import _table
+
+    rows = []
+    for r in result.rows:
+        s = r["stages_ms"]
+        rows.append((r["model"], r["batch"], r["threads"], f"{s['preprocess']['p50']:.2f}", f"{s['infer']['p50']:.2f}",
+                     f"{s['postprocess']['p50']:.2f}", f"{s['e2e']['p50']:.2f}", f"{s['e2e']['p90']:.2f}",
+                     f"{s['e2e']['p99']:.2f}", f"{s['e2e']['mean']:.2f}±{s['e2e']['std']:.2f}",
+                     f"{r['throughput_ips']:.1f}", r["iterations"]))
+    head = ("model", "batch", "threads", "pre p50", "infer p50", "post p50", "e2e p50", "p90", "p99", "mean±std",
+            "img/s", "iters")
+    return _table(head, rows, left=1) + f"\n(ms per call; reference workload {result.reference_ms:.2f} ms in this run)"

@@ -1,0 +1,405 @@
+"""The accuracy harness: run models over a data set through the same pre/post-processing,
+score them with the COCO evaluator, and compare candidates with a reference, paired:
+a bootstrap over images for the mAP difference, per-class AP differences, box-level parity."""
+
+from __future__ import annotations
+
+import copy
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .detections import Detections
+from .errors import EdgecvError
+from .images import read_image
+from .metrics import Metrics, coco_metrics, to_coco_results
+from .nms import box_iou
+
+#: COCO's evaluation settings: every detection above this score, at most 100 per image.
+EVAL_CONF = 0.001
+PARITY_CONF = 0.25
+PARITY_IOU = 0.5
+
+
+def progress_bar(iterable, total: int, desc: str, enabled: bool = True):
+    """tqdm on stderr when it is installed and ``enabled``; the iterable itself otherwise."""
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+@dataclass
+class Run:
+    """One model's pass over a data set."""
+
+    name: str
+    detections: dict[int, Detections]
+    latency_ms: list[float]  # end to end per image
+    names: tuple[str, ...]
+    metrics: Metrics | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
+
+
+def open_model(spec: Any, **options: Any):
+    """A detector from a bundle directory, or the ``torch`` reference of a source model.
+
+    Args:
+        spec: a bundle directory, a model file / ``edgecv-tiny`` / nn.Module (run as the reference).
+        **options: detector options (conf, threads, ...); for sources also export options
+            (names, imgsz, layout, ...) under ``source_options``.
+    """
+    from .bundle import MANIFEST_NAME
+    from .runtimes import load
+
+    source_options = options.pop("source_options", {}) or {}
+    if isinstance(spec, (str, os.PathLike)) and (Path(spec) / MANIFEST_NAME).is_file():
+        return load(spec, **options)
+    try:
+        from .export import reference
+    except ImportError as e:
+        raise EdgecvError(f"'{spec}' is not a bundle; running a source model needs the exporter ({e.name} is missing): "
+                          "pip install 'edgecv[export]'") from None
+    return reference(spec, detector_options=options, **source_options)
+
+
+def model_name(spec: Any, det: Any) -> str:
+    if getattr(det, "bundle", None) is not None:
+        return det.bundle.path.name
+    return f"{det.manifest['name']} (torch)"
+
+
+def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, warmup: int = 3,
+                progress: bool = True, max_dets: int = 100) -> Run:
+    """Run ``det`` over every image of ``dataset`` and compute its COCO metrics.
+
+    Images are decoded before the clock starts; ``warmup`` untimed calls come first.
+    """
+    from .datasets import category_map
+
+    infos = dataset.coco["images"]
+    cat_of = category_map(det.names, dataset.coco["categories"])
+    dets: dict[int, Detections] = {}
+    times: list[float] = []
+    if warmup:
+        first = read_image(dataset.image_path(infos[0]))
+        for _ in range(warmup):
+            det(first, conf=conf)
+    name = name or model_name(None, det)
+    for info in progress_bar(infos, len(infos), name, progress):
+        img = read_image(dataset.image_path(info))
+        t0 = time.perf_counter()
+        dets[int(info["id"])] = det(img, conf=conf)
+        times.append((time.perf_counter() - t0) * 1000)
+    run = Run(name, dets, times, tuple(det.names), info={"target": det.manifest["target"],
+                                                         "precision": det.manifest["precision"], "cat_of": cat_of})
+    run.metrics = coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets)
+    return run
+
+
+# --- paired comparison ------------------------------------------------------------------------
+
+class _Resampler:
+    """mAP50-95 of one model on a draw of images with replacement, from one COCO evaluation.
+
+    The evaluator's IoUs and per-image data are computed once on the whole set; each draw is
+    then evaluated and accumulated by faster-coco-eval's own C++ routine over the drawn image
+    list, duplicates included. Where that routine is not reachable (another version of the
+    library), each draw is evaluated from scratch as a data set with renumbered duplicates:
+    the same figures, slower. ``tests/test_compare.py`` checks that both agree.
+    """
+
+    def __init__(self, gt: dict, results: list[dict], max_dets: int, fast: bool = True) -> None:
+        self.gt, self.results, self.max_dets = gt, results, max_dets
+        self.ev = None
+        if fast and results:
+            try:
+                from faster_coco_eval.core import faster_eval_api
+
+                COCO, COCOeval = _evaluator_classes()
+                coco_gt = COCO(gt)
+                ev = COCOeval(coco_gt, coco_gt.loadRes(results), "bbox", print_function=lambda *a, **k: None)
+                ev.params.imgIds = sorted(int(i["id"]) for i in gt["images"])
+                ev.params.maxDets = [1, 10, max_dets]
+                ev.evaluate()
+                self._c, self.ev = faster_eval_api._C, ev
+                self._c.COCOevalEvaluateAccumulate  # noqa: B018 - present in this version?
+            except (ImportError, AttributeError):
+                self.ev = None
+
+    def map(self, draw: Sequence[int]) -> float:
+        """mAP50-95 on the images ``draw`` (ids, repeats allowed)."""
+        if not self.results:
+            return 0.0
+        if self.ev is not None:
+            ev = self.ev
+            p = copy.copy(ev._paramsEval)
+            p.imgIds = list(draw)
+            ious = [[ev.ious[i, c] for c in p.catIds] for i in draw]
+            e = self._c.COCOevalEvaluateAccumulate(p, ious, ev.gt_dataset, ev.dt_dataset, list(draw), p.catIds,
+                                                   bool(p.useCats))
+            prec = np.asarray(e["precision"])[:, :, :, 0, -1]
+            return float(prec[prec > -1].mean()) if (prec > -1).any() else float("nan")
+        return self._slow(draw)
+
+    def _slow(self, draw: Sequence[int]) -> float:
+        info = {int(i["id"]): i for i in self.gt["images"]}
+        anns: dict[int, list[dict]] = {}
+        for a in self.gt["annotations"]:
+            anns.setdefault(int(a["image_id"]), []).append(a)
+        res: dict[int, list[dict]] = {}
+        for r in self.results:
+            res.setdefault(int(r["image_id"]), []).append(r)
+        images, annotations, results = [], [], []
+        for new_id, old in enumerate(draw, 1):
+            images.append({**info[old], "id": new_id})
+            annotations += [{**a, "id": len(annotations) + j + 1, "image_id": new_id} for j, a in enumerate(anns.get(old, []))]
+            results += [{**r, "image_id": new_id} for r in res.get(old, [])]
+        g = {"images": images, "annotations": annotations, "categories": self.gt["categories"]}
+        return coco_metrics(g, results, max_dets=self.max_dets).map
+
+
+def _evaluator_classes():
+    from .metrics import _evaluator
+
+    return _evaluator()
+
+
+def paired_bootstrap(gt: dict, ref: list[dict], cands: Sequence[list[dict]], n: int = 200, seed: int = 0,
+                     level: float = 0.95, progress: bool = False, max_dets: int = 100, fast: bool = True) -> list[dict]:
+    """Bootstrap over images of the mAP50-95 difference (candidate - reference).
+
+    Each resample draws the images with replacement and evaluates the reference and every
+    candidate on the same draw with the COCO evaluator (paired).
+
+    Args:
+        gt: COCO ground truth; ref / cands: COCO result lists of the reference and candidates.
+        n: resamples; seed: makes the interval repeatable; level: coverage of the interval.
+
+    Returns:
+        Per candidate: {"low", "high", "mean", "n", "seed", "level"} in mAP fraction units.
+    """
+    rng = np.random.default_rng(seed)
+    ids = sorted(int(i["id"]) for i in gt["images"])
+    base = _Resampler(gt, ref, max_dets, fast)
+    others = [_Resampler(gt, c, max_dets, fast) for c in cands]
+    diffs: list[list[float]] = [[] for _ in cands]
+    for _ in progress_bar(range(n), n, "bootstrap", progress):
+        draw = [ids[k] for k in rng.integers(0, len(ids), size=len(ids))]
+        b = base.map(draw)
+        for j, o in enumerate(others):
+            diffs[j].append(o.map(draw) - b)
+    alpha = (1 - level) / 2
+    return [{"low": float(np.quantile(d, alpha)), "high": float(np.quantile(d, 1 - alpha)), "mean": float(np.mean(d)),
+             "n": n, "seed": seed, "level": level} for d in diffs]
+
+
+def box_parity(ref: dict[int, Detections], cand: dict[int, Detections], conf: float = PARITY_CONF,
+               iou: float = PARITY_IOU) -> dict:
+    """How well the candidate reproduces the reference's detections, box by box.
+
+    Reference detections with score >= ``conf`` are matched greedily (best score first) to an
+    unmatched candidate detection of the same class with IoU >= ``iou``, also at score >= ``conf``.
+
+    Returns:
+        matched share, mean IoU and mean absolute score difference of matched pairs, counts of
+        reference boxes without partner (missing) and candidate boxes without partner (extra).
+    """
+    n_ref = matched = extra = 0
+    ious: list[float] = []
+    sdiff: list[float] = []
+    for image_id, r in ref.items():
+        r = r.filter(conf)
+        c = cand.get(image_id)
+        c = c.filter(conf) if c is not None else Detections.empty(r.names)
+        n_ref += len(r)
+        used = np.zeros(len(c), bool)
+        if len(r) and len(c):
+            m = box_iou(r.xyxy, c.xyxy)
+            m[r.class_ids[:, None] != c.class_ids[None, :]] = 0
+            for i in np.argsort(-r.scores, kind="stable"):
+                cand_iou = np.where(used, -1.0, m[i])
+                j = int(np.argmax(cand_iou))
+                if cand_iou[j] >= iou:
+                    used[j] = True
+                    matched += 1
+                    ious.append(float(m[i, j]))
+                    sdiff.append(abs(float(r.scores[i]) - float(c.scores[j])))
+        extra += int((~used).sum())
+    return {"reference_boxes": n_ref, "matched": matched, "matched_share": matched / n_ref if n_ref else float("nan"),
+            "mean_iou": float(np.mean(ious)) if ious else float("nan"),
+            "mean_abs_score_diff": float(np.mean(sdiff)) if sdiff else float("nan"),
+            "missing": n_ref - matched, "extra": extra, "conf": conf, "iou": iou}
+
+
+@dataclass
+class Comparison:
+    """One candidate against the reference."""
+
+    name: str
+    delta_map: float  # candidate - reference, mAP50-95 fraction
+    ci: dict
+    per_class_delta: list[tuple[str, float]]  # worst first
+    parity: dict
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "delta_map": self.delta_map, "ci": self.ci,
+                "per_class_delta": [{"class": c, "delta": d} for c, d in self.per_class_delta], "parity": self.parity}
+
+
+@dataclass
+class CompareResult:
+    dataset: dict
+    runs: list[Run]
+    comparisons: list[Comparison]
+    settings: dict
+
+    def failures(self, max_map_drop: float | None) -> list[str]:
+        """Messages for each candidate that loses more than ``max_map_drop`` mAP50-95 points."""
+        if max_map_drop is None:
+            return []
+        ref = self.runs[0]
+        out = []
+        for c in self.comparisons:
+            drop = -c.delta_map * 100
+            if drop > max_map_drop:
+                out.append(f"{c.name} loses {drop:.2f} mAP50-95 points against {ref.name} "
+                           f"({ref.metrics.map * 100:.2f} -> {(ref.metrics.map + c.delta_map) * 100:.2f}; "
+                           f"95% CI of the difference [{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]), "
+                           f"more than the allowed {max_map_drop:g}")
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset, "settings": self.settings,
+            "models": [{"name": r.name, **{k: v for k, v in r.info.items() if k != "cat_of"}, "metrics": r.metrics.to_dict(),
+                        "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))}} for r in self.runs],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
+
+
+def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200, seed: int = 0, conf: float = EVAL_CONF,
+            max_dets: int = 100, progress: bool = True, say: Callable[[str], None] | None = None) -> CompareResult:
+    """Evaluate every model on the same images; compare each candidate with the first (the reference).
+
+    Args:
+        models: (name, detector) pairs; the first is the reference (usually the PyTorch source).
+        dataset: an :class:`edgecv.datasets.Dataset`.
+        bootstrap: resamples for the confidence interval of the mAP difference (0 to skip).
+    """
+    if len(models) < 2:
+        raise EdgecvError("compare needs a reference and at least one candidate")
+    runs = [run_dataset(det, dataset, conf, name, progress=progress, max_dets=max_dets) for name, det in models]
+    ref = runs[0]
+    results = [to_coco_results(r.detections, r.info["cat_of"]) for r in runs]
+    if bootstrap:
+        if say:
+            say(f"paired bootstrap over {len(dataset)} images, {bootstrap} resamples, seed {seed}")
+        cis = paired_bootstrap(dataset.coco, results[0], results[1:], bootstrap, seed, progress=progress, max_dets=max_dets)
+    else:
+        cis = [{"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
+               for _ in runs[1:]]
+    comps = []
+    for run, ci in zip(runs[1:], cis):
+        deltas = [(k, run.metrics.per_class[k] - v) for k, v in ref.metrics.per_class.items()
+                  if not (np.isnan(v) or np.isnan(run.metrics.per_class.get(k, np.nan)))]
+        deltas.sort(key=lambda kv: kv[1])
+        comps.append(Comparison(run.name, run.metrics.map - ref.metrics.map, ci, deltas,
+                                box_parity(ref.detections, run.detections)))
+    info = {"name": dataset.name, "format": dataset.format, "images": len(dataset), "sha256": dataset.sha256}
+    return CompareResult(info, runs, comps, {"conf": conf, "max_dets": max_dets, "bootstrap": bootstrap, "seed": seed})
+
+
+# --- tables -----------------------------------------------------------------------------------
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    lines = [tuple(map(str, head)), *[tuple(map(str, r)) for r in rows]]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    fmt = lambda line: "  ".join(v.ljust(w) if i < left else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))  # noqa: E731
+    return "\n".join([fmt(lines[0]), "  ".join("-" * w for w in widths), *map(fmt, lines[1:])])
+
+
+def _pts(v: float) -> str:
+    return "—" if v is None or np.isnan(v) else f"{v * 100:.2f}"
+
+
+def metrics_table(runs: Sequence[Run]) -> str:
+    """mAP50-95, mAP50, mAP75, AP S/M/L, AR1/10/100 (in points) and median latency per model."""
+    keys = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "ar1", "ar10", "ar100")
+    head = ("model", "mAP50-95", "mAP50", "mAP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "p50 ms")
+    rows = [(r.name, *(_pts(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs]
+    return _table(head, rows)
+
+
+def per_class_table(runs: Sequence[Run]) -> str:
+    names = list(runs[0].metrics.per_class)
+    return _table(("class", *(r.name for r in runs)), [(n, *(_pts(r.metrics.per_class.get(n, np.nan)) for r in runs))
+                                                     for n in names])
+
+
+def compare_table(result: CompareResult) -> str:
+    """One row per candidate: mAP and difference with its interval, worst class, box parity."""
+    ref = result.runs[0]
+    rows = [(ref.name, _pts(ref.metrics.map), "reference", "", "", "", "", "", f"{ref.median_ms:.2f}")]
+    for run, c in zip(result.runs[1:], result.comparisons):
+        p = c.parity
+        worst = f"{c.per_class_delta[0][0]} {c.per_class_delta[0][1] * 100:+.2f}" if c.per_class_delta else "—"
+        ci = "—" if np.isnan(c.ci["low"]) else f"[{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]"
+        rows.append((run.name, _pts(run.metrics.map), f"{c.delta_map * 100:+.2f}", ci, worst,
+                     "—" if np.isnan(p["matched_share"]) else f"{p['matched_share'] * 100:.1f}%",
+                     "—" if np.isnan(p["mean_iou"]) else f"{p['mean_iou']:.4f}",
+                     f"{p['missing']}/{p['extra']}", f"{run.median_ms:.2f}"))
+    head = ("model", "mAP50-95", "Δ points", "95% CI", "worst class Δ", "boxes matched", "mean IoU", "missing/extra", "p50 ms")
+    return _table(head, rows)
+
+
+def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_options: dict | None = None,
+                    max_map_drop: float | None = None, bootstrap: int = 200, progress: bool = True,
+                    say: Callable[[str], None] | None = None) -> tuple[CompareResult, list[str]]:
+    """Compare a bundle with its source on ``dataset`` and record the results in its manifest.
+
+    Returns the comparison and the gate's failure messages (empty when it passed or no gate was set).
+    """
+    import datetime as dt
+
+    from .bench import machine
+    from .bundle import write_validation
+    from .runtimes import load
+
+    ref = open_model(source, source_options=dict(source_options or {}))
+    det = load(bundle)
+    try:
+        result = compare([(model_name(source, ref), ref), (det.bundle.path.name, det)], dataset, bootstrap=bootstrap,
+                         progress=progress, say=say)
+    finally:
+        ref.close()
+        det.close()
+    failures = result.failures(max_map_drop)
+    src, cand = result.runs
+    c = result.comparisons[0]
+    write_validation(bundle, {
+        "dataset": result.dataset,
+        "settings": result.settings,
+        "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
+        "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
+        "delta_map": c.delta_map,
+        "ci95": [c.ci["low"], c.ci["high"]],
+        "parity": c.parity,
+        "gate": None if max_map_drop is None else {"max_map_drop": max_map_drop, "passed": not failures},
+        "machine": machine(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    })
+    return result, failures
