@@ -9,6 +9,7 @@ import logging
 import os
 import platform
 import re
+import sys
 import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -124,7 +125,9 @@ def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, co
 def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.PathLike = "build",
            name: str | None = None, imgsz: int | Sequence[int] | None = None, precision: str = "fp32",
            conf: float = 0.001, iou: float = 0.5, max_det: int = 100, class_aware: bool = True, mode: str = "nms",
-           dynamic_batch: bool = True, progress: Callable[[str], None] | None = None, **kwargs: Any) -> Path:
+           dynamic_batch: bool = True, progress: Callable[[str], None] | None = None, calib: Any = None,
+           calib_size: int = 300, calib_method: str = "percentile", seed: int = 0, exclude: Sequence[str] = (),
+           **kwargs: Any) -> Path:
     """Export a detector to a bundle directory for ``target``.
 
     Args:
@@ -133,12 +136,16 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         out_dir: parent directory; the bundle is ``out_dir/<name>``.
         name: bundle directory name (default ``<model>-<target>-<precision>``).
         imgsz: input size, int or (H, W), multiples of 32 (default: the checkpoint's, else 640).
-        precision: ``fp32`` (``fp16`` / ``int8`` come in a later version).
+        precision: ``fp32``, ``fp16`` (FP16 network, FP32 I/O and post-processing) or ``int8``
+            (onnxruntime: static QDQ quantization; openvino: NNCF), which needs ``calib``.
         conf, iou, max_det, class_aware: NMS settings baked into the graph. ``conf`` is a floor:
             the runtime filters at its own ``conf`` (default 0.25) above it.
         mode: ``"nms"`` (fixed-size in-graph NMS outputs) or ``"raw"`` (candidates + host NMS).
         dynamic_batch: a dynamic batch dimension (else batch 1).
         progress: called with a line of text at each stage.
+        calib: INT8 calibration images: a folder, a data set, or an iterable of BGR arrays.
+        calib_size / calib_method / seed: how many (a seeded random subset), and how ranges are set.
+        exclude: node names kept in float on top of the post-processing.
         **kwargs: for :func:`load_source`: ``names``, ``out_spec``, ``in_spec``, ``trust_pickle``,
             ``layout``, ``box_format``, ``objectness``, ``apply_sigmoid``.
 
@@ -181,9 +188,19 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
             g = G.DetectorGraph(None, src.in_spec, src.out_spec, nms, n, mode).eval()
             say(f"joining the ONNX model with edgecv's pre/post-processing ({mode} outputs)")
             G.export_onnx_source(model_onnx, g, size, shape, onnx_path, dynamic_batch)
+        cal = None
+        if precision == "int8":
+            if calib is None:
+                raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
+            from .calibration import calibration_set
+
+            cal = calibration_set(calib, size, src.in_spec.color, src.in_spec.pad_value, calib_size, seed,
+                                  progress=progress is not None and sys.stderr.isatty())
+            say(f"calibration: {cal.size} images from {cal.source} (sha256 {cal.sha256[:12]}…)")
         say(f"building the {target} model")
         try:
-            roles, runtime = builder.build(onnx_path, tmp, precision)
+            roles, runtime, record = builder.build(onnx_path, tmp, precision, calib=cal, calib_method=calib_method,
+                                                   exclude=tuple(exclude))
         except EdgecvError:
             raise
         except Exception as e:
@@ -192,6 +209,11 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
                    "nms": nms.to_dict()}
         manifest = build_manifest(src, target, precision, size, nms, mode, dynamic_batch, runtime, options)
         manifest["provenance"]["versions"].update(builder.versions())
+        if record:
+            manifest["provenance"]["quantization"] = record
+        if cal is not None:
+            manifest["provenance"]["calibration"] = cal.describe()
+            say(f"quantization: {record.get('method')} (calibration cache {record.get('cache')})")
         commit(tmp, dest, manifest, roles)
     say(f"bundle written: {dest}")
     return dest

@@ -14,6 +14,20 @@ warnings.filterwarnings("ignore", module="torch")
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Calibration cache of this test session only: no hit from an earlier run."""
+    import os
+
+    old = os.environ.get("EDGECV_CACHE")
+    os.environ["EDGECV_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("EDGECV_CACHE", None)
+    else:
+        os.environ["EDGECV_CACHE"] = old
+
+
 def pytest_collection_modifyitems(config, items):
     import importlib.util
 

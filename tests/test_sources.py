@@ -94,7 +94,7 @@ def test_a_failed_target_step_leaves_no_bundle_and_keeps_the_old_one(tmp_path, m
     good = export(TinyV5(3), "onnxruntime", out_dir=tmp_path, name="m", **V5)
     before = {p.name: p.read_bytes() for p in good.iterdir()}
 
-    def boom(onnx_path, out_dir, precision):
+    def boom(onnx_path, out_dir, precision, **kw):
         (out_dir / "model.onnx").write_bytes(b"half")
         raise RuntimeError("disk on fire")
 

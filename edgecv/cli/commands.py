@@ -47,7 +47,11 @@ def setup_export(p: argparse.ArgumentParser) -> None:
                    help="model file (.pt/.pth edgecv checkpoint, TorchScript, pickled module with --trust-pickle, .onnx) "
                         "or 'edgecv-tiny' (default)")
     p.add_argument("--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)")
-    p.add_argument("--precision", default="fp32", help="fp32 (fp16/int8 in a later version)")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (int8 needs --calib)")
+    p.add_argument("--calib", help="int8 calibration images: a folder, a COCO json, a YOLO labels or VOC xml folder")
+    p.add_argument("--calib-size", type=int, default=300, help="calibration images used, a seeded random subset (default 300)")
+    p.add_argument("--calib-method", default="percentile", choices=("minmax", "entropy", "percentile"),
+                   help="onnxruntime calibration method (default percentile: 99.999th, robust to outliers)")
     p.add_argument("--imgsz", type=_imgsz, default=None, help="input size N or HxW, multiples of 32 (default: the model's, else 640)")
     p.add_argument("-o", "--out-dir", default="build", help="parent directory of the bundle (default build/)")
     p.add_argument("--name", default=None, help="bundle directory name (default <model>-<target>-<precision>)")
@@ -113,7 +117,8 @@ def run_export(a: argparse.Namespace) -> int:
     opts = source_options(a)
     nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
     bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, precision=a.precision,
-                    dynamic_batch=not a.static_batch, progress=_err, **nms, **opts)
+                    dynamic_batch=not a.static_batch, progress=_err, calib=a.calib, calib_size=a.calib_size,
+                    calib_method=a.calib_method, **nms, **opts)
     if dataset is not None:
         from ..harness import compare_table, validate_bundle
 

@@ -1,28 +1,50 @@
-"""ONNX Runtime target: the checked, slimmed ONNX graph, run with the CPU execution provider."""
+"""ONNX Runtime target: the checked, slimmed ONNX graph (FP32), its FP16 version, or an INT8
+QDQ graph from onnxruntime's static quantizer; run with the CPU execution provider."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from pathlib import Path
 
-from ...errors import ExportError
+from ...errors import BackendUnavailableError, ExportError
+from .. import quantize as Q
 
 
-def build(onnx_path: Path, out_dir: Path, precision: str) -> tuple[dict[str, str], dict]:
-    """Place the model in the staging directory; return (file -> role, runtime settings)."""
-    if precision != "fp32":
-        raise ExportError(f"onnxruntime {precision} bundles are not in this edgecv version yet; use --precision fp32")
-    shutil.copyfile(onnx_path, out_dir / "model.onnx")
-    return {"model.onnx": "model"}, {"graph_optimization_level": "all", "providers": ["CPUExecutionProvider"]}
+def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_method: str = "percentile",
+          exclude: tuple[str, ...] = (), **_: object) -> tuple[dict[str, str], dict, dict]:
+    """Place the model in the staging directory; return (file -> role, runtime settings, quantization record)."""
+    runtime = {"graph_optimization_level": "all", "providers": ["CPUExecutionProvider"]}
+    target = out_dir / "model.onnx"
+    if precision == "fp32":
+        shutil.copyfile(onnx_path, target)
+        return {"model.onnx": "model"}, runtime, {}
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise BackendUnavailableError(f"{precision} onnxruntime bundles are made with onnxruntime's tools: "
+                                      "pip install 'edgecv[onnxruntime]'")
+    if precision == "fp16":
+        return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target)
+    if calib is None:
+        raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
+    exclude = tuple(sorted(set(exclude) | set(Q.output_layers(_onnx(onnx_path)))))
+    settings = {"target": "onnxruntime", "method": calib_method, "exclude": sorted(exclude), "symmetric": False}
+    key = Q.cache_key(onnx_path, calib, settings)
+    if Q.cached(key, ["model.onnx"], out_dir):
+        record = {"format": "QDQ", "method": calib_method, "excluded_nodes": sorted(exclude), "cache": "hit"}
+    else:
+        record = Q.quantize_qdq(onnx_path, target, calib, method=calib_method, exclude=exclude)
+        Q.store(key, ["model.onnx"], out_dir)
+        record["cache"] = "miss"
+    return {"model.onnx": "model"}, runtime, record
 
 
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {"onnxruntime": version("onnxruntime")} if _installed("onnxruntime") else {}
+    return {"onnxruntime": version("onnxruntime")} if importlib.util.find_spec("onnxruntime") else {}
 
 
-def _installed(name: str) -> bool:
-    import importlib.util
+def _onnx(path: Path):
+    import onnx
 
-    return importlib.util.find_spec(name) is not None
+    return onnx.load(str(path))

@@ -1,4 +1,5 @@
-"""OpenVINO target: an IR (model.xml + model.bin) converted from the ONNX graph."""
+"""OpenVINO target: an IR (model.xml + model.bin) converted from the ONNX graph: FP32 weights,
+FP16 weights, or INT8 from NNCF post-training quantization."""
 
 from __future__ import annotations
 
@@ -6,26 +7,56 @@ import importlib.util
 from pathlib import Path
 
 from ...errors import BackendUnavailableError, ExportError
+from .. import quantize as Q
+
+FILES = {"model.xml": "model", "model.bin": "weights"}
 
 
-def build(onnx_path: Path, out_dir: Path, precision: str) -> tuple[dict[str, str], dict]:
-    """Convert the ONNX graph to an IR in the staging directory; return (file -> role, runtime settings)."""
+def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: tuple[str, ...] = (),
+          **_: object) -> tuple[dict[str, str], dict, dict]:
+    """Convert the ONNX graph to an IR in the staging directory; return (file -> role, runtime settings, record)."""
     if importlib.util.find_spec("openvino") is None:
         raise BackendUnavailableError("the openvino target needs the 'openvino' package: pip install 'edgecv[openvino]'")
-    if precision != "fp32":
-        raise ExportError(f"openvino {precision} bundles are not in this edgecv version yet; use --precision fp32")
     import openvino as ov
 
+    # The CPU plugin computes in bf16 by default where the CPU has it; every bundle pins f32 so
+    # its accuracy is the one measured at export (FP16 weights are widened on load).
+    runtime = {"inference_precision": "f32", "performance_hint": "LATENCY"}
+    xml = str(out_dir / "model.xml")
+    if precision == "int8":
+        if importlib.util.find_spec("nncf") is None:
+            raise BackendUnavailableError("openvino int8 bundles are quantized with NNCF: pip install 'edgecv[quantize]'")
+        if calib is None:
+            raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
+        exclude = tuple(sorted(set(exclude) | set(Q.output_layers(_onnx(onnx_path)))))
+        settings = {"target": "openvino", "exclude": sorted(exclude)}
+        key = Q.cache_key(onnx_path, calib, settings)
+        if Q.cached(key, list(FILES), out_dir):
+            return FILES, runtime, {"method": "nncf.quantize", "cache": "hit", "excluded_nodes": sorted(exclude)}
+        q, record = Q.quantize_openvino(onnx_path, calib, ignored=exclude)
+        ov.save_model(q, xml, compress_to_fp16=False)
+        Q.store(key, list(FILES), out_dir)
+        return FILES, runtime, {**record, "cache": "miss", "excluded_nodes": sorted(exclude)}
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as e:  # OpenVINO raises its own OpConversionFailure / RuntimeError
         raise ExportError(f"OpenVINO could not convert the graph: {e}") from None
-    # save_model halves weights to FP16 by default: an FP32 bundle keeps FP32 weights.
-    ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=False)
-    return {"model.xml": "model", "model.bin": "weights"}, {"inference_precision": "f32", "performance_hint": "LATENCY"}
+    # save_model halves weights to FP16 by default: only an FP16 bundle gets that.
+    ov.save_model(model, xml, compress_to_fp16=precision == "fp16")
+    return FILES, runtime, ({"weights": "fp16"} if precision == "fp16" else {})
 
 
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {"openvino": version("openvino")} if importlib.util.find_spec("openvino") else {}
+    out = {}
+    for dist in ("openvino", "nncf"):
+        if importlib.util.find_spec(dist):
+            out[dist] = version(dist)
+    return out
+
+
+def _onnx(path: Path):
+    import onnx
+
+    return onnx.load(str(path))

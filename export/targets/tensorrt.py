@@ -17,6 +17,6 @@ def versions() -> dict[str, str]:
     return {}
 
 
-def build(onnx_path: Path, out_dir: Path, precision: str) -> tuple[dict[str, str], dict]:
+def build(onnx_path: Path, out_dir: Path, precision: str, **_: object) -> tuple[dict[str, str], dict, dict]:
     preflight(precision)
-    return {}, {}
+    return {}, {}, {}

@@ -1,0 +1,85 @@
+"""Calibration data for INT8: images put through exactly the runtime's letterbox, a seeded
+random subset, and a hash of what was selected (for the manifest and the cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..errors import ExportError
+from ..images import read_image, to_model_input
+from ..letterbox import Letterbox
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class CalibrationSet:
+    """Letterboxed uint8 NHWC samples [1, H, W, 3], as the exported graph takes them."""
+
+    samples: list[np.ndarray]
+    sha256: str
+    source: str
+
+    @property
+    def size(self) -> int:
+        return len(self.samples)
+
+    def describe(self) -> dict:
+        return {"source": self.source, "size": self.size, "sha256": self.sha256}
+
+
+def _image_paths(calib: Path) -> list[Path]:
+    from ..datasets import load_dataset
+
+    if calib.is_dir() and not any(calib.glob("*.xml")) and not any(p.suffix == ".txt" for p in calib.iterdir()):
+        paths = sorted(p for p in calib.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            raise ExportError(f"calibration folder '{calib}' holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        return paths
+    ds = load_dataset(calib)  # a COCO json, YOLO labels or VOC xml: its images
+    return [ds.image_path(i) for i in ds.coco["images"]]
+
+
+def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_value: int = 114, size: int = 300,
+                    seed: int = 0, progress: bool = False) -> CalibrationSet:
+    """Select and letterbox calibration images.
+
+    Args:
+        calib: a folder of images, a data set (COCO json, YOLO labels folder, VOC xml folder),
+            or an iterable of HxWx3 uint8 BGR arrays (Python API; the first ``size`` are taken).
+        imgsz: the bundle's input size (H, W); color: the graph's channel order.
+        size: most images used; a seeded random subset when more are available.
+    """
+    from ..harness import progress_bar
+
+    lb = Letterbox(imgsz, pad_value=pad_value)
+    if isinstance(calib, (str, os.PathLike)):
+        root = Path(calib)
+        if not root.exists():
+            raise ExportError(f"calibration data '{root}' does not exist")
+        paths = _image_paths(root)
+        if len(paths) > size:
+            pick = np.random.default_rng(seed).choice(len(paths), size, replace=False)
+            paths = [paths[i] for i in sorted(pick)]
+        items: Iterable[Any] = paths
+        total, source = len(paths), str(root)
+    else:
+        items = list(itertools.islice(iter(calib), size))
+        total, source = len(items), "python iterable"
+    if total == 0:
+        raise ExportError("the calibration set is empty")
+    h = hashlib.sha256()
+    samples = []
+    for item in progress_bar(items, total, "calibration images", progress):
+        img = read_image(item) if isinstance(item, (str, os.PathLike)) else item
+        canvas, _ = lb.forward(to_model_input(img, "bgr", color))
+        h.update(canvas.tobytes())
+        samples.append(canvas[None])
+    return CalibrationSet(samples, h.hexdigest(), source)

@@ -1,0 +1,204 @@
+"""FP16 and INT8 versions of the exported graph.
+
+The rule for what stays in float is one graph property: a node that feeds no Conv, Gemm or
+MatMul (box decoding, score activations, NMS, the output plumbing) is post-processing and
+keeps FP32; only the network's heavy operators are quantized (INT8) or halved (FP16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import ExportError
+from .calibration import CalibrationSet
+
+HEAVY_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+METHODS = ("minmax", "entropy", "percentile")
+
+
+def postprocess_nodes(model) -> list[str]:
+    """Names of the nodes of an ONNX model from which no Conv/Gemm/MatMul can be reached."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    feeds_heavy: set[str] = set()
+    stack = [n for n in model.graph.node if n.op_type in HEAVY_OPS]
+    while stack:
+        node = stack.pop()
+        for i in node.input:
+            p = producers.get(i)
+            if p is not None and p.name not in feeds_heavy:
+                feeds_heavy.add(p.name)
+                stack.append(p)
+    return [n.name for n in model.graph.node if n.op_type not in HEAVY_OPS and n.name not in feeds_heavy]
+
+
+def output_layers(model) -> list[str]:
+    """Names of the heavy nodes that no other heavy node depends on: the head's final layers.
+
+    They produce the box regressions and class logits directly; quantizing them costs the
+    most localisation accuracy per unit of speed gained, so INT8 exports keep them in float.
+    """
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def reaches_heavy(node) -> bool:
+        seen, stack = set(), list(node.output)
+        while stack:
+            t = stack.pop()
+            for c in consumers.get(t, []):
+                if c.op_type in HEAVY_OPS:
+                    return True
+                if c.name not in seen:
+                    seen.add(c.name)
+                    stack.extend(c.output)
+        return False
+
+    return [n.name for n in model.graph.node if n.op_type in HEAVY_OPS and not reaches_heavy(n)]
+
+
+# --- the calibration cache ---------------------------------------------------------------------
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGECV_CACHE", Path.home() / ".cache" / "edgecv")) / "quantized"
+
+
+def cache_key(graph_path: Path, calib: CalibrationSet, settings: dict) -> str:
+    h = hashlib.sha256()
+    h.update(hashlib.sha256(graph_path.read_bytes()).digest())
+    h.update(calib.sha256.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def cached(key: str, files: Sequence[str], out_dir: Path) -> bool:
+    """Copy the cached files of ``key`` into ``out_dir``; False when there is no complete entry."""
+    d = cache_root() / key
+    if not (d / "complete").is_file() or not all((d / f).is_file() for f in files):
+        return False
+    for f in files:
+        shutil.copyfile(d / f, out_dir / f)
+    return True
+
+
+def store(key: str, files: Sequence[str], out_dir: Path) -> None:
+    """Keep the quantized files for the next export of the same graph and calibration set (atomic)."""
+    d = cache_root() / key
+    tmp = d.with_name(f".{key}.tmp-{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(out_dir / f, tmp / f)
+        (tmp / "complete").write_text("ok")
+        if d.exists():
+            shutil.rmtree(d, ignore_errors=True)
+        os.replace(tmp, d)
+    except OSError:  # a read-only home or a full disk must not fail the export
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --- onnxruntime / TensorRT-style QDQ ------------------------------------------------------------
+
+class CountingReader:
+    """onnxruntime CalibrationDataReader over a calibration set, counting the batches it serves."""
+
+    calls = 0  # across instances: tests read it to see whether calibration ran
+
+    def __init__(self, calib: CalibrationSet, input_name: str) -> None:
+        self.calib, self.name, self.i = calib, input_name, 0
+
+    def get_next(self):
+        if self.i >= len(self.calib.samples):
+            return None
+        CountingReader.calls += 1
+        self.i += 1
+        return {self.name: self.calib.samples[self.i - 1]}
+
+    def rewind(self) -> None:
+        self.i = 0
+
+
+def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symmetric: bool = False,
+                 per_channel: bool = True, method: str = "percentile", exclude: Sequence[str] = ()) -> dict:
+    """Static INT8 quantization in QDQ format with onnxruntime's quantizer.
+
+    Only Conv/Gemm/MatMul are quantized; ``symmetric`` makes every zero point 0 (INT8
+    activations), as TensorRT requires; otherwise activations are UINT8 (x86 CPUs).
+    Returns the settings used.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in METHODS:
+        raise ExportError(f"unknown calibration method '{method}'; choose one of {', '.join(METHODS)}")
+    pre = out_path.with_name("pre.onnx")
+    try:
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+    except Exception:  # the pre-processing step is an optimisation; the quantizer works without it
+        shutil.copyfile(fp32_path, pre)
+    model = onnx.load(str(pre))
+    input_name = model.graph.input[0].name
+    excluded = sorted(set(exclude))
+
+    class Reader(CountingReader, CalibrationDataReader):
+        pass
+
+    settings = {"format": "QDQ", "per_channel": per_channel, "method": method, "symmetric": symmetric,
+                "activations": "int8" if symmetric else "uint8", "weights": "int8", "ops": list(HEAVY_OPS[:3]),
+                "excluded_nodes": excluded}
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+        quantize_static(
+            str(pre), str(out_path), Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(HEAVY_OPS[:3]), nodes_to_exclude=excluded, calibrate_method=methods[method],
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+    pre.unlink(missing_ok=True)
+    for extra in out_path.parent.glob("pre-*"):  # augmented models the calibrator leaves behind
+        extra.unlink(missing_ok=True)
+    return settings
+
+
+def fp16_graph(fp32_path: Path, out_path: Path) -> dict:
+    """An FP16 graph with FP32 inputs/outputs, post-processing (decode, NMS) and the head's
+    output layers kept in FP32."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    keep = postprocess_nodes(model) + output_layers(model)
+    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
+    onnx.save(half, str(out_path))
+    return {"fp32_nodes": len(keep), "keep_io_types": True}
+
+
+# --- OpenVINO / NNCF -----------------------------------------------------------------------------
+
+def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[str] = (), preset: str = "mixed"):
+    """NNCF post-training quantization of the OpenVINO model; post-processing nodes ignored."""
+    import nncf
+    import onnx
+    import openvino as ov
+
+    names = sorted(set(postprocess_nodes(onnx.load(str(fp32_onnx)))) | set(ignored))
+    model = ov.convert_model(str(fp32_onnx))
+    # As for onnxruntime, only convolutions and matrix products are quantized: every other
+    # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
+    heavy = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
+    types = sorted({op.get_type_name() for op in model.get_ops()} - heavy - {"Parameter", "Result", "Constant"})
+    dataset = nncf.Dataset(calib.samples)
+    q = nncf.quantize(
+        model, dataset, subset_size=calib.size,
+        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False))
+    return q, {"method": "nncf.quantize", "preset": preset, "subset_size": calib.size,
+               "quantized_types": sorted(heavy), "ignored_nodes": len(names)}

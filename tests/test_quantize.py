@@ -1,0 +1,98 @@
+"""FP16 and INT8 bundles of the default detector keep its mAP; calibration is cached."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from edgecv import load
+from edgecv.bundle import Bundle
+from edgecv.data import shapes
+from edgecv.datasets import load_dataset
+from edgecv.errors import ExportError
+from edgecv.harness import run_dataset
+
+from .conftest import EXPORT_TARGETS
+
+export_mod = pytest.importorskip("edgecv.export")
+from edgecv.export.quantize import CountingReader, output_layers, postprocess_nodes  # noqa: E402
+
+CALIB_SIZE = 64
+MAX_DROP = {"int8": 1.0, "fp16": 0.2}  # mAP50-95 points
+
+
+@pytest.fixture(scope="session")
+def calib_images():
+    """The calibration images: the training split, never the validation split."""
+    return [shapes.render(shapes.SPLIT_SEEDS["train"], i).image for i in range(CALIB_SIZE)]
+
+
+@pytest.fixture(scope="session")
+def val60(tmp_path_factory):
+    images, ann = shapes.write_coco(tmp_path_factory.mktemp("val60"), "val", 60)
+    return load_dataset(ann, images)
+
+
+@pytest.fixture(scope="session")
+def fp32_map(default_bundles, val60):
+    out = {}
+    for target, b in default_bundles.items():
+        with load(b) as det:
+            out[target] = run_dataset(det, val60, progress=False, warmup=0).metrics.map
+    return out
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+@pytest.mark.parametrize("target", EXPORT_TARGETS)
+def test_reduced_precision_keeps_map(target, precision, default_src, calib_images, val60, fp32_map, tmp_path):
+    bundle = export_mod.export(default_src, target, precision=precision, out_dir=tmp_path, calib=calib_images,
+                               calib_size=CALIB_SIZE)
+    with load(bundle) as det:
+        m = run_dataset(det, val60, progress=False, warmup=0).metrics.map
+    drop = (fp32_map[target] - m) * 100
+    assert drop <= MAX_DROP[precision], f"{target} {precision} loses {drop:.2f} mAP50-95 points"
+    prov = Bundle.open(bundle).manifest["provenance"]
+    assert Bundle.open(bundle).manifest["precision"] == precision
+    if precision == "int8":
+        assert prov["calibration"]["size"] == CALIB_SIZE and len(prov["calibration"]["sha256"]) == 64
+        assert prov["quantization"]["excluded_nodes"], "the head's output layers stay in float"
+
+
+def test_the_onnxruntime_int8_graph_is_qdq_with_post_processing_in_float(default_src, calib_images, tmp_path):
+    bundle = export_mod.export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path, calib=calib_images,
+                               calib_size=16)
+    model = onnx.load(str(bundle / "model.onnx"))
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
+    # nothing after the network is quantized: NMS and its inputs are float
+    nms = next(n for n in model.graph.node if n.op_type == "NonMaxSuppression")
+    producers = {o: n for n in model.graph.node for o in n.output}
+    assert all(producers[i].op_type != "DequantizeLinear" for i in nms.input if i in producers)
+
+
+def test_calibration_is_cached(default_src, calib_images, tmp_path):
+    kw = dict(precision="int8", calib=calib_images, calib_size=16)
+    first = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path / "a", **kw)
+    calls = CountingReader.calls
+    second = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path / "b", **kw)
+    assert CountingReader.calls == calls, "the second export calibrated again"
+    assert Bundle.open(second).manifest["provenance"]["quantization"]["cache"] == "hit"
+    assert (first / "model.onnx").read_bytes() == (second / "model.onnx").read_bytes()
+    third = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path / "c", **{**kw, "calib_size": 8})
+    assert CountingReader.calls > calls and Bundle.open(third).manifest["provenance"]["quantization"]["cache"] == "miss"
+
+
+def test_int8_needs_calibration(default_src, tmp_path):
+    with pytest.raises(ExportError, match="--calib"):
+        export_mod.export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path)
+
+
+def test_graph_rules(default_bundles):
+    model = onnx.load(str(default_bundles["onnxruntime"] / "model.onnx"))
+    post = set(postprocess_nodes(model))
+    by_name = {n.name: n for n in model.graph.node}
+    assert any(by_name[n].op_type == "NonMaxSuppression" for n in post)
+    assert not any(by_name[n].op_type == "Conv" for n in post)
+    heads = output_layers(model)
+    assert len(heads) == 6 and all(by_name[n].op_type == "Conv" for n in heads)  # box and class convs of 3 levels
