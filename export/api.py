@@ -158,8 +158,6 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     builder = importlib.import_module(f".targets.{target}", __package__)
-    if hasattr(builder, "preflight"):  # fail before any work when the target cannot be built at all
-        builder.preflight(precision)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name) or name.startswith("."):

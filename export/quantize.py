@@ -161,7 +161,9 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symm
             str(pre), str(out_path), Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=list(HEAVY_OPS[:3]), nodes_to_exclude=excluded, calibrate_method=methods[method],
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
+            # TensorRT takes INT8 Q/DQ only: biases stay float there (onnxruntime's CPU kernels
+            # want them as INT32)
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric})
     pre.unlink(missing_ok=True)
     for extra in out_path.parent.glob("pre-*"):  # augmented models the calibrator leaves behind
         extra.unlink(missing_ok=True)
@@ -177,8 +179,31 @@ def fp16_graph(fp32_path: Path, out_path: Path) -> dict:
     model = onnx.load(str(fp32_path))
     keep = postprocess_nodes(model) + output_layers(model)
     half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
+    _toposort(half.graph)  # the converter appends its Cast nodes at the end; parsers want order
+    onnx.checker.check_model(half)
     onnx.save(half, str(out_path))
     return {"fp32_nodes": len(keep), "keep_io_types": True}
+
+
+def _toposort(graph) -> None:
+    """Reorder ``graph.node`` in place so every node comes after the producers of its inputs."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ExportError("the FP16 graph has a cycle or an undefined input")
+        ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ids]
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
 
 
 # --- OpenVINO / NNCF -----------------------------------------------------------------------------

@@ -12,11 +12,14 @@ from .registry import available, get_backend, is_available, keys, register
 __all__ = ["Detector", "available", "get_backend", "is_available", "keys", "load", "register"]
 
 
-def load(path: str | os.PathLike, **options: Any) -> Detector:
+def load(path: str | os.PathLike, backend: str | None = None, **options: Any) -> Detector:
     """Load a bundle directory; its manifest picks the backend.
 
     Args:
         path: the bundle directory written by ``edgecv export``.
+        backend: run the bundle's graph on another backend than its target; only
+            ``"onnxruntime"`` for a bundle whose model is an ONNX graph (e.g. checking the
+            accuracy of a tensorrt bundle's graph on a CPU).
         **options: passed to the detector: ``conf``, ``color``, ``threads``, ``batch_size``
             and backend settings (see :class:`edgecv.runtimes.base.Detector`).
 
@@ -25,5 +28,16 @@ def load(path: str | os.PathLike, **options: Any) -> Detector:
         BackendUnavailableError: the backend library is not installed.
     """
     bundle = Bundle.open(path)
+    if backend is not None and backend != bundle.target:
+        if backend != "onnxruntime" or bundle.file("model").suffix != ".onnx":
+            from ..errors import BackendUnavailableError
+
+            raise BackendUnavailableError(f"a {bundle.target} bundle can run on its own backend, or on onnxruntime "
+                                          f"when its model is an ONNX graph; not on {backend}")
+        # Run Q/DQ as float arithmetic (no fusion into onnxruntime's integer kernels): that is the
+        # exact math TensorRT's INT8 layers approximate, while onnxruntime's x86 S8S8 kernels
+        # saturate on CPUs without VNNI and would misreport the graph's accuracy.
+        options.setdefault("graph_optimization_level", "basic")
+        return get_backend("onnxruntime")(bundle.manifest, bundle, **options)
     cls = get_backend(bundle.target)
     return cls(bundle.manifest, bundle, **options)

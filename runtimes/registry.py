@@ -42,7 +42,8 @@ def keys() -> list[str]:
 
 
 #: backend keys edgecv knows but does not run in this version, with what to tell a user
-_PLANNED = {"tensorrt": "TensorRT bundles need the tensorrt backend, which is not in this edgecv version yet"}
+_PLANNED = {"tensorrt": "TensorRT bundles need the tensorrt backend, which is not in this edgecv version yet; "
+                        "to check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')"}
 
 
 def entry(key: str) -> BackendEntry:

@@ -96,3 +96,30 @@ def test_graph_rules(default_bundles):
     assert not any(by_name[n].op_type == "Conv" for n in post)
     heads = output_layers(model)
     assert len(heads) == 6 and all(by_name[n].op_type == "Conv" for n in heads)  # box and class convs of 3 levels
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_tensorrt_graphs(precision, default_src, calib_images, val60, fp32_map, tmp_path):
+    """The graphs TensorRT builds in strongly typed mode, checked and measured with onnxruntime."""
+    from onnx import numpy_helper
+
+    bundle = export_mod.export(default_src, "tensorrt", precision=precision, out_dir=tmp_path, calib=calib_images,
+                               calib_size=CALIB_SIZE)
+    model = onnx.load(str(bundle / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    inits = {i.name: i for i in model.graph.initializer}
+    if precision == "int8":
+        q = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        assert len(q) > 20
+        for n in q:
+            zp = numpy_helper.to_array(inits[n.input[2]])
+            assert zp.dtype == "int8" and (zp == 0).all(), f"{n.name}: zero point must be int8 0"
+    else:
+        assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+        assert [o.type.tensor_type.elem_type for o in model.graph.output][1] == onnx.TensorProto.FLOAT
+    with pytest.raises(Exception, match="backend='onnxruntime'"):
+        load(bundle)
+    with load(bundle, backend="onnxruntime") as det:
+        m = run_dataset(det, val60, progress=False, warmup=0).metrics.map
+    drop = (fp32_map["onnxruntime"] - m) * 100
+    assert drop <= MAX_DROP[precision], f"tensorrt {precision} graph loses {drop:.2f} points in onnxruntime"

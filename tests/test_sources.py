@@ -63,7 +63,6 @@ def test_names_are_needed_where_the_file_has_none(tmp_path):
 
 @pytest.mark.parametrize("target, exc, msg", [
     ("tflite", UnknownTargetError, "unknown target 'tflite'"),
-    ("tensorrt", ExportError, "tensorrt target is not available"),
 ])
 def test_targets(tmp_path, target, exc, msg):
     with pytest.raises(exc, match=msg):

@@ -237,7 +237,7 @@ def run_env(a: argparse.Namespace) -> int:
         installed = importlib.util.find_spec(lib) is not None
         usable, note = False, ""
         if key == "tensorrt":
-            note = "the tensorrt target is not in this edgecv version yet"
+            note = "export writes the TensorRT-ready graph; the engine backend is not in this edgecv version yet"
         elif installed:
             try:  # find_spec says it is there; importing says it works
                 __import__(lib)
