@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import io
 import json
 import os
@@ -214,8 +215,13 @@ def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[
     import onnx
     import openvino as ov
 
-    names = sorted(set(postprocess_nodes(onnx.load(str(fp32_onnx)))) | set(ignored))
+    nncf.set_log_level(logging.ERROR)
+    wanted = set(postprocess_nodes(onnx.load(str(fp32_onnx)))) | set(ignored)
     model = ov.convert_model(str(fp32_onnx))
+    # OpenVINO splits an ONNX Conv with bias into Convolution + Add: the Add keeps the ONNX name,
+    # the Convolution gets "<name>/WithoutBiases". Ignore both.
+    names = sorted(op.get_friendly_name() for op in model.get_ops()
+                   if op.get_friendly_name() in wanted or op.get_friendly_name().split("/WithoutBiases")[0] in wanted)
     # As for onnxruntime, only convolutions and matrix products are quantized: every other
     # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
     heavy = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}

@@ -123,3 +123,43 @@ def test_tensorrt_graphs(precision, default_src, calib_images, val60, fp32_map, 
         m = run_dataset(det, val60, progress=False, warmup=0).metrics.map
     drop = (fp32_map["onnxruntime"] - m) * 100
     assert drop <= MAX_DROP[precision], f"tensorrt {precision} graph loses {drop:.2f} points in onnxruntime"
+
+
+def test_accuracy_control_fails_with_exit_1_and_writes_nothing(val_set, tmp_path, capsys):
+    from edgecv.cli import main
+
+    images_dir, ann = val_set
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    import cv2
+
+    for i in range(16):
+        cv2.imwrite(str(calib / f"{i}.png"), shapes.render(shapes.SPLIT_SEEDS["train"], i).image)
+    code = main(["export", "--target", "onnxruntime", "--precision", "int8", "--calib", str(calib), "-o",
+                 str(tmp_path / "out"), "--max-map-drop", "-1", "--max-float-layers", "1", "--data", str(ann),
+                 "--images", str(images_dir)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "could not be brought within -1 mAP50-95 points" in err and "Kept in float: /model/" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_accuracy_control_keeps_layers_in_float_until_the_budget_is_met(default_src, calib_images, val60, tmp_path):
+    from edgecv.export.accuracy import AccuracyBudgetError, export_within_budget
+
+    kw = dict(calib=calib_images, calib_size=CALIB_SIZE, precision="int8")
+    with pytest.raises(AccuracyBudgetError) as info:  # an impossible budget: the history of every step
+        export_within_budget(default_src, "onnxruntime", val60, -1.0, max_steps=3, out_dir=tmp_path / "x", **kw)
+    drops = [h["drop"] for h in info.value.history]
+    assert [len(h["kept_in_float"]) for h in info.value.history] == [0, 1, 2, 3]
+    best = min(range(1, 4), key=lambda k: drops[k])
+    assert drops[best] < drops[0], f"keeping layers in float never helped: {drops}"
+    budget = drops[best] + 1e-6  # plain INT8 (step 0) fails this budget; step `best` meets it
+    bundle = export_within_budget(default_src, "onnxruntime", val60, budget, max_steps=3, out_dir=tmp_path / "ok",
+                                  bootstrap=10, **kw)
+    v = Bundle.open(bundle).manifest["validation"]
+    assert len(v["accuracy_control"]["kept_in_float"]) == best
+    assert v["gate"] == {"max_map_drop": budget, "passed": True}
+    assert -v["delta_map"] * 100 <= budget + 1e-9
+    assert set(v["accuracy_control"]["kept_in_float"]) <= set(
+        Bundle.open(bundle).manifest["provenance"]["quantization"]["excluded_nodes"])

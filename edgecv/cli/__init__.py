@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     except EdgecvError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"edgecv: error: {e}", file=sys.stderr)
-        return 2
+        code = getattr(e, "exit_code", 2)  # a gate that could not be met exits 1, like other gates
+        print(f"edgecv: {'gate failed' if code == 1 else 'error'}: {e}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("edgecv: interrupted", file=sys.stderr)
         return 130

@@ -63,8 +63,12 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
     p.add_argument("--validate", action="store_true",
                    help="compare the bundle with the source on --data and record the results in the manifest")
-    p.add_argument("--max-map-drop", type=float, default=None, help="with --validate: exit 1 when mAP50-95 drops more points")
+    p.add_argument("--max-map-drop", type=float, default=None,
+                   help="fp16/int8 with --data: keep the most sensitive layers in float until the bundle loses at most "
+                        "this many mAP50-95 points against the source (exit 1 if it cannot); with --validate: the gate")
     p.add_argument("--bootstrap", type=int, default=200, help="with --validate: bootstrap resamples (default 200)")
+    p.add_argument("--max-float-layers", type=int, default=8,
+                   help="accuracy control: most layers kept in float before giving up (default 8)")
     add_data_args(p, required=False)
     add_source_args(p)
 
@@ -113,9 +117,22 @@ def run_export(a: argparse.Namespace) -> int:
     except ImportError as e:
         raise EdgecvError(f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'") from None
     _quiet_torch()
-    dataset = open_dataset(a) if a.validate else None  # a bad data set fails before the export's work
+    controlled = a.precision != "fp32" and a.max_map_drop is not None
+    if (a.validate or controlled) and not a.data:
+        raise EdgecvError("--validate and --max-map-drop need a validation set: --data (and --images)")
+    dataset = open_dataset(a) if (a.validate or controlled) else None  # a bad data set fails before the work
     opts = source_options(a)
     nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
+    if controlled:
+        from ..export.accuracy import export_within_budget
+
+        bundle = export_within_budget(
+            a.model, a.target, dataset, a.max_map_drop, calib=a.calib, bootstrap=a.bootstrap, say=_err,
+            max_steps=a.max_float_layers,
+            progress=sys.stderr.isatty(), out_dir=a.out_dir, name=a.name, precision=a.precision,
+            dynamic_batch=not a.static_batch, calib_size=a.calib_size, calib_method=a.calib_method, **nms, **opts)
+        print(bundle)
+        return 0
     bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, precision=a.precision,
                     dynamic_batch=not a.static_batch, progress=_err, calib=a.calib, calib_size=a.calib_size,
                     calib_method=a.calib_method, **nms, **opts)
