@@ -67,6 +67,10 @@ def open_model(spec: Any, **options: Any):
 
     source_options = options.pop("source_options", {}) or {}
     if isinstance(spec, (str, os.PathLike)) and (Path(spec) / MANIFEST_NAME).is_file():
+        from .bundle import Bundle
+
+        if Bundle.open(spec, verify=False).target == "tensorrt":  # its graph, measured on this CPU
+            return load(spec, backend="onnxruntime", **options)
         return load(spec, **options)
     try:
         from .export import reference
@@ -78,6 +82,8 @@ def open_model(spec: Any, **options: Any):
 
 def model_name(spec: Any, det: Any) -> str:
     if getattr(det, "bundle", None) is not None:
+        if det.bundle.target != det.key:
+            return f"{det.bundle.path.name} [{det.key}]"
         return det.bundle.path.name
     return f"{det.manifest['name']} (torch)"
 
