@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from .data import shapes
 from .datasets import load_dataset
-from .harness import run_dataset
+from .harness import _table, run_dataset
 from .runtimes import is_available, load
 
 DEMO_TARGETS = ("onnxruntime", "openvino")
@@ -60,13 +60,7 @@ def _row(target: str, precision: str, res, bundle: Path | None, base: float | No
 def format_table(rows: list[dict]) -> str:
     """The demo table as aligned text."""
     head = ("target", "precision", "mAP50-95", "mAP50", "ΔmAP vs source", "median ms/img", "bundle MB")
-    lines = [head]
-    for r in rows:
-        lines.append((
-            r["target"], r["precision"], f"{r['map']:.4f}", f"{r['map50']:.4f}",
-            "—" if r["delta_map"] is None else f"{r['delta_map']:+.4f}",
-            f"{r['median_ms']:.2f}", "—" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}",
-        ))
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    fmt = lambda line: "  ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(line, widths)))  # noqa: E731
-    return "\n".join([fmt(lines[0]), "  ".join("-" * w for w in widths), *map(fmt, lines[1:])])
+    body = [(r["target"], r["precision"], f"{r['map']:.4f}", f"{r['map50']:.4f}",
+             "—" if r["delta_map"] is None else f"{r['delta_map']:+.4f}", f"{r['median_ms']:.2f}",
+             "—" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}") for r in rows]
+    return _table(head, body, left=2)

@@ -6,7 +6,7 @@ reads its summary, per-class precision and precision-recall arrays.
 
 from __future__ import annotations
 
-import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -100,28 +100,11 @@ def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = 
         per_class[c["name"]] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
     all_area = prec[:, :, :, 0, -1]
     masked = np.where(all_area > -1, all_area, np.nan)
-    with np.errstate(invalid="ignore"), _quiet():
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # classes absent from the set
+        warnings.simplefilter("ignore", RuntimeWarning)
         p50 = np.nan_to_num(np.nanmean(masked[0], axis=1))
         pall = np.nan_to_num(np.nanmean(masked, axis=(0, 2)))
     return Metrics(stats, per_class, np.asarray(ev.params.recThrs), p50, pall)
 
 
-class _quiet:
-    """Silence numpy's 'mean of empty slice' for classes absent from a data set."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        self._w.__exit__(*exc)
-
-
-def finite(v: float) -> bool:
-    return v is not None and not math.isnan(v)
-
-
-__all__ = ["STAT_NAMES", "Metrics", "coco_metrics", "finite", "to_coco_results"]
+__all__ = ["STAT_NAMES", "Metrics", "coco_metrics", "to_coco_results"]

@@ -87,8 +87,6 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     Raises:
         AccuracyBudgetError: the budget is not met after ``max_steps`` layers.
     """
-    import onnx  # noqa: F401 - the exporter's dependency, checked early
-
     from ..bundle import Bundle, write_validation
     from ..harness import compare, run_dataset
     from ..runtimes import load

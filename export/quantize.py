@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import ExportError
 from .calibration import CalibrationSet
@@ -79,30 +79,48 @@ def cache_key(graph_path: Path, calib: CalibrationSet, settings: dict) -> str:
     return h.hexdigest()[:32]
 
 
-def cached(key: str, files: Sequence[str], out_dir: Path) -> bool:
-    """Copy the cached files of ``key`` into ``out_dir``; False when there is no complete entry."""
+def _cached(key: str, files: Sequence[str], out_dir: Path) -> dict | None:
+    """Copy the cached files of ``key`` into ``out_dir`` and return their record; None on a miss."""
     d = cache_root() / key
-    if not (d / "complete").is_file() or not all((d / f).is_file() for f in files):
-        return False
+    if not (d / "record.json").is_file() or not all((d / f).is_file() for f in files):
+        return None
     for f in files:
         shutil.copyfile(d / f, out_dir / f)
-    return True
+    return json.loads((d / "record.json").read_text())
 
 
-def store(key: str, files: Sequence[str], out_dir: Path) -> None:
-    """Keep the quantized files for the next export of the same graph and calibration set (atomic)."""
+def _store(key: str, files: Sequence[str], out_dir: Path, record: dict) -> None:
+    """Keep the quantized files and their record for the next export of the same graph and calibration set."""
     d = cache_root() / key
     tmp = d.with_name(f".{key}.tmp-{os.getpid()}")
     try:
         tmp.mkdir(parents=True, exist_ok=True)
         for f in files:
             shutil.copyfile(out_dir / f, tmp / f)
-        (tmp / "complete").write_text("ok")
+        (tmp / "record.json").write_text(json.dumps(record))  # written last: marks a complete entry
         if d.exists():
             shutil.rmtree(d, ignore_errors=True)
         os.replace(tmp, d)
     except OSError:  # a read-only home or a full disk must not fail the export
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def int8_build(onnx_path: Path, out_dir: Path, calib: CalibrationSet | None, settings: dict, files: Sequence[str],
+               make: Callable[[tuple[str, ...]], dict], exclude: Sequence[str] = ()) -> dict:
+    """The INT8 step every target shares: the head's output layers join ``exclude``, then the
+    quantized files come from the cache or from ``make(exclude)``. Returns the quantization record."""
+    import onnx
+
+    if calib is None:
+        raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
+    excluded = tuple(sorted(set(exclude) | set(output_layers(onnx.load(str(onnx_path))))))
+    key = cache_key(onnx_path, calib, {**settings, "exclude": list(excluded)})
+    record = _cached(key, files, out_dir)
+    if record is not None:
+        return {**record, "cache": "hit"}
+    record = {**make(excluded), "excluded_nodes": list(excluded)}
+    _store(key, files, out_dir, record)
+    return {**record, "cache": "miss"}
 
 
 # --- onnxruntime / TensorRT-style QDQ ------------------------------------------------------------

@@ -7,7 +7,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from ...errors import BackendUnavailableError, ExportError
+from ...errors import BackendUnavailableError
 from .. import quantize as Q
 
 
@@ -24,17 +24,8 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
                                       "pip install 'edgecv[onnxruntime]'")
     if precision == "fp16":
         return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target)
-    if calib is None:
-        raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
-    exclude = tuple(sorted(set(exclude) | set(Q.output_layers(_onnx(onnx_path)))))
-    settings = {"target": "onnxruntime", "method": calib_method, "exclude": sorted(exclude), "symmetric": False}
-    key = Q.cache_key(onnx_path, calib, settings)
-    if Q.cached(key, ["model.onnx"], out_dir):
-        record = {"format": "QDQ", "method": calib_method, "excluded_nodes": sorted(exclude), "cache": "hit"}
-    else:
-        record = Q.quantize_qdq(onnx_path, target, calib, method=calib_method, exclude=exclude)
-        Q.store(key, ["model.onnx"], out_dir)
-        record["cache"] = "miss"
+    record = Q.int8_build(onnx_path, out_dir, calib, {"target": "onnxruntime", "method": calib_method}, ["model.onnx"],
+                          lambda ex: Q.quantize_qdq(onnx_path, target, calib, method=calib_method, exclude=ex), exclude)
     return {"model.onnx": "model"}, runtime, record
 
 
@@ -43,8 +34,3 @@ def versions() -> dict[str, str]:
 
     return {"onnxruntime": version("onnxruntime")} if importlib.util.find_spec("onnxruntime") else {}
 
-
-def _onnx(path: Path):
-    import onnx
-
-    return onnx.load(str(path))

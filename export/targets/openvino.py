@@ -26,17 +26,13 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: t
     if precision == "int8":
         if importlib.util.find_spec("nncf") is None:
             raise BackendUnavailableError("openvino int8 bundles are quantized with NNCF: pip install 'edgecv[quantize]'")
-        if calib is None:
-            raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
-        exclude = tuple(sorted(set(exclude) | set(Q.output_layers(_onnx(onnx_path)))))
-        settings = {"target": "openvino", "exclude": sorted(exclude)}
-        key = Q.cache_key(onnx_path, calib, settings)
-        if Q.cached(key, list(FILES), out_dir):
-            return FILES, runtime, {"method": "nncf.quantize", "cache": "hit", "excluded_nodes": sorted(exclude)}
-        q, record = Q.quantize_openvino(onnx_path, calib, ignored=exclude)
-        ov.save_model(q, xml, compress_to_fp16=False)
-        Q.store(key, list(FILES), out_dir)
-        return FILES, runtime, {**record, "cache": "miss", "excluded_nodes": sorted(exclude)}
+
+        def make(excluded: tuple[str, ...]) -> dict:
+            q, record = Q.quantize_openvino(onnx_path, calib, ignored=excluded)
+            ov.save_model(q, xml, compress_to_fp16=False)
+            return record
+
+        return FILES, runtime, Q.int8_build(onnx_path, out_dir, calib, {"target": "openvino"}, list(FILES), make, exclude)
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as e:  # OpenVINO raises its own OpConversionFailure / RuntimeError
@@ -55,8 +51,3 @@ def versions() -> dict[str, str]:
             out[dist] = version(dist)
     return out
 
-
-def _onnx(path: Path):
-    import onnx
-
-    return onnx.load(str(path))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ...errors import ExportError
 from .. import quantize as Q
 
 
@@ -26,19 +25,10 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
         return {"model.onnx": "model"}, runtime, {}
     if precision == "fp16":
         return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target)
-    if calib is None:
-        raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
-    import onnx
-
-    exclude = tuple(sorted(set(exclude) | set(Q.output_layers(onnx.load(str(onnx_path))))))
-    settings = {"target": "tensorrt", "method": calib_method, "exclude": list(exclude), "symmetric": True}
-    key = Q.cache_key(onnx_path, calib, settings)
-    if Q.cached(key, ["model.onnx"], out_dir):
-        return {"model.onnx": "model"}, runtime, {"format": "QDQ", "symmetric": True, "method": calib_method,
-                                                   "excluded_nodes": list(exclude), "cache": "hit"}
-    record = Q.quantize_qdq(onnx_path, target, calib, symmetric=True, method=calib_method, exclude=exclude)
-    Q.store(key, ["model.onnx"], out_dir)
-    return {"model.onnx": "model"}, runtime, {**record, "cache": "miss"}
+    record = Q.int8_build(onnx_path, out_dir, calib, {"target": "tensorrt", "method": calib_method, "symmetric": True},
+                          ["model.onnx"], lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True,
+                                                                    method=calib_method, exclude=ex), exclude)
+    return {"model.onnx": "model"}, runtime, record
 
 
 def versions() -> dict[str, str]:
