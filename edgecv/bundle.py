@@ -23,7 +23,7 @@ MANIFEST_NAME = "edgecv.json"
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
 TASKS = ("detect",)
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TARGETS = ("onnxruntime", "openvino", "tensorrt", "torch")
 
 

@@ -411,6 +411,8 @@ def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_opti
         "gate": None if max_map_drop is None else {"max_map_drop": max_map_drop, "passed": not failures},
         "machine": machine(),
         "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,
+        # openvino: the compute type the CPU plugin actually used (a bf16 bundle runs f32 on CPUs without bf16)
+        **({"inference_precision": det.inference_precision} if hasattr(det, "inference_precision") else {}),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     })
     return result, failures

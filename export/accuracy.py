@@ -24,54 +24,123 @@ class AccuracyBudgetError(EdgecvError):
         self.history = history or []
 
 
-def layer_sensitivity(fp32_path: Path, calib: CalibrationSet, samples: int = 8, candidates: list[str] | None = None
-                      ) -> list[tuple[str, float]]:
-    """Rank the Conv/Gemm/MatMul layers by the error their own quantization adds.
+def _with_float_layer(model, name: str):
+    """A copy of a QDQ ``model`` in which node ``name`` takes float weights (and bias): what
+    keeping that layer in float at export does. None when its weights are not quantized."""
+    import copy
 
-    The graph is quantized once (onnxruntime QDQ, evaluated as float arithmetic); for each
-    layer the relative squared error of its output minus that of its input, against the FP32
-    graph, on a few calibration images, is the error it adds. Largest first.
+    import onnx
+    from onnx import numpy_helper
+
+    m = copy.deepcopy(model)
+    node = next((n for n in m.graph.node if n.name == name), None)
+    if node is None:
+        return None
+    inits = {i.name: i for i in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    changed = False
+    for k in range(1, len(node.input)):
+        dq = producers.get(node.input[k])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+        zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else 0.0
+        if np.ndim(scale) == 1 and w.ndim > 1:  # per channel, along the DQ's axis
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % w.ndim
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+            zp = np.reshape(zp, shape) if np.ndim(zp) else zp
+        t = numpy_helper.from_array(((w - zp) * scale).astype(np.float32), f"{node.input[k]}/float")
+        m.graph.initializer.append(t)
+        node.input[k] = t.name
+        changed = True
+    return m if changed else None
+
+
+def layer_sensitivity(fp32_path: Path, quantized_path: Path, calib: CalibrationSet, samples: int = 8,
+                      level: str = "all") -> list[tuple[str, float]]:
+    """Rank the quantized layers by how much keeping each alone in float brings the network's
+    outputs back to FP32.
+
+    ``quantized_path`` is the QDQ graph as the target builds it; it runs in onnxruntime at
+    optimization ``level`` (``all``: its integer kernels, as an onnxruntime bundle runs;
+    ``basic``: Q/DQ as float arithmetic, as TensorRT computes). For each layer with quantized
+    weights, the graph is run with that layer's weights in float, and the error of the head's
+    raw outputs (relative squared error against the FP32 graph, on ``samples`` calibration
+    images) is compared with the fully quantized graph's. Largest improvement first.
     """
     import onnx
     import onnxruntime as ort
 
-    from .quantize import HEAVY_OPS, quantize_qdq
+    from .quantize import HEAVY_OPS, output_layers
 
-    work = Path(tempfile.mkdtemp(prefix="edgecv-sens-"))
-    try:
-        qdq = work / "qdq.onnx"
-        quantize_qdq(fp32_path, qdq, CalibrationSet(calib.samples[: max(samples * 4, 16)], calib.sha256, calib.source))
-        fp32 = onnx.load(str(fp32_path))
-        layers = [n for n in fp32.graph.node if n.op_type in HEAVY_OPS and (candidates is None or n.name in candidates)]
-        tensors = sorted({t for n in layers for t in (n.input[0], n.output[0])})
+    fp32 = onnx.load(str(fp32_path))
+    by_name = {n.name: n for n in fp32.graph.node}
+    heads = [by_name[n].output[0] for n in output_layers(fp32)]
+    quantized = onnx.load(str(quantized_path))
+    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+    xs = calib.samples[:samples]
 
-        def probe(model_path: Path, out: Path) -> dict[str, list[np.ndarray]]:
-            m = onnx.load(str(model_path))
-            have = {o.name for o in m.graph.output}
-            m.graph.output.extend([onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                                   for t in tensors if t not in have])
-            onnx.save(m, str(out))
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-            sess = ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
-            res: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
-            for x in calib.samples[:samples]:
-                vals = sess.run(tensors, {sess.get_inputs()[0].name: x})
-                for t, v in zip(tensors, vals):
-                    res[t].append(v)
-            return res
+    def outputs(model) -> list[list[np.ndarray]]:
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        have = {o.name for o in m.graph.output}
+        m.graph.output.extend([onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                               for t in heads if t not in have])
+        so = ort.SessionOptions()
+        so.graph_optimization_level = levels[level]
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        return [sess.run(heads, {sess.get_inputs()[0].name: x}) for x in xs]
 
-        ref, q = probe(fp32_path, work / "f.onnx"), probe(qdq, work / "q.onnx")
+    ref = outputs(fp32)
 
-        def rel(t: str) -> float:
-            num = sum(float(((a - b) ** 2).sum()) for a, b in zip(q[t], ref[t]))
-            den = sum(float((b ** 2).sum()) for b in ref[t]) or 1.0
-            return num / den
+    def error(model) -> float:
+        return float(np.mean([sum(float(((q - f) ** 2).sum()) / (float((f ** 2).sum()) or 1.0) for q, f in zip(qs, fs))
+                              for qs, fs in zip(outputs(model), ref)]))
 
-        scores = [(n.name, rel(n.output[0]) - rel(n.input[0])) for n in layers]
-        return sorted(scores, key=lambda kv: -kv[1])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    base = error(quantized)
+    scores = []
+    for n in quantized.graph.node:
+        if n.op_type in HEAVY_OPS and n.name in by_name:
+            variant = _with_float_layer(quantized, n.name)
+            if variant is not None:
+                scores.append((n.name, base - error(variant)))
+    return sorted(scores, key=lambda kv: -kv[1])
+
+
+def controllable(target: str, precision: str) -> bool:
+    """Whether keeping layers in float can change the accuracy of a ``target`` bundle at ``precision``.
+
+    INT8 everywhere, and FP16 graphs (onnxruntime, tensorrt). OpenVINO's FP16 IR only stores its
+    weights in FP16 and its bf16 mode is the CPU's choice: those are validated, not controlled.
+    """
+    return precision == "int8" or (precision == "fp16" and target in ("onnxruntime", "tensorrt"))
+
+
+def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, export_kwargs: dict) -> list[str]:
+    """Layers, most helpful to keep in float first, measured on the graph the target runs where
+    onnxruntime can run it: the onnxruntime INT8 graph with its integer kernels, the tensorrt INT8
+    graph as float arithmetic. Elsewhere (openvino's NNCF model, FP16 graphs) a QDQ graph of the
+    same network serves as the proxy."""
+    from ..bundle import Bundle
+    from . import api
+    from .calibration import calibration_set
+    from .quantize import quantize_qdq
+
+    fp32 = api.export(src, "onnxruntime", out_dir=scratch / "fp32", name="fp32",
+                      **{k: v for k, v in export_kwargs.items() if k != "precision"})
+    cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]), src.in_spec.color,
+                          src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0))
+    precision = export_kwargs.get("precision", "int8")
+    if precision == "int8" and target in ("onnxruntime", "tensorrt"):
+        quantized, level = first / "model.onnx", "all" if target == "onnxruntime" else "basic"
+    else:
+        quantized, level = scratch / "proxy.onnx", "basic"
+        quantize_qdq(fp32 / "model.onnx", quantized, cal)
+    return [n for n, _ in layer_sensitivity(fp32 / "model.onnx", quantized, cal, level=level)]
 
 
 def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *, calib: Any, max_steps: int = 8,
@@ -126,16 +195,8 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
                     f"{', '.join(excluded) or 'none'}. Raise --max-map-drop, add calibration images, or export fp16",
                     history)
             if ranking is None:
-                say("ranking layers by the error their quantization adds")
-                fp32_graph = scratch / "fp32"
-                fp32 = api.export(src, "onnxruntime", out_dir=fp32_graph, name="fp32",
-                                  **{k: v for k, v in export_kwargs.items() if k != "precision"})
-                from .calibration import calibration_set
-
-                cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]),
-                                      src.in_spec.color, src.in_spec.pad_value,
-                                      export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0))
-                ranking = [n for n, _ in layer_sensitivity(fp32 / "model.onnx", cal)]
+                say("ranking layers by how much keeping each alone in float helps")
+                ranking = _ranking(src, target, b, scratch, calib, export_kwargs)
             nxt = next((n for n in ranking if n not in excluded), None)
             if nxt is None:
                 raise AccuracyBudgetError("every quantized layer is already kept in float and the budget is still not met")

@@ -25,7 +25,7 @@ from .spec import InputSpec, NmsSpec, OutputSpec
 log = logging.getLogger("edgecv.export")
 
 TARGETS = ("onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -136,7 +136,8 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         out_dir: parent directory; the bundle is ``out_dir/<name>``.
         name: bundle directory name (default ``<model>-<target>-<precision>``).
         imgsz: input size, int or (H, W), multiples of 32 (default: the checkpoint's, else 640).
-        precision: ``fp32``, ``fp16`` (FP16 network, FP32 I/O and post-processing) or ``int8``
+        precision: ``fp32``, ``fp16`` (FP16 network, FP32 I/O and post-processing), ``bf16``
+            (openvino only: FP32 weights, computed in bf16 on CPUs that have it) or ``int8``
             (onnxruntime: static QDQ quantization; openvino: NNCF), which needs ``calib``.
         conf, iou, max_det, class_aware: NMS settings baked into the graph. ``conf`` is a floor:
             the runtime filters at its own ``conf`` (default 0.25) above it.
@@ -157,6 +158,9 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         raise UnknownTargetError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if precision == "bf16" and target != "openvino":
+        raise ExportError(f"bf16 is OpenVINO's CPU inference mode (its bf16 precision hint); for {target} choose "
+                          "fp32, fp16 or int8")
     builder = importlib.import_module(f".targets.{target}", __package__)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"

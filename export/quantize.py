@@ -21,6 +21,14 @@ from ..errors import ExportError
 from .calibration import CalibrationSet
 
 HEAVY_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
+#: What an onnxruntime (CPU) INT8 graph quantizes: the heavy operators and the network's own
+#: activations, joins and resampling between them. onnxruntime fuses each into an integer kernel
+#: (QLinearConv, QLinearLeakyRelu, QLinearAdd, QLinearSigmoid, QLinearMul, QLinearConcat, ...), so
+#: activations flow from one convolution to the next in INT8. With the heavy operators alone,
+#: every convolution's output is dequantized, activated in float and quantized again, and those
+#: conversions eat most of what the integer convolutions save.
+CPU_OPS = HEAVY_OPS[:3] + ("Add", "Mul", "Sigmoid", "LeakyRelu", "Relu", "Clip", "HardSigmoid", "Resize", "Concat",
+                           "MaxPool", "AveragePool", "GlobalAveragePool", "Split")
 METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -132,9 +140,17 @@ class CountingReader:
 
     def __init__(self, calib: CalibrationSet, input_name: str) -> None:
         self.calib, self.name, self.i = calib, input_name, 0
+        self.end = len(calib.samples)
+
+    def __len__(self) -> int:
+        return len(self.calib.samples)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Serve samples [start, end) only: the quantizer calibrates chunk by chunk (see CHUNK)."""
+        self.i, self.end = start_index, min(end_index, len(self.calib.samples))
 
     def get_next(self):
-        if self.i >= len(self.calib.samples):
+        if self.i >= self.end:
             return None
         CountingReader.calls += 1
         self.i += 1
@@ -144,12 +160,27 @@ class CountingReader:
         self.i = 0
 
 
+#: Calibration images per pass of onnxruntime's calibrator. Its histogram calibrators
+#: (percentile, entropy) keep every intermediate tensor of every image of a pass in memory
+#: before binning them: about 120 MB an image for a YOLOv8n-sized model at 640, so 300 images
+#: at once would need tens of GB. Passes of at most this many images are binned one after
+#: another into the same histograms.
+CHUNK = 16
+
+
+def _chunk(n: int) -> int:
+    """The largest pass size <= CHUNK that divides ``n`` (onnxruntime requires a divisor)."""
+    return max(d for d in range(1, min(CHUNK, n) + 1) if n % d == 0)
+
+
 def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symmetric: bool = False,
-                 per_channel: bool = True, method: str = "percentile", exclude: Sequence[str] = ()) -> dict:
+                 per_channel: bool = True, method: str = "percentile", exclude: Sequence[str] = (),
+                 ops: Sequence[str] = HEAVY_OPS[:3], reduce_range: bool = False) -> dict:
     """Static INT8 quantization in QDQ format with onnxruntime's quantizer.
 
-    Only Conv/Gemm/MatMul are quantized; ``symmetric`` makes every zero point 0 (INT8
-    activations), as TensorRT requires; otherwise activations are UINT8 (x86 CPUs).
+    The operator types in ``ops`` are quantized, never a post-processing node (decode, score
+    activations, NMS) nor one named in ``exclude``. ``symmetric`` makes every zero point 0
+    (INT8 activations), as TensorRT requires; otherwise activations are UINT8 (x86 CPUs).
     Returns the settings used.
     """
     import onnx
@@ -166,42 +197,47 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symm
     model = onnx.load(str(pre))
     input_name = model.graph.input[0].name
     excluded = sorted(set(exclude))
+    # by name in the pre-processed graph (its optimisation step may rename nodes)
+    floats = sorted(set(excluded) | set(postprocess_nodes(model)))
 
     class Reader(CountingReader, CalibrationDataReader):
         pass
 
     settings = {"format": "QDQ", "per_channel": per_channel, "method": method, "symmetric": symmetric,
-                "activations": "int8" if symmetric else "uint8", "weights": "int8", "ops": list(HEAVY_OPS[:3]),
-                "excluded_nodes": excluded}
+                "activations": "int8" if symmetric else "uint8", "weights": "int8", "ops": list(ops),
+                "reduce_range": reduce_range, "excluded_nodes": excluded}
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
         quantize_static(
             str(pre), str(out_path), Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(HEAVY_OPS[:3]), nodes_to_exclude=excluded, calibrate_method=methods[method],
+            op_types_to_quantize=list(ops), nodes_to_exclude=floats, calibrate_method=methods[method],
+            reduce_range=reduce_range,
             # TensorRT takes INT8 Q/DQ only: biases stay float there (onnxruntime's CPU kernels
             # want them as INT32)
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric})
+            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric,
+                           "CalibStridedMinMax": _chunk(calib.size)})
     pre.unlink(missing_ok=True)
     for extra in out_path.parent.glob("pre-*"):  # augmented models the calibrator leaves behind
         extra.unlink(missing_ok=True)
     return settings
 
 
-def fp16_graph(fp32_path: Path, out_path: Path) -> dict:
-    """An FP16 graph with FP32 inputs/outputs, post-processing (decode, NMS) and the head's
-    output layers kept in FP32."""
+def fp16_graph(fp32_path: Path, out_path: Path, keep: Sequence[str] = ()) -> dict:
+    """An FP16 graph with FP32 inputs/outputs, post-processing (decode, NMS), the head's
+    output layers and the nodes named in ``keep`` in FP32."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(fp32_path))
-    keep = postprocess_nodes(model) + output_layers(model)
-    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=keep)
+    kept = sorted(set(keep))
+    floats = sorted(set(postprocess_nodes(model)) | set(output_layers(model)) | set(kept))
+    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=floats)
     _toposort(half.graph)  # the converter appends its Cast nodes at the end; parsers want order
     onnx.checker.check_model(half)
     onnx.save(half, str(out_path))
-    return {"fp32_nodes": len(keep), "keep_io_types": True}
+    return {"fp32_nodes": len(floats), "keep_io_types": True, "excluded_nodes": kept}
 
 
 def _toposort(graph) -> None:

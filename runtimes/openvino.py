@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from .base import Detector
+
+log = logging.getLogger("edgecv")
 
 
 class OpenVinoDetector(Detector):
@@ -23,6 +27,11 @@ class OpenVinoDetector(Detector):
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)
         self.compiled = self.core.compile_model(model, self.options.get("device", "CPU"), config)
+        # what the plugin computes in, after falling back where the CPU lacks the asked type
+        effective = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        self.inference_precision = effective.to_string() if hasattr(effective, "to_string") else str(effective)
+        if self.inference_precision != hint:
+            log.warning("openvino: this CPU does not compute in %s; the bundle runs in %s", hint, self.inference_precision)
         self.request = self.compiled.create_infer_request()
         wanted = set(self.output_names.values())
         # a port carries several tensor names after conversion; take the one the manifest names

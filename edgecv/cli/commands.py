@@ -47,7 +47,8 @@ def setup_export(p: argparse.ArgumentParser) -> None:
                    help="model file (.pt/.pth edgecv checkpoint, TorchScript, pickled module with --trust-pickle, .onnx) "
                         "or 'edgecv-tiny' (default)")
     p.add_argument("--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)")
-    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (int8 needs --calib)")
+    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (int8 needs --calib) | bf16 (openvino: FP32 weights, bf16 compute on CPUs that "
+                        "have it, f32 elsewhere)")
     p.add_argument("--calib", help="int8 calibration images: a folder, a COCO json, a YOLO labels or VOC xml folder")
     p.add_argument("--calib-size", type=int, default=300, help="calibration images used, a seeded random subset (default 300)")
     p.add_argument("--calib-method", default="percentile", choices=("minmax", "entropy", "percentile"),
@@ -64,8 +65,9 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--validate", action="store_true",
                    help="compare the bundle with the source on --data and record the results in the manifest")
     p.add_argument("--max-map-drop", type=float, default=None,
-                   help="fp16/int8 with --data: keep the most sensitive layers in float until the bundle loses at most "
-                        "this many mAP50-95 points against the source (exit 1 if it cannot); with --validate: the gate")
+                   help="with --data: int8 (and onnxruntime/tensorrt fp16) keep the most sensitive layers in float until "
+                        "the bundle loses at most this many mAP50-95 points against the source (exit 1 if it cannot); "
+                        "other precisions are validated and exit 1 over it")
     p.add_argument("--bootstrap", type=int, default=200, help="with --validate: bootstrap resamples (default 200)")
     p.add_argument("--max-float-layers", type=int, default=8,
                    help="accuracy control: most layers kept in float before giving up (default 8)")
@@ -117,10 +119,13 @@ def run_export(a: argparse.Namespace) -> int:
     except ImportError as e:
         raise EdgecvError(f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'") from None
     _quiet_torch()
-    controlled = a.precision != "fp32" and a.max_map_drop is not None
-    if (a.validate or controlled) and not a.data:
+    from ..export.accuracy import controllable
+
+    gated = a.validate or a.max_map_drop is not None
+    controlled = a.max_map_drop is not None and controllable(a.target, a.precision)
+    if gated and not a.data:
         raise EdgecvError("--validate and --max-map-drop need a validation set: --data (and --images)")
-    dataset = open_dataset(a) if (a.validate or controlled) else None  # a bad data set fails before the work
+    dataset = open_dataset(a) if gated else None  # a bad data set fails before the work
     opts = source_options(a)
     nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
     if controlled:

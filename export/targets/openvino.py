@@ -21,7 +21,9 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: t
 
     # The CPU plugin computes in bf16 by default where the CPU has it; every bundle pins f32 so
     # its accuracy is the one measured at export (FP16 weights are widened on load).
-    runtime = {"inference_precision": "f32", "performance_hint": "LATENCY"}
+    # A bf16 bundle keeps FP32 weights and asks for bf16 compute, which the CPU plugin gives on
+    # CPUs with AVX512_BF16 or AMX and silently replaces with f32 elsewhere.
+    runtime = {"inference_precision": "bf16" if precision == "bf16" else "f32", "performance_hint": "LATENCY"}
     xml = str(out_dir / "model.xml")
     if precision == "int8":
         if importlib.util.find_spec("nncf") is None:
@@ -39,6 +41,8 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: t
         raise ExportError(f"OpenVINO could not convert the graph: {e}") from None
     # save_model halves weights to FP16 by default: only an FP16 bundle gets that.
     ov.save_model(model, xml, compress_to_fp16=precision == "fp16")
+    if precision == "bf16":
+        return FILES, runtime, {"weights": "fp32", "inference_precision": "bf16"}
     return FILES, runtime, ({"weights": "fp16"} if precision == "fp16" else {})
 
 

@@ -24,7 +24,7 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
         shutil.copyfile(onnx_path, target)
         return {"model.onnx": "model"}, runtime, {}
     if precision == "fp16":
-        return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target)
+        return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target, keep=exclude)
     record = Q.int8_build(onnx_path, out_dir, calib, {"target": "tensorrt", "method": calib_method, "symmetric": True},
                           ["model.onnx"], lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True,
                                                                     method=calib_method, exclude=ex), exclude)
