@@ -165,7 +165,7 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     name = export_kwargs.pop("name", None)
     src = src if isinstance(src, api.Source) else api.load_source(src, **{k: export_kwargs.pop(k) for k in list(
         export_kwargs) if k in ("names", "out_spec", "in_spec", "trust_pickle", "layout", "box_format", "objectness",
-                                "apply_sigmoid")})
+                                "apply_sigmoid", "arch", "num_classes")})
     nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode")
     ref = api.reference(src, **{k: export_kwargs[k] for k in nms_keys if k in export_kwargs})
     say(f"accuracy control: evaluating the FP32 source on {dataset.name} ({len(dataset)} images)")

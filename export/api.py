@@ -3,6 +3,7 @@ graph run eagerly in PyTorch, the baseline every bundle is compared with."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import importlib
 import logging
@@ -102,6 +103,11 @@ def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str) -> tupl
 def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, class_aware: bool, **kw: Any):
     src = model if isinstance(model, Source) else load_source(model, **kw)
     size = _imgsz(imgsz, src)
+    tv = src.meta.get("torchvision")
+    if tv is not None and getattr(src.module, "imgsz", None) != size:  # anchors are constants of the input size
+        from .torchvision_models import SingleStage
+
+        src = dataclasses.replace(src, module=SingleStage(tv, size).eval())
     nms = NmsSpec(conf, iou, max_det, class_aware)
     return src, size, nms
 

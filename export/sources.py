@@ -104,8 +104,29 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
+def torchvision_source(model: nn.Module, name: str, kind: str, names: Sequence[str] | None, sha256: str = "",
+                       path: str | None = None) -> Source:
+    """A torchvision detector as a Source (see :mod:`edgecv.export.torchvision_models`)."""
+    from . import torchvision_models as TV
+
+    fam = TV.family(model)
+    if fam not in ("retinanet", "fcos", "ssd"):
+        raise SourceError(f"torchvision {type(model).__name__} models are not supported yet; edgecv takes RetinaNet, "
+                          "FCOS, SSD and SSDlite")
+    c = TV.num_classes(model)
+    if names and len(names) != c:
+        raise SourceError(f"{len(names)} class names for a {type(model).__name__} with {c} classes"
+                          + (" (torchvision's num_classes counts the background class, which edgecv drops)"
+                             if fam == "ssd" else ""))
+    size = (320, 320) if fam == "ssd" else (640, 640)
+    return Source(name, kind, _names(names, c), OutputSpec(c, "bnc", "xyxy"), TV.input_spec(model),
+                  module=TV.SingleStage(model.eval(), size).eval(), imgsz=size, sha256=sha256 or _module_hash(model),
+                  path=path, meta={"torchvision": model, "family": fam})
+
+
 def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: OutputSpec | None = None,
-                in_spec: InputSpec | None = None, trust_pickle: bool = False, **spec_kw: Any) -> Source:
+                in_spec: InputSpec | None = None, trust_pickle: bool = False, arch: str | None = None,
+                num_classes: int | None = None, **spec_kw: Any) -> Source:
     """Load what the user handed in as a :class:`Source`.
 
     Args:
@@ -117,6 +138,9 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
             objectness, apply_sigmoid) and the number of names when not given.
         in_spec: input normalisation (default: ``x / 255``, RGB).
         trust_pickle: allow unpickling a whole module, which runs code from the file.
+        arch, num_classes: for a state dict of a torchvision detector, its constructor (e.g.
+            ``retinanet_resnet50_fpn``) and torchvision's class count (with the background for
+            SSD and the R-CNNs); it is loaded without unpickling.
 
     Raises:
         SourceError: the file is missing or truncated, of an unknown kind, or a pickle without trust.
@@ -129,6 +153,8 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
 
     if model is None or (isinstance(model, str) and model == DEFAULT_MODEL):
         return default_source()
+    if isinstance(model, nn.Module) and _torchvision_family(model):
+        return torchvision_source(model, type(model).__name__, "module", names)
     if isinstance(model, nn.Module):
         nm, spec = spec_for(None)
         return Source(type(model).__name__, "module", nm, spec, in_spec, module=model.eval(), sha256=_module_hash(model))
@@ -183,12 +209,31 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         return src
     if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
         obj = obj["model"]
+    if arch is not None:
+        from . import torchvision_models as TV
+
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}")
+        if num_classes is None:
+            raise SourceError(f"--arch {arch} needs --num-classes (torchvision's count, with the background class for "
+                              "SSD and the R-CNNs)")
+        model = TV.build(arch, num_classes, obj)
+        return torchvision_source(model, path.stem, "state_dict", names, digest, str(path))
+    if isinstance(obj, nn.Module) and _torchvision_family(obj):
+        return torchvision_source(obj.float(), path.stem, "pickle", names, digest, str(path))
     if isinstance(obj, nn.Module):
         nm, spec = spec_for(getattr(obj, "num_classes", None) or getattr(obj, "nc", None))
         return Source(path.stem, "pickle", nm, spec, in_spec, module=obj.float().eval(), sha256=digest, path=str(path))
     raise SourceError(
-        f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture; "
-        "build the nn.Module in Python and call edgecv.export.export(module, ...)")
+        f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
+        "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
+        "nn.Module in Python and call edgecv.export.export(module, ...)")
+
+
+def _torchvision_family(module: nn.Module) -> str | None:
+    from .torchvision_models import family
+
+    return family(module)
 
 
 def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:

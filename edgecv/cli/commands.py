@@ -76,7 +76,7 @@ def setup_export(p: argparse.ArgumentParser) -> None:
 
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules)")
+    g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules, torchvision state dicts)")
     g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
     g.add_argument("--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)")
     g.add_argument("--box-format", default="cxcywh", choices=("cxcywh", "xyxy"))
@@ -84,12 +84,16 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sigmoid", action="store_true", help="scores are logits: apply a sigmoid in the graph")
     g.add_argument("--trust-pickle", action="store_true",
                    help="allow unpickling a whole model from the file (runs code from it: only for files you trust)")
+    g.add_argument("--arch", help="a torchvision detector's constructor, for a state dict file (e.g. "
+                                  "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, ssdlite320_mobilenet_v3_large)")
+    g.add_argument("--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD: with the background)")
 
 
 def source_options(a: argparse.Namespace) -> dict:
     """Export options that describe a source model, from the arguments of add_source_args."""
     return dict(names=_names(a.names), layout=a.layout, box_format=a.box_format, objectness=a.objectness,
-                apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle, imgsz=getattr(a, "imgsz", None))
+                apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle, imgsz=getattr(a, "imgsz", None),
+                arch=getattr(a, "arch", None), num_classes=getattr(a, "num_classes", None))
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -1,0 +1,150 @@
+"""torchvision's detection models as edgecv sources.
+
+A torchvision detector resizes and normalises its input itself and ends in its own per-level
+top-k and NMS, which export poorly and differ from one family to the next. edgecv keeps the
+network and the family's box decoding, and replaces the rest with its own contract: the
+runtime's letterbox (the model sees the bundle's fixed input size, so torchvision's resize is
+a no-op and its anchors are constants) and edgecv's NMS over every candidate.
+
+Single-stage families (RetinaNet, FCOS, SSD, SSDlite) become a raw-prediction module
+``[B, N, 4 + C]``: boxes xyxy in input pixels, clipped to the input, then class scores as
+torchvision computes them (RetinaNet: sigmoid; FCOS: sqrt(sigmoid(class) * sigmoid(centerness));
+SSD: softmax without the background column). Class ``i`` of the bundle is torchvision's label
+``i`` for RetinaNet and FCOS, ``i + 1`` for SSD (whose label 0 is the background).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import SourceError
+from .spec import InputSpec, OutputSpec
+
+#: Constructors a state dict can be loaded into (``--arch``), by family.
+SINGLE_STAGE = {
+    "retinanet_resnet50_fpn": "retinanet", "retinanet_resnet50_fpn_v2": "retinanet", "fcos_resnet50_fpn": "fcos",
+    "ssd300_vgg16": "ssd", "ssdlite320_mobilenet_v3_large": "ssd",
+}
+TWO_STAGE = {
+    "fasterrcnn_resnet50_fpn": "fasterrcnn", "fasterrcnn_resnet50_fpn_v2": "fasterrcnn",
+    "fasterrcnn_mobilenet_v3_large_fpn": "fasterrcnn", "fasterrcnn_mobilenet_v3_large_320_fpn": "fasterrcnn",
+    "maskrcnn_resnet50_fpn": "maskrcnn", "maskrcnn_resnet50_fpn_v2": "maskrcnn",
+}
+CONSTRUCTORS = {**SINGLE_STAGE, **TWO_STAGE}
+
+
+def family(module: Any) -> str | None:
+    """``retinanet``, ``fcos``, ``ssd``, ``maskrcnn`` or ``fasterrcnn`` for a torchvision detector, else None."""
+    try:
+        from torchvision.models.detection import fcos, mask_rcnn, faster_rcnn, retinanet, ssd
+    except ImportError:
+        return None
+    for cls, name in ((retinanet.RetinaNet, "retinanet"), (fcos.FCOS, "fcos"), (ssd.SSD, "ssd"),
+                      (mask_rcnn.MaskRCNN, "maskrcnn"), (faster_rcnn.FasterRCNN, "fasterrcnn")):
+        if isinstance(module, cls):
+            return name
+    return None
+
+
+def num_classes(module: nn.Module) -> int:
+    """Classes the bundle reports: torchvision's ``num_classes``, less the background for SSD."""
+    kind = family(module)
+    if kind == "ssd":
+        return module.head.classification_head.num_columns - 1  # SSDScoringHead: classes + background
+    if kind in ("retinanet", "fcos"):
+        return module.head.classification_head.num_classes
+    return module.roi_heads.box_predictor.cls_score.out_features - 1
+
+
+def input_spec(module: nn.Module) -> InputSpec:
+    """torchvision's normalisation, ``(x / 255 - mean) / std`` on RGB."""
+    t = module.transform
+    return InputSpec(scale=1 / 255, mean=tuple(float(v) for v in t.image_mean), std=tuple(float(v) for v in t.image_std),
+                     color="RGB", pad_value=114)
+
+
+def build(arch: str, classes: int, state_dict: dict | None = None) -> nn.Module:
+    """Construct ``arch`` with ``classes`` classes (torchvision's count, background included where
+    the family has one) and no downloaded weights, then load ``state_dict``.
+
+    Raises:
+        SourceError: an unknown constructor, or a state dict that does not fit.
+    """
+    from torchvision.models import detection as D
+
+    if arch not in CONSTRUCTORS:
+        raise SourceError(f"unknown torchvision detector '{arch}'; edgecv takes: {', '.join(sorted(CONSTRUCTORS))}")
+    kw: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": classes}
+    model = getattr(D, arch)(**kw)
+    if state_dict is not None:
+        state_dict = state_dict.get("model", state_dict) if isinstance(state_dict.get("model"), dict) else state_dict
+        mine = model.state_dict()
+        bad = [k for k, v in state_dict.items() if k in mine and mine[k].shape != v.shape]
+        missing = [k for k in mine if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in mine]
+        if bad:
+            k = bad[0]
+            raise SourceError(
+                f"the state dict does not fit {arch} with {classes} classes: '{k}' is {list(state_dict[k].shape)} in the "
+                f"file, {list(mine[k].shape)} in the model ({len(bad)} tensor(s) differ). Check --num-classes "
+                f"(torchvision counts the background class for {', '.join(sorted(set(CONSTRUCTORS.values()) - {'retinanet', 'fcos'}))}) "
+                "and --arch")
+        if missing or unexpected:
+            raise SourceError(
+                f"the state dict is not a {arch}: {len(missing)} of its tensors are missing (e.g. "
+                f"{missing[:2]}) and {len(unexpected)} are unknown (e.g. {unexpected[:2]}). Check --arch")
+        model.load_state_dict(state_dict)
+    return model.eval()
+
+
+class SingleStage(nn.Module):
+    """A torchvision single-stage detector's network and box decoding at a fixed input size.
+
+    Input: the normalised float image [B, 3, H, W]. Output: [B, N, 4 + C], xyxy boxes in input
+    pixels clipped to the input, then class scores.
+    """
+
+    def __init__(self, model: nn.Module, imgsz: tuple[int, int]) -> None:
+        super().__init__()
+        from torchvision.models.detection.image_list import ImageList
+
+        self.kind = family(model)
+        if self.kind not in ("retinanet", "fcos", "ssd"):
+            raise SourceError(f"{type(model).__name__} is not a single-stage torchvision detector")
+        self.backbone, self.head, self.box_coder = model.backbone, model.head, model.box_coder
+        self.imgsz = (int(imgsz[0]), int(imgsz[1]))
+        with torch.no_grad():
+            x = torch.zeros(1, 3, *self.imgsz)
+            anchors = model.anchor_generator(ImageList(x, [self.imgsz]), self._features(x))[0]
+        self.register_buffer("anchors", anchors.float(), persistent=False)
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f = self.backbone(x)
+        if isinstance(f, torch.Tensor):
+            f = OrderedDict([("0", f)])
+        return list(f.values())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self._features(x))
+        reg, logits = out["bbox_regression"], out["cls_logits"]
+        b, n = reg.shape[0], reg.shape[1]
+        if self.kind == "fcos":
+            boxes = self.box_coder.decode(reg, self.anchors.unsqueeze(0))
+            scores = torch.sqrt(torch.sigmoid(logits) * torch.sigmoid(out["bbox_ctrness"]))
+        else:
+            anchors = self.anchors.unsqueeze(0).expand(b, n, 4).reshape(-1, 4)
+            boxes = self.box_coder.decode_single(reg.reshape(-1, 4), anchors).reshape(b, n, 4)
+            scores = torch.softmax(logits, -1)[..., 1:] if self.kind == "ssd" else torch.sigmoid(logits)
+        h, w = self.imgsz
+        limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+        boxes = torch.minimum(boxes.clamp(min=0), limit)
+        return torch.cat([boxes, scores], -1)
+
+
+def single_stage_source_parts(model: nn.Module, imgsz: tuple[int, int]) -> tuple[nn.Module, OutputSpec, InputSpec]:
+    """The raw module, its output spec and its input spec for an edgecv source."""
+    return SingleStage(model, imgsz).eval(), OutputSpec(num_classes(model), "bnc", "xyxy"), input_spec(model)

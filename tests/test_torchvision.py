@@ -1,0 +1,141 @@
+"""torchvision's single-stage detectors (RetinaNet, FCOS, SSD, SSDlite) through the bundle contract.
+
+With random weights, post-NMS ordering means little, so these tests check the raw candidates:
+the adapter's decoded boxes and scores against torchvision's own predictions, and each bundle's
+raw outputs against the PyTorch graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgecv import load
+from edgecv.errors import EdgecvError
+
+from .conftest import EXPORT_TARGETS
+
+tv = pytest.importorskip("torchvision")
+export_mod = pytest.importorskip("edgecv.export")
+from edgecv.export import torchvision_models as TV  # noqa: E402
+
+SIZE = 320
+# (constructor, torchvision num_classes): small class counts keep the heads light
+FAMILIES = [("retinanet_resnet50_fpn", 5), ("fcos_resnet50_fpn", 5), ("ssdlite320_mobilenet_v3_large", 6),
+            ("ssd300_vgg16", 6)]
+
+
+def _model(arch: str, classes: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    m = TV.build(arch, classes)
+    # torchvision's own pre-processing resizes to min_size; at the bundle's size that is a no-op
+    m.transform.min_size, m.transform.max_size = (SIZE,), SIZE
+    if hasattr(m.transform, "fixed_size") and m.transform.fixed_size is not None:
+        m.transform.fixed_size = (SIZE, SIZE)
+    m.score_thresh = 0.001  # random heads score low (RetinaNet's prior is 0.01): let torchvision keep some
+    return m.eval()
+
+
+def _image(seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(3, SIZE, SIZE, generator=g)
+
+
+@pytest.mark.parametrize("arch,classes", FAMILIES)
+def test_adapter_candidates_hold_torchvisions_own_detections(arch, classes):
+    """Every detection torchvision's own forward makes is among the adapter's candidates, with the
+    same box, and the same score for the same class (label mapping included)."""
+    model = _model(arch, classes)
+    img = _image()
+    with torch.no_grad():
+        theirs = model([img])[0]
+        spec = TV.input_spec(model)
+        x = (img.unsqueeze(0) - torch.tensor(spec.mean).view(1, 3, 1, 1)) / torch.tensor(spec.std).view(1, 3, 1, 1)
+        raw = TV.SingleStage(model, (SIZE, SIZE))(x)[0]
+    boxes, scores = raw[:, :4], raw[:, 4:]
+    assert scores.shape[1] == TV.num_classes(model)
+    assert len(theirs["boxes"]) > 0, "torchvision made no detection to compare with"
+    offset = 1 if TV.family(model) == "ssd" else 0  # SSD's label 0 is the background
+    for box, score, label in list(zip(theirs["boxes"], theirs["scores"], theirs["labels"]))[:50]:
+        cls = int(label) - offset
+        d = (boxes - box).abs().amax(1)
+        close = (d < 1e-3 * SIZE) & ((scores[:, cls] - score).abs() < 1e-5)
+        assert close.any(), f"{arch}: torchvision's {label.item()}/{score:.4f} at {box.tolist()} is not a candidate"
+
+
+@pytest.mark.parametrize("arch,classes", FAMILIES)
+def test_bundles_match_raw_head_outputs(arch, classes, tmp_path):
+    """FP32 bundles (raw mode: candidates before NMS) reproduce the PyTorch graph within 1e-4."""
+    model = _model(arch, classes)
+    ref = export_mod.reference(model, imgsz=SIZE, mode="raw")
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, (240, 300, 3), dtype=np.uint8)
+    batch, _ = ref.preprocess([img])
+    want = ref._run(batch)
+    for target in EXPORT_TARGETS:
+        bundle = export_mod.export(model, target, imgsz=SIZE, mode="raw", out_dir=tmp_path, dynamic_batch=False)
+        with load(bundle) as det:
+            got = det._run(batch)
+        for name, w in want.items():
+            g = got[name]
+            rel = np.abs(g - w).max() / max(np.abs(w).max(), 1e-6)
+            assert rel < 1e-4, f"{arch} {target} {name}: relative error {rel:.2e}"
+
+
+def test_state_dict_loads_without_trust(tmp_path):
+    model = _model("ssdlite320_mobilenet_v3_large", 4)
+    path = tmp_path / "ssdlite.pth"
+    torch.save(model.state_dict(), path)
+    src = export_mod.load_source(str(path), arch="ssdlite320_mobilenet_v3_large", num_classes=4, names=["a", "b", "c"])
+    assert src.kind == "state_dict" and src.names == ("a", "b", "c") and src.out_spec.num_classes == 3
+    x = torch.rand(1, 3, 320, 320)
+    with torch.no_grad():
+        assert torch.equal(src.module(x), TV.SingleStage(model, (320, 320))(x))
+
+
+def test_loading_errors_are_clear(tmp_path):
+    model = _model("ssdlite320_mobilenet_v3_large", 4)
+    sd = tmp_path / "sd.pth"
+    torch.save(model.state_dict(), sd)
+    with pytest.raises(EdgecvError, match="needs --num-classes"):
+        export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large")
+    with pytest.raises(EdgecvError, match=r"does not fit ssdlite320_mobilenet_v3_large with 7 classes.*--num-classes"):
+        export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large", num_classes=7)
+    with pytest.raises(EdgecvError, match="unknown torchvision detector 'ssd512'.*retinanet_resnet50_fpn"):
+        export_mod.load_source(str(sd), arch="ssd512", num_classes=4)
+    with pytest.raises(EdgecvError, match="is not a fcos_resnet50_fpn"):
+        export_mod.load_source(str(sd), arch="fcos_resnet50_fpn", num_classes=4)
+    with pytest.raises(EdgecvError, match="pass --arch"):
+        export_mod.load_source(str(sd))
+    with pytest.raises(EdgecvError, match="2 class names for a SSD with 3 classes"):
+        export_mod.load_source(model, names=["a", "b"])
+    pickled = tmp_path / "whole.pt"
+    torch.save(model, pickled)
+    with pytest.raises(EdgecvError, match="--trust-pickle"):
+        export_mod.load_source(str(pickled))
+    src = export_mod.load_source(str(pickled), trust_pickle=True)
+    assert src.kind == "pickle" and src.out_spec.num_classes == 3
+
+
+def test_cli_exports_a_state_dict_with_arch(tmp_path, capsys):
+    from edgecv.bundle import Bundle
+    from edgecv.cli import main
+
+    model = _model("ssdlite320_mobilenet_v3_large", 4)
+    sd = tmp_path / "sd.pth"
+    torch.save(model.state_dict(), sd)
+    code = main(["export", str(sd), "--arch", "ssdlite320_mobilenet_v3_large", "--num-classes", "4", "--names", "a,b,c",
+                 "--target", "onnxruntime", "-o", str(tmp_path), "--name", "b"])
+    assert code == 0, capsys.readouterr().err
+    m = Bundle.open(tmp_path / "b").manifest
+    assert m["classes"] == ["a", "b", "c"] and m["provenance"]["source"]["kind"] == "state_dict"
+    assert m["input"]["normalization"]["std"] == pytest.approx(list(model.transform.image_std))
+    code = main(["export", str(sd), "--arch", "ssdlite320_mobilenet_v3_large", "--num-classes", "9", "-o", str(tmp_path)])
+    assert code == 2 and "does not fit" in capsys.readouterr().err
+
+
+def test_two_stage_models_are_refused_clearly():
+    rcnn = TV.build("fasterrcnn_mobilenet_v3_large_320_fpn", 3)
+    with pytest.raises(EdgecvError, match="FasterRCNN models are not supported yet"):
+        export_mod.load_source(rcnn)
