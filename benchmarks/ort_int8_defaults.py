@@ -31,7 +31,7 @@ ds = load_dataset(work / "data" / "annotations.json", work / "data" / "images")
 name, size = sys.argv[1], int(sys.argv[2])
 bdir = work / "bundles" / f"{name}-{size}"
 fp32b = next(bdir.glob("*-onnxruntime-fp32")); int8b = next(bdir.glob("*-onnxruntime-int8"))
-cal = calibration_set(str(work / "calib"), (size, size), size=int(sys.argv[3]) if len(sys.argv) > 3 else 64)
+cal = calibration_set(str(work / "calib" / "images"), (size, size), size=int(sys.argv[3]) if len(sys.argv) > 3 else 64)
 scratch = Path(tempfile.mkdtemp(prefix="edgecv-ortq-"))
 
 

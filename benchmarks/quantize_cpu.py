@@ -27,14 +27,10 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
-import cv2
-
+from _common import setup
 from edgecv.bench import machine
-from edgecv.data import shapes
-from edgecv.datasets import load_dataset
 from edgecv.export import default_source, export, load_source
 from edgecv.harness import _table, compare, open_model
 from edgecv.images import read_image
@@ -71,7 +67,7 @@ def side_by_side(dets: dict, images: list, rounds: int, seed: int = 0) -> dict[s
     return out
 
 
-def run_one(label: str, src, imgsz: int, dataset, calib: list, args, say) -> list[dict]:
+def run_one(label: str, src, imgsz: int, dataset, calib: str, args, say) -> list[dict]:
     work = Path(args.work) / "bundles" / f"{label}-{imgsz}"
     bundles = {}
     for target, precision in VARIANTS:
@@ -141,23 +137,13 @@ def main() -> None:
     ap.add_argument("--work", default="build/bench-quantize")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
-    warnings.filterwarnings("ignore")
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    work = Path(args.work)
-    images_dir, ann = shapes.write_coco(work / "data", "val", args.count)
-    dataset = load_dataset(ann, images_dir)
-    calib_dir = work / "calib"
-    if not calib_dir.is_dir():
-        calib_dir.mkdir(parents=True)
-        for i in range(args.calib_size):
-            cv2.imwrite(str(calib_dir / f"{i:04d}.png"), shapes.render(shapes.SPLIT_SEEDS["train"], i).image)
-    calib = str(calib_dir)
+    work, dataset, calib_dir, say = setup(args.work, args.count, args.calib_size)
 
     rows = []
     for label in args.models:
         src = default_source() if label == "edgecv-tiny" else load_source(str(yolov8n_sized(work, say)))
         for imgsz in args.sizes:
-            rows += run_one(label, src, imgsz, dataset, calib, args, say)
+            rows += run_one(label, src, imgsz, dataset, str(calib_dir), args, say)
     text = table(rows)
     m = machine()
     stamp = dt.date.today().isoformat()

@@ -123,7 +123,11 @@ class FixedNMS(nn.Module):
         top_s, top_i = dense.topk(k, dim=1)
         box_idx = top_i % n
         valid = top_s > -0.5
-        top_b = boxes.gather(1, box_idx.unsqueeze(-1).expand(-1, -1, 4))
+        # a flat Gather, not GatherElements: when ``boxes`` is a slice of the raw output (xyxy
+        # sources), exporters fold the slice into GatherElements' data, which OpenVINO rejects
+        # (its data and indices must agree on every axis but the gathered one)
+        offsets = torch.arange(boxes.shape[0], device=boxes.device).unsqueeze(1) * n
+        top_b = boxes.reshape(-1, 4)[(box_idx + offsets).reshape(-1)].reshape(-1, k, 4)
         if self.nms.class_aware:
             labels = top_i // n
         else:

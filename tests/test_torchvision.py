@@ -7,6 +7,8 @@ raw outputs against the PyTorch graph.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -21,6 +23,9 @@ export_mod = pytest.importorskip("edgecv.export")
 from edgecv.export import torchvision_models as TV  # noqa: E402
 
 SIZE = 320
+#: small trained members of each family: python -m edgecv.export.models.train_torchvision --family F \
+#:     --out tests/fixtures/torchvision/F.pt --steps 600 --batch 8 --samples 4000   (about 10 minutes each)
+FIXTURES = Path(__file__).parent / "fixtures" / "torchvision"
 # (constructor, torchvision num_classes): small class counts keep the heads light
 FAMILIES = [("retinanet_resnet50_fpn", 5), ("fcos_resnet50_fpn", 5), ("ssdlite320_mobilenet_v3_large", 6),
             ("ssd300_vgg16", 6)]
@@ -139,3 +144,31 @@ def test_two_stage_models_are_refused_clearly():
     rcnn = TV.build("fasterrcnn_mobilenet_v3_large_320_fpn", 3)
     with pytest.raises(EdgecvError, match="FasterRCNN models are not supported yet"):
         export_mod.load_source(rcnn)
+
+
+@pytest.mark.parametrize("family", ["retinanet", "fcos", "ssd"])
+def test_trained_fixtures_keep_their_map_in_every_bundle(family, val_set, tmp_path):
+    """A trained torchvision detector (torchvision's own classes and losses, small backbone):
+    each FP32 bundle scores the source's mAP within 0.001 and matches it box for box."""
+    from edgecv.datasets import load_dataset
+    from edgecv.export.models.train_torchvision import load as load_fixture
+    from edgecv.harness import box_parity, run_dataset
+
+    path = FIXTURES / f"{family}.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout (see FIXTURES for the command that trains it)")
+    model = load_fixture(path)
+    images_dir, ann = val_set
+    ds = load_dataset(ann, images_dir)
+    ref = export_mod.reference(model, imgsz=SIZE, names=[c["name"] for c in ds.coco["categories"]])
+    want = run_dataset(ref, ds, progress=False, warmup=0)
+    assert want.metrics.map > 0.2, f"the {family} fixture is not trained (mAP {want.metrics.map:.3f})"
+    for target in EXPORT_TARGETS:
+        bundle = export_mod.export(model, target, imgsz=SIZE, out_dir=tmp_path,
+                                   names=[c["name"] for c in ds.coco["categories"]])
+        with load(bundle) as det:
+            got = run_dataset(det, ds, progress=False, warmup=0)
+        assert abs(got.metrics.map - want.metrics.map) < 0.001, f"{family} {target}"
+        parity = box_parity(want.detections, got.detections)
+        assert parity["reference_boxes"] > 0 and parity["missing"] == 0 and parity["extra"] == 0, parity
+        assert parity["mean_iou"] > 0.999 and parity["mean_abs_score_diff"] < 1e-3, parity
