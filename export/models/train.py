@@ -122,6 +122,39 @@ class EMA:
                 v.copy_(src[k])
 
 
+def render_training_set(samples: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The first ``samples`` images of the train split, letterboxed to IMGSZ, with their boxes and classes."""
+    t0 = time.time()
+    with Pool(os.cpu_count() or 1) as pool:
+        data = pool.map(_prepare, range(samples), chunksize=64)
+    print(f"rendered {len(data)} training images in {time.time() - t0:.0f}s", flush=True)
+    return data
+
+
+def sample_order(rng: np.random.Generator, samples: int, steps: int, batch: int) -> np.ndarray:
+    """Sample indices for ``steps`` batches: whole permutations of the set, one after another."""
+    return np.concatenate([rng.permutation(samples) for _ in range(steps * batch // samples + 1)])
+
+
+class Optimizer:
+    """AdamW with a linear warm-up and a cosine schedule, gradient clipping and a weight EMA."""
+
+    def __init__(self, model: torch.nn.Module, lr: float, steps: int, warmup: int = 100) -> None:
+        self.model = model
+        self.ema = EMA(model)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 10.0)
+        self.opt.step()
+        self.sched.step()
+        self.ema.update(self.model)
+
+
 def checkpoint(model: TinyYolo, args: argparse.Namespace, step: int) -> dict:
     return {
         "format": "edgecv-checkpoint",
@@ -148,20 +181,13 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    t0 = time.time()
-    with Pool(os.cpu_count() or 1) as pool:
-        data = pool.map(_prepare, range(args.samples), chunksize=64)
+    data = render_training_set(args.samples)
     images = np.stack([d[0] for d in data])
-    print(f"rendered {len(data)} training images in {time.time() - t0:.0f}s", flush=True)
 
     model = TinyYolo(len(shapes.CLASSES), args.width, args.neck).to(memory_format=torch.channels_last)
-    ema = EMA(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
-    warmup = 100
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))))
+    optim = Optimizer(model, args.lr, args.steps)
     rng = np.random.default_rng(args.seed)
-    order = np.concatenate([rng.permutation(args.samples) for _ in range(args.steps * args.batch // args.samples + 1)])
+    order = sample_order(rng, args.samples, args.steps, args.batch)
     model.train()
     t0 = time.time()
     for step in range(args.steps):
@@ -177,21 +203,16 @@ def main(argv: list[str] | None = None) -> None:
             targets.append((torch.from_numpy(b), torch.from_numpy(data[i][2])))
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255).contiguous(memory_format=torch.channels_last)
         loss, parts = loss_fn(model, x, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        sched.step()
-        ema.update(model)
+        optim.step(loss)
         if step % 50 == 0 or step == args.steps - 1:
             rate = (step + 1) / (time.time() - t0)
             print(f"step {step + 1}/{args.steps} loss {float(loss):.3f} cls {parts['cls']:.3f} box {parts['box']:.3f} "
-                  f"fg {parts['fg']} lr {sched.get_last_lr()[0]:.2e} {rate:.2f} it/s eta {(args.steps - step) / rate / 60:.0f} min", flush=True)
+                  f"fg {parts['fg']} lr {optim.sched.get_last_lr()[0]:.2e} {rate:.2f} it/s eta {(args.steps - step) / rate / 60:.0f} min", flush=True)
         if (step + 1) % 200 == 0 or step == args.steps - 1:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(out.name + ".tmp")
-            torch.save(checkpoint(ema.model.to(memory_format=torch.contiguous_format), args, step + 1), tmp)
+            torch.save(checkpoint(optim.ema.model.to(memory_format=torch.contiguous_format), args, step + 1), tmp)
             os.replace(tmp, out)
     print(f"saved {args.out}", file=sys.stderr)
 

@@ -13,12 +13,10 @@ Reproducible like ``train.py``: data, initial weights and sample order depend on
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
 from collections import OrderedDict
-from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +25,7 @@ from torch import nn
 
 from ...data import shapes
 from .tiny_yolo import ConvBN, Residual
-from .train import EMA, IMGSZ, _prepare
+from .train import IMGSZ, Optimizer, render_training_set, sample_order
 
 FAMILIES = ("retinanet", "fcos", "ssd")
 
@@ -98,18 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
-    t0 = time.time()
-    with Pool(os.cpu_count() or 1) as pool:
-        data = pool.map(_prepare, range(args.samples), chunksize=64)
-    print(f"rendered {len(data)} training images in {time.time() - t0:.0f}s", flush=True)
+    data = render_training_set(args.samples)
     model = build(args.family)
-    ema = EMA(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
-    warmup = 100
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))))
-    rng = np.random.default_rng(args.seed)
-    order = np.concatenate([rng.permutation(args.samples) for _ in range(args.steps * args.batch // args.samples + 1)])
+    optim = Optimizer(model, args.lr, args.steps)
+    order = sample_order(np.random.default_rng(args.seed), args.samples, args.steps, args.batch)
     offset = 1 if args.family == "ssd" else 0  # SSD's label 0 is the background
     model.train()
     t0 = time.time()
@@ -123,12 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                             "labels": torch.from_numpy(labels).long() + offset})
         losses = model(images, targets)
         loss = sum(losses.values())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-        opt.step()
-        sched.step()
-        ema.update(model)
+        optim.step(loss)
         if step % 50 == 0 or step == args.steps - 1:
             rate = (step + 1) / (time.time() - t0)
             parts = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
@@ -138,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     torch.save({"family": args.family, "num_classes": len(shapes.CLASSES), "names": list(shapes.CLASSES),
-                "state_dict": ema.model.state_dict(), "train": vars(args)}, tmp)
+                "state_dict": optim.ema.model.state_dict(), "train": vars(args)}, tmp)
     os.replace(tmp, out)
     print(f"saved {out}", file=sys.stderr)
 
