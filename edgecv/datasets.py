@@ -257,6 +257,23 @@ def _crowd(v) -> int | None:
     return i if i in (0, 1) else None
 
 
+def _empty(v) -> bool:
+    """None, or an empty list or object: an optional field left out."""
+    return v is None or (isinstance(v, (list, dict)) and not v)
+
+
+def _segmentation(v):
+    """A COCO segmentation (polygons or RLE), kept as it is; None when malformed."""
+    if isinstance(v, dict):
+        size = v.get("size")
+        ok = isinstance(size, list) and len(size) == 2 and all(_positive_int(x) for x in size)
+        return v if ok and isinstance(v.get("counts"), (str, list)) else None
+    if isinstance(v, list) and v and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and
+                                         all(_number(x) is not None for x in p) for p in v):
+        return v
+    return None
+
+
 def _name(v) -> str | None:
     return v if isinstance(v, str) and v.strip() else None
 
@@ -270,7 +287,9 @@ IMAGE_FIELDS: _Spec = {"id": (_int, "an integer", ...), "file_name": (_file_name
 ANNOTATION_FIELDS: _Spec = {"id": (_int, "an integer", ...), "image_id": (_int, "an integer", ...),
                             "category_id": (_int, "an integer", ...),
                             "bbox": (_bbox, "a list of 4 finite numbers [x, y, w, h]", ...),
-                            "area": (_number, "a finite number", None), "iscrowd": (_crowd, "0 or 1", 0)}
+                            "area": (_number, "a finite number", None), "iscrowd": (_crowd, "0 or 1", 0),
+                            "segmentation": (_segmentation, "polygons [[x, y, ...], ...] or an RLE {size, counts}",
+                                             None)}
 CATEGORY_FIELDS: _Spec = {"id": (_int, "an integer", ...), "name": (_name, "a non-empty string", ...)}
 
 
@@ -283,7 +302,7 @@ def _entries(data: dict, key: str, spec: _Spec, problems: list[str]) -> list[dic
             continue
         clean, ok = {}, True
         for field, (convert, must_be, default) in spec.items():
-            if field not in entry or (entry[field] is None and default is not ...):
+            if field not in entry or (default is not ... and _empty(entry[field])):
                 if default is ...:
                     problems.append(f"{key}[{i}] has no '{field}'")
                     ok = False
@@ -295,6 +314,8 @@ def _entries(data: dict, key: str, spec: _Spec, problems: list[str]) -> list[dic
                 ok = False
             clean[field] = value
         if ok:
+            if "segmentation" in clean and clean["segmentation"] is None:
+                del clean["segmentation"]  # optional: absent, not null, for the evaluator
             out.append(clean)
     return out
 

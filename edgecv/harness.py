@@ -5,6 +5,7 @@ a bootstrap over images for the mAP difference, per-class AP differences, box-le
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import statistics
 import sys
@@ -48,6 +49,7 @@ class Run:
     names: tuple[str, ...]
     metrics: Metrics | None = None
     info: dict = field(default_factory=dict)
+    mask_metrics: Metrics | None = None  # COCO segm, for models that return instance masks
 
     @property
     def median_ms(self) -> float:
@@ -105,14 +107,25 @@ def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, 
         for _ in range(warmup):
             det(first, conf=conf)
     name = name or model_name(None, det)
+    segm: list[dict] | None = None  # mask results, run-length encoded as they come: dense masks are large
     for info in progress_bar(infos, len(infos), name, progress):
         img = read_image(dataset.image_path(info))
         t0 = time.perf_counter()
-        dets[int(info["id"])] = det(img, conf=conf)
+        d = det(img, conf=conf)
         times.append((time.perf_counter() - t0) * 1000)
+        if d.masks is not None:
+            segm = (segm or []) + to_coco_results({int(info["id"]): d}, cat_of, masks=True)
+            d = dataclasses.replace(d, masks=None)
+        dets[int(info["id"])] = d
     run = Run(name, dets, times, tuple(det.names), info={"target": det.manifest["target"],
                                                          "precision": det.manifest["precision"], "cat_of": cat_of})
     run.metrics = coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets)
+    if segm is not None:  # instance masks: COCO segm AP beside box AP
+        anns = dataset.coco.get("annotations", [])
+        if anns and all("segmentation" in a for a in anns):
+            run.mask_metrics = coco_metrics(dataset.coco, segm, max_dets=max_dets, iou_type="segm")
+        else:
+            run.info["mask_metrics"] = "the data set lacks a segmentation for some annotations: no mask AP"
     return run
 
 
@@ -347,6 +360,10 @@ def metrics_table(runs: Sequence[Run]) -> str:
     keys = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "ar1", "ar10", "ar100")
     head = ("model", "mAP50-95", "mAP50", "mAP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "p50 ms")
     rows = [(r.name, *(_pts(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs]
+    if any(r.mask_metrics is not None for r in runs):  # instance masks: COCO segm beside box AP
+        head = (*head[:-1], "mask mAP50-95", "mask mAP50", head[-1])
+        rows = [(*row[:-1], _pts(r.mask_metrics.map if r.mask_metrics else np.nan),
+                 _pts(r.mask_metrics.stats["map50"] if r.mask_metrics else np.nan), row[-1]) for row, r in zip(rows, runs)]
     return _table(head, rows)
 
 
@@ -369,6 +386,12 @@ def compare_table(result: CompareResult) -> str:
                      "—" if np.isnan(p["mean_iou"]) else f"{p['mean_iou']:.4f}",
                      f"{p['missing']}/{p['extra']}", f"{run.median_ms:.2f}"))
     head = ("model", "mAP50-95", "Δ points", "95% CI", "worst class Δ", "boxes matched", "mean IoU", "missing/extra", "p50 ms")
+    if ref.mask_metrics is not None:  # mask AP and its difference, after the box columns
+        head = (*head[:-1], "mask mAP", "mask Δ", head[-1])
+        rows = [(*row[:-1], _pts(r.mask_metrics.map if r.mask_metrics else np.nan),
+                 "reference" if r is ref else (f"{(r.mask_metrics.map - ref.mask_metrics.map) * 100:+.2f}"
+                                               if r.mask_metrics else "—"), row[-1])
+                for row, r in zip(rows, result.runs)]
     return _table(head, rows)
 
 
@@ -405,6 +428,8 @@ def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_opti
         "settings": result.settings,
         "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
         "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
+        **({"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
+           if src.mask_metrics is not None and cand.mask_metrics is not None else {}),
         "delta_map": c.delta_map,
         "ci95": [c.ci["low"], c.ci["high"]],
         "parity": c.parity,

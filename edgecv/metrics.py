@@ -1,4 +1,4 @@
-"""COCO detection metrics, computed by faster-coco-eval (the ``[eval]`` extra).
+"""COCO detection (box and mask) metrics, computed by faster-coco-eval (the ``[eval]`` extra).
 
 Every figure comes from the evaluator: edgecv only maps class ids to category ids,
 reads its summary, per-class precision and precision-recall arrays.
@@ -46,20 +46,28 @@ class Metrics:
         return {"stats": self.stats, "per_class": self.per_class}
 
 
-def to_coco_results(dets: Mapping[int, Detections], cat_of: Mapping[int, int]) -> list[dict]:
+def to_coco_results(dets: Mapping[int, Detections], cat_of: Mapping[int, int], masks: bool = False) -> list[dict]:
     """COCO result entries for every image; detections of classes without a category are left out.
 
     Args:
         dets: image id -> Detections.
         cat_of: model class index -> COCO category id.
+        masks: add each detection's mask as ``segmentation`` (compressed RLE), for segm evaluation.
     """
+    if masks:
+        from faster_coco_eval.core import mask as mask_utils
     out = []
     for image_id, d in dets.items():
         xywh = np.asarray(d.xyxy, dtype=np.float64).copy()
         xywh[:, 2:] -= xywh[:, :2]
-        for box, s, c in zip(xywh.tolist(), d.scores.tolist(), d.class_ids.tolist()):
+        for k, (box, s, c) in enumerate(zip(xywh.tolist(), d.scores.tolist(), d.class_ids.tolist())):
             if c in cat_of:
-                out.append({"image_id": int(image_id), "category_id": int(cat_of[c]), "bbox": box, "score": float(s)})
+                r = {"image_id": int(image_id), "category_id": int(cat_of[c]), "bbox": box, "score": float(s)}
+                if masks:
+                    rle = mask_utils.encode(np.asfortranarray(d.masks[k].astype(np.uint8)))
+                    r["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")
+                                         if isinstance(rle["counts"], bytes) else rle["counts"]}
+                out.append(r)
     return out
 
 
@@ -67,14 +75,17 @@ def _nan(v: float) -> float:
     return float("nan") if v < 0 else float(v)
 
 
-def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = None, max_dets: int = 100) -> Metrics:
-    """Run the COCO box evaluation of ``results`` against the COCO dict ``gt``.
+def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = None, max_dets: int = 100,
+                 iou_type: str = "bbox") -> Metrics:
+    """Run the COCO box (or, with ``iou_type="segm"``, mask) evaluation of ``results`` against
+    the COCO dict ``gt``.
 
     Args:
-        gt: COCO-format ground truth (images, annotations, categories).
+        gt: COCO-format ground truth (images, annotations, categories; ``segmentation`` for segm).
         results: COCO result entries (see :func:`to_coco_results`).
         img_ids: evaluate these images only (default: every image of ``gt``).
         max_dets: detections per image counted (COCO: 100).
+        iou_type: ``"bbox"`` or ``"segm"``.
     """
     COCO, COCOeval = _evaluator()
     coco_gt = COCO(gt)
@@ -85,7 +96,7 @@ def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = 
         recall = np.linspace(0, 1, 101)
         return Metrics(zero, {c["name"]: 0.0 for c in cats}, recall, np.zeros(101), np.zeros(101))
     coco_dt = coco_gt.loadRes(results)
-    ev = COCOeval(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
+    ev = COCOeval(coco_gt, coco_dt, iou_type, print_function=lambda *a, **k: None)
     ev.params.imgIds = ids
     ev.params.maxDets = [1, 10, max_dets]
     ev.evaluate()

@@ -359,3 +359,17 @@ def test_shapes_split_loads(tmp_path):
     assert len(ds) == 5 and ds.format == "coco"
     assert [c["name"] for c in ds.coco["categories"]] == list(shapes.CLASSES)
     assert category_map(list(shapes.CLASSES), ds.coco["categories"]) == {i: i + 1 for i in range(len(shapes.CLASSES))}
+
+
+def test_coco_segmentations_are_kept_and_checked(tmp_path):
+    data = coco_dict()
+    poly = [[4.0, 6.0, 24.0, 6.0, 24.0, 16.0]]
+    rle = {"size": [H, W], "counts": [10, 5, H * W - 15]}
+    data["annotations"][0]["segmentation"] = poly
+    data["annotations"][1]["segmentation"] = rle
+    ds = load_dataset(write_coco(tmp_path / "ok", data))
+    assert ds.coco["annotations"][0]["segmentation"] == poly and ds.coco["annotations"][1]["segmentation"] == rle
+    assert "segmentation" not in ds.coco["annotations"][2]
+    data["annotations"][0]["segmentation"] = [[1.0, 2.0, 3.0]]  # an odd number of coordinates
+    with pytest.raises(EdgecvError, match=r"annotations\[0\].segmentation .* is not polygons"):
+        load_dataset(write_coco(tmp_path / "bad", data))

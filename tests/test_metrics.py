@@ -82,3 +82,38 @@ def test_no_detections_at_all_scores_zero():
     gt, _ = constructed_case(0)
     m = coco_metrics(gt, [])
     assert m.map == 0 and m.stats["ar100"] == 0
+
+
+def test_mask_ap_equals_pycocotools_segm_on_shapes_masks(tmp_path):
+    """Mask results (to_coco_results(masks=True)) against the shapes set's RLE ground truth:
+    the harness's segm figures are pycocotools' own, and perfect masks score 1."""
+    import json
+
+    from edgecv.data import shapes
+    from edgecv.detections import Detections
+    from edgecv.metrics import to_coco_results
+
+    _, ann = shapes.write_coco(tmp_path, "val", 8)
+    gt = json.loads(ann.read_text())
+    gt.pop("info")
+    perfect, rough = {}, {}
+    for i in range(8):
+        s = shapes.render(shapes.SPLIT_SEEDS["val"], i)
+        masks = s.masks()
+        perfect[i + 1] = Detections(s.boxes, np.ones(len(s.boxes)), s.class_ids, shapes.CLASSES, masks)
+        grown = np.stack([np.roll(m, 2, axis=1) | m for m in masks])  # 2 px wider to the right: IoU below 1
+        rough[i + 1] = Detections(s.boxes, np.linspace(1, 0.5, len(s.boxes)), s.class_ids, shapes.CLASSES, grown)
+    cat_of = {i: i + 1 for i in range(len(shapes.CLASSES))}
+    assert coco_metrics(gt, to_coco_results(perfect, cat_of, masks=True), iou_type="segm").map == pytest.approx(1.0)
+    results = to_coco_results(rough, cat_of, masks=True)
+    ours = coco_metrics(gt, results, iou_type="segm")
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = gt
+        coco.createIndex()
+        ev = pycoco.COCOeval(coco, coco.loadRes(results), "segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    assert 0.2 < ours.map < 0.99
+    np.testing.assert_allclose([ours.stats[k] for k in STAT_NAMES], ev.stats, atol=1e-6)

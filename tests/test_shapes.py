@@ -35,3 +35,23 @@ def test_write_coco(tmp_path):
     mtime = ann.stat().st_mtime_ns
     shapes.write_coco(tmp_path, "val", 5)
     assert ann.stat().st_mtime_ns == mtime
+
+
+def test_instance_masks_fit_their_boxes_and_round_trip_as_coco_rle(tmp_path):
+    from pycocotools import mask as coco_mask
+
+    for i in range(10):
+        s = shapes.render(shapes.SPLIT_SEEDS["val"], i)
+        masks = s.masks()
+        assert masks.shape == (len(s.boxes),) + s.image.shape[:2]
+        assert not (masks.sum(0) > 1).any()  # one object per pixel
+        for m, box in zip(masks, s.boxes):
+            ys, xs = np.nonzero(m)
+            assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == box.tolist()
+            r = shapes.rle(m)
+            back = coco_mask.decode(coco_mask.frPyObjects(r, *r["size"])).astype(bool)
+            assert np.array_equal(back, m)
+    _, ann = shapes.write_coco(tmp_path, "val", 3)
+    data = json.loads(ann.read_text())
+    assert all(a["segmentation"]["size"] == [data["images"][a["image_id"] - 1]["height"],
+                                             data["images"][a["image_id"] - 1]["width"]] for a in data["annotations"])

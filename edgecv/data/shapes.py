@@ -28,11 +28,33 @@ MAX_OCCLUSION = 0.4  # a placement may hide at most this share of an earlier obj
 
 @dataclass(frozen=True)
 class Sample:
-    """One image (HxWx3 uint8, BGR), its boxes (xyxy pixel edges, float32 [N, 4]) and class ids [N]."""
+    """One image (HxWx3 uint8, BGR), its boxes (xyxy pixel edges, float32 [N, 4]) and class ids [N].
+
+    ``instances`` (HxW int16) says which object each pixel shows: ``i`` for box ``i``, -1 for the
+    background; ``instances == i`` is object i's visible mask.
+    """
 
     image: np.ndarray
     boxes: np.ndarray
     class_ids: np.ndarray
+    instances: np.ndarray | None = None
+
+    def masks(self) -> np.ndarray:
+        """Visible instance masks, bool [N, H, W]."""
+        if self.instances is None:
+            return np.zeros((0,) + self.image.shape[:2], dtype=bool)
+        return self.instances[None] == np.arange(len(self.boxes), dtype=np.int16)[:, None, None]
+
+
+def rle(mask: np.ndarray) -> dict:
+    """COCO's uncompressed run-length encoding of a bool mask (column-major runs, 0s first)."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0]:
+        counts = [0] + counts
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
 
 
 def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -131,20 +153,24 @@ def render(seed: int, index: int) -> Sample:
         visible.append(int(sel.sum()))
         classes.append(cls_id)
     boxes, ids = [], []
+    instances = np.full((h, w), -1, dtype=np.int16)
     for k, cls_id in enumerate(classes):
-        ys, xs = np.nonzero(owner == k)
+        sel = owner == k
+        ys, xs = np.nonzero(sel)
         if len(xs) == 0:
             continue
+        instances[sel] = len(boxes)
         boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
         ids.append(cls_id)
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 0.9))
     img = np.clip(img.astype(np.int16) + rng.normal(0, 3, size=img.shape).astype(np.int16), 0, 255).astype(np.uint8)
-    return Sample(img, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(ids, np.int64))
+    return Sample(img, np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(ids, np.int64), instances)
 
 
 def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200) -> tuple[Path, Path]:
-    """Write ``count`` samples of ``split`` as PNG images plus a COCO json.
+    """Write ``count`` samples of ``split`` as PNG images plus a COCO json (boxes and visible
+    instance masks, as uncompressed RLE).
 
     Returns ``(images_dir, annotations_json)``. Category ids are 1-based, in
     :data:`CLASSES` order. Existing complete output is reused.
@@ -154,7 +180,8 @@ def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200)
     if ann_path.exists():
         try:
             data = json.loads(ann_path.read_text())
-            if data.get("info", {}).get("split") == split and len(data["images"]) == count:
+            if data.get("info", {}).get("split") == split and len(data["images"]) == count and \
+                    all("segmentation" in a for a in data["annotations"][:1]):
                 return images_dir, ann_path
         except (OSError, ValueError, KeyError):
             pass
@@ -166,10 +193,11 @@ def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200)
         name = f"{split}_{i:05d}.png"
         cv2.imwrite(str(images_dir / name), s.image)
         images.append({"id": i + 1, "file_name": name, "height": s.image.shape[0], "width": s.image.shape[1]})
-        for box, cid in zip(s.boxes, s.class_ids):
+        for k, (box, cid) in enumerate(zip(s.boxes, s.class_ids)):
             x0, y0, x1, y1 = (float(v) for v in box)
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cid) + 1,
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                         "segmentation": rle(s.instances == k)})
     data = {
         "info": {"description": "edgecv synthetic shapes", "split": split, "seed": seed},
         "images": images,
