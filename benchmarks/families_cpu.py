@@ -2,8 +2,10 @@
 
     python benchmarks/families_cpu.py [--count 100] [--fixtures tests/fixtures/torchvision]
 
-For each family, a trained member (edgecv-tiny; the small torchvision RetinaNet, FCOS and SSD
-fixtures trained by ``edgecv.export.models.train_torchvision``) is exported to onnxruntime and
+For each family, a trained member (edgecv-tiny; the small torchvision RetinaNet, FCOS, SSD and
+Mask R-CNN fixtures trained by ``edgecv.export.models.train_torchvision``, the Faster R-CNN that is
+the Mask R-CNN's box branch; a YOLOv8n from Ultralytics' yaml trained by
+``edgecv.export.models.train_ultralytics``) is exported to onnxruntime and
 openvino at FP32 and INT8, and to the tensorrt FP32 and INT8 graphs (run here in onnxruntime).
 Each bundle is compared with the PyTorch source on the shapes validation split. A cell that
 cannot be filled says why: the exception's message, or the family's missing piece.
@@ -27,25 +29,33 @@ from edgecv.harness import _table, compare, open_model
 
 CELLS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
          ("tensorrt", "fp32"), ("tensorrt", "int8")]
-#: families edgecv does not take yet, and why (the cells of the matrix say so)
-NOT_YET = {
-    "Faster R-CNN (torchvision)": "two-stage models are refused for now (RoI heads not yet exported)",
-    "Mask R-CNN (torchvision)": "two-stage models are refused for now (RoI heads and masks not yet exported)",
-    "YOLOv8 / YOLO11 / YOLOv5u (Ultralytics)": "the Ultralytics adapter is not written yet",
-}
-
-
-def sources(fixtures: Path, names: list[str]) -> list[tuple[str, object]]:
+def sources(fixtures: Path, names: list[str], work: Path) -> list[tuple[str, object]]:
     from edgecv.export.models.train_torchvision import load as load_fixture
 
     out: list[tuple[str, object]] = [("edgecv-tiny (YOLO-style)", default_source())]
-    for family, label in (("retinanet", "RetinaNet (torchvision)"), ("fcos", "FCOS (torchvision)"),
-                          ("ssd", "SSD (torchvision)")):
-        path = fixtures / f"{family}.pt"
-        if path.is_file():
-            out.append((label, load_source(load_fixture(path), names=names)))
+    for family, label, file in (("retinanet", "RetinaNet (torchvision)", "retinanet"),
+                                ("fcos", "FCOS (torchvision)", "fcos"), ("ssd", "SSD (torchvision)", "ssd"),
+                                ("fasterrcnn", "Faster R-CNN (torchvision)", "maskrcnn"),
+                                ("maskrcnn", "Mask R-CNN (torchvision)", "maskrcnn")):
+        path = fixtures / f"{file}.pt"
+        if path.is_file():  # the Faster R-CNN is the trained Mask R-CNN's box branch
+            out.append((label, load_source(load_fixture(path, family), names=names)))
         else:
             out.append((label, f"no trained fixture at tests/fixtures/torchvision/{path.name}"))
+    label = "YOLOv8n (Ultralytics)"
+    try:
+        import ultralytics  # noqa: F401
+    except ImportError:
+        out.append((label, "ultralytics is not installed (pip install ultralytics)"))
+        return out
+    weights = fixtures.parent / "ultralytics" / "yolov8n-shapes.weights.pt"
+    if not weights.is_file():
+        out.append((label, f"no trained fixture at tests/fixtures/ultralytics/{weights.name}"))
+        return out
+    from edgecv.export.models.train_ultralytics import checkpoint_from_weights
+
+    ckpt = checkpoint_from_weights(weights, work / "yolov8n-shapes.pt")  # an Ultralytics checkpoint, by YOLO.save
+    out.append((label, load_source(str(ckpt), trust_pickle=True)))
     return out
 
 
@@ -60,7 +70,7 @@ def main() -> None:
     work, dataset, calib_dir, say = setup(args.work, args.count, args.calib_size)
 
     rows = []
-    for label, src in sources(Path(args.fixtures), list(shapes.CLASSES)):
+    for label, src in sources(Path(args.fixtures), list(shapes.CLASSES), work):
         if isinstance(src, str):
             rows += [{"family": label, "target": t, "precision": p, "works": False, "why": src} for t, p in CELLS]
             continue
@@ -79,19 +89,23 @@ def main() -> None:
                 row.update(works=True, source_map=res.runs[0].metrics.map, map=res.runs[1].metrics.map,
                            delta=res.comparisons[0].delta_map * 100, p50_ms=res.runs[1].median_ms,
                            measured_with="onnxruntime (CPU)" if target == "tensorrt" else target)
+                if res.runs[1].mask_metrics is not None:
+                    row.update(source_mask_map=res.runs[0].mask_metrics.map, mask_map=res.runs[1].mask_metrics.map)
             except (EdgecvError, RuntimeError, ValueError) as e:
                 row.update(works=False, why=f"{type(e).__name__}: {str(e).splitlines()[0][:160]}")
             say(f"{label}: {target} {precision}: {'ok' if row['works'] else row['why']}")
             rows.append(row)
         ref.close()
-    for label, why in NOT_YET.items():
-        rows += [{"family": label, "target": t, "precision": p, "works": False, "why": why} for t, p in CELLS]
 
-    table = _table(("family", "target", "precision", "works", "source mAP", "bundle mAP", "Δ points", "p50 ms", "why not"),
+    def mask(r: dict) -> str:
+        return f"{r['source_mask_map'] * 100:.2f} / {r['mask_map'] * 100:.2f}" if "mask_map" in r else ""
+
+    table = _table(("family", "target", "precision", "works", "source mAP", "bundle mAP", "Δ points", "mask mAP src / bundle",
+                    "p50 ms", "why not"),
                    [(r["family"], r["target"] + (" [ort]" if r["target"] == "tensorrt" and r["works"] else ""),
                      r["precision"], "yes" if r["works"] else "no",
                      f"{r['source_map'] * 100:.2f}" if r["works"] else "", f"{r['map'] * 100:.2f}" if r["works"] else "",
-                     f"{r['delta']:+.2f}" if r["works"] else "", f"{r['p50_ms']:.1f}" if r["works"] else "",
+                     f"{r['delta']:+.2f}" if r["works"] else "", mask(r), f"{r['p50_ms']:.1f}" if r["works"] else "",
                      r.get("why", "")) for r in rows], left=4)
     m = machine()
     stamp = dt.date.today().isoformat()

@@ -128,9 +128,14 @@ def validate_manifest(m: Any) -> dict:
         raise BundleError(f"manifest: input.shape {shape} must be [batch, H, W, 3] with sizes 1..16384 (batch -1 = dynamic)")
     if m["input"]["layout"] != "NHWC" or m["input"]["dtype"] != "uint8" or m["input"]["color"] not in ("RGB", "BGR"):
         raise BundleError("manifest: this edgecv runs uint8 NHWC inputs in RGB or BGR order only")
-    _check_fields(m["output"], _OUTPUT, {"default_conf": (int, float), "coordinates": str}, "output")
+    _check_fields(m["output"], _OUTPUT, {"default_conf": (int, float), "coordinates": str, "masks": dict}, "output")
     if m["output"]["mode"] not in ("nms", "raw"):
         raise BundleError(f"manifest: output.mode '{m['output']['mode']}' is not 'nms' or 'raw'")
+    masks = m["output"].get("masks")
+    if masks is not None:
+        _check_fields(masks, {"tensor": str, "threshold": (int, float)}, {"paste": str}, "output.masks")
+        if masks["tensor"] not in m["output"]["tensors"] or not 0 < masks["threshold"] < 1:
+            raise BundleError("manifest: output.masks must name one of output.tensors and have a threshold in (0, 1)")
     _check_fields(m["output"]["nms"], {"score_threshold": (int, float), "iou_threshold": (int, float),
                                        "max_detections": int, "class_aware": bool}, {}, "output.nms")
     return m

@@ -53,7 +53,8 @@ def _imgsz(value: int | Sequence[int] | None, src: Source) -> tuple[int, int]:
 def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
                    dynamic_batch: bool, runtime: dict | None = None, options: dict | None = None) -> dict:
     """The manifest (without ``files``) of a bundle or in-memory reference detector."""
-    names = G.output_names(mode)
+    masks = G.has_masks(src.module)
+    names = G.output_names(mode, masks)
     return {
         "schema_version": SCHEMA_VERSION,
         "edgecv_version": __version__,
@@ -78,6 +79,8 @@ def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, i
             "coordinates": "input_pixels",
             "nms": {**nms.to_dict(), "where": "graph" if mode == "nms" else "host"},
             "default_conf": 0.25,
+            **({"masks": {"tensor": "masks", "contents": "probabilities of each kept box's mask, in its box",
+                          "paste": "host", "threshold": 0.5}} if masks else {}),
         },
         "runtime": {target: runtime or {}},
         "provenance": {
@@ -105,9 +108,9 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
     size = _imgsz(imgsz, src)
     tv = src.meta.get("torchvision")
     if tv is not None and getattr(src.module, "imgsz", None) != size:  # anchors are constants of the input size
-        from .torchvision_models import SingleStage
+        from .torchvision_models import raw_module
 
-        src = dataclasses.replace(src, module=SingleStage(tv, size).eval())
+        src = dataclasses.replace(src, module=raw_module(tv, size))
     nms = NmsSpec(conf, iou, max_det, class_aware)
     return src, size, nms
 
@@ -124,7 +127,7 @@ def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, co
     if src.module is None:
         raise ExportError("the torch reference runs PyTorch sources only; an ONNX source has none")
     g, _ = _graph(src, size, nms, mode)
-    manifest = build_manifest(src, "torch", "fp32", size, nms, mode, True, {}, {})
+    manifest = build_manifest(src, "torch", "fp32", size, nms, mode, src.meta.get("batch") != 1, {}, {})
     return get_backend("torch")(manifest, None, module=g, **det_opts)
 
 
@@ -174,6 +177,9 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         raise ExportError(f"bundle name {name!r} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'")
     dest = Path(out_dir) / name
     say(f"source: {src.kind} '{src.name}', {len(src.names)} classes, input {size[0]}x{size[1]}")
+    if src.meta.get("batch") == 1 and dynamic_batch:
+        say(f"{src.meta.get('family', src.name)} is exported for batch 1: the bundle runs one image per call")
+        dynamic_batch = False
     with staging(dest) as tmp, tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as work:
         onnx_path = Path(work) / "graph.onnx"
         if src.module is not None and src.kind != "torchscript":

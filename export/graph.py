@@ -157,6 +157,15 @@ class DetectorGraph(nn.Module):
         self.decode = Decode(out_spec)
         self.mode = mode
         self.nms = FixedNMS(nms, out_spec.num_classes, num_candidates) if mode == "nms" else None
+        # instance masks (Mask R-CNN): the model's mask head runs on the boxes NMS kept
+        self.with_masks = has_masks(model)
+        if self.with_masks and mode != "nms":
+            raise ExportError("a model with instance masks computes them for the boxes NMS keeps: export it with "
+                              "mode 'nms' (the default), not 'raw'")
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return output_names(self.mode, self.with_masks)
 
     def postprocess(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
         boxes, scores = self.decode(raw)
@@ -165,7 +174,12 @@ class DetectorGraph(nn.Module):
         return self.nms(boxes, scores)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        raw = self.model(self.normalize(images))
+        x = self.normalize(images)
+        if self.with_masks:
+            raw, features = self.model.forward_features(x)
+            num, boxes, scores, labels = self.postprocess(raw)
+            return num, boxes, scores, labels, self.model.masks(features, boxes, labels)
+        raw = self.model(x)
         if isinstance(raw, (tuple, list)):
             raw = raw[0]
         return self.postprocess(raw)
@@ -180,8 +194,15 @@ class _Post(nn.Module):
         return self.graph.postprocess(raw)
 
 
-def output_names(mode: str) -> tuple[str, ...]:
-    return NMS_OUTPUTS if mode == "nms" else RAW_OUTPUTS
+def has_masks(model: nn.Module | None) -> bool:
+    """Whether a source module has an instance-mask head (``forward_features`` and ``masks``)."""
+    return model is not None and callable(getattr(model, "masks", None)) and callable(getattr(model, "forward_features", None))
+
+
+def output_names(mode: str, masks: bool = False) -> tuple[str, ...]:
+    """The graph's outputs: NMS outputs (and ``masks`` [B, K, M, M], mask probabilities of the
+    kept boxes, in their box) or raw candidates."""
+    return (NMS_OUTPUTS + ("masks",) if masks else NMS_OUTPUTS) if mode == "nms" else RAW_OUTPUTS
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, out_names: tuple[str, ...],
@@ -221,7 +242,7 @@ def export_torch(graph: DetectorGraph, imgsz: tuple[int, int], path: Path, dynam
     example = torch.full((1, imgsz[0], imgsz[1], 3), 114, dtype=torch.uint8)
     raw_path = path.with_suffix(".raw.onnx")
     try:
-        _export(graph, example, raw_path, INPUT_NAME, output_names(graph.mode), dynamic_batch, opset)
+        _export(graph, example, raw_path, INPUT_NAME, graph.output_names, dynamic_batch, opset)
         finish(onnx.load(str(raw_path)), path)
     finally:
         raw_path.unlink(missing_ok=True)

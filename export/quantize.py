@@ -32,14 +32,25 @@ CPU_OPS = HEAVY_OPS[:3] + ("Add", "Mul", "Sigmoid", "LeakyRelu", "Relu", "Clip",
 METHODS = ("minmax", "entropy", "percentile")
 
 
+#: inputs through which a node does not count as feeding the network: RoIAlign's boxes (two-stage
+#: models' proposals, which come out of box decoding, top-k and NMS) and its batch indices
+ROI_INPUTS = {"RoiAlign": (1, 2)}
+
+
+def _data_inputs(node) -> list[str]:
+    skip = ROI_INPUTS.get(node.op_type, ())
+    return [t for k, t in enumerate(node.input) if k not in skip]
+
+
 def postprocess_nodes(model) -> list[str]:
-    """Names of the nodes of an ONNX model from which no Conv/Gemm/MatMul can be reached."""
+    """Names of the nodes of an ONNX model from which no Conv/Gemm/MatMul can be reached (other
+    than through RoIAlign's boxes: a two-stage model's proposal decoding and NMS stay in float)."""
     producers = {o: n for n in model.graph.node for o in n.output}
     feeds_heavy: set[str] = set()
     stack = [n for n in model.graph.node if n.op_type in HEAVY_OPS]
     while stack:
         node = stack.pop()
-        for i in node.input:
+        for i in _data_inputs(node):
             p = producers.get(i)
             if p is not None and p.name not in feeds_heavy:
                 feeds_heavy.add(p.name)
@@ -55,7 +66,7 @@ def output_layers(model) -> list[str]:
     """
     consumers: dict[str, list] = {}
     for n in model.graph.node:
-        for i in n.input:
+        for i in _data_inputs(n):
             consumers.setdefault(i, []).append(n)
 
     def reaches_heavy(node) -> bool:

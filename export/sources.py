@@ -4,7 +4,9 @@
 - an edgecv checkpoint (weights only: loaded with ``torch.load(weights_only=True)``);
 - a TorchScript file;
 - an ONNX file of a raw-prediction model;
-- a pickled whole module, only with ``trust_pickle=True`` (unpickling runs code from the file).
+- a pickled whole module, only with ``trust_pickle=True`` (unpickling runs code from the file);
+- a torchvision detector's state dict, with its constructor (``arch``) and ``num_classes``;
+- an Ultralytics YOLO checkpoint (a pickle: ``trust_pickle=True``; needs ``ultralytics``).
 """
 
 from __future__ import annotations
@@ -110,18 +112,37 @@ def torchvision_source(model: nn.Module, name: str, kind: str, names: Sequence[s
     from . import torchvision_models as TV
 
     fam = TV.family(model)
-    if fam not in ("retinanet", "fcos", "ssd"):
+    if fam is None:
         raise SourceError(f"torchvision {type(model).__name__} models are not supported yet; edgecv takes RetinaNet, "
-                          "FCOS, SSD and SSDlite")
+                          "FCOS, SSD, SSDlite, Faster R-CNN and Mask R-CNN")
     c = TV.num_classes(model)
     if names and len(names) != c:
         raise SourceError(f"{len(names)} class names for a {type(model).__name__} with {c} classes"
                           + (" (torchvision's num_classes counts the background class, which edgecv drops)"
                              if fam == "ssd" else ""))
     size = (320, 320) if fam == "ssd" else (640, 640)
+    meta = {"torchvision": model, "family": fam}
+    if fam in ("fasterrcnn", "maskrcnn"):
+        meta["batch"] = 1  # the RPN's proposals and RoI heads are exported for one image
     return Source(name, kind, _names(names, c), OutputSpec(c, "bnc", "xyxy"), TV.input_spec(model),
-                  module=TV.SingleStage(model.eval(), size).eval(), imgsz=size, sha256=sha256 or _module_hash(model),
-                  path=path, meta={"torchvision": model, "family": fam})
+                  module=TV.raw_module(model.eval(), size), imgsz=size, sha256=sha256 or _module_hash(model),
+                  path=path, meta=meta)
+
+
+def ultralytics_source(model: nn.Module, name: str, kind: str, names: Sequence[str] | None, ckpt: dict | None = None,
+                       sha256: str = "", path: str | None = None) -> Source:
+    """An Ultralytics YOLO detection model as a Source (see :mod:`edgecv.export.ultralytics_models`)."""
+    from . import ultralytics_models as U
+
+    model = U.unwrap(model)
+    info = U.describe(model, ckpt)
+    c = len(info["names"])
+    if names and len(names) != c:
+        raise SourceError(f"{len(names)} class names for an Ultralytics model with {c} classes")
+    head = U.prepare(model)
+    return Source(name, kind, tuple(names) if names else tuple(info["names"]), OutputSpec(c, "bcn", "cxcywh"),
+                  InputSpec(), module=head, imgsz=info["imgsz"], sha256=sha256 or _module_hash(head), path=path,
+                  meta={"family": "ultralytics", "ultralytics": {k: info[k] for k in ("version", "yaml")}})
 
 
 def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: OutputSpec | None = None,
@@ -153,6 +174,8 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
 
     if model is None or (isinstance(model, str) and model == DEFAULT_MODEL):
         return default_source()
+    if _is_ultralytics(model):
+        return ultralytics_source(model, type(model).__name__, "module", names)
     if isinstance(model, nn.Module) and _torchvision_family(model):
         return torchvision_source(model, type(model).__name__, "module", names)
     if isinstance(model, nn.Module):
@@ -191,6 +214,11 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
             raise SourceError(f"TorchScript file '{path}' could not be loaded: {e}") from None
         nm, spec = spec_for(None)
         return Source(path.stem, "torchscript", nm, spec, in_spec, module=module, sha256=digest, path=str(path))
+    from . import ultralytics_models as U
+
+    if U.is_checkpoint(path):
+        module, ckpt = U.load_checkpoint(path, trust_pickle)
+        return ultralytics_source(module, path.stem, "ultralytics", names, ckpt, digest, str(path))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -228,6 +256,12 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
         "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
         "nn.Module in Python and call edgecv.export.export(module, ...)")
+
+
+def _is_ultralytics(obj: Any) -> bool:
+    from .ultralytics_models import is_model
+
+    return is_model(obj)
 
 
 def _torchvision_family(module: nn.Module) -> str | None:

@@ -11,6 +11,12 @@ Single-stage families (RetinaNet, FCOS, SSD, SSDlite) become a raw-prediction mo
 torchvision computes them (RetinaNet: sigmoid; FCOS: sqrt(sigmoid(class) * sigmoid(centerness));
 SSD: softmax without the background column). Class ``i`` of the bundle is torchvision's label
 ``i`` for RetinaNet and FCOS, ``i + 1`` for SSD (whose label 0 is the background).
+
+Two-stage families (Faster R-CNN, Mask R-CNN) keep the RPN (with its proposal top-k and NMS)
+and the RoI heads in the graph, for batch 1 (:class:`TwoStage`); each (proposal, class) pair is
+a candidate. Mask R-CNN's mask head runs in the graph on the boxes edgecv's NMS keeps
+(:class:`MaskTwoStage`); pasting the masks into the image runs on the host (:mod:`edgecv.masks`).
+Class ``i`` is torchvision's label ``i + 1``.
 """
 
 from __future__ import annotations
@@ -143,6 +149,82 @@ class SingleStage(nn.Module):
         limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
         boxes = torch.minimum(boxes.clamp(min=0), limit)
         return torch.cat([boxes, scores], -1)
+
+
+class TwoStage(nn.Module):
+    """A torchvision Faster R-CNN's network at a fixed input size, batch 1: backbone, RPN (its
+    proposals and their NMS stay in the graph: ONNX handles them), RoI box head, class-specific
+    box decoding.
+
+    Input: the normalised float image [1, 3, H, W]. Output: [1, P * C, 4 + C] for P proposals
+    (the RPN's test-time ``post_nms_top_n``) and C classes: one candidate per (proposal, class)
+    with that class's box, clipped to the input, and that class's softmax score in its own
+    column (the others zero). edgecv's class-aware NMS over these candidates is torchvision's
+    per-class NMS. When the RPN keeps fewer than P proposals the rest are zero-score rows.
+    """
+
+    def __init__(self, model: nn.Module, imgsz: tuple[int, int]) -> None:
+        super().__init__()
+        if family(model) not in ("fasterrcnn", "maskrcnn"):
+            raise SourceError(f"{type(model).__name__} is not a torchvision Faster or Mask R-CNN")
+        self.backbone, self.rpn, self.roi_heads = model.backbone, model.rpn, model.roi_heads
+        self.imgsz = (int(imgsz[0]), int(imgsz[1]))
+        self.proposals = int(model.rpn._post_nms_top_n["testing"])
+        self.register_buffer("eye", torch.eye(num_classes(model)), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, "OrderedDict[str, torch.Tensor]"]:
+        """The candidates and the backbone's feature maps."""
+        from torchvision.models.detection.image_list import ImageList
+
+        images = ImageList(x, [self.imgsz])
+        features = self.backbone(x)
+        if isinstance(features, torch.Tensor):
+            features = OrderedDict([("0", features)])
+        proposals, _ = self.rpn(images, features)
+        rh = self.roi_heads
+        f = rh.box_head(rh.box_roi_pool(features, proposals, images.image_sizes))
+        logits, reg = rh.box_predictor(f)
+        boxes = rh.box_coder.decode(reg, proposals)[:, 1:]  # [P, C, 4], background dropped
+        scores = torch.softmax(logits, -1)[:, 1:]
+        h, w = self.imgsz
+        limit = torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+        boxes = torch.minimum(boxes.clamp(min=0), limit)
+        c, p = scores.shape[1], self.proposals
+        boxes = torch.cat([boxes, boxes.new_zeros(p, c, 4)])[:p]  # pad to a fixed candidate count
+        scores = torch.cat([scores, scores.new_zeros(p, c)])[:p]
+        one_hot = (scores.unsqueeze(2) * self.eye).reshape(p * c, c)
+        return torch.cat([boxes.reshape(p * c, 4), one_hot], 1).unsqueeze(0), features
+
+
+class MaskTwoStage(TwoStage):
+    """A torchvision Mask R-CNN: :class:`TwoStage` plus its mask head, which the graph runs on
+    the boxes its NMS keeps (:meth:`masks`). Pasting the masks into the image is left to the
+    host (:mod:`edgecv.masks`)."""
+
+    def __init__(self, model: nn.Module, imgsz: tuple[int, int]) -> None:
+        if family(model) != "maskrcnn":
+            raise SourceError(f"{type(model).__name__} is not a torchvision Mask R-CNN")
+        super().__init__(model, imgsz)
+
+    def masks(self, features: "OrderedDict[str, torch.Tensor]", boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mask probabilities [1, K, M, M] of the kept ``boxes`` [1, K, 4] (input pixels) for
+        their ``labels`` [1, K] (edgecv's class index; -1 on padding rows)."""
+        rh = self.roi_heads
+        b = boxes[0]
+        logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, [b], [self.imgsz])))  # [K, C + 1, M, M]
+        k, m = logits.shape[0], logits.shape[-1]
+        idx = (labels[0].long().clamp(min=0) + 1).view(k, 1, 1, 1).expand(k, 1, m, m)  # + 1: the background
+        return logits.gather(1, idx).squeeze(1).sigmoid().unsqueeze(0)
+
+
+def raw_module(model: nn.Module, imgsz: tuple[int, int]) -> nn.Module:
+    """The raw-prediction module of a torchvision detector at input size ``imgsz``."""
+    kind = family(model)
+    cls = {"fasterrcnn": TwoStage, "maskrcnn": MaskTwoStage}.get(kind, SingleStage)
+    return cls(model, imgsz).eval()
 
 
 def single_stage_source_parts(model: nn.Module, imgsz: tuple[int, int]) -> tuple[nn.Module, OutputSpec, InputSpec]:

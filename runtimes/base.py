@@ -16,6 +16,7 @@ from ..detections import Detections
 from ..errors import EdgecvError, InvalidImageError
 from ..images import ImageLike, to_model_input
 from ..letterbox import Letterbox, LetterboxParams
+from ..masks import paste
 from ..nms import nms
 
 
@@ -50,6 +51,7 @@ class Detector:
         self.letterbox = Letterbox(self.input_size, pad_value=lb.get("pad_value", 114), scaleup=lb.get("scaleup", True))
         self.mode: str = out["mode"]
         self.output_names: dict[str, str] = dict(out["tensors"])
+        self.mask_threshold: float | None = float(out["masks"]["threshold"]) if out.get("masks") else None
         self.nms_settings: dict = dict(out["nms"])
         self.conf = float(out.get("default_conf", 0.25) if conf is None else conf)
         self.color = color
@@ -142,7 +144,12 @@ class Detector:
             boxes = self.letterbox.inverse(boxes[keep], p)
             scores, labels = scores[keep], labels[keep]
             nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly in the padding
-            results.append(Detections(boxes[nonempty], scores[nonempty], labels[nonempty].astype(np.int64), self.names))
+            masks = None
+            if self.mask_threshold is not None:  # pasted on the host, in the original image's pixels
+                probs = outputs[t["masks"]][i, :n][keep][nonempty]
+                masks = paste(probs, boxes[nonempty], p.orig_shape, self.mask_threshold)
+            results.append(Detections(boxes[nonempty], scores[nonempty], labels[nonempty].astype(np.int64), self.names,
+                                      masks))
         return results
 
     def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None) -> list[Detections]:

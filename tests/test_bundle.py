@@ -102,6 +102,9 @@ BAD = [
     (lambda m: m["output"]["nms"].pop("iou_threshold"), "iou_threshold"),
     (lambda m: m.update(classes=[]), "classes must be a non-empty"),
     (lambda m: m.update(files=[]), "no model file"),
+    (lambda m: m["output"].update(masks={"tensor": "masks", "threshold": 0.5}), "output.masks must name one of"),
+    (lambda m: m["output"].update(masks={"tensor": "boxes", "threshold": 1.5}), "threshold in"),
+    (lambda m: m["output"].update(masks={"tensor": "boxes"}), r"output.masks is missing the field 'threshold'"),
 ]
 
 

@@ -44,8 +44,8 @@ def _names(text: str | None) -> list[str] | None:
 
 def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default="edgecv-tiny",
-                   help="model file (.pt/.pth edgecv checkpoint, TorchScript, pickled module with --trust-pickle, .onnx) "
-                        "or 'edgecv-tiny' (default)")
+                   help="model file (.pt/.pth edgecv checkpoint, TorchScript, torchvision state dict with --arch, pickled "
+                        "module or Ultralytics YOLO checkpoint with --trust-pickle, .onnx) or 'edgecv-tiny' (default)")
     p.add_argument("--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)")
     p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (int8 needs --calib) | bf16 (openvino: FP32 weights, bf16 compute on CPUs that "
                         "have it, f32 elsewhere)")
@@ -83,10 +83,13 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--objectness", action="store_true", help="an objectness column follows the box (YOLOv3/v5)")
     g.add_argument("--sigmoid", action="store_true", help="scores are logits: apply a sigmoid in the graph")
     g.add_argument("--trust-pickle", action="store_true",
-                   help="allow unpickling a whole model from the file (runs code from it: only for files you trust)")
+                   help="allow unpickling a whole model from the file, e.g. an Ultralytics .pt (runs code from it: only "
+                        "for files you trust)")
     g.add_argument("--arch", help="a torchvision detector's constructor, for a state dict file (e.g. "
-                                  "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, ssdlite320_mobilenet_v3_large)")
-    g.add_argument("--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD: with the background)")
+                                  "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, fasterrcnn_resnet50_fpn, "
+                                  "maskrcnn_resnet50_fpn)")
+    g.add_argument("--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the "
+                                                   "background)")
 
 
 def source_options(a: argparse.Namespace) -> dict:

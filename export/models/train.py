@@ -136,6 +136,15 @@ def sample_order(rng: np.random.Generator, samples: int, steps: int, batch: int)
     return np.concatenate([rng.permutation(samples) for _ in range(steps * batch // samples + 1)])
 
 
+def schedule_args(ap, steps: int, batch: int, samples: int = 4000, lr: float = 2e-3) -> None:
+    """The options every training script shares: steps, batch, samples, lr, seed."""
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch", type=int, default=batch)
+    ap.add_argument("--samples", type=int, default=samples, help="training images rendered up front")
+    ap.add_argument("--lr", type=float, default=lr)
+    ap.add_argument("--seed", type=int, default=0)
+
+
 class Optimizer:
     """AdamW with a linear warm-up and a cosine schedule, gradient clipping and a weight EMA."""
 
