@@ -29,34 +29,34 @@ from edgecv.harness import _table, compare, open_model
 
 CELLS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
          ("tensorrt", "fp32"), ("tensorrt", "int8")]
-def sources(fixtures: Path, names: list[str], work: Path) -> list[tuple[str, object]]:
+#: family key -> its label in the matrix
+FAMILIES = {"edgecv-tiny": "edgecv-tiny (YOLO-style)", "retinanet": "RetinaNet (torchvision)",
+            "fcos": "FCOS (torchvision)", "ssd": "SSD (torchvision)", "fasterrcnn": "Faster R-CNN (torchvision)",
+            "maskrcnn": "Mask R-CNN (torchvision)", "yolov8n": "YOLOv8n (Ultralytics)"}
+
+
+def source(key: str, fixtures: Path, names: list[str], work: Path) -> object:
+    """The trained member of family ``key`` as a Source, or why there is none (a string)."""
+    if key == "edgecv-tiny":
+        return default_source()
+    if key == "yolov8n":
+        try:
+            import ultralytics  # noqa: F401
+        except ImportError:
+            return "ultralytics is not installed (pip install ultralytics)"
+        weights = fixtures.parent / "ultralytics" / "yolov8n-shapes.weights.pt"
+        if not weights.is_file():
+            return f"no trained fixture at tests/fixtures/ultralytics/{weights.name}"
+        from edgecv.export.models.train_ultralytics import checkpoint_from_weights
+
+        ckpt = checkpoint_from_weights(weights, work / "yolov8n-shapes.pt")  # an Ultralytics checkpoint, by YOLO.save
+        return load_source(str(ckpt), trust_pickle=True)
     from edgecv.export.models.train_torchvision import load as load_fixture
 
-    out: list[tuple[str, object]] = [("edgecv-tiny (YOLO-style)", default_source())]
-    for family, label, file in (("retinanet", "RetinaNet (torchvision)", "retinanet"),
-                                ("fcos", "FCOS (torchvision)", "fcos"), ("ssd", "SSD (torchvision)", "ssd"),
-                                ("fasterrcnn", "Faster R-CNN (torchvision)", "maskrcnn"),
-                                ("maskrcnn", "Mask R-CNN (torchvision)", "maskrcnn")):
-        path = fixtures / f"{file}.pt"
-        if path.is_file():  # the Faster R-CNN is the trained Mask R-CNN's box branch
-            out.append((label, load_source(load_fixture(path, family), names=names)))
-        else:
-            out.append((label, f"no trained fixture at tests/fixtures/torchvision/{path.name}"))
-    label = "YOLOv8n (Ultralytics)"
-    try:
-        import ultralytics  # noqa: F401
-    except ImportError:
-        out.append((label, "ultralytics is not installed (pip install ultralytics)"))
-        return out
-    weights = fixtures.parent / "ultralytics" / "yolov8n-shapes.weights.pt"
-    if not weights.is_file():
-        out.append((label, f"no trained fixture at tests/fixtures/ultralytics/{weights.name}"))
-        return out
-    from edgecv.export.models.train_ultralytics import checkpoint_from_weights
-
-    ckpt = checkpoint_from_weights(weights, work / "yolov8n-shapes.pt")  # an Ultralytics checkpoint, by YOLO.save
-    out.append((label, load_source(str(ckpt), trust_pickle=True)))
-    return out
+    path = fixtures / f"{'maskrcnn' if key == 'fasterrcnn' else key}.pt"  # Faster R-CNN: Mask R-CNN's box branch
+    if not path.is_file():
+        return f"no trained fixture at tests/fixtures/torchvision/{path.name}"
+    return load_source(load_fixture(path, key), names=names)
 
 
 def main() -> None:
@@ -66,11 +66,25 @@ def main() -> None:
     ap.add_argument("--fixtures", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "torchvision"))
     ap.add_argument("--work", default="build/bench-families")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--only", help="comma-separated families to run (of: " + ", ".join(FAMILIES) + "); the other "
+                                   "rows are kept from today's results file")
     args = ap.parse_args()
     work, dataset, calib_dir, say = setup(args.work, args.count, args.calib_size)
+    only = args.only.split(",") if args.only else list(FAMILIES)
+    unknown = set(only) - set(FAMILIES)
+    if unknown:
+        ap.error(f"unknown families {sorted(unknown)}")
+    stamp = dt.date.today().isoformat()
+    out = Path(args.out)
+    earlier = out / f"families-{stamp}.json"
+    kept = json.loads(earlier.read_text())["rows"] if args.only and earlier.is_file() else []
 
     rows = []
-    for label, src in sources(Path(args.fixtures), list(shapes.CLASSES), work):
+    for key, label in FAMILIES.items():
+        if key not in only:
+            rows += [r for r in kept if r["family"] == label]
+            continue
+        src = source(key, Path(args.fixtures), list(shapes.CLASSES), work)
         if isinstance(src, str):
             rows += [{"family": label, "target": t, "precision": p, "works": False, "why": src} for t, p in CELLS]
             continue
@@ -108,8 +122,6 @@ def main() -> None:
                      f"{r['delta']:+.2f}" if r["works"] else "", mask(r), f"{r['p50_ms']:.1f}" if r["works"] else "",
                      r.get("why", "")) for r in rows], left=4)
     m = machine()
-    stamp = dt.date.today().isoformat()
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"families-{stamp}.json").write_text(json.dumps({"rows": rows, "machine": m, "settings": vars(args)}, indent=2))
     (out / f"families-{stamp}.md").write_text(
