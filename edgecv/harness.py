@@ -107,20 +107,22 @@ def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, 
         for _ in range(warmup):
             det(first, conf=conf)
     name = name or model_name(None, det)
-    segm: list[dict] | None = None  # mask results, run-length encoded as they come: dense masks are large
+    segm: list[dict] = []  # mask results, run-length encoded as they come: dense masks are large
+    has_masks = False
     for info in progress_bar(infos, len(infos), name, progress):
         img = read_image(dataset.image_path(info))
         t0 = time.perf_counter()
         d = det(img, conf=conf)
         times.append((time.perf_counter() - t0) * 1000)
         if d.masks is not None:
-            segm = (segm or []) + to_coco_results({int(info["id"]): d}, cat_of, masks=True)
+            has_masks = True
+            segm.extend(to_coco_results({int(info["id"]): d}, cat_of, masks=True))
             d = dataclasses.replace(d, masks=None)
         dets[int(info["id"])] = d
     run = Run(name, dets, times, tuple(det.names), info={"target": det.manifest["target"],
                                                          "precision": det.manifest["precision"], "cat_of": cat_of})
     run.metrics = coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets)
-    if segm is not None:  # instance masks: COCO segm AP beside box AP
+    if has_masks:  # instance masks: COCO segm AP beside box AP
         anns = dataset.coco.get("annotations", [])
         if anns and all("segmentation" in a for a in anns):
             run.mask_metrics = coco_metrics(dataset.coco, segm, max_dets=max_dets, iou_type="segm")
