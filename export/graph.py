@@ -37,7 +37,8 @@ class Normalize(nn.Module):
         self.scale = float(spec.scale)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float()
+        # cast first: TensorRT takes UINT8 only as a network input feeding a Cast
+        x = images.float().permute(0, 3, 1, 2)
         if self.identity_affine:  # one Mul instead of Mul + Add
             return x * self.scale
         return x * self.mul + self.add
@@ -227,9 +228,17 @@ def finish(model_proto, path: Path) -> None:
     slim = onnxslim.slim(model_proto)
     if slim is not None:
         model_proto = slim
+    # The TorchScript exporter names output dimensions it could not follow (e.g. the K of
+    # scores after a Where); forget those names so that inference can state the static size
+    # (TensorRT and the static check then see fixed-size outputs). The batch stays dynamic.
+    for out in model_proto.graph.output:
+        for dim in out.type.tensor_type.shape.dim:
+            if dim.dim_param and dim.dim_param != "batch":
+                dim.ClearField("dim_param")
+    del model_proto.graph.value_info[:]
     try:
         onnx.checker.check_model(model_proto, full_check=True)
-        model_proto = onnx.shape_inference.infer_shapes(model_proto, strict_mode=True)
+        model_proto = onnx.shape_inference.infer_shapes(model_proto, strict_mode=True, data_prop=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
         raise ExportError(f"the exported ONNX graph is invalid: {e}") from None
     onnx.save(model_proto, str(path))

@@ -216,7 +216,9 @@ class MaskTwoStage(TwoStage):
         b = boxes[0]
         logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, [b], [self.imgsz])))  # [K, C + 1, M, M]
         k, m = logits.shape[0], logits.shape[-1]
-        idx = (labels[0].long().clamp(min=0) + 1).view(k, 1, 1, 1).expand(k, 1, m, m)  # + 1: the background
+        lab = labels[0].long()
+        lab = torch.where(lab >= 0, lab, 0)  # padding rows take class 0 (a Where: TensorRT clips floats only)
+        idx = (lab + 1).view(k, 1, 1, 1).expand(k, 1, m, m)  # + 1: the background
         return logits.gather(1, idx).squeeze(1).sigmoid().unsqueeze(0)
 
 
