@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -287,10 +288,33 @@ def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, 
 
 def write_validation(path: str | os.PathLike, validation: dict) -> None:
     """Record validation results in a bundle's manifest (atomically; model files untouched)."""
-    bundle = Bundle.open(path, verify=False)
-    manifest = dict(bundle.manifest, validation=validation)
+    root = Path(path)
+    with _locked(root):
+        bundle = Bundle.open(root, verify=False)
+        _write_manifest(root, dict(bundle.manifest, validation=validation))
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    """An exclusive lock on a bundle while its manifest is rewritten (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    if not root.is_dir():
+        raise BundleError(f"no bundle at '{root}'")
+    fd = os.open(root, os.O_RDONLY)  # the directory itself: no lock file left in the bundle
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _write_manifest(root: Path, manifest: dict) -> None:
     validate_manifest(manifest)
-    mpath = bundle.path / MANIFEST_NAME
+    mpath = root / MANIFEST_NAME
     tmp = mpath.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2, default=float)
@@ -298,3 +322,47 @@ def write_validation(path: str | os.PathLike, validation: dict) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, mpath)
+    _fsync_dir(root)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` beside ``path``, flush it to disk, and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_file(path: str | os.PathLike, name: str, data: bytes, role: str, update=None) -> Path:
+    """Add (or replace) one file of a bundle and list it in the manifest, e.g. a TensorRT plan
+    built on the device.
+
+    The bundle is verified first; the file is written beside its final name and renamed
+    into place, then the manifest is rewritten atomically, under a lock, so that concurrent
+    additions to one bundle all land. ``update(manifest)`` may edit the new manifest (e.g.
+    its ``runtime`` section) before it is written. A file of the same name is replaced.
+
+    Raises:
+        BundleError: the bundle does not verify, or ``name`` is not a plain file name.
+    """
+    root = Path(path)
+    _check_relpath(name)
+    if name == MANIFEST_NAME:
+        raise BundleError(f"'{name}' is the manifest's own name")
+    with _locked(root):
+        bundle = Bundle.open(root)
+        dest = bundle._confined(name)
+        atomic_write(dest, data)
+        entry = {"path": name, "role": role, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        files = [f for f in bundle.manifest["files"] if f["path"] != name] + [entry]
+        manifest = json.loads(json.dumps(dict(bundle.manifest, files=files)))  # a deep copy to edit
+        if update is not None:
+            update(manifest)
+        _write_manifest(root, manifest)
+    return dest

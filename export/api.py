@@ -136,12 +136,13 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
            conf: float = 0.001, iou: float = 0.5, max_det: int = 100, class_aware: bool = True, mode: str = "nms",
            dynamic_batch: bool = True, progress: Callable[[str], None] | None = None, calib: Any = None,
            calib_size: int = 300, calib_method: str = "percentile", seed: int = 0, exclude: Sequence[str] = (),
-           **kwargs: Any) -> Path:
+           tensorrt: dict | None = None, **kwargs: Any) -> Path:
     """Export a detector to a bundle directory for ``target``.
 
     Args:
         model: a source (see :func:`edgecv.export.sources.load_source`); None = edgecv-tiny.
-        target: ``onnxruntime`` or ``openvino`` (``tensorrt`` comes in a later version).
+        target: ``onnxruntime``, ``openvino`` or ``tensorrt`` (the graph TensorRT builds, its build
+            settings, and the plan when TensorRT and a GPU are here).
         out_dir: parent directory; the bundle is ``out_dir/<name>``.
         name: bundle directory name (default ``<model>-<target>-<precision>``).
         imgsz: input size, int or (H, W), multiples of 32 (default: the checkpoint's, else 640).
@@ -156,6 +157,10 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         calib: INT8 calibration images: a folder, a data set, or an iterable of BGR arrays.
         calib_size / calib_method / seed: how many (a seeded random subset), and how ranges are set.
         exclude: node names kept in float on top of the post-processing.
+        tensorrt: TensorRT build settings (see :data:`edgecv.runtimes.engines.BUILD_DEFAULTS`:
+            ``max_batch``, ``opt_batch``, ``workspace_mb``, ``version_compatible``,
+            ``hardware_compatibility``, ``optimization_level``) and ``build_engine`` (None: build
+            the plan when TensorRT and a GPU are here; True: require it; False: never).
         **kwargs: for :func:`load_source`: ``names``, ``out_spec``, ``in_spec``, ``trust_pickle``,
             ``layout``, ``box_format``, ``objectness``, ``apply_sigmoid``.
 
@@ -170,6 +175,8 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
     if precision == "bf16" and target != "openvino":
         raise ExportError(f"bf16 is OpenVINO's CPU inference mode (its bf16 precision hint); for {target} choose "
                           "fp32, fp16 or int8")
+    if tensorrt and target != "tensorrt":
+        raise ExportError(f"TensorRT build settings ({', '.join(tensorrt)}) apply to --target tensorrt, not {target}")
     builder = importlib.import_module(f".targets.{target}", __package__)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"
@@ -212,7 +219,7 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         say(f"building the {target} model")
         try:
             roles, runtime, record = builder.build(onnx_path, tmp, precision, calib=cal, calib_method=calib_method,
-                                                   exclude=tuple(exclude))
+                                                   exclude=tuple(exclude), tensorrt=tensorrt, progress=say)
         except EdgecvError:
             raise
         except Exception as e:

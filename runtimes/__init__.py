@@ -21,11 +21,16 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
             ``"onnxruntime"`` for a bundle whose model is an ONNX graph (e.g. checking the
             accuracy of a tensorrt bundle's graph on a CPU).
         **options: passed to the detector: ``conf``, ``color``, ``threads``, ``batch_size``
-            and backend settings (see :class:`edgecv.runtimes.base.Detector`).
+            and backend settings (see :class:`edgecv.runtimes.base.Detector`). For tensorrt
+            bundles: ``build_engine=True`` builds a plan on first load when the bundle has none
+            for this GPU and TensorRT version, kept in the bundle or in ``engine_cache`` (a
+            directory, also searched without ``build_engine``); see
+            :class:`edgecv.runtimes.tensorrt.TensorRtDetector`.
 
     Raises:
         BundleError: the bundle is missing, malformed or was modified.
-        BackendUnavailableError: the backend library is not installed.
+        BackendUnavailableError: the backend library is not installed, or (tensorrt) there is
+            no usable GPU or no plan for this one, with what to do.
     """
     bundle = Bundle.open(path)
     if backend is not None and backend != bundle.target:

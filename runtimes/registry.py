@@ -19,21 +19,26 @@ class BackendEntry:
     target: str  # "module:Class", the module relative to edgecv.runtimes
     requires: str  # top-level library the backend imports
     extra: str  # pip extra that installs it
+    hint: str = ""  # how to install it, where the extra alone does not
 
 
 _REGISTRY: dict[str, BackendEntry] = {}
 
 
-def register(key: str, target: str, requires: str, extra: str | None = None) -> None:
+def register(key: str, target: str, requires: str, extra: str | None = None, hint: str = "") -> None:
     """Add a backend. Raises ValueError on a duplicate key."""
     if key in _REGISTRY:
         raise ValueError(f"backend '{key}' is already registered")
-    _REGISTRY[key] = BackendEntry(key, target, requires, extra or key)
+    _REGISTRY[key] = BackendEntry(key, target, requires, extra or key, hint)
 
 
 register("onnxruntime", "onnxruntime:OnnxRuntimeDetector", "onnxruntime")
 register("openvino", "openvino:OpenVinoDetector", "openvino")
 register("torch", "torch:TorchDetector", "torch", extra="export")
+register("tensorrt", "tensorrt:TensorRtDetector", "tensorrt",
+         hint="TensorRT comes from NVIDIA: on x86-64 `pip install 'edgecv[tensorrt]' tensorrt`; on a Jetson, JetPack's "
+              "python3-libnvinfer (a virtual environment needs --system-site-packages) and `pip install "
+              "'edgecv[tensorrt]'`. To check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')")
 
 
 def keys() -> list[str]:
@@ -41,14 +46,7 @@ def keys() -> list[str]:
     return list(_REGISTRY)
 
 
-#: backend keys edgecv knows but does not run in this version, with what to tell a user
-_PLANNED = {"tensorrt": "TensorRT bundles need the tensorrt backend, which is not in this edgecv version yet; "
-                        "to check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')"}
-
-
 def entry(key: str) -> BackendEntry:
-    if key in _PLANNED and key not in _REGISTRY:
-        raise BackendUnavailableError(_PLANNED[key])
     if key not in _REGISTRY:
         raise UnknownTargetError(f"unknown backend '{key}'; edgecv knows {', '.join(_REGISTRY)}")
     return _REGISTRY[key]
@@ -73,6 +71,6 @@ def get_backend(key: str) -> type:
     if not is_available(key):
         raise BackendUnavailableError(
             f"the {key} backend needs the '{e.requires}' package, which is not installed here: "
-            f"pip install 'edgecv[{e.extra}]'")
+            + (e.hint or f"pip install 'edgecv[{e.extra}]'"))
     module, cls = e.target.split(":")
     return getattr(importlib.import_module(f".{module}", __package__), cls)

@@ -31,10 +31,19 @@ def _private_cache(tmp_path_factory):
 def pytest_collection_modifyitems(config, items):
     import importlib.util
 
-    have_trt = importlib.util.find_spec("tensorrt") is not None
-    for item in items:
-        if "tensorrt" in item.keywords and not have_trt:
-            item.add_marker(pytest.mark.skip(reason="needs TensorRT and an NVIDIA GPU, neither of which is installed here"))
+    marked = [item for item in items if item.get_closest_marker("tensorrt") is not None]
+    if not marked:
+        return
+    if importlib.util.find_spec("tensorrt") is None:
+        reason = "needs TensorRT and an NVIDIA GPU; TensorRT is not installed here"
+    else:
+        from edgecv.runtimes.engines import can_build_here
+
+        why = can_build_here()
+        reason = f"needs TensorRT and an NVIDIA GPU: {why}" if why else None
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(scope="session")

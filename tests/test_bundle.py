@@ -1,6 +1,7 @@
 """The bundle: manifest schema, hashes, confinement, atomic writes."""
 
 import copy
+import importlib.util
 import json
 import shutil
 
@@ -122,9 +123,11 @@ def test_manifest_size_limit(bundle_copy):
         load(bundle_copy)
 
 
-def test_a_tensorrt_bundle_is_refused_clearly(bundle_copy):
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_a_tensorrt_bundle_without_tensorrt_says_how_to_get_it(bundle_copy):
     from edgecv import BackendUnavailableError
 
     edit_manifest(bundle_copy, lambda m: m.update(target="tensorrt"))
-    with pytest.raises(BackendUnavailableError, match="not in this edgecv version"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgecv\[tensorrt\]' tensorrt.*JetPack.*"
+                                                      r"backend='onnxruntime'"):
         load(bundle_copy)

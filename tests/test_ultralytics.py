@@ -86,10 +86,10 @@ def test_bundles_match_ultralytics_own_predictions_box_for_box(yolov8n, val_set,
     total = sum(len(t[0]) for t in theirs)
     assert total >= 2 * len(canvases), f"the briefly trained YOLOv8n finds too little to compare ({total} boxes)"
     names = [yolo.names[i] for i in sorted(yolo.names)]
-    for target in EXPORT_TARGETS:
+    for target in [*EXPORT_TARGETS, "tensorrt"]:  # tensorrt: its graph (static check passed), run in onnxruntime
         bundle = export_mod.export(str(yolov8n), target, trust_pickle=True, conf=CONF, iou=IOU, max_det=300,
                                    out_dir=tmp_path)
-        with load(bundle) as det:
+        with load(bundle, backend="onnxruntime" if target == "tensorrt" else None) as det:
             assert list(det.names) == names and tuple(det.manifest["input"]["letterbox"]["size"]) == (320, 320)
             ours = [(d.xyxy, d.scores, d.class_ids) for d in det.predict(canvases, conf=CONF)]
         missing = sum(_unmatched(t, o) for t, o in zip(theirs, ours))

@@ -73,6 +73,36 @@ def setup_export(p: argparse.ArgumentParser) -> None:
                    help="accuracy control: most layers kept in float before giving up (default 8)")
     add_data_args(p, required=False)
     add_source_args(p)
+    add_tensorrt_args(p)
+
+
+def add_tensorrt_args(p: argparse.ArgumentParser, build: bool = False) -> None:
+    g = p.add_argument_group("TensorRT build settings" + ("" if build else " (--target tensorrt)"))
+    g.add_argument("--max-batch", type=int, help="largest batch of the optimization profile (default 8; bundles with a "
+                                                 "dynamic batch)")
+    g.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default 1)")
+    g.add_argument("--workspace", type=int, dest="workspace_mb", help="builder workspace in MB (default 1024)")
+    g.add_argument("--version-compatible", action="store_true", default=None,
+                   help="a plan later TensorRT versions can run (TensorRT's VERSION_COMPATIBLE; runs host code "
+                        "from the plan)")
+    g.add_argument("--hardware-compatibility", choices=("none", "ampere_plus", "same_compute_capability"),
+                   help="a plan other GPUs can run: ampere_plus (compute capability 8.0+), same_compute_capability "
+                        "(TensorRT 11+); slower; not on Jetson (default none)")
+    g.add_argument("--optimization-level", type=int, help="builder optimization level 0-5 (default 3)")
+    if not build:
+        g.add_argument("--no-engine", action="store_true",
+                       help="do not build a plan at export even where TensorRT and a GPU are present")
+
+
+def tensorrt_options(a: argparse.Namespace) -> dict:
+    """TensorRT build settings given on the command line (only those given)."""
+    opts = {"max_batch": a.max_batch, "opt_batch": a.opt_batch, "workspace_mb": a.workspace_mb,
+            "version_compatible": a.version_compatible, "hardware_compatibility": a.hardware_compatibility,
+            "optimization_level": a.optimization_level}
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if getattr(a, "no_engine", False):
+        opts["build_engine"] = False
+    return opts
 
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
@@ -134,6 +164,10 @@ def run_export(a: argparse.Namespace) -> int:
         raise EdgecvError("--validate and --max-map-drop need a validation set: --data (and --images)")
     dataset = open_dataset(a) if gated else None  # a bad data set fails before the work
     opts = source_options(a)
+    trt = tensorrt_options(a)
+    if trt and a.target != "tensorrt":
+        raise EdgecvError(f"--{', --'.join(k.replace('_', '-') for k in trt)} apply to --target tensorrt only")
+
     nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
     if controlled:
         from ..export.accuracy import export_within_budget
@@ -142,12 +176,13 @@ def run_export(a: argparse.Namespace) -> int:
             a.model, a.target, dataset, a.max_map_drop, calib=a.calib, bootstrap=a.bootstrap, say=_err,
             max_steps=a.max_float_layers,
             progress=sys.stderr.isatty(), out_dir=a.out_dir, name=a.name, precision=a.precision,
-            dynamic_batch=not a.static_batch, calib_size=a.calib_size, calib_method=a.calib_method, **nms, **opts)
+            dynamic_batch=not a.static_batch, calib_size=a.calib_size, calib_method=a.calib_method,
+            tensorrt=trt or None, **nms, **opts)
         print(bundle)
         return 0
     bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, precision=a.precision,
                     dynamic_batch=not a.static_batch, progress=_err, calib=a.calib, calib_size=a.calib_size,
-                    calib_method=a.calib_method, **nms, **opts)
+                    calib_method=a.calib_method, tensorrt=trt or None, **nms, **opts)
     if dataset is not None:
         from ..harness import compare_table, validate_bundle
 
@@ -210,6 +245,12 @@ def setup_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
+def _describe_plan(entry: dict) -> str:
+    from ..runtimes.engines import describe
+
+    return describe(entry)
+
+
 def run_inspect(a: argparse.Namespace) -> int:
     from ..bundle import Bundle
 
@@ -235,12 +276,91 @@ def run_inspect(a: argparse.Namespace) -> int:
     print(f"source     {src.get('kind')} {src.get('path') or ''} sha256 {src.get('sha256', '')[:16]}…")
     print(f"versions   {', '.join(f'{k} {v}' for k, v in prov.get('versions', {}).items())}")
     print(f"created    {prov.get('created')}")
+    for e in m.get("runtime", {}).get("tensorrt", {}).get("engines", []):
+        print(f"plan       {e['file']}: {_describe_plan(e)}, built {e.get('built')}")
     print("files (sha256 verified):")
     for f in m["files"]:
         print(f"  {f['path']:<14} {f['role']:<8} {f['size']:>12,d} B  {f['sha256']}")
     if m.get("validation"):
         print(f"validation {json.dumps(m['validation'])}")
     return 0
+
+
+# --- build (TensorRT plans on the device) -----------------------------------------------------
+
+def setup_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bundle", help="a tensorrt bundle directory")
+    p.add_argument("--cache-dir", help="keep the plan in this directory instead of adding it to the bundle")
+    p.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (default: in the edgecv "
+                                          "cache directory, one per GPU and TensorRT version)")
+    p.add_argument("--force", action="store_true", help="build even when the bundle has a plan for this machine")
+    add_tensorrt_args(p, build=True)
+
+
+def run_build(a: argparse.Namespace) -> int:
+    from ..bundle import Bundle
+    from ..runtimes import cuda as _cuda
+    from ..runtimes import engines
+    from ..runtimes.trt_api import TrtApi
+
+    bundle = Bundle.open(a.bundle)
+    if bundle.target != "tensorrt":
+        raise EdgecvError(f"'{a.bundle}' is a {bundle.target} bundle; plans are built for tensorrt bundles "
+                          "(edgecv export --target tensorrt)")
+    api = TrtApi()
+    try:
+        here = engines.identity_here(api, _cuda.open_cuda())
+    except _cuda.CudaError as e:
+        raise EdgecvError(f"no usable NVIDIA GPU here ({e}): plans are built on the GPU that runs them") from None
+    settings = engines.settings_of(bundle.manifest, **{k: v for k, v in tensorrt_options(a).items()
+                                                      if k != "build_engine"})
+    gsha = engines.graph_sha256(bundle)
+    entries = bundle.manifest.get("runtime", {}).get("tensorrt", {}).get("engines", [])
+    have = engines.select(entries, here, gsha)
+    if have is not None and not a.force and have.get("build") == settings:
+        _err(f"the bundle already has a plan for this machine: {have['file']} ({engines.describe(have)}); "
+             "--force rebuilds it")
+        print(bundle.path / have["file"])
+        return 0
+    _err(f"this machine: {here}")
+    timing = Path(a.timing_cache) if a.timing_cache else engines.timing_cache_path(here)
+    plan, seconds = engines.build_plan(api, bundle.file("model"), bundle.manifest, settings, timing, _err)
+    entry = engines.plan_entry(here, settings, gsha, None, seconds)
+    if a.cache_dir:
+        dest = engines.PlanCache(a.cache_dir).put(plan, entry, gsha, settings, here)
+    else:
+        dest = engines.add_to_bundle(bundle.path, plan, entry)
+    _err(f"plan written: {dest} (timing cache {timing})")
+    print(dest)
+    return 0
+
+
+# --- doctor (static checks) -------------------------------------------------------------------
+
+def setup_doctor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="a bundle directory or an ONNX file")
+    p.add_argument("--target", "-t", default="tensorrt", choices=("tensorrt",),
+                   help="the target whose rules are checked (tensorrt)")
+    p.add_argument("--versions", help="comma-separated TensorRT versions to check: 10.3, 10.15, 11.x (default all)")
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def run_doctor(a: argparse.Namespace) -> int:
+    try:
+        from ..export import trt_check
+    except ImportError as e:
+        raise EdgecvError(f"the static check needs the exporter's packages ({e.name} is missing): "
+                          "pip install 'edgecv[export]'") from None
+    versions = [v.strip() for v in a.versions.split(",")] if a.versions else None
+    path = Path(a.model)
+    if path.is_dir():
+        report = trt_check.check_bundle(path, versions)
+    elif path.is_file():
+        report = trt_check.check(path, None, versions)
+    else:
+        raise EdgecvError(f"no bundle or ONNX file at '{path}'")
+    print(trt_check.to_json(report) if a.json else report.table())
+    return 1 if report.errors else 0
 
 
 # --- env --------------------------------------------------------------------------------------
@@ -252,6 +372,13 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _gpu() -> str:
+    from ..runtimes.cuda import open_cuda
+
+    d = open_cuda().device()
+    return f"{d.name}, compute capability {d.compute_capability}"
+
+
 def setup_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -261,12 +388,17 @@ def run_env(a: argparse.Namespace) -> int:
     from ..runtimes import registry
 
     rows = []
-    for key in [*registry.keys(), "tensorrt"]:
-        lib = registry.entry(key).requires if key in registry.keys() else "tensorrt"
+    for key in registry.keys():
+        lib = registry.entry(key).requires
         installed = importlib.util.find_spec(lib) is not None
         usable, note = False, ""
         if key == "tensorrt":
-            note = "export writes the TensorRT-ready graph; the engine backend is not in this edgecv version yet"
+            from ..runtimes import engines
+
+            reason = engines.can_build_here()
+            usable = reason is None
+            note = (f"plans build and run here ({_gpu()})" if usable else
+                    f"{reason}; export still writes the TensorRT graph and checks it (edgecv doctor)")
         elif installed:
             try:  # find_spec says it is there; importing says it works
                 __import__(lib)
@@ -480,6 +612,8 @@ COMMANDS = {
     "val": (setup_val, run_val, "COCO metrics of a bundle or source model on a data set"),
     "compare": (setup_compare, run_compare, "compare bundles with a reference on a data set, paired; gate on mAP drop"),
     "bench": (setup_bench, run_bench, "latency percentiles per stage, batch and threads; gate against a baseline"),
+    "build": (setup_build, run_build, "build a TensorRT plan for this GPU and add it to a tensorrt bundle"),
+    "doctor": (setup_doctor, run_doctor, "static check of a bundle or ONNX graph against TensorRT's rules"),
     "env": (setup_env, run_env, "which backends are usable here, with versions"),
     "demo": (setup_demo, run_demo, "export the default detector to every CPU target and compare them on the shapes set"),
 }

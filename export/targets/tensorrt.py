@@ -1,35 +1,120 @@
-"""TensorRT target: the graph TensorRT builds in strongly typed mode (TensorRT 10 and 11).
+"""TensorRT target: the graph TensorRT builds in strongly typed mode (TensorRT 10 and 11),
+its build settings, and the plan itself when TensorRT and a GPU are present at export.
 
 FP32: the ONNX graph; FP16: an FP16 graph with I/O, decode and NMS in FP32; INT8: explicit
 symmetric QuantizeLinear/DequantizeLinear pairs (zero point 0, as TensorRT's parser
-requires). The engine itself is built on the device (a later edgecv version); until then
-the bundle carries the graph and its build settings, and its accuracy is measured on the
-CPU by running the same graph in onnxruntime.
+requires). Every graph passes the static check (:mod:`edgecv.export.trt_check`) before it
+is written; its accuracy is measured on any CPU by running the same graph in onnxruntime.
+Plans are built where they run: ``edgecv build BUNDLE`` on the device, or
+``load(..., build_engine=True)``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import shutil
 from pathlib import Path
+from typing import Callable
 
+from ...errors import ExportError
+from ...runtimes import engines
 from .. import quantize as Q
+from .. import trt_check
+
+log = logging.getLogger("edgecv.export")
+
+
+def _input_shape(onnx_path: Path) -> tuple[str, list[int]]:
+    import onnx
+
+    inp = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
+    return inp.name, [d.dim_value if d.dim_value > 0 else -1 for d in inp.type.tensor_type.shape.dim]
+
+
+def nonzero_on_float(path: Path) -> int:
+    """Cast the BOOL inputs of NonZero nodes to FLOAT, in place: TensorRT's parser lists NonZero
+    for FP32/FP16, and torchvision's two-stage detectors take NonZero of masks (the same
+    indices either way). Returns the number of nodes changed."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
+    nodes, changed = [], 0
+    for node in model.graph.node:
+        if node.op_type == "NonZero" and types.get(node.input[0]) == TensorProto.BOOL:
+            cast_out = f"{node.input[0]}_as_float_{changed}"
+            nodes.append(helper.make_node("Cast", [node.input[0]], [cast_out], to=TensorProto.FLOAT,
+                                          name=f"{node.name or 'NonZero'}_cast_input"))
+            node.input[0] = cast_out
+            changed += 1
+        nodes.append(node)
+    if changed:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model = onnx.shape_inference.infer_shapes(model)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+    return changed
 
 
 def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_method: str = "percentile",
-          exclude: tuple[str, ...] = (), **_: object) -> tuple[dict[str, str], dict, dict]:
+          exclude: tuple[str, ...] = (), tensorrt: dict | None = None, progress: Callable[[str], None] | None = None,
+          **_: object) -> tuple[dict[str, str], dict, dict]:
+    say = progress or log.info
+    options = dict(tensorrt or {})
+    want_engine = options.pop("build_engine", None)  # None: when TensorRT and a GPU are here
+    settings = engines.check_settings(options)
     target = out_dir / "model.onnx"
-    runtime = {"strongly_typed": True, "engine": None, "workspace_mb": 1024,
-               "note": "engine built on the device; accuracy measured with onnxruntime on the CPU"}
+    record: dict = {}
     if precision == "fp32":
         shutil.copyfile(onnx_path, target)
-        return {"model.onnx": "model"}, runtime, {}
-    if precision == "fp16":
-        return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target, keep=exclude)
-    record = Q.int8_build(onnx_path, out_dir, calib, {"target": "tensorrt", "method": calib_method, "symmetric": True},
-                          ["model.onnx"], lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True,
-                                                                    method=calib_method, exclude=ex), exclude)
-    return {"model.onnx": "model"}, runtime, record
+    elif precision == "fp16":
+        record = Q.fp16_graph(onnx_path, target, keep=exclude)
+    else:
+        record = Q.int8_build(onnx_path, out_dir, calib, {"target": "tensorrt", "method": calib_method, "symmetric": True},
+                              ["model.onnx"], lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True,
+                                                                        method=calib_method, exclude=ex), exclude)
+    nonzero_on_float(target)
+    name, shape = _input_shape(target)
+    prof = engines.profile_for(name, shape, settings)
+    report = trt_check.check(target, prof, path="model.onnx")
+    if report.errors:
+        raise ExportError("TensorRT would refuse this graph:\n" + report.table())
+    say(f"TensorRT static check: {report.summary()}")
+    roles = {"model.onnx": "model"}
+    runtime = {"strongly_typed": True, "build": settings,
+               "profile": {n: dict(zip(("min", "opt", "max"), (list(x) for x in v))) for n, v in prof.items()},
+               "engines": [],
+               "static_check": {"versions": report.versions, "errors": 0, "warnings": report.count("warning")}}
+    reason = "not asked for" if want_engine is False else engines.can_build_here()
+    if reason is None:
+        from ...runtimes.cuda import open_cuda
+        from ...runtimes.trt_api import TrtApi
+
+        api = TrtApi()
+        here = engines.identity_here(api, open_cuda())
+        manifest_view = {"input": {"name": name, "shape": shape}}
+        plan, seconds = engines.build_plan(api, target, manifest_view, settings, engines.timing_cache_path(here), say)
+        entry = engines.plan_entry(here, settings, hashlib.sha256(target.read_bytes()).hexdigest(),
+                                   f"engine-{here.key}.plan", seconds)
+        (out_dir / entry["file"]).write_bytes(plan)
+        roles[entry["file"]] = "engine"
+        runtime["engines"].append(entry)
+    elif want_engine:
+        raise ExportError(f"a plan was asked for at export, but it cannot be built here: {reason}")
+    else:
+        say(f"no TensorRT plan built at export ({reason}): build it on the device with `edgecv build BUNDLE`")
+    return roles, runtime, record
 
 
 def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("tensorrt", "tensorrt-cu12", "tensorrt-cu13", "tensorrt_bindings"):
+        try:
+            return {"tensorrt": version(dist)}
+        except PackageNotFoundError:
+            continue
     return {}

@@ -1,0 +1,126 @@
+"""TensorRT backend: a plan for this GPU and TensorRT, run with ``execute_async_v3`` on one
+CUDA stream; device and page-locked host memory through :mod:`edgecv.runtimes.cuda`
+(cuda-python or libcudart), never torch.
+
+Every output of an edgecv graph has a fixed size given the batch (``num_dets [B]``,
+``boxes [B, K, 4]``, ...), so all buffers are allocated once, for the profile's largest
+batch, when the detector is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, EdgecvError
+from . import cuda as _cuda
+from . import engines
+from .base import Detector
+
+log = logging.getLogger("edgecv")
+
+
+class TensorRtDetector(Detector):
+    """Options (through :func:`edgecv.load`):
+
+    - ``build_engine`` (default False): when the bundle has no plan for this GPU and
+      TensorRT version, build one on first load (seconds to minutes) instead of refusing;
+    - ``engine_cache``: a directory for plans built on first load (default: into the
+      bundle itself), read before building.
+
+    Batches go up to the profile's ``max_batch`` (``predict`` splits longer lists).
+    """
+
+    key = "tensorrt"
+    thread_safe = False  # one execution context and one set of buffers: calls are serialised
+
+    def activate_impl(self) -> None:
+        from .trt_api import TrtApi
+
+        self.api = api = TrtApi()
+        try:
+            self.cuda = _cuda.open_cuda()
+            here = engines.identity_here(api, self.cuda)
+        except _cuda.CudaError as e:
+            raise BackendUnavailableError(
+                f"no usable NVIDIA GPU here ({e}); to check a tensorrt bundle's graph on a CPU: "
+                "load(bundle, backend='onnxruntime')") from None
+        plan, entry = engines.find_plan(self.bundle, here, build_engine=bool(self.options.get("build_engine")),
+                                        engine_cache=self.options.get("engine_cache"), api=api)
+        self.plan_entry = entry
+        self.runtime, self.engine = api.deserialize(plan, host_code=bool(entry.get("version_compatible")))
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise EdgecvError(f"TensorRT could not create an execution context: {api._errors()}")
+        try:
+            self._allocate()
+        except BaseException:
+            self.release_impl()  # what was allocated before the failure
+            raise
+        log.info("tensorrt: running %s", engines.describe(entry))
+
+    def _allocate(self) -> None:
+        # the profile the plan was built with (`edgecv build` may have changed the bundle's settings)
+        settings = engines.check_settings(self.plan_entry.get("build") or engines.settings_of(self.manifest))
+        (lo, _, hi), = engines.profile(self.manifest, settings).values()
+        self.max_batch = hi[0]
+        if self.fixed_batch is None:
+            self.batch_size = min(self.batch_size, self.max_batch)
+        self.stream = self.cuda.stream_create()
+        self.buffers: dict[str, tuple[int, int, np.ndarray]] = {}  # name -> (device ptr, host ptr, host view)
+        self.inputs, self.outputs = [], []
+        known = {self.input_name, *self.output_names.values()}
+        for name, is_input, dtype, shape in self.api.io_tensors(self.engine):
+            if name not in known:
+                raise EdgecvError(f"the plan has a tensor '{name}' the manifest does not name: rebuild the plan")
+            full = tuple(self.max_batch if (i == 0 and d < 0) else d for i, d in enumerate(shape))
+            if any(d < 0 for d in full):
+                raise EdgecvError(f"tensor {name} of the plan has a data-dependent shape {shape}: edgecv graphs have "
+                                  "fixed-size outputs; re-export the bundle")
+            nbytes = int(np.prod(full, dtype=np.int64)) * dtype.itemsize
+            dev, host = self.cuda.malloc(nbytes), self.cuda.malloc_host(nbytes)
+            self.buffers[name] = (dev, host, self.cuda.host_array(host, full, dtype))
+            self.context.set_tensor_address(name, dev)
+            (self.inputs if is_input else self.outputs).append(name)
+        if self.inputs != [self.input_name]:
+            raise EdgecvError(f"the plan's inputs {self.inputs} are not the manifest's '{self.input_name}'")
+
+    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        b = batch.shape[0]
+        if b > self.max_batch:
+            raise EdgecvError(f"a batch of {b} exceeds the plan's profile (at most {self.max_batch}); rebuild with a "
+                              "larger max batch or pass batch_size")
+        dev, host, view = self.buffers[self.input_name]
+        np.copyto(view[:b], batch)
+        self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, self.stream)
+        if not self.context.set_input_shape(self.input_name, tuple(batch.shape)):
+            raise EdgecvError(f"TensorRT refused input shape {tuple(batch.shape)}: {self.api._errors()}")
+        missing = self.context.infer_shapes()
+        if missing:
+            raise EdgecvError(f"TensorRT cannot infer the shapes of {list(missing)}: {self.api._errors()}")
+        if not self.context.execute_async_v3(self.stream):
+            raise EdgecvError(f"TensorRT inference failed: {self.api._errors()}")
+        shapes = {}
+        for name in self.outputs:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            dev, host, view = self.buffers[name]
+            n = int(np.prod(shape, dtype=np.int64)) * view.dtype.itemsize
+            self.cuda.memcpy_async(host, dev, n, _cuda.DEVICE_TO_HOST, self.stream)
+            shapes[name] = shape
+        self.cuda.stream_synchronize(self.stream)
+        # copies: the page-locked buffers are reused by the next call
+        return {name: self.buffers[name][2].reshape(-1)[: int(np.prod(s, dtype=np.int64))].reshape(s).copy()
+                for name, s in shapes.items()}
+
+    def release_impl(self) -> None:
+        cuda: Any = getattr(self, "cuda", None)
+        for dev, host, _ in getattr(self, "buffers", {}).values():
+            cuda.free(dev)
+            cuda.free_host(host)
+        self.buffers = {}
+        if getattr(self, "stream", None) is not None:
+            cuda.stream_destroy(self.stream)
+            self.stream = None
+        self.context = self.engine = self.runtime = None

@@ -1,0 +1,185 @@
+"""The one place that knows the TensorRT Python API and the differences between 10.x
+(JetPack 6 ships 10.3) and 11.x.
+
+Both are driven the same way: a strongly typed network parsed from an ONNX graph that
+carries its precision (FP32, FP16, or INT8 as explicit Q/DQ). TensorRT 11 removed weak
+typing (the FP16/INT8 builder flags, the INT8 calibrator, ``EXPLICIT_BATCH``) and makes
+every network strongly typed; TensorRT 10 needs the ``STRONGLY_TYPED`` creation flag.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, EdgecvError, ExportError
+from .engines import parse_version
+
+log = logging.getLogger("edgecv")
+
+SUPPORTED_MAJORS = (10, 11)
+#: TensorRT DataType member name -> numpy dtype (BF16, FP8, INT4 and FP4 have no numpy type
+#: and are never I/O of an edgecv graph)
+DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+          "BOOL": np.bool_, "UINT8": np.uint8}
+HARDWARE_LEVEL_NAMES = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
+
+
+def _install_hint() -> str:
+    return ("TensorRT is installed with NVIDIA's packages: on x86-64 `pip install tensorrt` (it fetches the libraries "
+            "from NVIDIA's index); on a Jetson it comes with JetPack (apt python3-libnvinfer), use a virtual "
+            "environment made with --system-site-packages")
+
+
+class TrtApi:
+    """TensorRT, as edgecv uses it. ``module`` defaults to ``import tensorrt``."""
+
+    def __init__(self, module: Any = None) -> None:
+        if module is None:
+            try:
+                module = importlib.import_module("tensorrt")
+            except ImportError as e:  # missing, or its libraries (libnvinfer) are
+                raise BackendUnavailableError(f"TensorRT cannot be imported ({e}). {_install_hint()}") from None
+        self.trt = module
+        self.version = str(module.__version__)
+        self.major = parse_version(self.version)[:1][0] if parse_version(self.version) else 0
+        if self.major not in SUPPORTED_MAJORS:
+            raise BackendUnavailableError(f"TensorRT {self.version} is not supported: edgecv builds and runs plans with "
+                                          f"TensorRT {' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}")
+        self.messages: collections.deque[str] = collections.deque(maxlen=50)
+        self.logger = self._make_logger()
+
+    # -- logging -------------------------------------------------------------------------------
+
+    def _make_logger(self) -> Any:
+        trt, messages = self.trt, self.messages
+        S = trt.Logger.Severity if hasattr(trt.Logger, "Severity") else trt.Logger
+        levels = {getattr(S, n, None): lvl for n, lvl in (("INTERNAL_ERROR", logging.CRITICAL), ("ERROR", logging.ERROR),
+                                                          ("WARNING", logging.WARNING), ("INFO", logging.DEBUG),
+                                                          ("VERBOSE", logging.DEBUG))}
+
+        class _Logger(trt.ILogger):
+            def __init__(self) -> None:
+                trt.ILogger.__init__(self)
+
+            def log(self, severity: Any, msg: str) -> None:  # called by TensorRT, from any thread
+                level = levels.get(severity, logging.INFO)
+                if level >= logging.WARNING:
+                    messages.append(msg)
+                log.log(level, "tensorrt: %s", msg)
+
+        return _Logger()
+
+    def _errors(self) -> str:
+        return " | ".join(list(self.messages)[-5:]) or "no message from TensorRT"
+
+    # -- building ------------------------------------------------------------------------------
+
+    def network_flags(self) -> int:
+        """Creation flags of a strongly typed network: 11.x is strongly typed whatever the flags
+        (and may drop the flag); 10.x needs STRONGLY_TYPED. EXPLICIT_BATCH is never set: it is
+        the only mode of 10.x and gone from 11.x."""
+        flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+        if flag is None:
+            if self.major < 11:
+                raise BackendUnavailableError(f"TensorRT {self.version} has no strongly typed networks; use 10.x or 11.x")
+            return 0
+        return 1 << int(flag)
+
+    def builder(self) -> Any:
+        try:
+            return self.trt.Builder(self.logger)
+        except TypeError as e:  # "factory function returned nullptr": no usable GPU
+            raise BackendUnavailableError(f"TensorRT could not start on a GPU here ({self._errors()}; {e}); "
+                                          "the tensorrt backend needs an NVIDIA GPU and its driver") from None
+
+    def parse(self, network: Any, onnx_path: Path) -> Any:
+        parser = self.trt.OnnxParser(network, self.logger)
+        ok = parser.parse(Path(onnx_path).read_bytes(), str(onnx_path))  # path: for external weights
+        if not ok:
+            errors = []
+            for i in range(parser.num_errors):
+                e = parser.get_error(i)
+                node = e.node_name() if hasattr(e, "node_name") else e.node()
+                op = e.node_operator() if hasattr(e, "node_operator") else ""
+                errors.append(f"{op or 'node'} {node!s}: {e.desc()}")
+            raise ExportError(f"TensorRT {self.version} cannot parse the graph: " + "; ".join(errors or [self._errors()])
+                              + " (run `edgecv doctor --target tensorrt` on the bundle for the full check)")
+        return parser
+
+    def configure(self, builder: Any, network: Any, settings: dict, shapes: dict, timing_cache: bytes) -> tuple[Any, Any]:
+        trt = self.trt
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings["workspace_mb"]) << 20)
+        if hasattr(config, "builder_optimization_level"):
+            config.builder_optimization_level = int(settings["optimization_level"])
+        dynamic = any(s[0] != s[2] for s in shapes.values())
+        if dynamic:
+            prof = builder.create_optimization_profile()
+            for name, (lo, opt, hi) in shapes.items():
+                prof.set_shape(name, lo, opt, hi)
+            config.add_optimization_profile(prof)
+        cache = config.create_timing_cache(timing_cache or b"")
+        config.set_timing_cache(cache, False)
+        if settings["version_compatible"]:
+            config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+            # the lean runtime is not shipped in the plan: the installed TensorRT runs it
+            if hasattr(trt.BuilderFlag, "EXCLUDE_LEAN_RUNTIME"):
+                config.set_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)
+        level = settings["hardware_compatibility"]
+        if level != "none":
+            member = getattr(trt.HardwareCompatibilityLevel, HARDWARE_LEVEL_NAMES[level], None)
+            if member is None:
+                raise ExportError(f"TensorRT {self.version} has no hardware compatibility level '{level}'")
+            config.hardware_compatibility_level = member
+        return config, cache
+
+    def build(self, onnx_path: Path, settings: dict, shapes: dict, timing_cache: bytes = b"") -> tuple[bytes, bytes]:
+        """Build a serialized plan; returns (plan, timing cache)."""
+        builder = self.builder()
+        network = builder.create_network(self.network_flags())
+        parser = self.parse(network, onnx_path)
+        config, _ = self.configure(builder, network, settings, shapes, timing_cache)
+        plan = builder.build_serialized_network(network, config)
+        if plan is None:
+            raise ExportError(f"TensorRT {self.version} could not build the plan: {self._errors()}")
+        cache = config.get_timing_cache()
+        new_cache = bytes(memoryview(cache.serialize())) if cache is not None else b""
+        del parser
+        return bytes(memoryview(plan)), new_cache
+
+    # -- running -------------------------------------------------------------------------------
+
+    def deserialize(self, plan: bytes, host_code: bool = False) -> tuple[Any, Any]:
+        """(runtime, engine) from a plan. ``host_code`` lets a version-compatible plan run the
+        code it carries: only for plans whose hash the bundle vouches for."""
+        try:
+            runtime = self.trt.Runtime(self.logger)
+        except TypeError as e:
+            raise BackendUnavailableError(f"TensorRT could not start on a GPU here ({self._errors()}; {e})") from None
+        if host_code:
+            runtime.engine_host_code_allowed = True
+        engine = runtime.deserialize_cuda_engine(plan)
+        if engine is None:
+            raise EdgecvError(f"TensorRT {self.version} refused the plan: {self._errors()}; rebuild it on this machine "
+                              "with `edgecv build BUNDLE`")
+        return runtime, engine
+
+    def io_tensors(self, engine: Any) -> list[tuple[str, bool, np.dtype, tuple[int, ...]]]:
+        """(name, is_input, numpy dtype, shape with -1 for dynamic dimensions) of each I/O tensor."""
+        out = []
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            is_input = engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT
+            dt = engine.get_tensor_dtype(name)
+            dname = getattr(dt, "name", str(dt).rsplit(".", 1)[-1])
+            if dname not in DTYPES:
+                raise EdgecvError(f"tensor {name} of the plan is {dname}, which edgecv cannot hand to numpy; the "
+                                  "graph's inputs and outputs must be float32, float16 or integer")
+            out.append((name, is_input, np.dtype(DTYPES[dname]), tuple(int(d) for d in engine.get_tensor_shape(name))))
+        return out

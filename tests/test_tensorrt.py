@@ -1,0 +1,331 @@
+"""The TensorRT path on a machine without TensorRT or a GPU.
+
+Two kinds of tests:
+- the logic that needs no TensorRT at all (plan selection by GPU and version, cache keys,
+  profiles, settings), and the real CUDA runtime library's answer on a machine without a GPU;
+- edgecv's code around TensorRT (the 10/11 adapter, `edgecv build`, loading, buffers and
+  copies, caches) run against tests/trt_double.py: a TEST DOUBLE of the tensorrt module
+  and of CUDA, not TensorRT. Whether real TensorRT builds and runs our graphs is tested in
+  tests/gpu (skipped here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecv import BackendUnavailableError, EdgecvError, load
+from edgecv.bundle import MANIFEST_NAME, Bundle, add_file
+from edgecv.cli import main
+from edgecv.runtimes import engines
+from edgecv.runtimes.engines import Identity
+
+from .trt_double import FakeCuda, make_tensorrt
+
+ORIN = Identity("NVIDIA Orin", "8.7", "10.3.0")
+
+
+def entry(gpu="NVIDIA Orin", cc="8.7", trt="10.3.0", vc=False, hw="none", graph=None, file="p.plan"):
+    return {"file": file, "gpu": gpu, "compute_capability": cc, "tensorrt": trt, "version_compatible": vc,
+            "hardware_compatibility": hw, "graph_sha256": graph}
+
+
+# --- plan selection: no TensorRT needed ----------------------------------------------------------
+
+@pytest.mark.parametrize("plan, here, fits", [
+    (entry(), ORIN, True),
+    (entry(trt="10.3.0"), Identity("NVIDIA Orin", "8.7", "10.4.0"), False),  # another version
+    (entry(vc=True), Identity("NVIDIA Orin", "8.7", "10.8.0.40"), True),  # version-compatible, later
+    (entry(vc=True, trt="10.8.0"), ORIN, False),  # version-compatible, but an earlier runtime
+    (entry(), Identity("NVIDIA Orin", "8.9", "10.3.0"), False),  # another compute capability
+    (entry(), Identity("NVIDIA Jetson AGX Orin", "8.7", "10.3.0"), False),  # another GPU, same capability
+    (entry(hw="same_compute_capability"), Identity("NVIDIA Jetson AGX Orin", "8.7", "10.3.0"), True),
+    (entry(hw="ampere_plus"), Identity("NVIDIA GeForce RTX 4090", "8.9", "10.3.0"), True),
+    (entry(hw="ampere_plus"), Identity("Tesla T4", "7.5", "10.3.0"), False),
+])
+def test_which_plans_run_where(plan, here, fits):
+    reason = engines.refusal(plan, here)
+    assert (reason is None) == fits, reason
+
+
+def test_selection_prefers_the_exact_plan_and_never_one_of_another_graph():
+    compatible = entry(hw="ampere_plus", gpu="NVIDIA A100", cc="8.0", file="a.plan")
+    exact = entry(file="b.plan")
+    assert engines.select([compatible, exact], ORIN)["file"] == "b.plan"
+    assert engines.select([compatible], ORIN)["file"] == "a.plan"
+    assert engines.select([entry(graph="x" * 64)], ORIN, graph_sha256="y" * 64) is None
+    assert engines.select([entry(trt="10.4.0")], ORIN) is None
+
+
+def test_the_refusal_names_what_was_found_this_machine_and_the_fix():
+    msg = engines.mismatch_message([entry(trt="10.4.0", gpu="NVIDIA RTX 6000", cc="8.9")], ORIN, "b")
+    for part in ("NVIDIA RTX 6000 (compute capability 8.9) with TensorRT 10.4.0", "this machine has 10.3.0",
+                 "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0", "edgecv build b", "build_engine=True"):
+        assert part in msg
+    assert "no TensorRT plan yet" in engines.mismatch_message([], ORIN, "b")
+
+
+def test_identity_keys_are_file_names():
+    assert ORIN.key == "nvidia-orin-sm87-trt10.3.0"
+    assert Identity("NVIDIA GeForce RTX 4090 / PCIe", "8.9", "11.4.0.106").key == "nvidia-geforce-rtx-4090-pcie-sm89-trt11.4.0.106"
+
+
+def test_profiles_and_settings():
+    s = engines.check_settings({"max_batch": 16, "opt_batch": 4})
+    manifest = {"input": {"name": "images", "shape": [-1, 320, 256, 3]}}
+    assert engines.profile(manifest, s) == {"images": ((1, 320, 256, 3), (4, 320, 256, 3), (16, 320, 256, 3))}
+    manifest["input"]["shape"][0] = 1
+    assert engines.profile(manifest, s) == {"images": ((1, 320, 256, 3),) * 3}
+    for bad, msg in [({"opt_batch": 9, "max_batch": 8}, "opt"), ({"fp16": True}, "unknown"),
+                     ({"hardware_compatibility": "turing_plus"}, "hardware compatibility"),
+                     ({"workspace_mb": 1}, "workspace"), ({"max_batch": "8"}, "integer")]:
+        with pytest.raises(EdgecvError, match=msg):
+            engines.check_settings(bad)
+
+
+def _libcudart_here() -> bool:
+    from edgecv.runtimes.cuda import CtypesCuda
+
+    try:
+        CtypesCuda()
+    except BackendUnavailableError:
+        return False
+    except EdgecvError:
+        return True
+    return True
+
+
+@pytest.mark.skipif(not _libcudart_here(), reason="no CUDA runtime library on this machine")
+def test_the_real_cuda_runtime_says_there_is_no_gpu_here():
+    """The real libcudart (ctypes): on a machine without a GPU or driver, a clear CudaError."""
+    from edgecv.runtimes.cuda import CtypesCuda, CudaError
+
+    try:
+        CtypesCuda().device()
+    except CudaError as e:
+        assert "cudaGetDeviceCount failed" in str(e) or "no CUDA device" in str(e)
+    else:
+        pytest.skip("this machine has a usable GPU")
+
+
+# --- with the test double of TensorRT and CUDA ----------------------------------------------------
+
+@pytest.fixture
+def trt_double(monkeypatch):
+    """Install the TEST DOUBLE (tests/trt_double.py) as `tensorrt`, with a fake Orin GPU."""
+    import edgecv.runtimes.cuda as cuda_mod
+
+    state = {}
+
+    def install(version="10.3.0", gpu=("NVIDIA Orin", (8, 7)), **kw):
+        cuda = FakeCuda(gpu[0], gpu[1])
+        trt = make_tensorrt(version, cuda, **kw)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(cuda_mod, "open_cuda", lambda prefer=None: cuda)
+        state.update(trt=trt, cuda=cuda)
+        return trt
+
+    install()
+    install.state = state
+    return install
+
+
+@pytest.fixture(scope="module")
+def graph_bundle(default_src, tmp_path_factory):
+    """The default detector exported for tensorrt here (no TensorRT: graph and settings only)."""
+    from edgecv.export import export
+
+    assert importlib.util.find_spec("tensorrt") is None or "tensorrt" in sys.modules
+    return export(default_src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), imgsz=320)
+
+
+@pytest.fixture
+def bundle(graph_bundle, tmp_path):
+    dst = tmp_path / "b"
+    shutil.copytree(graph_bundle, dst)
+    return dst
+
+
+def test_export_without_tensorrt_writes_graph_and_settings(graph_bundle):
+    rt = Bundle.open(graph_bundle).manifest["runtime"]["tensorrt"]
+    assert rt["engines"] == [] and rt["strongly_typed"] is True
+    assert rt["build"] == engines.BUILD_DEFAULTS
+    assert rt["profile"] == {"images": {"min": [1, 320, 320, 3], "opt": [1, 320, 320, 3], "max": [8, 320, 320, 3]}}
+    assert rt["static_check"]["errors"] == 0 and rt["static_check"]["versions"] == ["10.3", "10.15", "11.x"]
+
+
+def test_build_adds_a_plan_and_it_runs_like_the_graph(trt_double, bundle, val_images, capsys):
+    assert main(["build", str(bundle), "--max-batch", "4"]) == 0
+    b = Bundle.open(bundle)  # every file, the plan included, verifies
+    (plan,) = b.manifest["runtime"]["tensorrt"]["engines"]
+    assert plan["file"] == "engine-nvidia-orin-sm87-trt10.3.0.plan" and plan["build"]["max_batch"] == 4
+    assert {f["path"]: f["role"] for f in b.manifest["files"]}[plan["file"]] == "engine"
+    assert plan["graph_sha256"] == engines.graph_sha256(b)
+    cuda = trt_double.state["cuda"]
+    images = val_images[:11]  # three batches at max batch 4
+    with load(bundle) as det, load(bundle, backend="onnxruntime") as ref:
+        assert det.batch_size == 4 and det.plan_entry["file"] == plan["file"]
+        got, want = det.predict(images), ref.predict(images)
+        assert sum(len(d) for d in want) > 20
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g.xyxy, w.xyxy, rtol=1e-5, atol=1e-4)
+            np.testing.assert_array_equal(g.class_ids, w.class_ids)
+        one = det(images[0])
+        np.testing.assert_allclose(one.xyxy, want[0].xyxy, rtol=1e-5, atol=1e-4)
+        assert cuda.outstanding() > 0
+    assert cuda.outstanding() == 0, "close() must free every buffer and the stream"
+    with pytest.raises(EdgecvError, match="closed"):
+        det(images[0])
+    # already there: no second build
+    builds = trt_double.state["trt"].stats["builds"]
+    assert main(["build", str(bundle), "--max-batch", "4"]) == 0
+    assert trt_double.state["trt"].stats["builds"] == builds
+
+
+def test_a_plan_of_another_version_is_refused_with_the_fix(trt_double, bundle):
+    assert main(["build", str(bundle)]) == 0
+    trt_double("11.4.0.106", gpu=("NVIDIA GeForce RTX 4090", (8, 9)))
+    with pytest.raises(BackendUnavailableError) as e:
+        load(bundle)
+    msg = str(e.value)
+    assert "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0" in msg
+    assert "NVIDIA GeForce RTX 4090 (compute capability 8.9) with TensorRT 11.4.0.106" in msg
+    assert f"edgecv build {bundle}" in msg
+    # a manifest edited to claim the plan fits: TensorRT itself refuses it, and edgecv says so
+    trt_double("10.4.0", gpu=("NVIDIA Orin", (8, 7)))
+    m = json.loads((bundle / MANIFEST_NAME).read_text())
+    m["runtime"]["tensorrt"]["engines"][0]["tensorrt"] = "10.4.0"
+    (bundle / MANIFEST_NAME).write_text(json.dumps(m))
+    with pytest.raises(EdgecvError, match="refused the plan.*not compatible with this version of TensorRT"):
+        load(bundle)
+
+
+def test_a_version_compatible_plan_runs_on_a_later_tensorrt(trt_double, bundle, val_images):
+    assert main(["build", str(bundle), "--version-compatible"]) == 0
+    assert trt_double.state["trt"].stats["builds"] == 1
+    trt_double("10.8.0.40")
+    with load(bundle) as det:  # host code allowed for this plan only: the double refuses it otherwise
+        assert det.plan_entry["version_compatible"] and len(det(val_images[0])) > 0
+    trt_double("10.2.0")
+    with pytest.raises(BackendUnavailableError, match="that version or later only"):
+        load(bundle)
+
+
+def test_build_on_first_load_into_a_cache_directory(trt_double, bundle, tmp_path, val_images):
+    cache = tmp_path / "plans"
+    before = (bundle / MANIFEST_NAME).read_bytes()
+    with pytest.raises(BackendUnavailableError, match="no TensorRT plan yet"):
+        load(bundle)
+    with load(bundle, build_engine=True, engine_cache=cache) as det:
+        first = det(val_images[0])
+    stats = trt_double.state["trt"].stats
+    assert stats["builds"] == 1 and len(list(cache.glob("*.plan"))) == 1
+    assert (bundle / MANIFEST_NAME).read_bytes() == before, "a cache directory leaves the bundle untouched"
+    with load(bundle, build_engine=True, engine_cache=cache) as det:
+        np.testing.assert_array_equal(det(val_images[0]).xyxy, first.xyxy)
+    assert stats["builds"] == 1, "the cached plan is used"
+    plan = next(cache.glob("*.plan"))
+    plan.write_bytes(plan.read_bytes()[:-10] + b"0123456789")  # tampered: its sidecar hash no longer matches
+    with load(bundle, build_engine=True, engine_cache=cache):
+        pass
+    assert stats["builds"] == 2
+    with load(bundle, engine_cache=cache):  # found in the cache without build_engine
+        pass
+
+
+def test_build_on_first_load_into_the_bundle(trt_double, bundle):
+    with load(bundle, build_engine=True):
+        pass
+    (plan,) = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"]
+    assert (bundle / plan["file"]).is_file()
+    with load(bundle):
+        pass
+    assert trt_double.state["trt"].stats["builds"] == 1
+
+
+def test_the_timing_cache_is_kept_and_reused(trt_double, bundle, tmp_path):
+    timing = tmp_path / "timing.cache"
+    assert main(["build", str(bundle), "--timing-cache", str(timing)]) == 0
+    assert timing.is_file()
+    assert main(["build", str(bundle), "--timing-cache", str(timing), "--force"]) == 0
+    assert trt_double.state["trt"].stats["timing_cache_in"] == [0, 1]
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "11.4.0.106"])
+def test_the_adapter_builds_strongly_typed_on_10_and_11(trt_double, bundle, version):
+    """11.x has no EXPLICIT_BATCH and no FP16/INT8 flags: touching them would raise here."""
+    from edgecv.runtimes.trt_api import TrtApi
+
+    trt = trt_double(version)
+    api = TrtApi()
+    assert api.major == int(version[:2])
+    assert api.network_flags() == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    s = engines.check_settings({"version_compatible": True})
+    m = Bundle.open(bundle).manifest
+    plan, _ = engines.build_plan(api, bundle / "model.onnx", m, s)
+    header = json.loads(plan.split(b"\n")[1])
+    assert header["version_compatible"] and header["profiles"] == [{"images": [[1, 320, 320, 3], [1, 320, 320, 3],
+                                                                             [8, 320, 320, 3]]}]
+    assert header["workspace"] == 1024 << 20
+    same_cc = engines.check_settings({"hardware_compatibility": "same_compute_capability"})
+    if version.startswith("10"):
+        with pytest.raises(EdgecvError, match="no hardware compatibility level 'same_compute_capability'"):
+            engines.build_plan(api, bundle / "model.onnx", m, same_cc)
+    else:
+        plan, _ = engines.build_plan(api, bundle / "model.onnx", m, same_cc)
+        assert json.loads(plan.split(b"\n")[1])["hardware"] == "SAME_COMPUTE_CAPABILITY"
+
+
+def test_unsupported_versions_no_gpu_and_parser_errors(trt_double, bundle):
+    from edgecv.runtimes.trt_api import TrtApi
+
+    trt_double("8.6.1")
+    with pytest.raises(BackendUnavailableError, match="TensorRT 8.6.1 is not supported"):
+        TrtApi()
+    trt_double("10.3.0", gpu_ok=False)
+    with pytest.raises(BackendUnavailableError, match="CUDA initialization failure.*needs an NVIDIA GPU"):
+        TrtApi().builder()
+    trt_double("10.3.0", unsupported_ops=("NonMaxSuppression",))
+    assert main(["build", str(bundle)]) == 2
+    with pytest.raises(EdgecvError, match=r"cannot parse the graph: NonMaxSuppression /nms/NonMaxSuppression"):
+        engines.build_plan(TrtApi(), bundle / "model.onnx", Bundle.open(bundle).manifest, engines.check_settings({}))
+
+
+def test_export_builds_the_plan_where_tensorrt_and_a_gpu_are(trt_double, default_src, tmp_path):
+    from edgecv.export import export
+
+    b = export(default_src, "tensorrt", out_dir=tmp_path, imgsz=320, tensorrt={"max_batch": 2})
+    (plan,) = Bundle.open(b).manifest["runtime"]["tensorrt"]["engines"]
+    assert plan["build"]["max_batch"] == 2 and (b / plan["file"]).is_file()
+    b2 = export(default_src, "tensorrt", out_dir=tmp_path, imgsz=320, name="none", tensorrt={"build_engine": False})
+    assert Bundle.open(b2).manifest["runtime"]["tensorrt"]["engines"] == []
+
+
+def test_cli_errors(trt_double, default_bundles, bundle, tmp_path, capsys):
+    assert main(["build", str(default_bundles["onnxruntime"])]) == 2
+    assert "plans are built for tensorrt bundles" in capsys.readouterr().err
+    assert main(["export", "--target", "onnxruntime", "--max-batch", "4", "-o", str(tmp_path)]) == 2
+    assert "apply to --target tensorrt only" in capsys.readouterr().err
+    assert main(["build", str(bundle), "--opt-batch", "9", "--max-batch", "4"]) == 2
+    assert "opt (9) <= max (4)" in capsys.readouterr().err
+
+
+def test_plans_added_at_once_all_land(bundle):
+    def add(i):
+        add_file(bundle, f"engine-{i}.plan", bytes([i]) * 1000, "engine")
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    files = {f["path"] for f in Bundle.open(bundle).manifest["files"]}  # verifies every hash
+    assert {f"engine-{i}.plan" for i in range(6)} <= files
+    assert not [p for p in Path(bundle).iterdir() if p.name.startswith(".")], "no temporary file is left"
