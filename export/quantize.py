@@ -243,12 +243,60 @@ def fp16_graph(fp32_path: Path, out_path: Path, keep: Sequence[str] = ()) -> dic
 
     model = onnx.load(str(fp32_path))
     kept = sorted(set(keep))
-    floats = sorted(set(postprocess_nodes(model)) | set(output_layers(model)) | set(kept))
+    floats = sorted(set(postprocess_nodes(model)) | set(output_layers(model)) | set(kept) | set(_control_flow(model.graph)))
     half = convert_float_to_float16(model, keep_io_types=True, node_block_list=floats)
+    _outer_reads_in_fp32(half.graph)
     _toposort(half.graph)  # the converter appends its Cast nodes at the end; parsers want order
     onnx.checker.check_model(half)
     onnx.save(half, str(out_path))
     return {"fp32_nodes": len(floats), "keep_io_types": True, "excluded_nodes": kept}
+
+
+def _control_flow(graph) -> list[str]:
+    """Names of If/Loop/Scan nodes, of every node in their subgraphs, and of the nodes whose
+    outputs the subgraphs read from the outer scope. They stay FP32: the float16 converter
+    neither follows a subgraph's outer-scope reads (an FP16 tensor meets an FP32 one inside)
+    nor keeps its Casts of subgraph tensors inside the subgraph (seen on torchvision's RPN)."""
+    names: list[str] = []
+    outer: set[str] = set()
+
+    def walk(g) -> None:
+        local = {i.name for i in g.input} | {i.name for i in g.initializer} | {o for x in g.node for o in x.output}
+        for n in g.node:
+            if g is not graph:
+                names.append(n.name)
+                outer.update(i for i in n.input if i and i not in local)
+            if n.op_type in ("If", "Loop", "Scan"):
+                names.append(n.name)
+                for a in n.attribute:
+                    if a.type == a.GRAPH:
+                        walk(a.g)
+
+    walk(graph)
+    names += [n.name for n in graph.node if outer & set(n.output)]
+    return names
+
+
+def _outer_reads_in_fp32(graph) -> None:
+    """Point subgraph reads of outer tensors that the converter re-cast to FP16 (a Cast named
+    ``<t>_cast_to_fp16_node`` after a node kept in FP32) back at the FP32 tensor."""
+    from onnx import TensorProto
+
+    recast = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast" and n.output
+              and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)
+              and n.input[0] == f"{n.output[0]}_cast_to_fp16"}
+
+    def walk(g, top: bool) -> None:
+        for n in g.node:
+            if not top:
+                for i, name in enumerate(n.input):
+                    if name in recast:
+                        n.input[i] = recast[name]
+            for a in n.attribute:
+                if a.type == a.GRAPH:
+                    walk(a.g, False)
+
+    walk(graph, True)
 
 
 def _toposort(graph) -> None:

@@ -256,3 +256,25 @@ def test_trained_fixtures_keep_their_map_in_every_bundle(family, val_set, tmp_pa
         assert parity["mean_iou"] > 0.999 and parity["mean_abs_score_diff"] < 1e-3, parity
         if family == "maskrcnn":  # mask AP (COCO segm) within half a point of the source's
             assert want.mask_metrics.map > 0.1 and abs(got.mask_metrics.map - want.mask_metrics.map) < 0.005
+
+
+def test_two_stage_fp16_graphs_keep_the_sources_map(val_set, tmp_path):
+    """The FP16 graph of a two-stage detector (onnxruntime and tensorrt share it): the If of
+    torchvision's RPN and what it reads stay FP32, so the graph loads and keeps the mAP."""
+    from edgecv.datasets import load_dataset
+    from edgecv.export.models.train_torchvision import load as load_fixture
+    from edgecv.harness import run_dataset
+
+    path = FIXTURES / "maskrcnn.pt"
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this checkout")
+    model = load_fixture(path, "fasterrcnn")
+    images_dir, ann = val_set
+    ds = load_dataset(ann, images_dir)
+    names = [c["name"] for c in ds.coco["categories"]]
+    want = run_dataset(export_mod.reference(model, imgsz=SIZE, names=names), ds, progress=False, warmup=0)
+    bundle = export_mod.export(model, "tensorrt", precision="fp16", imgsz=SIZE, out_dir=tmp_path, names=names)
+    assert TRT_CHECK.check_bundle(bundle).findings_of("warning") == []
+    with load(bundle, backend="onnxruntime") as det:
+        got = run_dataset(det, ds, progress=False, warmup=0)
+    assert abs(got.metrics.map - want.metrics.map) < 0.005, (got.metrics.map, want.metrics.map)
