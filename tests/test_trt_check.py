@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgecv.cli import main  # noqa: E402
-from edgecv.export.trt_check import check  # noqa: E402
+from edgecv.trt_check import check  # noqa: E402
 
 
 def graph(nodes, inputs, outputs, inits=(), opset=17):
@@ -174,3 +174,16 @@ def test_export_refuses_a_graph_tensorrt_would_refuse(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "TensorRT would refuse this graph" in err and "Det" in err and "unsupported-op" in err
     assert not list(tmp_path.glob("*tensorrt*")), "nothing is left behind"
+
+
+def test_the_doctor_needs_onnx_but_not_torch(tmp_path):
+    """On a device (a Jetson without the exporter) the check runs with the onnx package alone."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "ok.onnx"
+    onnx.save(graph([helper.make_node("Relu", ["x"], ["y"])], [vi("x", F, [4])], [vi("y", F, [4])]), str(path))
+    code = ("import sys; from edgecv.cli import main; rc = main(['doctor', sys.argv[1]]); "
+            "print('rc', rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120).stdout
+    assert out.strip().endswith("rc 0 False"), out

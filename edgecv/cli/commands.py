@@ -346,11 +346,7 @@ def setup_doctor(p: argparse.ArgumentParser) -> None:
 
 
 def run_doctor(a: argparse.Namespace) -> int:
-    try:
-        from ..export import trt_check
-    except ImportError as e:
-        raise EdgecvError(f"the static check needs the exporter's packages ({e.name} is missing): "
-                          "pip install 'edgecv[export]'") from None
+    from .. import trt_check  # reads graphs with the onnx package (pip install onnx), not torch
     versions = [v.strip() for v in a.versions.split(",")] if a.versions else None
     path = Path(a.model)
     if path.is_dir():

@@ -3,7 +3,7 @@ its build settings, and the plan itself when TensorRT and a GPU are present at e
 
 FP32: the ONNX graph; FP16: an FP16 graph with I/O, decode and NMS in FP32; INT8: explicit
 symmetric QuantizeLinear/DequantizeLinear pairs (zero point 0, as TensorRT's parser
-requires). Every graph passes the static check (:mod:`edgecv.export.trt_check`) before it
+requires). Every graph passes the static check (:mod:`edgecv.trt_check`) before it
 is written; its accuracy is measured on any CPU by running the same graph in onnxruntime.
 Plans are built where they run: ``edgecv build BUNDLE`` on the device, or
 ``load(..., build_engine=True)``.
@@ -20,7 +20,7 @@ from typing import Callable
 from ...errors import ExportError
 from ...runtimes import engines
 from .. import quantize as Q
-from .. import trt_check
+from ... import trt_check
 
 log = logging.getLogger("edgecv.export")
 

@@ -1,7 +1,7 @@
 """The static TensorRT check: what TensorRT's ONNX parser and builder would refuse in a
 graph, found on any machine, without TensorRT or a GPU.
 
-Checked against the operator tables of :mod:`edgecv.export.trt_ops` for TensorRT 10.3
+Checked against the operator tables of :mod:`edgecv.trt_ops` for TensorRT 10.3
 (JetPack 6), 10.15 and 11.x (the 10.15 operators, 11.x's opset range): operators and
 their documented restrictions (attributes, constant inputs), input types, the opset, Q/DQ
 zero points and types, UINT8 and DOUBLE tensors, INT64 weights, dynamic input dimensions
@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..errors import EdgecvError
+from .errors import EdgecvError
 from . import trt_ops
 
 #: version label -> (operator table, opset range, what it stands for)
@@ -360,8 +360,8 @@ def check(model: str | Path | Any, profile: dict | None = None, versions: Iterab
 
 def check_bundle(bundle_path: str | Path, versions: Iterable[str] | None = None) -> Report:
     """Check the ONNX graph of a bundle with the optimization profile its build settings give."""
-    from ..bundle import Bundle
-    from ..runtimes import engines
+    from .bundle import Bundle
+    from .runtimes import engines
 
     b = Bundle.open(bundle_path)
     model = b.file("model")
