@@ -9,11 +9,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .detections import Detections
-from .errors import BackendUnavailableError, BundleError, EdgecvError, ExportError, InvalidImageError, SourceError
+from .errors import (BackendUnavailableError, BundleError, EdgecvError, ExportError, InferenceError, InvalidImageError,
+                     SourceError)
 from .letterbox import Letterbox
 from .runtimes import load
 
 __all__ = [
     "BackendUnavailableError", "BundleError", "Detections", "EdgecvError", "ExportError",
-    "InvalidImageError", "Letterbox", "SourceError", "load", "__version__",
+    "InferenceError", "InvalidImageError", "Letterbox", "SourceError", "load", "__version__",
 ]

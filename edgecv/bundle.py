@@ -8,9 +8,11 @@ before any backend sees it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -226,12 +228,58 @@ def staging(dest: str | os.PathLike) -> Iterator[Path]:
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    clean_stale(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
     try:
         yield tmp
     finally:  # after a successful commit() the directory has been renamed away
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def clean_stale(dest: Path) -> list[Path]:
+    """Remove what exports killed before they finished left beside ``dest`` (their staging
+    directories, and a replaced bundle not yet deleted), when their process is gone. If
+    ``dest`` itself is missing and a replaced bundle is left, it is put back. Returns what was
+    removed or restored."""
+    done = []
+    pattern = re.compile(rf"^\.{re.escape(dest.name)}\.(tmp|old)-(\d+)(-.*)?$")
+    for p in sorted(dest.parent.iterdir()) if dest.parent.is_dir() else []:
+        m = pattern.match(p.name)
+        if not m or _pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not dest.exists() and (p / MANIFEST_NAME).is_file():
+            os.replace(p, dest)  # the swap was cut between its two renames: the previous bundle returns
+        else:
+            shutil.rmtree(p, ignore_errors=True)
+        done.append(p)
+    return done
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE); False where the
+    system cannot."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    rc = fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    return rc == 0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -268,19 +316,29 @@ def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, 
         fh.flush()
         os.fsync(fh.fileno())
     _fsync_dir(tmp)
-    old = None
+    if not dest.exists():
+        try:
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+            return dest
+        except OSError as e:  # another export put a bundle there meanwhile: replace it below
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
     if dest.exists():
         if not (dest / MANIFEST_NAME).is_file() and any(dest.iterdir()):
             raise BundleError(f"'{dest}' exists and is not an edgecv bundle: refusing to replace it; choose another output")
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    try:
-        os.replace(tmp, dest)
-    except BaseException:
-        if old is not None:
-            os.replace(old, dest)
-        raise
-    if old is not None:
+        # One atomic swap: at every instant dest is the previous bundle or the new one. The
+        # previous one is then in the staging directory's place, renamed to .old and removed.
+        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{threading.get_ident()}")
+        if _exchange(tmp, dest):
+            os.replace(tmp, old)
+        else:  # two renames; a process killed between them is repaired by clean_stale()
+            os.replace(dest, old)
+            try:
+                os.replace(tmp, dest)
+            except BaseException:
+                os.replace(old, dest)
+                raise
         shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(dest.parent)
     return dest

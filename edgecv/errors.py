@@ -30,6 +30,10 @@ class BackendUnavailableError(EdgecvError):
     """The backend a bundle or target needs is not installed or cannot run here."""
 
 
+class InferenceError(EdgecvError):
+    """The backend failed while running a batch; its own message is attached (``__cause__``)."""
+
+
 class UnknownTargetError(EdgecvError, KeyError):
     """A target or backend name is not one of edgecv's keys."""
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..bundle import Bundle
 from ..detections import Detections
-from ..errors import EdgecvError, InvalidImageError
+from ..errors import EdgecvError, InferenceError, InvalidImageError
 from ..images import ImageLike, to_model_input
 from ..letterbox import Letterbox, LetterboxParams
 from ..masks import paste
@@ -121,10 +121,19 @@ class Detector:
     def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self._closed:
             raise EdgecvError(f"this {self.key} detector was closed; load the bundle again to use it")
-        if self.thread_safe:
-            return self.infer_impl(batch)
-        with self._lock:
-            return self.infer_impl(batch)
+        try:
+            if self.thread_safe:
+                return self.infer_impl(batch)
+            with self._lock:
+                return self.infer_impl(batch)
+        except EdgecvError:
+            raise
+        except MemoryError as e:
+            raise InferenceError(f"{self.key} ran out of memory on a batch of {len(batch)}: {e}; the detector is still "
+                                 "usable (try smaller batches)") from e
+        except Exception as e:  # the backend's own error (out of memory, a corrupted model, a driver fault)
+            raise InferenceError(f"{self.key} inference failed: {type(e).__name__}: {e}. The detector is still loaded; "
+                                 "if this repeats, close it and load the bundle again") from e
 
     def postprocess(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams], conf: float) -> list[Detections]:
         """Turn backend outputs into one :class:`Detections` per image, in original pixels."""

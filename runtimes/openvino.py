@@ -42,6 +42,7 @@ class OpenVinoDetector(Detector):
         return {name: np.array(res[port]) for port, name in self._outputs}
 
     def release_impl(self) -> None:
+        self._outputs = []  # its ports hold the compiled model, and with it the mapped weights file
         self.request = None
         self.compiled = None
         self.core = None

@@ -411,8 +411,10 @@ def run_env(a: argparse.Namespace) -> int:
         flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in have)
     except OSError:
         pass
+    from ..envcheck import installed, own_ranges, problems
+
     info = {"edgecv": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "cpu_flags": flags, "backends": rows,
+            "cpu_flags": flags, "backends": rows, "problems": problems(installed(), own_ranges()),
             "export": {d: _version(d) for d in ("torch", "torchvision", "onnx", "onnxslim")},
             "eval": {"faster-coco-eval": _version("faster-coco-eval")}}
     if a.json:
@@ -425,6 +427,10 @@ def run_env(a: argparse.Namespace) -> int:
         print(f"{r['backend']:<12} {'yes' if r['usable'] else 'no':<7} {r['version'] or '-':<12} {r['note']}")
     print("exporter   " + ", ".join(f"{k} {v or 'missing'}" for k, v in info["export"].items()))
     print("metrics    " + ", ".join(f"{k} {v or 'missing'}" for k, v in info["eval"].items()))
+    for p in info["problems"]:
+        print(f"problem    {p}")
+    if not info["problems"]:
+        print("problems   none known among the installed versions")
     return 0
 
 
