@@ -16,6 +16,7 @@ ImageLike = Union[np.ndarray, str, os.PathLike]
 
 MIN_SIDE = 8  # smaller frames are refused: nothing can be detected in them
 MAX_SIDE = 32768
+MAX_FILE_BYTES = 256 * 2**20  # a larger image file is a mistake or an attack: it is not read
 COLORS = ("bgr", "rgb")
 
 
@@ -24,6 +25,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise InvalidImageError(f"image file '{p}' does not exist")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise InvalidImageError(f"image file '{p}' is {p.stat().st_size / 2**20:.0f} MB, over edgecv's limit of "
+                                f"{MAX_FILE_BYTES // 2**20} MB: not read")
     data = np.fromfile(p, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:

@@ -232,3 +232,12 @@ def test_hostile_bundle_file_names_and_links_are_refused(default_bundles, tmp_pa
     with pytest.raises(BundleError, match="link"):
         Bundle.open(b)
     assert Path(outside).is_file()
+
+
+def test_an_oversized_image_file_is_not_read(tmp_path, monkeypatch):
+    import edgecv.images as images
+
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
+    (tmp_path / "big.png").write_bytes(b"\x89PNG" + bytes(2000))
+    with pytest.raises(InvalidImageError, match="over edgecv's limit"):
+        images.read_image(tmp_path / "big.png")
