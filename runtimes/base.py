@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -192,6 +192,41 @@ class Detector:
             timing["postprocess"] += t3 - t2
         self.last_timing = timing
         return results
+
+    def stream(self, frames: Iterable[ImageLike], conf: float | None = None, color: str | None = None,
+               depth: int = 3) -> Iterator[Detections]:
+        """Detect objects in a stream of frames, results in order, with the work of consecutive
+        frames overlapped: while one frame is in the backend, the next ones are letterboxed and
+        the previous one post-processed. Backends that run calls in parallel (onnxruntime, and
+        openvino with its pool of infer requests) also overlap the inference itself.
+
+        Args:
+            frames: any iterable of images (a generator reading a camera works: it is read ahead
+                by at most ``depth`` frames).
+            depth: frames in flight at once (>= 1).
+
+        Yields:
+            One :class:`Detections` per frame, in the order of ``frames``. A bad frame raises its
+            :class:`InvalidImageError` when its turn comes, after the results before it.
+        """
+        import collections
+        from concurrent.futures import ThreadPoolExecutor
+
+        if isinstance(frames, np.ndarray) or isinstance(frames, (str, bytes)):
+            raise InvalidImageError("stream() takes an iterable of images; call the detector itself on one image")
+        depth = max(1, int(depth))
+        pending: collections.deque = collections.deque()
+        with ThreadPoolExecutor(max_workers=depth, thread_name_prefix=f"edgecv-{self.key}-stream") as pool:
+            try:
+                for frame in frames:
+                    pending.append(pool.submit(self.__call__, frame, conf, color))
+                    if len(pending) >= depth:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # the consumer stopped early or a frame failed: do not leave work running
+                for f in pending:
+                    f.cancel()
 
     def __call__(self, image: ImageLike, conf: float | None = None, color: str | None = None) -> Detections:
         """Detect objects in one image (HxWx3 uint8 array, grey, RGBA, or a path)."""

@@ -68,7 +68,7 @@ class TensorRtDetector(Detector):
         self.max_batch = hi[0]
         if self.fixed_batch is None:
             self.batch_size = min(self.batch_size, self.max_batch)
-        self.stream = self.cuda.stream_create()
+        self._cuda_stream = self.cuda.stream_create()
         self.buffers: dict[str, tuple[int, int, np.ndarray]] = {}  # name -> (device ptr, host ptr, host view)
         self.inputs, self.outputs = [], []
         known = {self.input_name, *self.output_names.values()}
@@ -94,22 +94,22 @@ class TensorRtDetector(Detector):
                               "larger max batch or pass batch_size")
         dev, host, view = self.buffers[self.input_name]
         np.copyto(view[:b], batch)
-        self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, self.stream)
+        self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, self._cuda_stream)
         if not self.context.set_input_shape(self.input_name, tuple(batch.shape)):
             raise EdgecvError(f"TensorRT refused input shape {tuple(batch.shape)}: {self.api._errors()}")
         missing = self.context.infer_shapes()
         if missing:
             raise EdgecvError(f"TensorRT cannot infer the shapes of {list(missing)}: {self.api._errors()}")
-        if not self.context.execute_async_v3(self.stream):
+        if not self.context.execute_async_v3(self._cuda_stream):
             raise EdgecvError(f"TensorRT inference failed: {self.api._errors()}")
         shapes = {}
         for name in self.outputs:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             dev, host, view = self.buffers[name]
             n = int(np.prod(shape, dtype=np.int64)) * view.dtype.itemsize
-            self.cuda.memcpy_async(host, dev, n, _cuda.DEVICE_TO_HOST, self.stream)
+            self.cuda.memcpy_async(host, dev, n, _cuda.DEVICE_TO_HOST, self._cuda_stream)
             shapes[name] = shape
-        self.cuda.stream_synchronize(self.stream)
+        self.cuda.stream_synchronize(self._cuda_stream)
         # copies: the page-locked buffers are reused by the next call
         return {name: self.buffers[name][2].reshape(-1)[: int(np.prod(s, dtype=np.int64))].reshape(s).copy()
                 for name, s in shapes.items()}
@@ -120,7 +120,7 @@ class TensorRtDetector(Detector):
             cuda.free(dev)
             cuda.free_host(host)
         self.buffers = {}
-        if getattr(self, "stream", None) is not None:
-            cuda.stream_destroy(self.stream)
-            self.stream = None
+        if getattr(self, "_cuda_stream", None) is not None:
+            cuda.stream_destroy(self._cuda_stream)
+            self._cuda_stream = None
         self.context = self.engine = self.runtime = None

@@ -131,3 +131,25 @@ def test_closed_detector_refuses(make, val_images):
             d(val_images[0])
         with pytest.raises(EdgecvError, match="closed"):
             d(val_images[0])
+
+
+def test_stream_yields_every_frame_in_order(det, val_images):
+    import threading
+
+    frames = val_images[:10]
+    want = [det(f) for f in frames]
+    got = list(det.stream(f for f in frames))  # a generator, read ahead by a few frames only
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert len(g) == len(w) and np.allclose(g.xyxy, w.xyxy, atol=1e-3) and np.array_equal(g.class_ids, w.class_ids)
+    before = threading.active_count()
+    it = det.stream(iter(frames))
+    next(it)
+    it.close()  # a consumer that stops early: the pipeline's threads finish and go
+    assert threading.active_count() <= before
+    bad = [frames[0], frames[1], np.zeros((4, 4, 3), np.uint8), frames[2]]
+    seen = []
+    with pytest.raises(EdgecvError, match="4x4"):
+        for d in det.stream(bad):
+            seen.append(d)
+    assert len(seen) == 2
