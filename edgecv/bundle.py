@@ -307,15 +307,7 @@ def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, 
         with open(p, "rb") as fh:
             os.fsync(fh.fileno())
         files.append({"path": name, "role": role, "size": p.stat().st_size, "sha256": sha256_file(p)})
-    manifest = dict(manifest, files=files)
-    validate_manifest(manifest)
-    mpath = tmp / MANIFEST_NAME
-    with open(mpath, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    _fsync_dir(tmp)
+    _write_manifest(tmp, dict(manifest, files=files))
     if not dest.exists():
         try:
             os.replace(tmp, dest)
@@ -372,14 +364,7 @@ def _locked(root: Path) -> Iterator[None]:
 
 def _write_manifest(root: Path, manifest: dict) -> None:
     validate_manifest(manifest)
-    mpath = root / MANIFEST_NAME
-    tmp = mpath.with_name(f".{MANIFEST_NAME}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2, default=float)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, mpath)
+    atomic_write(root / MANIFEST_NAME, (json.dumps(manifest, indent=2, default=float) + "\n").encode("utf-8"))
     _fsync_dir(root)
 
 

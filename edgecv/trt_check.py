@@ -268,8 +268,6 @@ def _io_rules(g: _Graph, profile: dict | None) -> Iterable[Finding]:
             if len(lo) != len(shape) or any(d > 0 and (lo[i] != d or hi[i] != d) for i, d in enumerate(shape)):
                 yield Finding("error", "profile", f"the profile {list(lo)}..{list(hi)} does not fit input {inp.name} "
                               f"{shape}", inp.name, "input")
-        elif profile is not None:
-            pass
         t = _TYPE_NAMES.get(inp.type.tensor_type.elem_type)
         if t not in ("FP32", "FP16", "BF16", "INT32", "INT64", "INT8", "UINT8", "BOOL"):
             yield Finding("error", "io-type", f"input {inp.name} is {t}, which TensorRT does not take", inp.name, "input")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..bundle import Bundle, add_file, atomic_write, sha256_file
+from ..bundle import Bundle, add_file, atomic_write
 from ..errors import BackendUnavailableError, BundleError, EdgecvError
 
 log = logging.getLogger("edgecv")
@@ -272,11 +272,8 @@ class PlanCache:
 
 def graph_sha256(bundle: Bundle) -> str:
     """sha256 of the bundle's ONNX graph (from the manifest; the bundle was verified on open)."""
-    model = bundle.file("model")
-    for f in bundle.manifest["files"]:
-        if f["role"] == "model":
-            return f["sha256"]
-    return sha256_file(model)  # pragma: no cover - file() found it above
+    bundle.file("model")  # a BundleError naming the bundle when it has no graph
+    return next(f["sha256"] for f in bundle.manifest["files"] if f["role"] == "model")
 
 
 def find_plan(bundle: Bundle, here: Identity, *, build_engine: bool = False, engine_cache: str | os.PathLike | None = None,
@@ -297,7 +294,8 @@ def find_plan(bundle: Bundle, here: Identity, *, build_engine: bool = False, eng
         path = bundle._confined(entry["file"])
         listed = {f["path"] for f in bundle.manifest["files"]}
         if entry["file"] not in listed:
-            raise BundleError(f"manifest: engine {entry['file']!r} is not among the bundle's hashed files")
+            raise BundleError(f"manifest: engine {entry['file']!r} is not among the bundle's hashed files; "
+                              f"rebuild it with `edgecv build {bundle.path} --force`")
         return path.read_bytes(), entry
     settings = settings_of(bundle.manifest)
     cache = PlanCache(engine_cache) if engine_cache is not None else None

@@ -64,7 +64,7 @@ class TensorRtDetector(Detector):
     def _allocate(self) -> None:
         # the profile the plan was built with (`edgecv build` may have changed the bundle's settings)
         settings = engines.check_settings(self.plan_entry.get("build") or engines.settings_of(self.manifest))
-        (lo, _, hi), = engines.profile(self.manifest, settings).values()
+        (_, _, hi), = engines.profile(self.manifest, settings).values()
         self.max_batch = hi[0]
         if self.fixed_batch is None:
             self.batch_size = min(self.batch_size, self.max_batch)

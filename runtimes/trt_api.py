@@ -112,7 +112,7 @@ class TrtApi:
                               + " (run `edgecv doctor --target tensorrt` on the bundle for the full check)")
         return parser
 
-    def configure(self, builder: Any, network: Any, settings: dict, shapes: dict, timing_cache: bytes) -> tuple[Any, Any]:
+    def configure(self, builder: Any, settings: dict, shapes: dict, timing_cache: bytes) -> Any:
         trt = self.trt
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings["workspace_mb"]) << 20)
@@ -137,20 +137,20 @@ class TrtApi:
             if member is None:
                 raise ExportError(f"TensorRT {self.version} has no hardware compatibility level '{level}'")
             config.hardware_compatibility_level = member
-        return config, cache
+        return config
 
     def build(self, onnx_path: Path, settings: dict, shapes: dict, timing_cache: bytes = b"") -> tuple[bytes, bytes]:
         """Build a serialized plan; returns (plan, timing cache)."""
         builder = self.builder()
         network = builder.create_network(self.network_flags())
         parser = self.parse(network, onnx_path)
-        config, _ = self.configure(builder, network, settings, shapes, timing_cache)
+        config = self.configure(builder, settings, shapes, timing_cache)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
             raise ExportError(f"TensorRT {self.version} could not build the plan: {self._errors()}")
         cache = config.get_timing_cache()
         new_cache = bytes(memoryview(cache.serialize())) if cache is not None else b""
-        del parser
+        del parser  # held until here: the parser owns the weights the builder reads
         return bytes(memoryview(plan)), new_cache
 
     # -- running -------------------------------------------------------------------------------
