@@ -196,36 +196,64 @@ def small_bundles(default_src, tmp_path_factory):
     return {t: export(default_src, t, out_dir=out, imgsz=64) for t in EXPORT_TARGETS}
 
 
+SOAK_CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    from edgecv import EdgecvError, load
+    from tests.test_reliability import _fds, _frame, _os_threads, _rss_mb
+
+    bundle, calls = sys.argv[1], int(sys.argv[2])
+    frames = [_frame(48 + i, 64, i) for i in range(16)]
+    with load(bundle, threads=1) as d:  # the backend's process-wide state, made once
+        d(frames[0])
+    fds0, threads0 = _fds(), _os_threads()
+    det = load(bundle, threads=1)
+    for i in range(500):  # warm-up: allocator pools, the backend's caches
+        det(frames[i % 16])
+    rss = [_rss_mb()]
+    t0 = time.perf_counter()
+    for i in range(calls):
+        det(frames[i % 16])
+        if (i + 1) % (calls // 8) == 0:
+            rss.append(_rss_mb())
+        if time.perf_counter() - t0 > 240:  # bounded in time on a slow machine
+            break
+    n, seconds = i + 1, time.perf_counter() - t0
+    rss.append(_rss_mb())
+    det.close()
+    try:
+        det(frames[0])
+        refused = ""
+    except EdgecvError as e:
+        refused = str(e)
+    print(json.dumps({"n": n, "seconds": seconds, "rss": rss, "fds": [fds0, _fds()],
+                      "threads": [threads0, _os_threads()], "refused": refused}))
+""")
+
+
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads memory and descriptors from /proc")
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_soak_memory_threads_and_descriptors_stay_flat(target, small_bundles, capsys):
-    frames = [_frame(48 + i, 64, i) for i in range(16)]
-    with load(small_bundles[target], threads=1) as d:  # the backend's process-wide state, made once
-        d(frames[0])
-    fds0, threads0 = _fds(), _os_threads()
-    det = load(small_bundles[target], threads=1)
-    for i in range(500):  # warm-up: allocator pools, the backend's caches
-        det(frames[i % 16])
-    rss_warm = _rss_mb()
-    t0 = time.perf_counter()
-    for i in range(SOAK_CALLS):
-        det(frames[i % 16])
-        if time.perf_counter() - t0 > 240:  # bounded in time on a slow machine
-            break
-    n = i + 1
-    seconds = time.perf_counter() - t0
-    rss_end = _rss_mb()
-    det.close()
-    with pytest.raises(EdgecvError, match="closed"):
-        det(frames[0])
-    fds1, threads1 = _fds(), _os_threads()
+    """In a process of its own, as in a device app: the test process's other work (earlier
+    tests' garbage, their threads) would otherwise move its resident memory by megabytes."""
+    proc = subprocess.run([sys.executable, "-c", SOAK_CHILD, str(small_bundles[target]), str(SOAK_CALLS)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    rss, n = r["rss"], r["n"]
     with capsys.disabled():
-        print(f"\n[reliability] soak {target}: {n} inferences in {seconds:.0f} s, RSS {rss_warm:.1f} -> "
-              f"{rss_end:.1f} MB after warm-up ({rss_end - rss_warm:+.2f} MB); fds {fds0} -> {fds1} after close; "
-              f"OS threads {threads0} -> {threads1}")
+        print(f"\n[reliability] soak {target}: {n} inferences in {r['seconds']:.0f} s, RSS {rss[0]:.1f} -> "
+              f"{rss[-1]:.1f} MB after warm-up ({rss[-1] - rss[0]:+.2f} MB; along the way "
+              f"{' '.join(f'{x - rss[0]:+.1f}' for x in rss[1:-1])}); fds {r['fds'][0]} -> {r['fds'][1]} after close; "
+              f"OS threads {r['threads'][0]} -> {r['threads'][1]}")
     assert n >= 5000, f"only {n} inferences in the time bound"
-    assert rss_end - rss_warm < 5.0
-    assert fds1 <= fds0 and threads1 <= threads0 + 1  # +1: a pool thread the backend may keep for reuse
+    assert rss[-1] - rss[0] < 5.0
+    # a leak grows with the calls: the second half must not grow by more than the first half's settling
+    half = len(rss) // 2
+    assert rss[-1] - rss[half] < 2.0, rss
+    assert "closed" in r["refused"], r["refused"]
+    fds, threads = r["fds"], r["threads"]
+    assert fds[1] <= fds[0] and threads[1] <= threads[0] + 1  # +1: a pool thread the backend may keep for reuse
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads descriptors and threads from /proc")
