@@ -123,14 +123,88 @@ def bench_detector(det, images: Sequence[np.ndarray], batch: int = 1, seconds: f
             "throughput_ips": batch * 1000 / stats["e2e"]["mean"]}
 
 
+def stream_fps(det, images: Sequence[np.ndarray], frames: int = 60, depth: int = 3) -> float:
+    """Frames per second of ``det.stream`` over ``frames`` frames cycled from ``images`` (after a
+    warm-up stream of ``2 * depth`` frames)."""
+    import itertools
+
+    for _ in det.stream(itertools.islice(itertools.cycle(images), 2 * depth), depth=depth):
+        pass
+    t0, n = time.perf_counter(), 0
+    for _ in det.stream(itertools.islice(itertools.cycle(images), frames), depth=depth):
+        n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def model_file(det) -> Path | None:
+    """The graph file of a loaded bundle whose operations can be counted (ONNX or OpenVINO IR)."""
+    bundle = getattr(det, "bundle", None)
+    if bundle is None:
+        return None
+    for role in ("model", "graph"):
+        try:
+            f = bundle.file(role)
+        except Exception:  # noqa: BLE001 - a bundle without that role
+            continue
+        if f.suffix in (".onnx", ".xml"):
+            return f
+    return None
+
+
+def computed_precision(det) -> str:
+    """The precision a detector computes its heavy layers in: int8 for INT8 bundles, else what the
+    backend reports (openvino falls back from bf16 to f32 where the CPU lacks it), else fp32."""
+    if det.manifest.get("precision") == "int8":
+        return "int8"
+    ran = getattr(det, "inference_precision", None)
+    if ran:
+        return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
+    return "fp16" if det.manifest.get("precision") == "fp16" and det.key == "tensorrt" else "fp32"
+
+
+def limit_of(det, row: dict, peaks: dict, say: Callable[[str], None] | None = None) -> dict:
+    """The model's operations per image, the backend's measured peak at the precision it computes
+    in (measured once per backend and precision, kept in ``peaks``) and the fraction of it
+    achieved, by inference alone and end to end. Empty where it cannot be counted or measured."""
+    from .limits import count_operations, measure_peak
+
+    f = model_file(det)
+    if f is None or det.key not in ("onnxruntime", "openvino"):
+        return {}
+    prec = computed_precision(det)
+    key = (det.key, prec, row["threads"])
+    if key not in peaks:
+        if say:
+            say(f"peak of {det.key} at {prec}: a large matrix product")
+        try:
+            peaks[key] = measure_peak(det.key, prec, threads=det.threads_used)
+        except EdgecvError:
+            peaks[key] = None
+    peak = peaks[key]
+    ops = count_operations(f)
+    if peak is None:
+        return {"gops_per_image": ops.gops}
+    st = row["stages_ms"]
+    infer = ops.gops * row["batch"] / (st["infer"]["p50"] / 1000)
+    e2e = ops.gops * row["batch"] / (st["e2e"]["p50"] / 1000)
+    return {"gops_per_image": ops.gops, "peak": {"precision": peak.precision, "gops_per_s": peak.gops_per_s,
+                                                 "shape": list(peak.shape)},
+            "achieved_gops_per_s": {"infer": infer, "e2e": e2e},
+            "fraction_of_peak": {"infer": infer / peak.gops_per_s, "e2e": e2e / peak.gops_per_s}}
+
+
 def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequence[int | None] = (None,),
           seconds: float = 10.0, min_iters: int = 30, warmup: int = 5, images: Sequence[np.ndarray] | None = None,
-          open_model: Callable[..., Any] | None = None, say: Callable[[str], None] | None = None) -> BenchResult:
+          open_model: Callable[..., Any] | None = None, say: Callable[[str], None] | None = None,
+          stream: bool = False, peak: bool = False) -> BenchResult:
     """Benchmark each model at each batch size and thread count, side by side in one run.
 
     Args:
         models: bundle directories or sources (opened with ``open_model(spec, threads=t)``).
         images: real images (BGR) to cycle through; a fixed synthetic image when None.
+        stream: also measure the frames per second of ``det.stream`` (once per model and threads).
+        peak: also count the model's operations, measure the backend's peak at the same
+            precision and report the fraction achieved (see :mod:`edgecv.limits`).
     """
     from .harness import model_name
     from .harness import open_model as default_open
@@ -139,22 +213,34 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
     imgs = list(images) if images else [synthetic_image()]
     ref_before = reference_workload_ms()
     rows = []
+    peaks: dict = {}
     for spec in models:
         for t in threads:
             det = opener(spec, threads=t) if t else opener(spec)
             try:
                 name = model_name(spec, det)
+                fps = None
                 for b in batches:
                     if say:
                         say(f"bench {name}: batch {b}, threads {t or 'default'}")
                     r = bench_detector(det, imgs, b, seconds, min_iters, warmup)
-                    rows.append({"model": name, "target": det.manifest["target"], "precision": det.manifest["precision"],
-                                 "batch": b, "threads": t or "default", **r})
+                    row = {"model": name, "target": det.manifest["target"], "precision": det.manifest["precision"],
+                           "batch": b, "threads": t or "default", "threads_used": getattr(det, "threads_used", None), **r}
+                    if stream and fps is None:
+                        if say:
+                            say(f"bench {name}: stream, threads {t or 'default'}")
+                        fps = stream_fps(det, imgs)
+                    if stream:
+                        row["stream_fps"] = fps
+                    if peak:
+                        row.update(limit_of(det, row, peaks, say))
+                    rows.append(row)
             finally:
                 det.close()
     ref = statistics.median([ref_before, reference_workload_ms()])
     settings = {"batches": list(batches), "threads": [t or "default" for t in threads], "seconds": seconds,
-                "min_iters": min_iters, "warmup": warmup, "images": "dataset" if images else "synthetic 640x480"}
+                "min_iters": min_iters, "warmup": warmup, "images": "dataset" if images else "synthetic 640x480",
+                "stream": stream, "peak": peak}
     return BenchResult(rows, ref, machine(), settings)
 
 
@@ -197,12 +283,28 @@ def bench_table(result: BenchResult) -> str:
     from .harness import _table
 
     rows = []
+    stream = any("stream_fps" in r for r in result.rows)
+    peak = any("fraction_of_peak" in r for r in result.rows)
     for r in result.rows:
         s = r["stages_ms"]
-        rows.append((r["model"], r["batch"], r["threads"], f"{s['preprocess']['p50']:.2f}", f"{s['infer']['p50']:.2f}",
-                     f"{s['postprocess']['p50']:.2f}", f"{s['e2e']['p50']:.2f}", f"{s['e2e']['p90']:.2f}",
-                     f"{s['e2e']['p99']:.2f}", f"{s['e2e']['mean']:.2f}±{s['e2e']['std']:.2f}",
-                     f"{r['throughput_ips']:.1f}", r["iterations"]))
-    head = ("model", "batch", "threads", "pre p50", "infer p50", "post p50", "e2e p50", "p90", "p99", "mean±std",
-            "img/s", "iters")
-    return _table(head, rows, left=1) + f"\n(ms per call; reference workload {result.reference_ms:.2f} ms in this run)"
+        used = r.get("threads_used")
+        threads = f"{r['threads']} ({used})" if r["threads"] == "default" and used else r["threads"]
+        row = [r["model"], r["batch"], threads, f"{s['preprocess']['p50']:.2f}", f"{s['infer']['p50']:.2f}",
+               f"{s['postprocess']['p50']:.2f}", f"{s['e2e']['p50']:.2f}", f"{s['e2e']['p90']:.2f}",
+               f"{s['e2e']['p99']:.2f}", f"{s['e2e']['mean']:.2f}±{s['e2e']['std']:.2f}",
+               f"{r['throughput_ips']:.1f}"]
+        if stream:
+            row.append(f"{r['stream_fps']:.1f}" if r.get("stream_fps") else "—")
+        if peak:
+            f = r.get("fraction_of_peak")
+            row += [f"{r['gops_per_image']:.2f}" if "gops_per_image" in r else "—",
+                    f"{r['peak']['gops_per_s']:.0f} {r['peak']['precision']}" if f else "—",
+                    f"{f['infer'] * 100:.0f}% / {f['e2e'] * 100:.0f}%" if f else "—"]
+        rows.append((*row, r["iterations"]))
+    head = ["model", "batch", "threads", "pre p50", "infer p50", "post p50", "e2e p50", "p90", "p99", "mean±std", "img/s"]
+    if stream:
+        head.append("stream fps")
+    if peak:
+        head += ["GOPs/img", "peak GOP/s", "of peak infer / e2e"]
+    return _table(tuple(head + ["iters"]), rows, left=1) + \
+        f"\n(ms per call; threads: asked (used); reference workload {result.reference_ms:.2f} ms in this run)"

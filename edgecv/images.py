@@ -35,14 +35,13 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def to_model_input(image: ImageLike, color: str, model_color: str = "RGB") -> np.ndarray:
-    """Validate ``image`` and return a contiguous HxWx3 uint8 array in ``model_color`` order.
+def prepare(image: ImageLike, color: str, model_color: str = "RGB") -> tuple[np.ndarray, int | None]:
+    """Validate ``image`` without copying it: returns the pixels (HxW or HxWxC uint8, possibly a
+    view of the caller's array) and the OpenCV colour conversion (a ``cv2.COLOR_*`` code, or None)
+    that turns them into HxWx3 in ``model_color`` order. :class:`~edgecv.letterbox.Letterbox`
+    applies it while writing into the network input, so a frame is copied once, not three times.
 
-    Args:
-        image: HxWx3 (colour), HxW or HxWx1 (grey) or HxWx4 (colour + alpha, alpha dropped)
-            uint8 array, or a path to an image file (read as BGR, whatever ``color`` says).
-        color: channel order of an array input, ``"bgr"`` (OpenCV, most camera SDKs) or ``"rgb"``.
-        model_color: channel order the model was exported with.
+    Args: as :func:`to_model_input`.
 
     Raises:
         InvalidImageError: wrong dtype, channel count or size.
@@ -65,11 +64,38 @@ def to_model_input(image: ImageLike, color: str, model_color: str = "RGB") -> np
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
         raise InvalidImageError(f"image is {w}x{h} pixels; edgecv takes sides from {MIN_SIDE} to {MAX_SIDE} pixels")
-    want_bgr = model_color.upper() == "BGR"
+    swap = (color == "bgr") != (model_color.upper() == "BGR")
     if image.ndim == 2:
-        return cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    if (color == "bgr") != want_bgr:
-        image = image[:, :, ::-1]
+        code = cv2.COLOR_GRAY2RGB
+    elif image.shape[2] == 4:
+        code = cv2.COLOR_BGRA2RGB if swap else cv2.COLOR_BGRA2BGR
+    else:
+        code = cv2.COLOR_BGR2RGB if swap else None
+    return cv_view(image), code
+
+
+def cv_view(image: np.ndarray) -> np.ndarray:
+    """``image`` itself where OpenCV can read it in place (pixels contiguous, rows at a positive
+    stride: a C-ordered array or a crop of one); otherwise a contiguous copy (Fortran order,
+    reversed or strided axes)."""
+    s, item = image.strides, image.itemsize
+    pixel = item if image.ndim == 2 else item * image.shape[2]
+    if (image.ndim == 2 or s[2] == item) and s[1] == pixel and s[0] >= pixel * image.shape[1]:
+        return image
     return np.ascontiguousarray(image)
+
+
+def to_model_input(image: ImageLike, color: str, model_color: str = "RGB") -> np.ndarray:
+    """Validate ``image`` and return a contiguous HxWx3 uint8 array in ``model_color`` order.
+
+    Args:
+        image: HxWx3 (colour), HxW or HxWx1 (grey) or HxWx4 (colour + alpha, alpha dropped)
+            uint8 array, or a path to an image file (read as BGR, whatever ``color`` says).
+        color: channel order of an array input, ``"bgr"`` (OpenCV, most camera SDKs) or ``"rgb"``.
+        model_color: channel order the model was exported with.
+
+    Raises:
+        InvalidImageError: wrong dtype, channel count or size.
+    """
+    pixels, code = prepare(image, color, model_color)
+    return np.ascontiguousarray(pixels) if code is None else cv2.cvtColor(pixels, code)

@@ -55,12 +55,19 @@ class Letterbox:
         nh = max(1, min(h, int(round(oh * r))))
         return LetterboxParams(nw / ow, nh / oh, (w - nw) // 2, (h - nh) // 2, (oh, ow))
 
-    def forward(self, image: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, LetterboxParams]:
-        """Letterbox an HxWxC uint8 image.
+    def forward(self, image: np.ndarray, out: np.ndarray | None = None,
+                convert: int | None = None) -> tuple[np.ndarray, LetterboxParams]:
+        """Letterbox an HxWxC (or HxW) uint8 image.
+
+        The resized image is written straight into its place in the canvas and only the border
+        is filled, so the frame is read once and the canvas written once. With ``convert`` (an
+        OpenCV ``cv2.COLOR_*`` code, see :func:`edgecv.images.prepare`) the colour conversion
+        happens on the way in, at the smaller of the two sizes.
 
         Args:
-            image: HxWxC uint8 array.
-            out: optional preallocated (H, W, C) uint8 array to write into.
+            image: HxWxC or HxW uint8 array (HxWx3 after ``convert``).
+            out: optional preallocated (H, W, 3) uint8 array to write into.
+            convert: optional OpenCV colour conversion code.
 
         Returns:
             The (H, W, C) canvas and the :class:`LetterboxParams` used.
@@ -69,16 +76,24 @@ class Letterbox:
         h, w = self.size
         nh, nw = int(round(image.shape[0] * p.scale_y)), int(round(image.shape[1] * p.scale_x))
         if out is None:
-            out = np.empty((h, w, image.shape[2]), dtype=np.uint8)
-        out[...] = self.pad_value
+            channels = 3 if convert is not None else (image.shape[2] if image.ndim == 3 else 1)
+            out = np.empty((h, w, channels), dtype=np.uint8)
+        y0, x0 = p.pad_y, p.pad_x
+        out[:y0] = self.pad_value
+        out[y0 + nh:] = self.pad_value
+        out[y0 : y0 + nh, :x0] = self.pad_value
+        out[y0 : y0 + nh, x0 + nw:] = self.pad_value
+        view = out[y0 : y0 + nh, x0 : x0 + nw]
         if (nh, nw) == image.shape[:2]:
-            resized = image
+            _write(view, image, convert)
+            return out, p
+        interp = cv2.INTER_AREA if nw < image.shape[1] else cv2.INTER_LINEAR
+        if convert is not None and nw > image.shape[1]:  # enlarging: convert the smaller image first
+            image, convert = cv2.cvtColor(image, convert), None
+        if convert is None and image.ndim == 3 and image.shape[2] == view.shape[2]:
+            _written(cv2.resize(image, (nw, nh), dst=view, interpolation=interp), view)
         else:
-            interp = cv2.INTER_AREA if nw < image.shape[1] else cv2.INTER_LINEAR
-            resized = cv2.resize(image, (nw, nh), interpolation=interp)
-            if resized.ndim == 2:
-                resized = resized[:, :, None]
-        out[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = resized
+            _write(view, cv2.resize(image, (nw, nh), interpolation=interp), convert)
         return out, p
 
     @staticmethod
@@ -103,3 +118,21 @@ class Letterbox:
             b[:, [0, 2]] = b[:, [0, 2]].clip(0, ow)
             b[:, [1, 3]] = b[:, [1, 3]].clip(0, oh)
         return b.astype(np.float32)
+
+
+def _write(view: np.ndarray, src: np.ndarray, convert: int | None) -> None:
+    """``view[...] = src`` (after ``convert``), through OpenCV's destination argument where it
+    writes in place."""
+    if convert is not None:
+        _written(cv2.cvtColor(src, convert, dst=view), view)
+    elif src.ndim == 2 and view.ndim == 3:
+        view[...] = src[:, :, None]
+    else:
+        view[...] = src
+
+
+def _written(got: np.ndarray, view: np.ndarray) -> None:
+    """Make sure an OpenCV call given ``dst=view`` wrote there (it makes a new array instead
+    when it cannot)."""
+    if not np.shares_memory(got, view):
+        view[...] = got.reshape(view.shape)

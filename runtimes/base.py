@@ -14,7 +14,7 @@ import numpy as np
 from ..bundle import Bundle
 from ..detections import Detections
 from ..errors import EdgecvError, InferenceError, InvalidImageError
-from ..images import ImageLike, to_model_input
+from ..images import ImageLike, prepare
 from ..letterbox import Letterbox, LetterboxParams
 from ..masks import paste
 from ..nms import nms
@@ -58,6 +58,8 @@ class Detector:
         self.threads = threads
         self.batch_size = max(1, int(batch_size))
         self.options = options
+        #: intra-op threads the backend runs with (None: its own default, not known to edgecv)
+        self.threads_used: int | None = threads
         self.last_timing: dict[str, float] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -73,6 +75,10 @@ class Detector:
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Run the model on ``batch`` [B, H, W, 3] uint8; return the outputs by their manifest names."""
         raise NotImplementedError
+
+    def infer_stream_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """As :meth:`infer_impl`, for :meth:`stream`; a backend with a throughput mode overrides it."""
+        return self.infer_impl(batch)
 
     def release_impl(self) -> None:
         """Free what :meth:`activate_impl` acquired."""
@@ -113,19 +119,20 @@ class Detector:
         batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
         params = []
         for i, img in enumerate(images):
-            rgb = to_model_input(img, color or self.color, self.model_color)
-            _, p = self.letterbox.forward(rgb, out=batch[i])
+            pixels, convert = prepare(img, color or self.color, self.model_color)
+            _, p = self.letterbox.forward(pixels, out=batch[i], convert=convert)
             params.append(p)
         return batch, params
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, batch: np.ndarray, streaming: bool = False) -> dict[str, np.ndarray]:
         if self._closed:
             raise EdgecvError(f"this {self.key} detector was closed; load the bundle again to use it")
+        infer = self.infer_stream_impl if streaming else self.infer_impl
         try:
             if self.thread_safe:
-                return self.infer_impl(batch)
+                return infer(batch)
             with self._lock:
-                return self.infer_impl(batch)
+                return infer(batch)
         except EdgecvError:
             raise
         except MemoryError as e:
@@ -161,11 +168,12 @@ class Detector:
                                       masks))
         return results
 
-    def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None) -> list[Detections]:
+    def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None,
+                *, _streaming: bool = False) -> list[Detections]:
         """Detect objects in each image of a list; returns one :class:`Detections` per image.
 
         Args:
-            images: arrays (see :func:`edgecv.images.to_model_input`) or image paths.
+            images: arrays (see :func:`edgecv.images.prepare`) or image paths.
             conf: minimum score (defaults to the detector's ``conf``).
             color: channel order of array inputs (defaults to the detector's ``color``).
         """
@@ -183,7 +191,7 @@ class Detector:
             if self.fixed_batch and len(chunk) < self.fixed_batch:
                 batch = np.concatenate([batch, np.repeat(batch[-1:], self.fixed_batch - len(chunk), 0)])
             t1 = time.perf_counter()
-            outputs = self._run(batch)
+            outputs = self._run(batch, _streaming)
             t2 = time.perf_counter()
             results.extend(self.postprocess(outputs, params, conf))
             t3 = time.perf_counter()
@@ -198,7 +206,8 @@ class Detector:
         """Detect objects in a stream of frames, results in order, with the work of consecutive
         frames overlapped: while one frame is in the backend, the next ones are letterboxed and
         the previous one post-processed. Backends that run calls in parallel (onnxruntime, and
-        openvino with its pool of infer requests) also overlap the inference itself.
+        openvino with its pool of infer requests) also overlap the inference itself; openvino
+        runs the stream on a compilation made for throughput (several streams).
 
         Args:
             frames: any iterable of images (a generator reading a camera works: it is read ahead
@@ -219,7 +228,7 @@ class Detector:
         with ThreadPoolExecutor(max_workers=depth, thread_name_prefix=f"edgecv-{self.key}-stream") as pool:
             try:
                 for frame in frames:
-                    pending.append(pool.submit(self.__call__, frame, conf, color))
+                    pending.append(pool.submit(self._stream_one, frame, conf, color))
                     if len(pending) >= depth:
                         yield pending.popleft().result()
                 while pending:
@@ -227,6 +236,11 @@ class Detector:
             finally:  # the consumer stopped early or a frame failed: do not leave work running
                 for f in pending:
                     f.cancel()
+
+    def _stream_one(self, image: ImageLike, conf: float | None, color: str | None) -> Detections:
+        if isinstance(image, (list, tuple)):
+            raise InvalidImageError("stream() takes one image per item; a list is not a frame")
+        return self.predict([image], conf=conf, color=color, _streaming=True)[0]
 
     def __call__(self, image: ImageLike, conf: float | None = None, color: str | None = None) -> Detections:
         """Detect objects in one image (HxWx3 uint8 array, grey, RGBA, or a path)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..cpu import physical_cores
 from .base import Detector
 
 
@@ -22,8 +23,9 @@ class OnnxRuntimeDetector(Detector):
             "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
             "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
         }[level]
-        if self.threads:
-            so.intra_op_num_threads = int(self.threads)
+        # one thread per physical core by default, said explicitly so it can be reported
+        self.threads_used = int(self.threads) if self.threads else physical_cores()
+        so.intra_op_num_threads = self.threads_used
         so.log_severity_level = 3
         path = self.bundle.file("model")
         self.session = ort.InferenceSession(path.read_bytes(), so, providers=["CPUExecutionProvider"])

@@ -566,6 +566,10 @@ def setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=5, help="warm-up calls (default 5, and at least 1 s)")
     add_data_args(p, required=False)
     p.add_argument("--limit", type=int, default=32, help="images taken from --data (default 32)")
+    p.add_argument("--stream", action="store_true", help="also measure frames per second through det.stream()")
+    p.add_argument("--peak", action="store_true",
+                   help="also count the model's operations, measure the backend's peak at the same precision "
+                        "(a large matrix product) and report the fraction achieved")
     p.add_argument("--json", help="write the results as JSON to this file")
     p.add_argument("--baseline", help="a stored bench JSON to compare with, by ratios to the reference workload")
     p.add_argument("--max-regression", type=_percent, default=0.10, help="allowed slowdown against --baseline (default 10%%)")
@@ -587,7 +591,7 @@ def run_bench(a: argparse.Namespace) -> int:
         except (OSError, ValueError) as e:
             raise EdgecvError(f"cannot read the baseline '{a.baseline}': {e}") from None
     result = bench(a.models, batches=a.batch, threads=a.threads or [None], seconds=a.seconds, min_iters=a.min_iters,
-                   warmup=a.warmup, images=images, say=_err)
+                   warmup=a.warmup, images=images, say=_err, stream=a.stream, peak=a.peak)
     m = result.machine
     print(f"{m['cpu']}, {m['cores']} cores; {result.settings['images']} images; warm-up {a.warmup}+ calls, "
           f">= {a.min_iters} calls and {a.seconds:g} s per row")

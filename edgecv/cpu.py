@@ -1,0 +1,34 @@
+"""What the CPU this process may run on offers: its physical cores (the default thread count of
+every CPU backend)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def usable_cpus() -> list[int]:
+    """The logical CPUs this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return list(range(os.cpu_count() or 1))
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on: SMT siblings count once.
+
+    Inference kernels keep a core's vector units busy, so a second thread on its sibling slows
+    both; onnxruntime and OpenVINO default to one thread per physical core for this reason.
+    Falls back to the number of usable logical CPUs where the topology is not readable.
+    """
+    cpus = usable_cpus()
+    cores = set()
+    for c in cpus:
+        topo = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
+        try:
+            cores.add((topo.joinpath("physical_package_id").read_text().strip(),
+                       topo.joinpath("core_id").read_text().strip()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
