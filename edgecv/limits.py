@@ -202,7 +202,7 @@ def _time(run, x, flops: float, repeats: int, seconds: float) -> tuple[float, fl
 
 
 def measure_peak(backend: str, precision: str, threads: int | None = None, size: tuple[int, int, int] = (512, 2048, 2048),
-                 repeats: int = 8, seconds: float = 2.0) -> Peak:
+                 repeats: int = 10, seconds: float = 3.0) -> Peak:
     """The machine's peak in ``backend`` (onnxruntime or openvino) at ``precision`` (fp32, bf16
     for openvino, int8): the best rate of an [M, K] x [K, N] product, in 10^9 operations per second.
 
