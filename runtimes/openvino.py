@@ -95,9 +95,12 @@ class OpenVinoDetector(Detector):
 
     def _compilation(self, batch: int, mode: str) -> _Compiled:
         """The compilation that runs a batch of ``batch`` in ``mode`` (latency or throughput)."""
-        size = batch if (not self._static or batch in (1, self.batch_size)) else None  # None: the dynamic one
         if not self._static:
-            size = "bundle"
+            size = "bundle"  # the bundle's own shapes
+        elif batch in (1, self.batch_size):
+            size = batch
+        else:
+            size = None  # the one dynamic-batch compilation
         key = (size, mode)
         got = self._compiled.get(key)
         if got is not None:
