@@ -1,4 +1,5 @@
-"""edgecv: export trained object detectors to edge bundles and run them behind one runtime.
+"""edgecv: export trained object detectors (and classifiers, segmenters) to edge bundles and run them
+behind one runtime.
 
 ``import edgecv`` imports numpy and OpenCV only; the exporter lives in
 :mod:`edgecv.export` and each backend is imported when a bundle needs it.
@@ -11,10 +12,11 @@ __version__ = "0.1.0"
 from .detections import Detections
 from .errors import (BackendUnavailableError, BundleError, EdgecvError, ExportError, InferenceError, InvalidImageError,
                      SourceError)
-from .letterbox import Letterbox
+from .letterbox import CenterCrop, Letterbox
+from .results import Classifications, SegmentationMap
 from .runtimes import load
 
 __all__ = [
-    "BackendUnavailableError", "BundleError", "Detections", "EdgecvError", "ExportError",
-    "InferenceError", "InvalidImageError", "Letterbox", "SourceError", "load", "__version__",
+    "BackendUnavailableError", "BundleError", "CenterCrop", "Classifications", "Detections", "EdgecvError", "ExportError",
+    "InferenceError", "InvalidImageError", "Letterbox", "SegmentationMap", "SourceError", "load", "__version__",
 ]

@@ -25,7 +25,7 @@ from .errors import BundleError
 MANIFEST_NAME = "edgecv.json"
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
-TASKS = ("detect",)
+TASKS = ("detect", "classify", "segment")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 TARGETS = ("onnxruntime", "openvino", "tensorrt", "torch")
 
@@ -59,9 +59,14 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "validation": (dict, type(None)),
 }
 _INPUT: dict[str, type | tuple[type, ...]] = {
-    "name": str, "shape": list, "layout": str, "dtype": str, "color": str, "letterbox": dict, "normalization": dict,
+    "name": str, "shape": list, "layout": str, "dtype": str, "color": str, "normalization": dict,
 }
+#: how each task's image is placed into the input: a letterbox (detect, segment) or a resize of
+#: the shorter side and a centre crop (classify)
+_PLACEMENT = {"detect": "letterbox", "classify": "crop", "segment": "letterbox"}
 _OUTPUT: dict[str, type | tuple[type, ...]] = {"mode": str, "tensors": dict, "box_format": str, "nms": dict}
+#: the output tensors each task's graph must have, and those it may have
+_TENSORS = {"classify": ({"probs"}, set()), "segment": ({"labels"}, {"probs"})}
 
 
 def _check_fields(obj: dict, required: dict, optional: dict, where: str) -> None:
@@ -124,13 +129,21 @@ def validate_manifest(m: Any) -> dict:
         seen.add(f["path"])
         if len(f["sha256"]) != 64 or f["size"] < 0:
             raise BundleError(f"manifest: file {f['path']!r} has a malformed hash or size")
-    _check_fields(m["input"], _INPUT, {}, "input")
+    placement = _PLACEMENT[m["task"]]
+    _check_fields(m["input"], {**_INPUT, placement: dict}, {}, "input")
     shape = m["input"]["shape"]
     if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) \
             or not all(0 < d <= 16384 for d in shape[1:]):
         raise BundleError(f"manifest: input.shape {shape} must be [batch, H, W, 3] with sizes 1..16384 (batch -1 = dynamic)")
     if m["input"]["layout"] != "NHWC" or m["input"]["dtype"] != "uint8" or m["input"]["color"] not in ("RGB", "BGR"):
         raise BundleError("manifest: this edgecv runs uint8 NHWC inputs in RGB or BGR order only")
+    if placement == "crop":
+        crop = m["input"]["crop"]
+        _check_fields(crop, {"size": list, "resize": int}, {}, "input.crop")
+        if crop["size"] != shape[1:3] or not max(shape[1:3]) <= crop["resize"] <= 16384:
+            raise BundleError(f"manifest: input.crop {crop} must have the input's size and resize >= its sides")
+    if m["task"] != "detect":
+        return _validate_dense_output(m)
     _check_fields(m["output"], _OUTPUT, {"default_conf": (int, float), "coordinates": str, "masks": dict}, "output")
     if m["output"]["mode"] not in ("nms", "raw"):
         raise BundleError(f"manifest: output.mode '{m['output']['mode']}' is not 'nms' or 'raw'")
@@ -141,6 +154,24 @@ def validate_manifest(m: Any) -> dict:
             raise BundleError("manifest: output.masks must name one of output.tensors and have a threshold in (0, 1)")
     _check_fields(m["output"]["nms"], {"score_threshold": (int, float), "iou_threshold": (int, float),
                                        "max_detections": int, "class_aware": bool}, {}, "output.nms")
+    return m
+
+
+def _validate_dense_output(m: dict) -> dict:
+    """The output section of a classifier (``probs`` [B, C]) or segmenter (``labels`` [B, H, W],
+    optionally ``probs`` [B, C, H, W])."""
+    out = m["output"]
+    _check_fields(out, {"tensors": dict}, {"top_k": int, "coordinates": str, "contents": dict}, "output")
+    required, optional = _TENSORS[m["task"]]
+    have = set(out["tensors"])
+    if not required <= have or have - required - optional or not all(isinstance(v, str) for v in out["tensors"].values()):
+        raise BundleError(f"manifest: a {m['task']} bundle's output.tensors must name {sorted(required)}"
+                          f"{f' (and may name {sorted(optional)})' if optional else ''}, got {sorted(have)}")
+    if "top_k" in out and not 1 <= out["top_k"] <= len(m["classes"]):
+        raise BundleError(f"manifest: output.top_k {out['top_k']} must be between 1 and the number of classes")
+    unknown = set(out) - {"tensors", "top_k", "coordinates", "contents"}
+    if unknown:
+        raise BundleError(f"manifest: unknown fields {sorted(unknown)} in a {m['task']} bundle's output")
     return m
 
 

@@ -30,3 +30,28 @@ def draw_detections(image: np.ndarray, dets: Detections, thickness: int | None =
         cv2.rectangle(out, (tx, ty - th - 2), (tx + tw + 2, ty + base - 1), col, -1)
         cv2.putText(out, text, (tx + 1, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
+
+
+def draw_segmentation(image: np.ndarray, seg, alpha: float = 0.5, background: int | None = 0) -> np.ndarray:
+    """A copy of a BGR ``image`` with each class's pixels tinted in its colour (class
+    ``background`` left as it is)."""
+    out = image.copy()
+    ids = np.unique(seg.class_map)
+    for c in ids:
+        if background is not None and c == background:
+            continue
+        sel = seg.class_map == c
+        out[sel] = (out[sel] * (1 - alpha) + np.asarray(_colour(int(c))) * alpha).astype(np.uint8)
+    return out
+
+
+def draw_classification(image: np.ndarray, result) -> np.ndarray:
+    """A copy of a BGR ``image`` with the top classes and scores written in its corner."""
+    out = image.copy()
+    scale = max(0.4, min(out.shape[:2]) / 500)
+    for k, d in enumerate(result.to_list()[:3]):
+        y = int((k + 1) * 22 * scale)
+        text = f"{d['name']} {d['score']:.2f}"
+        cv2.putText(out, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(out, text, (4, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out

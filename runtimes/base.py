@@ -1,5 +1,7 @@
-"""The base class every backend implements: it checks inputs and owns the letterbox,
-the decoding of the fixed-size outputs, timing and the lifecycle; a backend only
+"""The base class every backend implements: it checks inputs and owns the letterbox (or a
+classifier's centre crop), the decoding of the fixed-size outputs into the task's result
+(:class:`Detections`, :class:`Classifications`, :class:`SegmentationMap`), timing and the
+lifecycle; a backend only
 implements :meth:`Detector.activate_impl`, :meth:`Detector.infer_impl` and
 :meth:`Detector.release_impl`."""
 
@@ -7,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, ClassVar, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -15,13 +17,19 @@ from ..bundle import Bundle
 from ..detections import Detections
 from ..errors import EdgecvError, InferenceError, InvalidImageError
 from ..images import ImageLike, prepare
-from ..letterbox import Letterbox, LetterboxParams
+from ..letterbox import CenterCrop, Letterbox, LetterboxParams, unletterbox
 from ..masks import paste
 from ..nms import nms
+from ..results import Classifications, SegmentationMap
+
+#: what a model returns for one image, by its task
+Result = Union[Detections, Classifications, SegmentationMap]
 
 
 class Detector:
-    """A loaded detector. Call it on one image, or :meth:`predict` on a list.
+    """A loaded model — a detector, a classifier or a segmenter (the bundle's ``task``). Call it
+    on one image, or :meth:`predict` on a list; it returns :class:`Detections`,
+    :class:`Classifications` or :class:`SegmentationMap` by task.
 
     Args:
         manifest: the bundle manifest (the contract of inputs and outputs).
@@ -31,6 +39,10 @@ class Detector:
         color: channel order of array inputs, ``"bgr"`` (default, OpenCV) or ``"rgb"``.
         threads: intra-op threads for the backend (None: the backend's default).
         batch_size: most images per backend call in :meth:`predict`.
+        top_k: classifiers: classes returned per image (default: the manifest's ``top_k``, 5).
+        probabilities: classifiers: also return every class's probability; segmenters exported
+            with probabilities: also return them, resized to the original image (off by default:
+            C full-size planes per image).
     """
 
     key: ClassVar[str] = ""
@@ -38,22 +50,30 @@ class Detector:
     thread_safe: ClassVar[bool] = False
 
     def __init__(self, manifest: dict, bundle: Bundle | None = None, *, conf: float | None = None,
-                 color: str = "bgr", threads: int | None = None, batch_size: int = 8, **options: Any) -> None:
+                 color: str = "bgr", threads: int | None = None, batch_size: int = 8, top_k: int | None = None,
+                 probabilities: bool = False, **options: Any) -> None:
         self.manifest = manifest
         self.bundle = bundle
         inp, out = manifest["input"], manifest["output"]
+        self.task: str = manifest.get("task", "detect")
         self.names: tuple[str, ...] = tuple(manifest["classes"])
         self.input_name: str = inp["name"]
         self.input_size: tuple[int, int] = (inp["shape"][1], inp["shape"][2])
         self.fixed_batch: int | None = inp["shape"][0] if inp["shape"][0] > 0 else None
         self.model_color: str = inp["color"]
-        lb = inp["letterbox"]
-        self.letterbox = Letterbox(self.input_size, pad_value=lb.get("pad_value", 114), scaleup=lb.get("scaleup", True))
-        self.mode: str = out["mode"]
         self.output_names: dict[str, str] = dict(out["tensors"])
+        if self.task == "classify":  # the placement: a centre crop, or a letterbox
+            self.letterbox: Letterbox | CenterCrop = CenterCrop(self.input_size, inp["crop"]["resize"])
+        else:
+            lb = inp["letterbox"]
+            self.letterbox = Letterbox(self.input_size, pad_value=lb.get("pad_value", 114), scaleup=lb.get("scaleup", True))
+        self.top_k = max(1, min(len(self.names), int(top_k if top_k is not None else out.get("top_k", 5))))
+        self.probabilities = bool(probabilities)
+        self.mode: str = out["mode"] if self.task == "detect" else self.task
         self.mask_threshold: float | None = float(out["masks"]["threshold"]) if out.get("masks") else None
-        self.nms_settings: dict = dict(out["nms"])
-        self.conf = float(out.get("default_conf", 0.25) if conf is None else conf)
+        self.nms_settings: dict = dict(out.get("nms", {}))
+        # detection only: classifiers return their top k, segmenters every pixel
+        self.conf = float(out.get("default_conf", 0.25 if self.task == "detect" else 0.0) if conf is None else conf)
         self.color = color
         self.threads = threads
         self.batch_size = max(1, int(batch_size))
@@ -142,8 +162,13 @@ class Detector:
             raise InferenceError(f"{self.key} inference failed: {type(e).__name__}: {e}. The detector is still loaded; "
                                  "if this repeats, close it and load the bundle again") from e
 
-    def postprocess(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams], conf: float) -> list[Detections]:
-        """Turn backend outputs into one :class:`Detections` per image, in original pixels."""
+    def postprocess(self, outputs: dict[str, np.ndarray], params: Sequence[Any], conf: float) -> list[Result]:
+        """Turn backend outputs into one result per image (:class:`Detections` in original pixels,
+        :class:`Classifications`, or a :class:`SegmentationMap` in original pixels)."""
+        if self.task == "classify":
+            return self._classifications(outputs, len(params))
+        if self.task == "segment":
+            return self._segmentation_maps(outputs, params)
         results = []
         t = self.output_names
         for i, p in enumerate(params):
@@ -168,13 +193,33 @@ class Detector:
                                       masks))
         return results
 
+    def _classifications(self, outputs: dict[str, np.ndarray], n: int) -> list[Classifications]:
+        probs = outputs[self.output_names["probs"]]
+        out = []
+        for i in range(n):
+            p = probs[i].astype(np.float32, copy=False)
+            top = np.argsort(-p, kind="stable")[: self.top_k]
+            out.append(Classifications(top, p[top], self.names, p.copy() if self.probabilities else None))
+        return out
+
+    def _segmentation_maps(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams]) -> list[SegmentationMap]:
+        labels = outputs[self.output_names["labels"]]
+        probs = outputs.get(self.output_names.get("probs", ""), None) if self.probabilities else None
+        out = []
+        for i, p in enumerate(params):
+            cls = unletterbox(labels[i], p, nearest=True)
+            prob = unletterbox(probs[i], p, nearest=False) if probs is not None else None
+            out.append(SegmentationMap(cls, self.names, prob))
+        return out
+
     def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None,
-                *, _streaming: bool = False) -> list[Detections]:
-        """Detect objects in each image of a list; returns one :class:`Detections` per image.
+                *, _streaming: bool = False) -> list[Result]:
+        """Run the model on each image of a list; returns one result per image
+        (:class:`Detections`, :class:`Classifications` or :class:`SegmentationMap`, by task).
 
         Args:
             images: arrays (see :func:`edgecv.images.prepare`) or image paths.
-            conf: minimum score (defaults to the detector's ``conf``).
+            conf: detectors: minimum score (defaults to the detector's ``conf``); other tasks ignore it.
             color: channel order of array inputs (defaults to the detector's ``color``).
         """
         if isinstance(images, np.ndarray) or isinstance(images, (str, bytes)):
@@ -182,7 +227,7 @@ class Detector:
         images = list(images)
         conf = self.conf if conf is None else float(conf)
         step = self.fixed_batch or self.batch_size
-        results: list[Detections] = []
+        results: list[Result] = []
         timing = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
         for start in range(0, len(images), step):
             chunk = images[start : start + step]
@@ -202,7 +247,7 @@ class Detector:
         return results
 
     def stream(self, frames: Iterable[ImageLike], conf: float | None = None, color: str | None = None,
-               depth: int = 3) -> Iterator[Detections]:
+               depth: int = 3) -> Iterator[Result]:
         """Detect objects in a stream of frames, results in order, with the work of consecutive
         frames overlapped: while one frame is in the backend, the next ones are letterboxed and
         the previous one post-processed. Backends that run calls in parallel (onnxruntime, and
@@ -215,7 +260,7 @@ class Detector:
             depth: frames in flight at once (>= 1).
 
         Yields:
-            One :class:`Detections` per frame, in the order of ``frames``. A bad frame raises its
+            One result per frame, in the order of ``frames``. A bad frame raises its
             :class:`InvalidImageError` when its turn comes, after the results before it.
         """
         import collections
@@ -237,13 +282,13 @@ class Detector:
                 for f in pending:
                     f.cancel()
 
-    def _stream_one(self, image: ImageLike, conf: float | None, color: str | None) -> Detections:
+    def _stream_one(self, image: ImageLike, conf: float | None, color: str | None) -> Result:
         if isinstance(image, (list, tuple)):
             raise InvalidImageError("stream() takes one image per item; a list is not a frame")
         return self.predict([image], conf=conf, color=color, _streaming=True)[0]
 
-    def __call__(self, image: ImageLike, conf: float | None = None, color: str | None = None) -> Detections:
-        """Detect objects in one image (HxWx3 uint8 array, grey, RGBA, or a path)."""
+    def __call__(self, image: ImageLike, conf: float | None = None, color: str | None = None) -> Result:
+        """Run the model on one image (HxWx3 uint8 array, grey, RGBA, or a path)."""
         if isinstance(image, (list, tuple)):
             raise InvalidImageError("a detector call takes one image; use predict() for a list")
         return self.predict([image], conf=conf, color=color)[0]

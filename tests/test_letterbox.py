@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -64,3 +65,50 @@ def test_writes_into_a_preallocated_buffer():
     buf = np.zeros((64, 64, 3), np.uint8)
     out, _ = lb.forward(np.full((10, 40, 3), 7, np.uint8), out=buf)
     assert out is buf and (buf == 7).any() and (buf == 114).any()
+
+
+# --- a classifier's centre crop, and the inverse letterbox of a segmentation map ------------------
+
+def test_center_crop_matches_torchvision_resize_and_crop():
+    import torch
+    from torchvision.transforms import functional as TF
+
+    from edgecv.letterbox import CenterCrop
+
+    yy, xx = np.mgrid[0:300, 0:420]
+    img = np.stack([(xx * 0.6) % 256, (yy * 0.8) % 256, (xx + yy) * 0.3 % 256], -1).astype(np.uint8)
+    ours, p = CenterCrop((64, 64)).forward(img)
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    theirs = TF.center_crop(TF.resize(t, 73, antialias=True), [64, 64]).permute(1, 2, 0).numpy()
+    assert ours.shape == (64, 64, 3) and (p.x1 - p.x0, p.y1 - p.y0) == (263, 263) and p.y0 == 18
+    assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 2.0
+
+
+def test_center_crop_converts_colour_on_the_way():
+    from edgecv.letterbox import CenterCrop
+
+    rng = np.random.default_rng(0)
+    crop = CenterCrop((48, 64), resize=80)
+    for shape in ((90, 200, 3), (30, 40, 3), (300, 100, 3)):
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        plain, _ = crop.forward(np.ascontiguousarray(img[:, :, ::-1]))
+        fused, _ = crop.forward(img, out=np.empty((48, 64, 3), np.uint8), convert=cv2.COLOR_BGR2RGB)
+        assert np.array_equal(plain, fused)
+
+
+def test_unletterbox_cuts_the_padding_and_restores_the_size():
+    from edgecv.letterbox import unletterbox
+
+    for shape in ((100, 50), (37, 211), (128, 128)):
+        lb = Letterbox((128, 128))
+        labels = (np.arange(shape[0])[:, None] // 10 + np.arange(shape[1])[None] // 10).astype(np.int32) % 5
+        p = lb.params(shape)
+        canvas = np.full((128, 128), 99, np.int32)  # the padding: a class that must not come back
+        nh, nw = int(round(shape[0] * p.scale_y)), int(round(shape[1] * p.scale_x))
+        canvas[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = cv2.resize(
+            labels.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+        back = unletterbox(canvas, p)
+        assert back.shape == shape and back.dtype == np.int32 and 99 not in back
+        assert (back == labels).mean() > 0.9
+        probs = unletterbox(np.stack([canvas == 0, canvas != 0]).astype(np.float32), p, nearest=False)
+        assert probs.shape == (2, *shape)
