@@ -21,7 +21,7 @@ from ..bundle import SCHEMA_VERSION, commit, staging
 from ..errors import EdgecvError, ExportError, UnknownTargetError
 from . import graph as G
 from .sources import Source, load_source, probe_output_shape
-from .spec import InputSpec, NmsSpec, OutputSpec
+from .spec import InputSpec, NmsSpec, OutputSpec  # noqa: F401
 
 log = logging.getLogger("edgecv.export")
 
@@ -39,20 +39,32 @@ def _versions(*names: str) -> dict[str, str]:
     return out
 
 
+#: what an input side must be a multiple of, by task (a detector's strides; a segmenter's
+#: down- and up-sampling; a classifier pools globally)
+SIZE_STEP = {"detect": 32, "segment": 8, "classify": 1}
+DEFAULT_SIZE = {"detect": (640, 640), "segment": (512, 512), "classify": (224, 224)}
+
+
 def _imgsz(value: int | Sequence[int] | None, src: Source) -> tuple[int, int]:
     if value is None:
-        value = src.imgsz or (640, 640)
+        value = src.imgsz or DEFAULT_SIZE[src.task]
     if isinstance(value, int):
         value = (value, value)
     h, w = (int(v) for v in value)
-    if not (32 <= h <= 4096 and 32 <= w <= 4096) or h % 32 or w % 32:
-        raise ExportError(f"image size {h}x{w} must be multiples of 32 between 32 and 4096")
+    step = SIZE_STEP[src.task]
+    if not (32 <= h <= 4096 and 32 <= w <= 4096) or h % step or w % step:
+        what = f"multiples of {step} " if step > 1 else ""
+        raise ExportError(f"image size {h}x{w} must be {what}between 32 and 4096 for a {src.task} model")
     return h, w
 
 
 def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
-                   dynamic_batch: bool, runtime: dict | None = None, options: dict | None = None) -> dict:
-    """The manifest (without ``files``) of a bundle or in-memory reference detector."""
+                   dynamic_batch: bool, runtime: dict | None = None, options: dict | None = None,
+                   probabilities: bool = False) -> dict:
+    """The manifest (without ``files``) of a bundle or in-memory reference model."""
+    if src.task != "detect":
+        return _task_manifest(build_manifest(dataclasses.replace(src, task="detect", module=None), target, precision,
+                                             imgsz, nms, "nms", dynamic_batch, runtime, options), src, probabilities)
     masks = G.has_masks(src.module)
     names = G.output_names(mode, masks)
     return {
@@ -97,7 +109,33 @@ def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, i
     }
 
 
-def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str) -> tuple[G.DetectorGraph, tuple]:
+def _task_manifest(m: dict, src: Source, probabilities: bool) -> dict:
+    """A detector's manifest made into a classifier's or segmenter's: the placement and outputs."""
+    from .tasks import SegmenterGraph
+
+    m["task"] = src.task
+    inp = m["input"]
+    size = inp["letterbox"]["size"]
+    if src.task == "classify":
+        del inp["letterbox"]
+        inp["crop"] = {"size": list(size), "resize": int(round(max(size) * 256 / 224)), "center": True}
+        m["output"] = {"tensors": {"probs": "probs"}, "top_k": min(5, len(src.names)),
+                       "contents": {"probs": "softmax over the classes, [B, C]"}}
+    else:
+        names = SegmenterGraph(None, src.in_spec, tuple(size), probabilities).output_names
+        m["output"] = {"tensors": {n: n for n in names}, "coordinates": "input_pixels",
+                       "contents": {"labels": "argmax class id per input pixel, int32 [B, H, W]",
+                                    **({"probs": "softmax per pixel, [B, C, H, W]"} if probabilities else {})}}
+    m["provenance"]["source"]["output_spec"] = {"num_classes": len(src.names)}
+    return m
+
+
+def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
+           probabilities: bool = False) -> tuple[Any, tuple]:
+    if src.task != "detect":
+        from .tasks import task_graph
+
+        return task_graph(src.task, src.module, src.in_spec, imgsz, probabilities), probe_output_shape(src, imgsz)
     shape = probe_output_shape(src, imgsz)
     n = src.out_spec.check_shape(shape)
     return G.DetectorGraph(src.module, src.in_spec, src.out_spec, nms, n, mode).eval(), shape
@@ -112,6 +150,15 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
 
         src = dataclasses.replace(src, module=raw_module(tv, size))
     nms = NmsSpec(conf, iou, max_det, class_aware)
+    if src.task != "detect":  # the class count, from the output at this size
+        from .sources import _names
+        from .tasks import check_output
+
+        shape = probe_output_shape(src, size)
+        check_output(src.task, shape, len(src.names) if src.names else shape[1] if isinstance(shape[1], int) else 0)
+        if not src.names:
+            src = dataclasses.replace(src, names=_names(None, shape[1] if isinstance(shape[1], int) else None))
+        src = dataclasses.replace(src, out_spec=OutputSpec(len(src.names)))
     return src, size, nms
 
 
@@ -123,11 +170,12 @@ def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, co
     from ..runtimes.registry import get_backend
 
     det_opts = kwargs.pop("detector_options", {})
+    probabilities = bool(kwargs.pop("probabilities", False))
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     if src.module is None:
         raise ExportError("the torch reference runs PyTorch sources only; an ONNX source has none")
-    g, _ = _graph(src, size, nms, mode)
-    manifest = build_manifest(src, "torch", "fp32", size, nms, mode, src.meta.get("batch") != 1, {}, {})
+    g, _ = _graph(src, size, nms, mode, probabilities)
+    manifest = build_manifest(src, "torch", "fp32", size, nms, mode, src.meta.get("batch") != 1, {}, {}, probabilities)
     return get_backend("torch")(manifest, None, module=g, **det_opts)
 
 
@@ -136,8 +184,8 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
            conf: float = 0.001, iou: float = 0.5, max_det: int = 100, class_aware: bool = True, mode: str = "nms",
            dynamic_batch: bool = True, progress: Callable[[str], None] | None = None, calib: Any = None,
            calib_size: int = 300, calib_method: str = "percentile", seed: int = 0, exclude: Sequence[str] = (),
-           tensorrt: dict | None = None, **kwargs: Any) -> Path:
-    """Export a detector to a bundle directory for ``target``.
+           tensorrt: dict | None = None, probabilities: bool = False, **kwargs: Any) -> Path:
+    """Export a detector, classifier or segmenter to a bundle directory for ``target``.
 
     Args:
         model: a source (see :func:`edgecv.export.sources.load_source`); None = edgecv-tiny.
@@ -161,8 +209,11 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
             ``max_batch``, ``opt_batch``, ``workspace_mb``, ``version_compatible``,
             ``hardware_compatibility``, ``optimization_level``) and ``build_engine`` (None: build
             the plan when TensorRT and a GPU are here; True: require it; False: never).
-        **kwargs: for :func:`load_source`: ``names``, ``out_spec``, ``in_spec``, ``trust_pickle``,
-            ``layout``, ``box_format``, ``objectness``, ``apply_sigmoid``.
+        probabilities: segmenters: also output the per-pixel softmax ``probs`` [B, C, H, W]
+            (the class map ``labels`` is always there).
+        **kwargs: for :func:`load_source`: ``task`` (``detect``, ``classify``, ``segment``),
+            ``names``, ``out_spec``, ``in_spec``, ``trust_pickle``, ``layout``, ``box_format``,
+            ``objectness``, ``apply_sigmoid``, ``arch``, ``num_classes``.
 
     Returns:
         The bundle directory.
@@ -183,19 +234,22 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name) or name.startswith("."):
         raise ExportError(f"bundle name {name!r} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'")
     dest = Path(out_dir) / name
-    say(f"source: {src.kind} '{src.name}', {len(src.names)} classes, input {size[0]}x{size[1]}")
+    say(f"source: {src.kind} '{src.name}'{'' if src.task == 'detect' else ' (' + src.task + ')'}, {len(src.names)} "
+        f"classes, input {size[0]}x{size[1]}")
+    if probabilities and src.task != "segment":
+        raise ExportError("probabilities are an output of segmenters (a classifier always outputs them)")
     if src.meta.get("batch") == 1 and dynamic_batch:
         say(f"{src.meta.get('family', src.name)} is exported for batch 1: the bundle runs one image per call")
         dynamic_batch = False
     with staging(dest) as tmp, tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as work:
         onnx_path = Path(work) / "graph.onnx"
         if src.module is not None and src.kind != "torchscript":
-            g, _ = _graph(src, size, nms, mode)
-            say(f"exporting the graph to ONNX (opset {G.OPSET}, {mode} outputs)")
+            g, _ = _graph(src, size, nms, mode, probabilities)
+            say(f"exporting the graph to ONNX (opset {G.OPSET}, {', '.join(g.output_names)} outputs)")
             G.export_torch(g, size, onnx_path, dynamic_batch)
         else:
             shape = probe_output_shape(src, size)
-            n = src.out_spec.check_shape(shape)
+            n = src.out_spec.check_shape(shape) if src.task == "detect" else 0
             model_onnx = src.onnx_path
             if src.kind == "onnx" and dynamic_batch and G.fixed_batch(src.onnx_path):
                 say("the ONNX model has a fixed batch size: the bundle runs one image per call")
@@ -206,15 +260,21 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
                 say("exporting the TorchScript model to ONNX")
                 model_onnx = Path(work) / "model.onnx"
                 G.export_model(src.module, size, model_onnx, dynamic_batch)
-            g = G.DetectorGraph(None, src.in_spec, src.out_spec, nms, n, mode).eval()
-            say(f"joining the ONNX model with edgecv's pre/post-processing ({mode} outputs)")
+            if src.task == "detect":
+                g = G.DetectorGraph(None, src.in_spec, src.out_spec, nms, n, mode).eval()
+            else:
+                from .tasks import task_graph
+
+                g = task_graph(src.task, None, src.in_spec, size, probabilities)
+            say(f"joining the ONNX model with edgecv's pre/post-processing ({', '.join(g.output_names)} outputs)")
             G.export_onnx_source(model_onnx, g, size, shape, onnx_path, dynamic_batch)
         cal = None
         if precision == "int8" and calib is not None:  # without it the target's int8 step says what to pass
             from .calibration import calibration_set
 
             cal = calibration_set(calib, size, src.in_spec.color, src.in_spec.pad_value, calib_size, seed,
-                                  progress=progress is not None and sys.stderr.isatty())
+                                  progress=progress is not None and sys.stderr.isatty(),
+                                  crop=src.task == "classify")
             say(f"calibration: {cal.size} images from {cal.source} (sha256 {cal.sha256[:12]}…)")
         say(f"building the {target} model")
         try:
@@ -224,9 +284,11 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
             raise
         except Exception as e:
             raise ExportError(f"the {target} build failed: {type(e).__name__}: {e}") from e
-        options = {"imgsz": list(size), "precision": precision, "mode": mode, "dynamic_batch": dynamic_batch,
-                   "nms": nms.to_dict()}
-        manifest = build_manifest(src, target, precision, size, nms, mode, dynamic_batch, runtime, options)
+        options = {"imgsz": list(size), "precision": precision, "dynamic_batch": dynamic_batch,
+                   **({"mode": mode, "nms": nms.to_dict()} if src.task == "detect" else {"task": src.task}),
+                   **({"probabilities": True} if probabilities else {})}
+        manifest = build_manifest(src, target, precision, size, nms, mode, dynamic_batch, runtime, options,
+                                  probabilities)
         manifest["provenance"]["versions"].update(builder.versions())
         if record:
             manifest["provenance"]["quantization"] = record

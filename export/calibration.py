@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import ExportError
 from ..images import read_image, to_model_input
-from ..letterbox import Letterbox
+from ..letterbox import CenterCrop, Letterbox
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -38,6 +38,8 @@ class CalibrationSet:
 def _image_paths(calib: Path) -> list[Path]:
     from ..datasets import load_dataset
 
+    if calib.is_dir() and (calib / "images").is_dir() and (calib / "masks").is_dir():
+        calib = calib / "images"  # a segmentation set: its images, not its masks
     if calib.is_dir() and not any(calib.glob("*.xml")) and not any(p.suffix == ".txt" for p in calib.iterdir()):
         paths = sorted(p for p in calib.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not paths:
@@ -48,7 +50,7 @@ def _image_paths(calib: Path) -> list[Path]:
 
 
 def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_value: int = 114, size: int = 300,
-                    seed: int = 0, progress: bool = False) -> CalibrationSet:
+                    seed: int = 0, progress: bool = False, crop: bool = False) -> CalibrationSet:
     """Select and letterbox calibration images.
 
     Args:
@@ -56,10 +58,11 @@ def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_
             or an iterable of HxWx3 uint8 BGR arrays (Python API; the first ``size`` are taken).
         imgsz: the bundle's input size (H, W); color: the graph's channel order.
         size: most images used; a seeded random subset when more are available.
+        crop: a classifier's placement (resize and centre crop) instead of the letterbox.
     """
     from ..harness import progress_bar
 
-    lb = Letterbox(imgsz, pad_value=pad_value)
+    lb = CenterCrop(imgsz) if crop else Letterbox(imgsz, pad_value=pad_value)
     if isinstance(calib, (str, os.PathLike)):
         root = Path(calib)
         if not root.exists():

@@ -187,7 +187,7 @@ class DetectorGraph(nn.Module):
 
 
 class _Post(nn.Module):
-    def __init__(self, graph: DetectorGraph) -> None:
+    def __init__(self, graph: nn.Module) -> None:
         super().__init__()
         self.graph = graph
 
@@ -271,9 +271,10 @@ def fixed_batch(onnx_path: Path) -> bool:
     return bool(dims) and dims[0].HasField("dim_value")
 
 
-def export_onnx_source(src_path: Path, graph: DetectorGraph, imgsz: tuple[int, int], raw_shape: tuple,
+def export_onnx_source(src_path: Path, graph: nn.Module, imgsz: tuple[int, int], raw_shape: tuple,
                        path: Path, dynamic_batch: bool = True) -> None:
-    """Wrap an ONNX raw-prediction model with the pre/post graphs of ``graph`` (whose model is None)."""
+    """Wrap an ONNX model with the pre/post graphs of ``graph`` (whose model is None): a
+    :class:`DetectorGraph`, or a classifier's or segmenter's graph (:mod:`edgecv.export.tasks`)."""
     import onnx
     from onnx import compose, version_converter
 
@@ -290,7 +291,7 @@ def export_onnx_source(src_path: Path, graph: DetectorGraph, imgsz: tuple[int, i
         _export(graph.normalize, torch.zeros((1, imgsz[0], imgsz[1], 3), dtype=torch.uint8), pre_p, INPUT_NAME,
                 ("pre_out",), dynamic_batch, opset)
         example = torch.zeros(tuple(1 if not isinstance(d, int) else d for d in (1, *raw_shape[1:])), dtype=torch.float32)
-        _export(_Post(graph), example, post_p, "post_in", output_names(graph.mode), dynamic_batch, opset)
+        _export(_Post(graph), example, post_p, "post_in", tuple(graph.output_names), dynamic_batch, opset)
         pre, post = onnx.load(str(pre_p)), onnx.load(str(post_p))
     finally:
         pre_p.unlink(missing_ok=True)
@@ -302,9 +303,18 @@ def export_onnx_source(src_path: Path, graph: DetectorGraph, imgsz: tuple[int, i
         m.opset_import.extend([onnx.helper.make_opsetid("", opset), *others])
         m.ir_version = max(pre.ir_version, post.ir_version, src.ir_version)
     src = compose.add_prefix(src, prefix="model/")
+    # edgecv's own parts get prefixes too: their inner names may coincide (a Cast in each)
+    pre = compose.add_prefix(pre, prefix="pre/", rename_inputs=False, rename_outputs=False)
+    post = compose.add_prefix(post, prefix="post/", rename_inputs=False, rename_outputs=False)
     try:
         merged = compose.merge_models(pre, src, io_map=[("pre_out", "model/" + src_in)])
         merged = compose.merge_models(merged, post, io_map=[("model/" + src_out, "post_in")])
     except Exception as e:  # onnx raises plain ValueError/ValidationError here
         raise SourceError(f"could not join the ONNX model '{src_path}' with edgecv's pre/post-processing: {e}") from None
+    # merge_models lists each part's opset imports: keep one per domain (quantizers insist)
+    versions: dict[str, int] = {}
+    for o in merged.opset_import:
+        versions[o.domain] = max(versions.get(o.domain, 0), o.version)
+    del merged.opset_import[:]
+    merged.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in versions.items())
     finish(merged, path)

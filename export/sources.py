@@ -46,6 +46,7 @@ class Source:
     sha256: str = ""
     path: str | None = None
     meta: dict = field(default_factory=dict)
+    task: str = "detect"  # "detect", "classify" or "segment"
 
 
 def _names(names: Sequence[str] | None, num_classes: int | None) -> tuple[str, ...]:
@@ -145,9 +146,32 @@ def ultralytics_source(model: nn.Module, name: str, kind: str, names: Sequence[s
                   meta={"family": "ultralytics", "ultralytics": {k: info[k] for k in ("version", "yaml")}})
 
 
+def task_source(model: nn.Module | None, task: str, name: str, kind: str, names: Sequence[str] | None,
+                in_spec: InputSpec | None = None, sha256: str = "", path: str | None = None,
+                onnx_path: Path | None = None, imgsz: tuple[int, int] | None = None) -> Source:
+    """A classifier or segmenter as a Source: a torchvision one (ImageNet normalisation, its
+    evaluation size) or any module / TorchScript / ONNX model that outputs logits."""
+    from . import tasks as T
+
+    if task not in ("classify", "segment"):
+        raise SourceError(f"unknown task '{task}'; choose one of {', '.join(T.TASKS)}")
+    meta: dict = {}
+    if model is not None and T.torchvision_task(model) is not None:
+        if T.torchvision_task(model) != task:
+            raise SourceError(f"torchvision's {type(model).__name__} is a {T.torchvision_task(model)} model, not {task}")
+        in_spec = in_spec or T.IMAGENET
+        imgsz = imgsz or T.default_size(task, model)
+        meta["family"] = f"torchvision {type(model).__name__}"
+    # the class count is read from the output once the input size is known (export checks it)
+    nm = tuple(str(n) for n in names) if names else ()
+    return Source(name, kind, nm, OutputSpec(max(1, len(nm))), in_spec or InputSpec(), module=model.eval() if model
+                  is not None else None, onnx_path=onnx_path, imgsz=imgsz,
+                  sha256=sha256 or (_module_hash(model) if model is not None else ""), path=path, meta=meta, task=task)
+
+
 def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: OutputSpec | None = None,
                 in_spec: InputSpec | None = None, trust_pickle: bool = False, arch: str | None = None,
-                num_classes: int | None = None, **spec_kw: Any) -> Source:
+                num_classes: int | None = None, task: str | None = None, **spec_kw: Any) -> Source:
     """Load what the user handed in as a :class:`Source`.
 
     Args:
@@ -159,21 +183,35 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
             objectness, apply_sigmoid) and the number of names when not given.
         in_spec: input normalisation (default: ``x / 255``, RGB).
         trust_pickle: allow unpickling a whole module, which runs code from the file.
-        arch, num_classes: for a state dict of a torchvision detector, its constructor (e.g.
-            ``retinanet_resnet50_fpn``) and torchvision's class count (with the background for
-            SSD and the R-CNNs); it is loaded without unpickling.
+        arch, num_classes: for a state dict of a torchvision model, its constructor (e.g.
+            ``retinanet_resnet50_fpn``, ``resnet18``, ``lraspp_mobilenet_v3_large``) and
+            torchvision's class count (with the background for SSD and the R-CNNs); it is loaded
+            without unpickling.
+        task: ``detect``, ``classify`` or ``segment``; None: torchvision classifiers and
+            segmenters are recognised, everything else is a detector.
 
     Raises:
         SourceError: the file is missing or truncated, of an unknown kind, or a pickle without trust.
     """
+    given_in_spec = in_spec  # None: the source's own (ImageNet's for torchvision classifiers and segmenters)
     in_spec = in_spec or InputSpec()
 
     def spec_for(n_classes: int | None) -> tuple[tuple[str, ...], OutputSpec]:
         nm = _names(names, out_spec.num_classes if out_spec else n_classes)
         return nm, out_spec or OutputSpec(len(nm), **spec_kw)
 
+    if task not in (None, "detect", "classify", "segment"):
+        raise SourceError(f"unknown task '{task}'; choose one of detect, classify, segment")
     if model is None or (isinstance(model, str) and model == DEFAULT_MODEL):
+        if task not in (None, "detect"):
+            raise SourceError(f"the default model edgecv-tiny is a detector, not a {task} model")
         return default_source()
+    if isinstance(model, nn.Module) and task in (None, "classify", "segment"):
+        from .tasks import torchvision_task
+
+        task = task or torchvision_task(model)
+        if task not in (None, "detect"):
+            return task_source(model, task, type(model).__name__, "module", names, in_spec=given_in_spec)
     if _is_ultralytics(model):
         return ultralytics_source(model, type(model).__name__, "module", names)
     if isinstance(model, nn.Module) and _torchvision_family(model):
@@ -198,6 +236,8 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
             raise SourceError(f"'{path}' is not a readable ONNX model (truncated or corrupt?): {e}") from None
         if len(proto.graph.input) != 1:
             raise SourceError(f"ONNX source '{path}' has {len(proto.graph.input)} inputs; edgecv expects one image input")
+        if task in ("classify", "segment"):
+            return task_source(None, task, path.stem, "onnx", names, given_in_spec, digest, str(path), onnx_path=path)
         nm, spec = spec_for(None)
         return Source(path.stem, "onnx", nm, spec, in_spec, onnx_path=path, sha256=digest, path=str(path))
     if path.suffix.lower() not in (".pt", ".pth", ".torchscript", ".ts"):
@@ -212,6 +252,8 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
                 module = torch.jit.load(str(path), map_location="cpu").eval()
         except RuntimeError as e:
             raise SourceError(f"TorchScript file '{path}' could not be loaded: {e}") from None
+        if task in ("classify", "segment"):
+            return task_source(module, task, path.stem, "torchscript", names, given_in_spec, digest, str(path))
         nm, spec = spec_for(None)
         return Source(path.stem, "torchscript", nm, spec, in_spec, module=module, sha256=digest, path=str(path))
     from . import ultralytics_models as U
@@ -238,7 +280,18 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
     if isinstance(obj, dict) and isinstance(obj.get("model"), nn.Module):
         obj = obj["model"]
     if arch is not None:
+        from . import tasks as T
         from . import torchvision_models as TV
+
+        if arch in T.CLASSIFIERS + T.SEGMENTERS:
+            if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+                raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a "
+                                  f"{type(obj).__name__}")
+            if num_classes is None:
+                raise SourceError(f"--arch {arch} needs --num-classes")
+            module = T.build(arch, num_classes, obj)
+            return task_source(module, T.torchvision_task(module), path.stem, "state_dict", names, given_in_spec,
+                               digest, str(path))
 
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}")
@@ -249,6 +302,9 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         return torchvision_source(model, path.stem, "state_dict", names, digest, str(path))
     if isinstance(obj, nn.Module) and _torchvision_family(obj):
         return torchvision_source(obj.float(), path.stem, "pickle", names, digest, str(path))
+    if isinstance(obj, nn.Module) and (task in ("classify", "segment") or (task is None and _task_of(obj))):
+        return task_source(obj.float().eval(), task or _task_of(obj), path.stem, "pickle", names, given_in_spec,
+                           digest, str(path))
     if isinstance(obj, nn.Module):
         nm, spec = spec_for(getattr(obj, "num_classes", None) or getattr(obj, "nc", None))
         return Source(path.stem, "pickle", nm, spec, in_spec, module=obj.float().eval(), sha256=digest, path=str(path))
@@ -256,6 +312,12 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
         "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
         "nn.Module in Python and call edgecv.export.export(module, ...)")
+
+
+def _task_of(module: nn.Module) -> str | None:
+    from .tasks import torchvision_task
+
+    return torchvision_task(module)
 
 
 def _is_ultralytics(obj: Any) -> bool:
@@ -279,6 +341,10 @@ def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:
                 out = src.module(x)
         except Exception as e:
             raise SourceError(f"the model failed on a 1x3x{imgsz[0]}x{imgsz[1]} input: {type(e).__name__}: {e}") from None
+        if src.task != "detect":
+            from .tasks import _first
+
+            out = _first(out)
         if isinstance(out, (tuple, list)):
             out = out[0]
         if not isinstance(out, torch.Tensor):
