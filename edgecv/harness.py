@@ -276,6 +276,10 @@ class Comparison:
     per_class_delta: list[tuple[str, float]]  # worst first
     parity: dict
 
+    @property
+    def delta(self) -> float:  # the primary metric's difference, as every task's comparison has
+        return self.delta_map
+
     def to_dict(self) -> dict:
         return {"name": self.name, "delta_map": self.delta_map, "ci": self.ci,
                 "per_class_delta": [{"class": c, "delta": d} for c, d in self.per_class_delta], "parity": self.parity}
@@ -312,17 +316,37 @@ class CompareResult:
         }
 
 
+def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any):
+    """Run a model over a data set of its task: :func:`run_dataset` for a detector,
+    :func:`edgecv.taskeval.run_task_dataset` for a classifier or segmenter. The run's
+    ``metrics.primary`` is mAP50-95, top-1 or mIoU."""
+    if getattr(det, "task", "detect") != "detect":
+        from .taskeval import run_task_dataset
+
+        return run_task_dataset(det, dataset, name, warmup=warmup, progress=progress)
+    if not hasattr(dataset, "coco"):
+        raise EdgecvError(f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
+    return run_dataset(det, dataset, name=name, progress=progress, warmup=warmup, **kwargs)
+
+
 def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200, seed: int = 0, conf: float = EVAL_CONF,
             max_dets: int = 100, progress: bool = True, say: Callable[[str], None] | None = None) -> CompareResult:
     """Evaluate every model on the same images; compare each candidate with the first (the reference).
 
     Args:
         models: (name, detector) pairs; the first is the reference (usually the PyTorch source).
-        dataset: an :class:`edgecv.datasets.Dataset`.
+        dataset: an :class:`edgecv.datasets.Dataset` (classifiers and segmenters: a
+            :class:`edgecv.taskeval.TaskDataset`, and the result is a ``TaskCompareResult``).
         bootstrap: resamples for the confidence interval of the mAP difference (0 to skip).
     """
     if len(models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
+    if any(getattr(det, "task", "detect") != "detect" for _, det in models):
+        from .taskeval import compare_tasks
+
+        return compare_tasks(models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say)
+    if not hasattr(dataset, "coco"):
+        raise EdgecvError(f"detectors are compared on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
     runs = [run_dataset(det, dataset, conf, name, progress=progress, max_dets=max_dets) for name, det in models]
     ref = runs[0]
     results = [to_coco_results(r.detections, r.info["cat_of"]) for r in runs]
@@ -376,7 +400,12 @@ def per_class_table(runs: Sequence[Run]) -> str:
 
 
 def compare_table(result: CompareResult) -> str:
-    """One row per candidate: mAP and difference with its interval, worst class, box parity."""
+    """One row per candidate: mAP and difference with its interval, worst class, box parity
+    (a classifier's or segmenter's comparison: :func:`edgecv.taskeval.compare_table`)."""
+    if getattr(result, "task", "detect") != "detect":
+        from .taskeval import compare_table as task_table
+
+        return task_table(result)
     ref = result.runs[0]
     rows = [(ref.name, _pts(ref.metrics.map), "reference", "", "", "", "", "", f"{ref.median_ms:.2f}")]
     for run, c in zip(result.runs[1:], result.comparisons):
@@ -425,6 +454,18 @@ def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_opti
     failures = result.failures(max_map_drop)
     src, cand = result.runs
     c = result.comparisons[0]
+    if det.task != "detect":  # a classifier's or segmenter's figures, under the same keys
+        write_validation(bundle, {
+            "dataset": result.dataset, "settings": result.settings, "task": det.task,
+            "metric": src.metrics.primary_name,
+            "source": {**src.metrics.stats, "p50_ms": src.median_ms},
+            "bundle": {**cand.metrics.stats, "p50_ms": cand.median_ms},
+            "delta": c.delta, "ci95": [c.ci["low"], c.ci["high"]], "parity": c.parity,
+            "gate": None if max_map_drop is None else {"max_drop": max_map_drop, "passed": not failures},
+            "machine": machine(), "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+        return result, failures
     write_validation(bundle, {
         "dataset": result.dataset,
         "settings": result.settings,

@@ -42,6 +42,13 @@ class Metrics:
     def map(self) -> float:
         return self.stats["map"]
 
+    @property
+    def primary(self) -> float:
+        """The figure the gate is on (as for classifiers' top-1 and segmenters' mIoU)."""
+        return self.stats["map"]
+
+    primary_name = "mAP50-95"
+
     def to_dict(self) -> dict:
         return {"stats": self.stats, "per_class": self.per_class}
 

@@ -133,7 +133,8 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
     fp32 = api.export(src, "onnxruntime", out_dir=scratch / "fp32", name="fp32",
                       **{k: v for k, v in export_kwargs.items() if k != "precision"})
     cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]), src.in_spec.color,
-                          src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0))
+                          src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0),
+                          crop=src.task == "classify")
     precision = export_kwargs.get("precision", "int8")
     if precision == "int8" and target in ("onnxruntime", "tensorrt"):
         quantized, level = first / "model.onnx", "all" if target == "onnxruntime" else "basic"
@@ -157,7 +158,7 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
         AccuracyBudgetError: the budget is not met after ``max_steps`` layers.
     """
     from ..bundle import Bundle, write_validation
-    from ..harness import compare, run_dataset
+    from ..harness import compare, evaluate
     from ..runtimes import load
     from . import api
 
@@ -165,11 +166,12 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     name = export_kwargs.pop("name", None)
     src = src if isinstance(src, api.Source) else api.load_source(src, **{k: export_kwargs.pop(k) for k in list(
         export_kwargs) if k in ("names", "out_spec", "in_spec", "trust_pickle", "layout", "box_format", "objectness",
-                                "apply_sigmoid", "arch", "num_classes")})
-    nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode")
+                                "apply_sigmoid", "arch", "num_classes", "task")})
+    nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode", "probabilities")
     ref = api.reference(src, **{k: export_kwargs[k] for k in nms_keys if k in export_kwargs})
     say(f"accuracy control: evaluating the FP32 source on {dataset.name} ({len(dataset)} images)")
-    ref_run = run_dataset(ref, dataset, name="source", progress=progress)
+    ref_run = evaluate(ref, dataset, name="source", progress=progress)
+    what = ref_run.metrics.primary_name
     excluded: list[str] = []
     ranking: list[str] | None = None
     history = []
@@ -179,19 +181,20 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
             b = api.export(src, target, out_dir=scratch, name=f"step{step}", calib=calib, exclude=excluded, **export_kwargs)
             be = {"backend": "onnxruntime"} if target == "tensorrt" else {}
             with load(b, **be) as det:
-                run = run_dataset(det, dataset, name=f"step {step}", progress=progress, warmup=0)
-            drop = (ref_run.metrics.map - run.metrics.map) * 100
-            history.append({"kept_in_float": list(excluded), "map": run.metrics.map, "drop": drop})
-            say(f"accuracy control step {step}: {len(excluded)} layer(s) kept in float, mAP50-95 "
-                f"{run.metrics.map * 100:.2f} (source {ref_run.metrics.map * 100:.2f}), drop {drop:.2f} points "
+                run = evaluate(det, dataset, name=f"step {step}", progress=progress, warmup=0)
+            drop = (ref_run.metrics.primary - run.metrics.primary) * 100
+            history.append({"kept_in_float": list(excluded), "metric": what, "value": run.metrics.primary, "drop": drop,
+                            **({"map": run.metrics.primary} if what == "mAP50-95" else {})})
+            say(f"accuracy control step {step}: {len(excluded)} layer(s) kept in float, {what} "
+                f"{run.metrics.primary * 100:.2f} (source {ref_run.metrics.primary * 100:.2f}), drop {drop:.2f} points "
                 f"(budget {max_map_drop:g})")
             if drop <= max_map_drop:
                 break
             if step == max_steps:
                 raise AccuracyBudgetError(
                     f"{target} {export_kwargs.get('precision', 'int8')} could not be brought within {max_map_drop:g} "
-                    f"mAP50-95 points: with {len(excluded)} layer(s) kept in float it still loses {drop:.2f} "
-                    f"({ref_run.metrics.map * 100:.2f} -> {run.metrics.map * 100:.2f}). Kept in float: "
+                    f"{what} points: with {len(excluded)} layer(s) kept in float it still loses {drop:.2f} "
+                    f"({ref_run.metrics.primary * 100:.2f} -> {run.metrics.primary * 100:.2f}). Kept in float: "
                     f"{', '.join(excluded) or 'none'}. Raise --max-map-drop, add calibration images, or export fp16",
                     history)
             if ranking is None:
@@ -210,8 +213,10 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     c = result.comparisons[0]
     write_validation(final, {
         "dataset": result.dataset, "settings": result.settings,
-        "source": {"map": result.runs[0].metrics.map}, "bundle": {"map": result.runs[1].metrics.map},
-        "delta_map": c.delta_map, "ci95": [c.ci["low"], c.ci["high"]], "parity": c.parity,
+        **({"source": {"map": result.runs[0].metrics.map}, "bundle": {"map": result.runs[1].metrics.map},
+            "delta_map": c.delta_map} if what == "mAP50-95" else
+           {"task": src.task, "metric": what, "source": result.runs[0].metrics.stats,
+            "bundle": result.runs[1].metrics.stats, "delta": c.delta}), "ci95": [c.ci["low"], c.ci["high"]], "parity": c.parity,
         "gate": {"max_map_drop": max_map_drop, "passed": True},
         "accuracy_control": {"kept_in_float": excluded, "steps": history},
         "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,

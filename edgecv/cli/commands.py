@@ -10,6 +10,7 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from ..errors import EdgecvError
 
@@ -64,10 +65,12 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
     p.add_argument("--validate", action="store_true",
                    help="compare the bundle with the source on --data and record the results in the manifest")
-    p.add_argument("--max-map-drop", type=float, default=None,
+    p.add_argument("--max-map-drop", "--max-drop", dest="max_map_drop", type=float, default=None,
                    help="with --data: int8 (and onnxruntime/tensorrt fp16) keep the most sensitive layers in float until "
-                        "the bundle loses at most this many mAP50-95 points against the source (exit 1 if it cannot); "
-                        "other precisions are validated and exit 1 over it")
+                        "the bundle loses at most this many points of the task's metric (mAP50-95, top-1, mIoU) "
+                        "against the source (exit 1 if it cannot); other precisions are validated and exit 1 over it")
+    p.add_argument("--probabilities", action="store_true",
+                   help="segmenters: also output the per-pixel class probabilities (the class map is always there)")
     p.add_argument("--bootstrap", type=int, default=200, help="with --validate: bootstrap resamples (default 200)")
     p.add_argument("--max-float-layers", type=int, default=8,
                    help="accuracy control: most layers kept in float before giving up (default 8)")
@@ -107,6 +110,9 @@ def tensorrt_options(a: argparse.Namespace) -> dict:
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules, torchvision state dicts)")
+    g.add_argument("--task", choices=("detect", "classify", "segment"), default=None,
+                   help="what the model does (default: detect; torchvision classifiers and segmenters are recognised). "
+                        "classify: the model outputs logits [B, C]; segment: per-pixel logits [B, C, h, w]")
     g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
     g.add_argument("--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)")
     g.add_argument("--box-format", default="cxcywh", choices=("cxcywh", "xyxy"))
@@ -115,9 +121,10 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-pickle", action="store_true",
                    help="allow unpickling a whole model from the file, e.g. an Ultralytics .pt (runs code from it: only "
                         "for files you trust)")
-    g.add_argument("--arch", help="a torchvision detector's constructor, for a state dict file (e.g. "
+    g.add_argument("--arch", help="a torchvision model's constructor, for a state dict file (detectors: "
                                   "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, fasterrcnn_resnet50_fpn, "
-                                  "maskrcnn_resnet50_fpn)")
+                                  "maskrcnn_resnet50_fpn; classifiers: resnet18, mobilenet_v3_large, efficientnet_b0, "
+                                  "...; segmenters: fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...)")
     g.add_argument("--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the "
                                                    "background)")
 
@@ -126,18 +133,44 @@ def source_options(a: argparse.Namespace) -> dict:
     """Export options that describe a source model, from the arguments of add_source_args."""
     return dict(names=_names(a.names), layout=a.layout, box_format=a.box_format, objectness=a.objectness,
                 apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle, imgsz=getattr(a, "imgsz", None),
-                arch=getattr(a, "arch", None), num_classes=getattr(a, "num_classes", None))
+                arch=getattr(a, "arch", None), num_classes=getattr(a, "num_classes", None), task=getattr(a, "task", None))
+
+
+def task_of(spec: str, a: argparse.Namespace) -> str:
+    """The task of a model named on the command line: a bundle's manifest says; for a source,
+    --task, or a torchvision constructor's kind, else detect."""
+    from ..bundle import MANIFEST_NAME, Bundle
+
+    if (Path(spec) / MANIFEST_NAME).is_file():
+        return Bundle.open(spec, verify=False).manifest["task"]
+    if getattr(a, "task", None):
+        return a.task
+    arch = getattr(a, "arch", None)
+    if arch:
+        try:
+            from ..export.tasks import CLASSIFIERS, SEGMENTERS
+        except ImportError:
+            return "detect"
+        return "classify" if arch in CLASSIFIERS else "segment" if arch in SEGMENTERS else "detect"
+    return "detect"
 
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data set")
-    g.add_argument("--data", required=required, help="COCO json, a folder of YOLO txt labels, or a folder of VOC xml")
+    g.add_argument("--data", required=required,
+                   help="detection: a COCO json, a folder of YOLO txt labels, or a folder of VOC xml; classification: a "
+                        "folder of class folders; segmentation: a folder with images/, masks/ and classes.txt")
     g.add_argument("--images", help="the images folder (default: beside the annotations)")
-    g.add_argument("--data-names", help="class names of a YOLO set (default: classes.txt beside the labels)")
+    g.add_argument("--data-names", help="class names of a YOLO set, or a segmentation set's in mask-value order "
+                                        "(default: classes.txt)")
     g.add_argument("--format", dest="data_format", choices=("coco", "yolo", "voc"), help="data set format (default: detected)")
 
 
-def open_dataset(a: argparse.Namespace):
+def open_dataset(a: argparse.Namespace, task: str = "detect"):
+    if task != "detect":
+        from ..taskeval import load_task_dataset
+
+        return load_task_dataset(a.data, task, names=_names(a.data_names), images=a.images)
     from ..datasets import load_dataset
 
     return load_dataset(a.data, a.images, names=_names(a.data_names), fmt=a.data_format)
@@ -162,8 +195,10 @@ def run_export(a: argparse.Namespace) -> int:
     controlled = a.max_map_drop is not None and controllable(a.target, a.precision)
     if gated and not a.data:
         raise EdgecvError("--validate and --max-map-drop need a validation set: --data (and --images)")
-    dataset = open_dataset(a) if gated else None  # a bad data set fails before the work
+    dataset = open_dataset(a, task_of(a.model, a)) if gated else None  # a bad data set fails before the work
     opts = source_options(a)
+    if a.probabilities:
+        opts["probabilities"] = True
     trt = tensorrt_options(a)
     if trt and a.target != "tensorrt":
         raise EdgecvError(f"--{', --'.join(k.replace('_', '-') for k in trt)} apply to --target tensorrt only")
@@ -204,7 +239,8 @@ def run_export(a: argparse.Namespace) -> int:
 def setup_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--save", help="write the image with boxes drawn here (a directory when several images)")
+    p.add_argument("--save", help="write the image with boxes drawn (classes tinted, top classes written) here (a "
+                                  "directory when several images)")
     p.add_argument("--conf", type=float, default=None, help="minimum score (default: the bundle's, 0.25)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
 
@@ -216,13 +252,29 @@ def run_predict(a: argparse.Namespace) -> int:
 
     import cv2
 
-    out: dict[str, list] = {}
+    from ..draw import draw_classification, draw_segmentation
+
+    out: dict[str, Any] = {}
     with load(a.bundle, conf=a.conf) as det:
         for path in a.images:
             img = read_image(path)
             dets = det(img)
-            out[path] = dets.to_dict()
-            if not a.json:
+            ms = det.last_timing['infer'] * 1000
+            if det.task == "classify":
+                out[path] = dets.to_list()
+                if not a.json:
+                    print(f"{path}: {dets.label} ({ms:.1f} ms inference)")
+                    for d in out[path]:
+                        print(f"  {d['name']:<16} {d['score']:.3f}")
+            elif det.task == "segment":
+                out[path] = {"shape": list(dets.shape), "pixels": dets.areas()}
+                if not a.json:
+                    print(f"{path}: {dets.shape[1]}x{dets.shape[0]} ({ms:.1f} ms inference)")
+                    for n, c in dets.areas().items():
+                        print(f"  {n:<16} {c:>9d} px  {c / (dets.shape[0] * dets.shape[1]) * 100:5.1f}%")
+            else:
+                out[path] = dets.to_dict()
+            if not a.json and det.task == "detect":
                 print(f"{path}: {len(dets)} objects ({det.last_timing['infer'] * 1000:.1f} ms inference)")
                 for d in out[path]:
                     print(f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
@@ -231,7 +283,9 @@ def run_predict(a: argparse.Namespace) -> int:
                 if len(a.images) > 1:
                     dest.mkdir(parents=True, exist_ok=True)
                     dest = dest / Path(path).name
-                if not cv2.imwrite(str(dest), draw_detections(img, dets)):
+                drawn = (draw_classification(img, dets) if det.task == "classify" else draw_segmentation(img, dets)
+                         if det.task == "segment" else draw_detections(img, dets))
+                if not cv2.imwrite(str(dest), drawn):
                     raise EdgecvError(f"could not write '{dest}' (unknown image extension or unwritable directory)")
     if a.json:
         print(json.dumps(out, indent=2))
@@ -260,18 +314,25 @@ def run_inspect(a: argparse.Namespace) -> int:
         print(json.dumps(m, indent=2))
         return 0
     inp, out, prov = m["input"], m["output"], m["provenance"]
-    nms = out["nms"]
+    nms = out.get("nms")
     print(f"bundle     {b.path}")
     print(f"model      {m['name']}  task {m['task']}  target {m['target']}  precision {m['precision']}  "
           f"schema v{m['schema_version']}")
     print(f"classes    {len(m['classes'])}: {', '.join(m['classes'][:20])}{' ...' if len(m['classes']) > 20 else ''}")
+    place = (f"letterbox pad {inp['letterbox']['pad_value']}" if "letterbox" in inp else
+             f"shorter side to {inp['crop']['resize']}, centre crop {inp['crop']['size'][0]}x{inp['crop']['size'][1]}")
     print(f"input      {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']} (batch -1 = dynamic), {inp['color']}, "
-          f"letterbox pad {inp['letterbox']['pad_value']}, normalisation in graph: scale {inp['normalization']['scale']:.6g} "
+          f"{place}, normalisation in graph: scale {inp['normalization']['scale']:.6g} "
           f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}")
-    print(f"output     {out['mode']}: {', '.join(out['tensors'])}; boxes {out['box_format']} in {out.get('coordinates', 'input_pixels')}")
-    print(f"nms        in {nms.get('where', 'graph')}: score > {nms['score_threshold']}, IoU > {nms['iou_threshold']} suppressed, "
-          f"max {nms['max_detections']}, {'per class' if nms['class_aware'] else 'class-agnostic'}; "
-          f"results filtered at conf {out.get('default_conf', 0.25)}")
+    if nms is None:  # a classifier or segmenter
+        for t, what in out.get("contents", {}).items():
+            print(f"output     {t}: {what}")
+    else:
+        print(f"output     {out['mode']}: {', '.join(out['tensors'])}; boxes {out['box_format']} in "
+              f"{out.get('coordinates', 'input_pixels')}")
+        print(f"nms        in {nms.get('where', 'graph')}: score > {nms['score_threshold']}, IoU > {nms['iou_threshold']} "
+              f"suppressed, max {nms['max_detections']}, {'per class' if nms['class_aware'] else 'class-agnostic'}; "
+              f"results filtered at conf {out.get('default_conf', 0.25)}")
     src = prov.get("source", {})
     print(f"source     {src.get('kind')} {src.get('path') or ''} sha256 {src.get('sha256', '')[:16]}…")
     print(f"versions   {', '.join(f'{k} {v}' for k, v in prov.get('versions', {}).items())}")
@@ -478,7 +539,22 @@ def run_val(a: argparse.Namespace) -> int:
     from ..harness import metrics_table, open_model, per_class_table, run_dataset
 
     _quiet_torch()
-    dataset = open_dataset(a)
+    task = task_of(a.model, a)
+    dataset = open_dataset(a, task)
+    if task != "detect":
+        from .. import taskeval as TE
+
+        with open_model(a.model, source_options=source_options(a)) as det:
+            run = TE.run_task_dataset(det, dataset, progress=sys.stderr.isatty(), keep_maps=False)
+        print(f"{run.name} on {dataset.name} ({len(dataset)} images), {task}:")
+        print(TE.metrics_table([run]))
+        print()
+        print(TE.per_class_table([run]))
+        if a.json:
+            Path(a.json).write_text(json.dumps({"model": run.name, "task": task, "dataset": dataset.name,
+                                                "images": len(dataset), "metrics": run.metrics.to_dict(),
+                                                "median_ms": run.median_ms}, indent=2))
+        return 0
     with open_model(a.model, source_options=source_options(a)) as det:
         run = run_dataset(det, dataset, conf=a.conf, progress=sys.stderr.isatty(), max_dets=a.max_det)
     print(f"{run.name} on {dataset.name} ({len(dataset)} images), score >= {a.conf}, up to {a.max_det} per image:")
@@ -494,7 +570,8 @@ def run_val(a: argparse.Namespace) -> int:
 def setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", help="the reference (a source model or a bundle), then the candidates")
     add_data_args(p)
-    p.add_argument("--max-map-drop", type=float, default=None, help="exit 1 when a candidate loses more mAP50-95 points")
+    p.add_argument("--max-map-drop", "--max-drop", dest="max_map_drop", type=float, default=None,
+                   help="exit 1 when a candidate loses more points of the task's metric (mAP50-95, top-1, mIoU)")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% interval (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--conf", type=float, default=0.001, help="score threshold of the evaluation (COCO: 0.001)")
@@ -511,7 +588,13 @@ def run_compare(a: argparse.Namespace) -> int:
     _quiet_torch()
     if len(a.models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
-    dataset = open_dataset(a)
+    tasks = {task_of(m, a) for m in a.models}
+    if len(tasks) > 1:
+        raise EdgecvError(f"compare takes models of one task; these are {sorted(tasks)} (give --task for a source model)")
+    task = tasks.pop()
+    if task != "detect" and a.report:
+        raise EdgecvError("--report is written for detectors; for a classifier or segmenter use --json")
+    dataset = open_dataset(a, task)
     dets = [open_model(m, source_options=source_options(a)) for m in a.models]
     try:
         result = compare([(model_name(m, d), d) for m, d in zip(a.models, dets)], dataset, bootstrap=a.bootstrap,
@@ -520,6 +603,24 @@ def run_compare(a: argparse.Namespace) -> int:
         for d in dets:
             d.close()
     failures = result.failures(a.max_map_drop)
+    if task != "detect":
+        from .. import taskeval as TE
+
+        what = result.runs[0].metrics.primary_name
+        print(f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; {what} in points, 95% CI from "
+              f"a paired bootstrap ({a.bootstrap} resamples, seed {a.seed}); "
+              f"{'same top-1: images' if task == 'classify' else 'same pixels: pixels'} where the candidate predicts "
+              "what the reference predicts")
+        print(TE.compare_table(result))
+        print()
+        print(TE.metrics_table(result.runs))
+        print()
+        print(TE.per_class_table(result.runs))
+        if a.json:
+            Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
+        for f in failures:
+            _err(f"edgecv: gate failed: {f}")
+        return 1 if failures else 0
     print(f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
           f"95% CI from a paired bootstrap ({a.bootstrap} resamples, seed {a.seed}); boxes: reference score >= 0.25, "
           "same class, IoU >= 0.5")
@@ -582,8 +683,9 @@ def run_bench(a: argparse.Namespace) -> int:
     _quiet_torch()
     images = None
     if a.data:
-        ds = open_dataset(a)
-        images = [read_image(ds.image_path(i)) for i in ds.coco["images"][: a.limit]]
+        ds = open_dataset(a, task_of(a.models[0], a) if a.models else "detect")
+        paths = ds.images if hasattr(ds, "images") else [ds.image_path(i) for i in ds.coco["images"]]
+        images = [read_image(p) for p in paths[: a.limit]]
     baseline = None
     if a.baseline:
         try:
