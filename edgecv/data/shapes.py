@@ -208,3 +208,86 @@ def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200)
     tmp.write_text(json.dumps(data))
     os.replace(tmp, ann_path)  # the json is written last: its presence marks a complete set
     return images_dir, ann_path
+
+
+# --- the same images as a classification and a semantic segmentation task ---------------------
+
+#: Classes of the segmentation task: the background, then :data:`CLASSES`.
+SEG_CLASSES: tuple[str, ...] = ("background", *CLASSES)
+
+
+def crops(sample: Sample, min_side: int = 16, margin: float = 1.4) -> list[tuple[np.ndarray, int]]:
+    """Square crops around the objects of ``sample`` that show at least 70% of their box
+    (``margin`` times the box's longer side, clipped to the image), with their class ids."""
+    out = []
+    h, w = sample.image.shape[:2]
+    for k, (box, cid) in enumerate(zip(sample.boxes, sample.class_ids)):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        bw, bh = x1 - x0, y1 - y0
+        if min(bw, bh) < min_side or sample.instances is None:
+            continue
+        if (sample.instances[int(y0):int(y1), int(x0):int(x1)] == k).sum() < 0.35 * bw * bh:
+            continue  # mostly hidden
+        half = margin * max(bw, bh) / 2
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        a, b = int(max(0, cx - half)), int(max(0, cy - half))
+        c, d = int(min(w, cx + half)), int(min(h, cy + half))
+        out.append((np.ascontiguousarray(sample.image[b:d, a:c]), int(cid)))
+    return out
+
+
+def class_map(sample: Sample) -> np.ndarray:
+    """Per-pixel class ids (uint8 HxW): 0 for the background, ``k + 1`` for class ``k``."""
+    out = np.zeros(sample.image.shape[:2], dtype=np.uint8)
+    if sample.instances is not None:
+        for k, cid in enumerate(sample.class_ids):
+            out[sample.instances == k] = int(cid) + 1
+    return out
+
+
+def _complete(marker: Path, expect: dict) -> bool:
+    try:
+        return json.loads(marker.read_text()) == expect
+    except (OSError, ValueError):
+        return False
+
+
+def write_classification(out_dir: str | os.PathLike, split: str = "val", count: int = 300) -> Path:
+    """Write ``count`` object crops of ``split`` as an image-folder data set: one folder per
+    class (named as in :data:`CLASSES`), PNG files. Returns the root; complete output is reused."""
+    root = Path(out_dir)
+    marker = root / ".shapes.json"
+    expect = {"task": "classify", "split": split, "count": count}
+    if _complete(marker, expect):
+        return root
+    for name in CLASSES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+    written, i = 0, 0
+    while written < count:
+        for crop, cid in crops(render(SPLIT_SEEDS[split], i)):
+            if written < count:
+                cv2.imwrite(str(root / CLASSES[cid] / f"{split}_{i:05d}_{written:05d}.png"), crop)
+                written += 1
+        i += 1
+    marker.write_text(json.dumps(expect))  # last: its presence marks a complete set
+    return root
+
+
+def write_segmentation(out_dir: str | os.PathLike, split: str = "val", count: int = 100) -> Path:
+    """Write ``count`` samples of ``split`` as a segmentation data set: ``images/*.png``,
+    ``masks/*.png`` (class ids per pixel, :data:`SEG_CLASSES` order, 0 the background) and
+    ``classes.txt``. Returns the root; complete output is reused."""
+    root = Path(out_dir)
+    marker = root / ".shapes.json"
+    expect = {"task": "segment", "split": split, "count": count}
+    if _complete(marker, expect):
+        return root
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        s = render(SPLIT_SEEDS[split], i)
+        cv2.imwrite(str(root / "images" / f"{split}_{i:05d}.png"), s.image)
+        cv2.imwrite(str(root / "masks" / f"{split}_{i:05d}.png"), class_map(s))
+    (root / "classes.txt").write_text("\n".join(SEG_CLASSES) + "\n")
+    marker.write_text(json.dumps(expect))
+    return root
