@@ -91,3 +91,90 @@ def make_detector(default_src, default_bundles):
         return load(default_bundles[key], **options)
 
     return make
+
+
+# --- classification and segmentation ---------------------------------------------------------------
+
+TASK_FIXTURES = ROOT / "tests" / "fixtures" / "tasks"
+#: the example networks' input sizes (examples/train_shapes_tasks.py)
+TASK_SIZES = {"classify": 64, "segment": 128}
+
+
+def example_model(task: str):
+    """The trained example network of ``task`` (examples/shapes_models.py, a user's own module),
+    with the weights examples/train_shapes_tasks.py wrote."""
+    import importlib.util
+
+    import torch
+
+    spec = importlib.util.spec_from_file_location("shapes_models", ROOT / "examples" / "shapes_models.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    if task == "classify":
+        net, weights = mod.ShapesNet(len(shapes.CLASSES)), "shapes_classifier.pt"
+    else:
+        net, weights = mod.UNet(len(shapes.SEG_CLASSES)), "shapes_unet.pt"
+    net.load_state_dict(torch.load(TASK_FIXTURES / weights, map_location="cpu", weights_only=True))
+    return net.eval()
+
+
+def task_names(task: str) -> list[str]:
+    return list(shapes.CLASSES if task == "classify" else shapes.SEG_CLASSES)
+
+
+@pytest.fixture(scope="session")
+def cls_set(tmp_path_factory):
+    """240 object crops of the shapes validation split, one folder per class."""
+    return shapes.write_classification(tmp_path_factory.mktemp("cls"), "val", 240)
+
+
+@pytest.fixture(scope="session")
+def seg_set(tmp_path_factory):
+    """40 images of the shapes validation split with class masks."""
+    return shapes.write_segmentation(tmp_path_factory.mktemp("seg"), "val", 40)
+
+
+@pytest.fixture(scope="session")
+def task_calib(tmp_path_factory):
+    """INT8 calibration data of each task, from the shapes calibration split."""
+    root = tmp_path_factory.mktemp("taskcalib")
+    return {"classify": shapes.write_classification(root / "classify", "calib", 200),
+            "segment": shapes.write_segmentation(root / "segment", "calib", 60)}
+
+
+@pytest.fixture(scope="session")
+def task_bundles(tmp_path_factory, task_calib):
+    """(task, target, precision) -> the example network's bundle, exported once; made on first use."""
+    from edgecv.export import export
+
+    out = tmp_path_factory.mktemp("taskbundles")
+    made: dict = {}
+
+    def get(task: str, target: str, precision: str = "fp32"):
+        key = (task, target, precision)
+        if key not in made:
+            made[key] = export(example_model(task), target, task=task, names=task_names(task), imgsz=TASK_SIZES[task],
+                               precision=precision, out_dir=out,
+                               name=f"{task}-{target}-{precision}",
+                               calib=task_calib[task] if precision == "int8" else None)
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def task_reference():
+    """task -> the torch reference of the example network (the graph every bundle is compared with)."""
+    from edgecv.export import reference
+
+    made: dict = {}
+
+    def get(task: str, **options):
+        if options:
+            return reference(example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task],
+                             detector_options=options)
+        if task not in made:
+            made[task] = reference(example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task])
+        return made[task]
+
+    return get

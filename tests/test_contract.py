@@ -10,7 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from edgecv import Detections, EdgecvError, load
+from edgecv import Classifications, Detections, EdgecvError, SegmentationMap, load
 from edgecv.runtimes import available
 from edgecv.runtimes.base import Detector
 
@@ -21,29 +21,41 @@ BACKENDS = available() + ([TRT_DOUBLE] if "tensorrt" not in available() and impo
 
 
 @pytest.fixture(scope="module")
-def make(make_detector, default_src, tmp_path_factory):
-    """``make_detector``, and :data:`TRT_DOUBLE`: a tensorrt bundle of the default model whose
-    plan was built, and is run, by the test double."""
+def make(make_detector, default_src, tmp_path_factory, task_bundles):
+    """``make(key, task)``: a detector of the default model (``task="detect"``), or the example
+    classifier or segmenter, on backend ``key``; :data:`TRT_DOUBLE`: a tensorrt bundle whose plan
+    was built, and is run, by the test double."""
     mp = pytest.MonkeyPatch()
     state: dict = {}
 
-    def make(key: str, **options):
+    def make(key: str, task: str = "detect", **options):
+        from edgecv.export import export, reference
+
+        from .conftest import TASK_SIZES, example_model, task_names
+
+        if task != "detect" and key == "torch":
+            return reference(example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task],
+                             detector_options=options)
+        if task != "detect" and key != TRT_DOUBLE:
+            return load(task_bundles(task, key), **options)
         if key != TRT_DOUBLE:
             return make_detector(key, **options)
-        if "bundle" not in state:
+        if task not in state:
             import sys
 
             import edgecv.runtimes.cuda as cuda_mod
-            from edgecv.export import export
 
             from .trt_double import FakeCuda, make_tensorrt
 
-            cuda = FakeCuda()
-            mp.setitem(sys.modules, "tensorrt", make_tensorrt("10.3.0", cuda))
-            mp.setattr(cuda_mod, "open_cuda", lambda prefer=None: cuda)
-            state["bundle"] = export(default_src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"),
-                                     tensorrt={"build_engine": True})
-        return load(state["bundle"], **options)
+            if "cuda" not in state:
+                state["cuda"] = cuda = FakeCuda()
+                mp.setitem(sys.modules, "tensorrt", make_tensorrt("10.3.0", cuda))
+                mp.setattr(cuda_mod, "open_cuda", lambda prefer=None: cuda)
+            src = default_src if task == "detect" else example_model(task)
+            kw = {} if task == "detect" else {"task": task, "names": task_names(task), "imgsz": TASK_SIZES[task]}
+            state[task] = export(src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), tensorrt={"build_engine": True},
+                                 **kw)
+        return load(state[task], **options)
 
     yield make
     mp.undo()
@@ -153,3 +165,47 @@ def test_stream_yields_every_frame_in_order(det, val_images):
         for d in det.stream(bad):
             seen.append(d)
     assert len(seen) == 2
+
+
+# --- the same contract for classifiers and segmenters ---------------------------------------------------
+
+@pytest.fixture(scope="module", params=[(k, t) for t in ("classify", "segment") for k in BACKENDS],
+                ids=lambda p: f"{p[1]}-{p[0]}")
+def task_det(request, make):
+    d = make(request.param[0], request.param[1])
+    yield d
+    d.close()
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, Classifications):
+        return np.array_equal(a.class_ids, b.class_ids) and np.allclose(a.scores, b.scores, atol=1e-5)
+    return np.array_equal(a.class_map, b.class_map)
+
+
+def test_task_results_follow_the_contract(task_det, val_images):
+    kind = Classifications if task_det.task == "classify" else SegmentationMap
+    assert task_det.names == (("circle", "square", "triangle", "diamond", "star", "cross") if task_det.task ==
+                              "classify" else ("background", "circle", "square", "triangle", "diamond", "star", "cross"))
+    imgs = val_images[:4]
+    single = [task_det(i) for i in imgs]
+    for img, r in zip(imgs, single):
+        assert isinstance(r, kind) and r.names == task_det.names
+        if kind is SegmentationMap:
+            assert r.shape == img.shape[:2] and 0 <= r.class_map.min() and r.class_map.max() < len(task_det.names)
+        else:
+            assert len(r) == 5 and np.all(np.diff(r.scores) <= 0) and np.all((r.scores >= 0) & (r.scores <= 1))
+    assert all(_same(a, b) for a, b in zip(single, task_det.predict(imgs)))  # batches equal single calls
+    assert all(_same(a, b) for a, b in zip(single, task_det.stream(iter(imgs))))
+    rgb = task_det(np.ascontiguousarray(imgs[0][:, :, ::-1]), color="rgb")
+    assert _same(single[0], rgb)
+    assert set(task_det.last_timing) == {"preprocess", "infer", "postprocess"}
+
+
+def test_task_detectors_refuse_calls_once_closed(make, val_images):
+    for key in BACKENDS:
+        for task in ("classify", "segment"):
+            with make(key, task) as d:
+                d(val_images[0])
+            with pytest.raises(EdgecvError, match="closed"):
+                d(val_images[0])
