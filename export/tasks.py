@@ -181,3 +181,25 @@ def build(arch: str, num_classes: int, state_dict: dict) -> nn.Module:
     except RuntimeError as e:
         raise SourceError(f"the state dict does not fit torchvision's {arch} with {num_classes} classes: {e}") from None
     return model.eval()
+
+
+def settle_batchnorm(module: nn.Module, size: int | tuple[int, int], batches: int = 3, seed: int = 0) -> nn.Module:
+    """Give a randomly initialised network BatchNorm statistics of its own activations (from
+    standard-normal inputs, as normalised images are), and put it in eval mode.
+
+    Freshly constructed, many torchvision networks output the same class probabilities for every
+    image (MobileNet and EfficientNet exactly uniform, Inception saturated), so a comparison of an
+    export with its source at random weights would check nothing; after this, the outputs depend
+    on the input. For checks without trained weights only.
+    """
+    h, w = (size, size) if isinstance(size, int) else size
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches
+    module.train()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for _ in range(batches):
+            module(torch.randn(8, 3, h, w, generator=g))
+    return module.eval()
