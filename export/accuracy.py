@@ -134,7 +134,7 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
                       **{k: v for k, v in export_kwargs.items() if k != "precision"})
     cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]), src.in_spec.color,
                           src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0),
-                          crop=src.task == "classify")
+                          crop=export_kwargs.get("crop_resize") or True if src.task == "classify" else False)
     precision = export_kwargs.get("precision", "int8")
     if precision == "int8" and target in ("onnxruntime", "tensorrt"):
         quantized, level = first / "model.onnx", "all" if target == "onnxruntime" else "basic"
@@ -167,7 +167,7 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     src = src if isinstance(src, api.Source) else api.load_source(src, **{k: export_kwargs.pop(k) for k in list(
         export_kwargs) if k in ("names", "out_spec", "in_spec", "trust_pickle", "layout", "box_format", "objectness",
                                 "apply_sigmoid", "arch", "num_classes", "task")})
-    nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode", "probabilities")
+    nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode", "probabilities", "crop_resize")
     ref = api.reference(src, **{k: export_kwargs[k] for k in nms_keys if k in export_kwargs})
     say(f"accuracy control: evaluating the FP32 source on {dataset.name} ({len(dataset)} images)")
     ref_run = evaluate(ref, dataset, name="source", progress=progress)

@@ -118,7 +118,8 @@ def _task_manifest(m: dict, src: Source, probabilities: bool) -> dict:
     size = inp["letterbox"]["size"]
     if src.task == "classify":
         del inp["letterbox"]
-        inp["crop"] = {"size": list(size), "resize": int(round(max(size) * 256 / 224)), "center": True}
+        resize = src.meta.get("crop_resize") or int(round(max(size) * 256 / 224))  # torchvision's 256 -> 224
+        inp["crop"] = {"size": list(size), "resize": int(resize), "center": True}
         m["output"] = {"tensors": {"probs": "probs"}, "top_k": min(5, len(src.names)),
                        "contents": {"probs": "softmax over the classes, [B, C]"}}
     else:
@@ -142,8 +143,16 @@ def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
 
 
 def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, class_aware: bool, **kw: Any):
+    crop_resize = kw.pop("crop_resize", None)
     src = model if isinstance(model, Source) else load_source(model, **kw)
     size = _imgsz(imgsz, src)
+    if crop_resize is not None:
+        if src.task != "classify":
+            raise ExportError("crop_resize (--crop-resize) sets a classifier's resize before its centre crop; this is a "
+                              f"{src.task} model")
+        if not max(size) <= int(crop_resize) <= 16384:
+            raise ExportError(f"crop_resize {crop_resize} must be at least the input's longer side ({max(size)})")
+        src = dataclasses.replace(src, meta={**src.meta, "crop_resize": int(crop_resize)})
     tv = src.meta.get("torchvision")
     if tv is not None and getattr(src.module, "imgsz", None) != size:  # anchors are constants of the input size
         from .torchvision_models import raw_module
@@ -211,6 +220,8 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
             the plan when TensorRT and a GPU are here; True: require it; False: never).
         probabilities: segmenters: also output the per-pixel softmax ``probs`` [B, C, H, W]
             (the class map ``labels`` is always there).
+        crop_resize (in ``kwargs``): classifiers: the shorter side before the centre crop
+            (default: the input size x 256 / 224, torchvision's evaluation rule).
         **kwargs: for :func:`load_source`: ``task`` (``detect``, ``classify``, ``segment``),
             ``names``, ``out_spec``, ``in_spec``, ``trust_pickle``, ``layout``, ``box_format``,
             ``objectness``, ``apply_sigmoid``, ``arch``, ``num_classes``.
@@ -274,7 +285,7 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
 
             cal = calibration_set(calib, size, src.in_spec.color, src.in_spec.pad_value, calib_size, seed,
                                   progress=progress is not None and sys.stderr.isatty(),
-                                  crop=src.task == "classify")
+                                  crop=src.meta.get("crop_resize", True) if src.task == "classify" else False)
             say(f"calibration: {cal.size} images from {cal.source} (sha256 {cal.sha256[:12]}…)")
         say(f"building the {target} model")
         try:

@@ -50,7 +50,7 @@ def _image_paths(calib: Path) -> list[Path]:
 
 
 def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_value: int = 114, size: int = 300,
-                    seed: int = 0, progress: bool = False, crop: bool = False) -> CalibrationSet:
+                    seed: int = 0, progress: bool = False, crop: bool | int = False) -> CalibrationSet:
     """Select and letterbox calibration images.
 
     Args:
@@ -58,11 +58,12 @@ def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_
             or an iterable of HxWx3 uint8 BGR arrays (Python API; the first ``size`` are taken).
         imgsz: the bundle's input size (H, W); color: the graph's channel order.
         size: most images used; a seeded random subset when more are available.
-        crop: a classifier's placement (resize and centre crop) instead of the letterbox.
+        crop: a classifier's placement (resize and centre crop) instead of the letterbox; an int
+            is the resize of the shorter side (default: the size x 256 / 224).
     """
     from ..harness import progress_bar
 
-    lb = CenterCrop(imgsz) if crop else Letterbox(imgsz, pad_value=pad_value)
+    lb = CenterCrop(imgsz, None if crop is True else crop) if crop else Letterbox(imgsz, pad_value=pad_value)
     if isinstance(calib, (str, os.PathLike)):
         root = Path(calib)
         if not root.exists():

@@ -69,6 +69,9 @@ class Detector:
             self.letterbox = Letterbox(self.input_size, pad_value=lb.get("pad_value", 114), scaleup=lb.get("scaleup", True))
         self.top_k = max(1, min(len(self.names), int(top_k if top_k is not None else out.get("top_k", 5))))
         self.probabilities = bool(probabilities)
+        if self.probabilities and self.task == "segment" and "probs" not in self.output_names:
+            raise EdgecvError(f"this segmenter ({manifest['name']}) was exported without probabilities: export it with "
+                              "--probabilities (Python: probabilities=True), or load it without them")
         self.mode: str = out["mode"] if self.task == "detect" else self.task
         self.mask_threshold: float | None = float(out["masks"]["threshold"]) if out.get("masks") else None
         self.nms_settings: dict = dict(out.get("nms", {}))

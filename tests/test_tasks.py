@@ -121,6 +121,8 @@ def test_segmentation_probabilities_are_optional(task_bundles, tmp_path, seg_set
         assert np.allclose(s.probabilities.sum(0), 1, atol=1e-3)
         assert (np.argmax(s.probabilities, 0) == s.class_map).mean() > 0.98  # linear vs nearest resize at edges
         assert np.array_equal(s.class_map, plain(img).class_map)
+    with pytest.raises(EdgecvError, match="exported without probabilities"):
+        load(task_bundles("segment", EXPORT_TARGETS[0]), probabilities=True)
     with pytest.raises(EdgecvError, match="segmenters"):
         export(example_model("classify"), EXPORT_TARGETS[0], task="classify", names=task_names("classify"),
                imgsz=64, probabilities=True, out_dir=tmp_path)
@@ -354,6 +356,12 @@ def test_cli_classifier_from_a_torchvision_state_dict(tmp_path, cls_set, capsys)
     assert "same top-1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["export", str(sd), "--task", "pose"])
+    assert main(["export", str(sd), "--arch", "resnet18", "--num-classes", "6", "--imgsz", "96", "--crop-resize", "128",
+                 "--target", EXPORT_TARGETS[0], "-o", str(tmp_path), "--name", "r18-128"]) == 0
+    assert Bundle.open(tmp_path / "r18-128").manifest["input"]["crop"]["resize"] == 128
+    assert main(["export", str(sd), "--arch", "resnet18", "--num-classes", "6", "--imgsz", "96", "--crop-resize", "64",
+                 "--target", EXPORT_TARGETS[0], "-o", str(tmp_path)]) == 2
+    assert "at least the input's longer side" in capsys.readouterr().err
 
 
 # --- torchvision's classifiers and segmenters ---------------------------------------------------------

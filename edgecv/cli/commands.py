@@ -114,6 +114,8 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
                    help="what the model does (default: detect; torchvision classifiers and segmenters are recognised). "
                         "classify: the model outputs logits [B, C]; segment: per-pixel logits [B, C, h, w]")
     g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
+    g.add_argument("--crop-resize", type=int, default=None,
+                   help="classifiers: the shorter side before the centre crop (default: the input size x 256/224)")
     g.add_argument("--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)")
     g.add_argument("--box-format", default="cxcywh", choices=("cxcywh", "xyxy"))
     g.add_argument("--objectness", action="store_true", help="an objectness column follows the box (YOLOv3/v5)")
@@ -133,7 +135,8 @@ def source_options(a: argparse.Namespace) -> dict:
     """Export options that describe a source model, from the arguments of add_source_args."""
     return dict(names=_names(a.names), layout=a.layout, box_format=a.box_format, objectness=a.objectness,
                 apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle, imgsz=getattr(a, "imgsz", None),
-                arch=getattr(a, "arch", None), num_classes=getattr(a, "num_classes", None), task=getattr(a, "task", None))
+                arch=getattr(a, "arch", None), num_classes=getattr(a, "num_classes", None), task=getattr(a, "task", None),
+                **({"crop_resize": a.crop_resize} if getattr(a, "crop_resize", None) else {}))
 
 
 def task_of(spec: str, a: argparse.Namespace) -> str:
