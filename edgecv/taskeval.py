@@ -216,7 +216,7 @@ class TaskRun:
     name: str
     task: str
     per_image: np.ndarray  # classify: rank of the true class [N]; segment: confusion matrices [N, C, C]
-    top1: np.ndarray  # classify: predicted class [N]; segment: predicted maps are not kept (a pixel count per class)
+    top1: np.ndarray  # classify: the predicted class of each image [N]; segment: empty (see ``maps``)
     latency_ms: list[float]
     names: tuple[str, ...]
     metrics: TaskMetrics

@@ -283,18 +283,18 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         from . import tasks as T
         from . import torchvision_models as TV
 
-        if arch in T.CLASSIFIERS + T.SEGMENTERS:
-            if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-                raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a "
-                                  f"{type(obj).__name__}")
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}")
+        if arch in T.CLASSIFIERS + T.SEGMENTERS:  # a classifier or segmenter
             if num_classes is None:
                 raise SourceError(f"--arch {arch} needs --num-classes")
             module = T.build(arch, num_classes, obj)
             return task_source(module, T.torchvision_task(module), path.stem, "state_dict", names, given_in_spec,
                                digest, str(path))
-
-        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}")
+        if arch not in TV.CONSTRUCTORS:
+            raise SourceError(f"unknown torchvision constructor '{arch}'; edgecv takes detectors "
+                              f"({', '.join(sorted(TV.CONSTRUCTORS))}), classifiers ({', '.join(T.CLASSIFIERS)}) and "
+                              f"segmenters ({', '.join(T.SEGMENTERS)})")
         if num_classes is None:
             raise SourceError(f"--arch {arch} needs --num-classes (torchvision's count, with the background class for "
                               "SSD and the R-CNNs)")

@@ -132,7 +132,8 @@ def test_loading_errors_are_clear(tmp_path):
         export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large")
     with pytest.raises(EdgecvError, match=r"does not fit ssdlite320_mobilenet_v3_large with 7 classes.*--num-classes"):
         export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large", num_classes=7)
-    with pytest.raises(EdgecvError, match="unknown torchvision detector 'ssd512'.*retinanet_resnet50_fpn"):
+    with pytest.raises(EdgecvError,
+                       match="unknown torchvision constructor 'ssd512'.*retinanet_resnet50_fpn.*resnet18.*lraspp"):
         export_mod.load_source(str(sd), arch="ssd512", num_classes=4)
     with pytest.raises(EdgecvError, match="is not a fcos_resnet50_fpn"):
         export_mod.load_source(str(sd), arch="fcos_resnet50_fpn", num_classes=4)
