@@ -59,9 +59,12 @@ def _mutate(obj, path, value):
     return obj
 
 
-@pytest.fixture(scope="module")
-def manifest(default_bundles):
-    return Bundle.open(default_bundles["onnxruntime"]).manifest
+@pytest.fixture(scope="module", params=["detect", "classify", "segment"])
+def manifest(request, default_bundles, task_bundles):
+    """A detector's, a classifier's and a segmenter's manifest."""
+    if request.param == "detect":
+        return Bundle.open(default_bundles["onnxruntime"]).manifest
+    return Bundle.open(task_bundles(request.param, "onnxruntime")).manifest
 
 
 # --- the manifest -----------------------------------------------------------------------------------
