@@ -117,7 +117,8 @@ def torchvision_rows(work: Path, images: dict, say) -> list[dict]:
             kw.update(aux_logits=False, init_weights=True)
         net = settle_batchnorm(models.get_model(arch, **kw), size)  # else many output the same for every image
         params = sum(p.numel() for p in net.parameters()) / 1e6
-        ref = reference(net, imgsz=size, detector_options={"probabilities": True})
+        opts = {"probabilities": True} if task == "classify" else {}  # a segmenter's class map is compared
+        ref = reference(net, imgsz=size, detector_options=opts)
         want = [ref(i) for i in images[task]]
         for target in ("onnxruntime", "openvino"):
             row = {"model": f"{type(net).__name__} `{arch}` (torchvision, random weights)", "task": task,
@@ -126,7 +127,7 @@ def torchvision_rows(work: Path, images: dict, say) -> list[dict]:
                 t0 = time.perf_counter()
                 b = export(net, target, imgsz=size, out_dir=work / "tv", name=f"{arch}-{target}")
                 row["export_s"] = time.perf_counter() - t0
-                with load(b, probabilities=True) as det:
+                with load(b, **opts) as det:
                     got = [det(i) for i in images[task]]
                     t0 = time.perf_counter()
                     for i in images[task][:4]:
