@@ -7,6 +7,7 @@ EDGECV_FUZZ_EXAMPLES to run longer); the figures are in docs/reliability.md.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -34,6 +35,17 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
     max_leaves=20)
 
+
+
+@contextlib.contextmanager
+def _scratch(tmp_path_factory, name: str):
+    """A directory for one example, removed after it: 150 examples that each copy a bundle would
+    otherwise leave 400 MB behind in the session's temporary directory."""
+    d = tmp_path_factory.mktemp(name)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 def _paths(obj, prefix=()):
     yield prefix
@@ -86,11 +98,12 @@ def test_manifest_mutations_are_accepted_or_refused_with_a_bundle_error(manifest
 @FUZZ
 @given(raw=st.binary(max_size=400) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_any_manifest_bytes_open_as_a_bundle_error(default_bundles, tmp_path_factory, raw):
-    b = tmp_path_factory.mktemp("fz") / "b"
-    shutil.copytree(default_bundles["onnxruntime"], b)
-    (b / MANIFEST_NAME).write_bytes(raw)
-    with pytest.raises(BundleError):
-        Bundle.open(b)
+    with _scratch(tmp_path_factory, "fz") as d:
+        b = d / "b"
+        shutil.copytree(default_bundles["onnxruntime"], b)
+        (b / MANIFEST_NAME).write_bytes(raw)
+        with pytest.raises(BundleError):
+            Bundle.open(b)
 
 
 # --- data sets --------------------------------------------------------------------------------------
@@ -120,9 +133,10 @@ def test_coco_json_mutations(coco_base, tmp_path_factory, data):
     images, coco = coco_base
     path = data.draw(st.sampled_from(list(_paths(coco))[:400]))
     mutated = _mutate(coco, path, data.draw(json_values | st.just(...)))
-    ann = tmp_path_factory.mktemp("cj") / "a.json"
-    ann.write_text(json.dumps(mutated))
-    _load_or_refuse(ann, images)
+    with _scratch(tmp_path_factory, "cj") as d:
+        ann = d / "a.json"
+        ann.write_text(json.dumps(mutated))
+        _load_or_refuse(ann, images)
 
 
 @FUZZ
@@ -131,15 +145,15 @@ def test_coco_json_mutations(coco_base, tmp_path_factory, data):
 def test_yolo_label_text(coco_base, tmp_path_factory, text):
     import cv2
 
-    root = tmp_path_factory.mktemp("yolo")
-    (root / "images").mkdir()
-    (root / "labels").mkdir()
-    src = sorted(coco_base[0].glob("*.png"))[0]
-    shutil.copyfile(src, root / "images" / "a.png")
-    (root / "labels" / "a.txt").write_text(text)
-    (root / "labels" / "classes.txt").write_text("a\nb\n")
-    assert cv2.imread(str(root / "images" / "a.png")) is not None
-    _load_or_refuse(root / "labels")
+    with _scratch(tmp_path_factory, "yolo") as root:
+        (root / "images").mkdir()
+        (root / "labels").mkdir()
+        src = sorted(coco_base[0].glob("*.png"))[0]
+        shutil.copyfile(src, root / "images" / "a.png")
+        (root / "labels" / "a.txt").write_text(text)
+        (root / "labels" / "classes.txt").write_text("a\nb\n")
+        assert cv2.imread(str(root / "images" / "a.png")) is not None
+        _load_or_refuse(root / "labels")
 
 
 VOC = """<annotation><filename>a.png</filename><size><width>{w}</width><height>{h}</height><depth>3</depth></size>
@@ -154,13 +168,13 @@ VOC = """<annotation><filename>a.png</filename><size><width>{w}</width><height>{
 def test_voc_xml(coco_base, tmp_path_factory, fields, name, cut):
     from xml.sax.saxutils import escape
 
-    root = tmp_path_factory.mktemp("voc")
-    (root / "JPEGImages").mkdir()
-    (root / "Annotations").mkdir()
-    shutil.copyfile(sorted(coco_base[0].glob("*.png"))[0], root / "JPEGImages" / "a.png")
-    xml = VOC.format(name=escape(name), **fields)
-    (root / "Annotations" / "a.xml").write_text(xml if cut == 0 else xml[:cut])
-    _load_or_refuse(root / "Annotations")
+    with _scratch(tmp_path_factory, "voc") as root:
+        (root / "JPEGImages").mkdir()
+        (root / "Annotations").mkdir()
+        shutil.copyfile(sorted(coco_base[0].glob("*.png"))[0], root / "JPEGImages" / "a.png")
+        xml = VOC.format(name=escape(name), **fields)
+        (root / "Annotations" / "a.xml").write_text(xml if cut == 0 else xml[:cut])
+        _load_or_refuse(root / "Annotations")
 
 
 @pytest.mark.parametrize("payload, what", [
@@ -189,15 +203,15 @@ def test_image_files_decode_or_are_refused(tmp_path_factory, raw, keep):
 
     from edgecv.images import read_image
 
-    d = tmp_path_factory.mktemp("img")
     ok, png = cv2.imencode(".png", np.random.default_rng(len(raw)).integers(0, 255, (20, 30, 3), dtype=np.uint8))
-    for name, data in (("r.png", raw), ("t.png", png.tobytes()[:keep] + raw[:16]), ("j.jpg", b"\xff\xd8\xff" + raw)):
-        (d / name).write_bytes(data)
-        try:
-            img = read_image(d / name)
-        except InvalidImageError:
-            continue
-        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    with _scratch(tmp_path_factory, "img") as d:
+        for name, data in (("r.png", raw), ("t.png", png.tobytes()[:keep] + raw[:16]), ("j.jpg", b"\xff\xd8\xff" + raw)):
+            (d / name).write_bytes(data)
+            try:
+                img = read_image(d / name)
+            except InvalidImageError:
+                continue
+            assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
 
 
 @FUZZ
