@@ -294,18 +294,7 @@ class CompareResult:
 
     def failures(self, max_map_drop: float | None) -> list[str]:
         """Messages for each candidate that loses more than ``max_map_drop`` mAP50-95 points."""
-        if max_map_drop is None:
-            return []
-        ref = self.runs[0]
-        out = []
-        for c in self.comparisons:
-            drop = -c.delta_map * 100
-            if drop > max_map_drop:
-                out.append(f"{c.name} loses {drop:.2f} mAP50-95 points against {ref.name} "
-                           f"({ref.metrics.map * 100:.2f} -> {(ref.metrics.map + c.delta_map) * 100:.2f}; "
-                           f"95% CI of the difference [{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]), "
-                           f"more than the allowed {max_map_drop:g}")
-        return out
+        return gate_failures(self.runs, self.comparisons, max_map_drop)
 
     def to_dict(self) -> dict:
         return {
@@ -314,6 +303,23 @@ class CompareResult:
                         "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))}} for r in self.runs],
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
+
+
+def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: float | None) -> list[str]:
+    """Messages for each candidate that loses more than ``max_drop`` points of the primary metric
+    (mAP50-95, top-1 or mIoU) against the reference, ``runs[0]``."""
+    if max_drop is None:
+        return []
+    ref = runs[0]
+    what, base = ref.metrics.primary_name, ref.metrics.primary
+    out = []
+    for c in comparisons:
+        drop = -c.delta * 100
+        if drop > max_drop:
+            out.append(f"{c.name} loses {drop:.2f} {what} points against {ref.name} ({base * 100:.2f} -> "
+                       f"{(base + c.delta) * 100:.2f}; 95% CI of the difference [{c.ci['low'] * 100:+.2f}, "
+                       f"{c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}")
+    return out
 
 
 def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any):
@@ -454,29 +460,27 @@ def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_opti
     failures = result.failures(max_map_drop)
     src, cand = result.runs
     c = result.comparisons[0]
-    if det.task != "detect":  # a classifier's or segmenter's figures, under the same keys
-        write_validation(bundle, {
-            "dataset": result.dataset, "settings": result.settings, "task": det.task,
-            "metric": src.metrics.primary_name,
-            "source": {**src.metrics.stats, "p50_ms": src.median_ms},
-            "bundle": {**cand.metrics.stats, "p50_ms": cand.median_ms},
-            "delta": c.delta, "ci95": [c.ci["low"], c.ci["high"]], "parity": c.parity,
-            "gate": None if max_map_drop is None else {"max_drop": max_map_drop, "passed": not failures},
-            "machine": machine(), "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        })
-        return result, failures
+    gate_key = "max_map_drop" if det.task == "detect" else "max_drop"
+    gate = None if max_map_drop is None else {gate_key: max_map_drop, "passed": not failures}
+    if det.task == "detect":
+        figures = {
+            "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
+            "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
+            **({"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
+               if src.mask_metrics is not None and cand.mask_metrics is not None else {}),
+            "delta_map": c.delta_map,
+        }
+    else:  # a classifier's or segmenter's figures: every statistic of its task
+        figures = {"task": det.task, "metric": src.metrics.primary_name,
+                   "source": {**src.metrics.stats, "p50_ms": src.median_ms},
+                   "bundle": {**cand.metrics.stats, "p50_ms": cand.median_ms}, "delta": c.delta}
     write_validation(bundle, {
         "dataset": result.dataset,
         "settings": result.settings,
-        "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
-        "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
-        **({"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
-           if src.mask_metrics is not None and cand.mask_metrics is not None else {}),
-        "delta_map": c.delta_map,
+        **figures,
         "ci95": [c.ci["low"], c.ci["high"]],
         "parity": c.parity,
-        "gate": None if max_map_drop is None else {"max_map_drop": max_map_drop, "passed": not failures},
+        "gate": gate,
         "machine": machine(),
         "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,
         # openvino: the compute type the CPU plugin actually used (a bf16 bundle runs f32 on CPUs without bf16)

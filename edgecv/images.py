@@ -18,6 +18,8 @@ MIN_SIDE = 8  # smaller frames are refused: nothing can be detected in them
 MAX_SIDE = 32768
 MAX_FILE_BYTES = 256 * 2**20  # a larger image file is a mistake or an attack: it is not read
 COLORS = ("bgr", "rgb")
+#: the files a folder of images is read from (calibration sets, classification and segmentation sets)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

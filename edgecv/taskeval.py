@@ -27,9 +27,8 @@ import cv2
 import numpy as np
 
 from .errors import EdgecvError
-from .images import read_image
+from .images import IMAGE_SUFFIXES, read_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 IGNORE = 255  # mask value of pixels left out of the metrics
 PRIMARY = {"classify": ("top1", "top-1"), "segment": ("miou", "mIoU")}
 
@@ -245,6 +244,10 @@ def run_task_dataset(det, dataset: TaskDataset, name: str | None = None, warmup:
             det(first)
     times, per, top1, maps = [], [], [], []
     c = len(det.names)
+    if task == "segment":  # mask value (uint8) -> model class; c (IGNORE, unknown values): left out by confusion()
+        lut = np.full(256, c, dtype=np.int64)
+        lut[: len(to_model)] = to_model[:256]
+        lut[IGNORE] = c
     for path, label in progress_bar(list(zip(dataset.images, dataset.labels)), len(dataset), name, progress):
         img = read_image(path)
         if task == "segment":
@@ -258,11 +261,7 @@ def run_task_dataset(det, dataset: TaskDataset, name: str | None = None, warmup:
             per.append(int(hit[0]) if hit.size else len(r.class_ids) + 100)
             top1.append(r.top1)
         else:
-            lut = np.full(256, IGNORE, dtype=np.int64)  # data set value -> model class; others ignored
-            lut[: len(to_model)] = to_model
-            gt = lut[gt_raw]
-            gt[gt == IGNORE] = c  # out of range: left out by confusion()
-            per.append(confusion(gt, r.class_map, c))
+            per.append(confusion(lut[gt_raw], r.class_map, c))
             if keep_maps:
                 maps.append(r.class_map.astype(np.int16 if c < 32768 else np.int32))
     per_arr = np.asarray(per)
@@ -344,18 +343,9 @@ class TaskCompareResult:
 
     def failures(self, max_drop: float | None) -> list[str]:
         """Messages for each candidate that loses more than ``max_drop`` points of the primary metric."""
-        if max_drop is None:
-            return []
-        ref = self.runs[0]
-        what = ref.metrics.primary_name
-        out = []
-        for c in self.comparisons:
-            drop = -c.delta * 100
-            if drop > max_drop:
-                out.append(f"{c.name} loses {drop:.2f} {what} points against {ref.name} ({ref.metrics.primary * 100:.2f} "
-                           f"-> {(ref.metrics.primary + c.delta) * 100:.2f}; 95% CI of the difference "
-                           f"[{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}")
-        return out
+        from .harness import gate_failures
+
+        return gate_failures(self.runs, self.comparisons, max_drop)
 
     def to_dict(self) -> dict:
         return {"task": self.task, "dataset": self.dataset, "settings": self.settings,

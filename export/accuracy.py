@@ -134,7 +134,7 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
                       **{k: v for k, v in export_kwargs.items() if k != "precision"})
     cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]), src.in_spec.color,
                           src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0),
-                          crop=export_kwargs.get("crop_resize") or True if src.task == "classify" else False)
+                          crop=(export_kwargs.get("crop_resize") or True) if src.task == "classify" else False)
     precision = export_kwargs.get("precision", "int8")
     if precision == "int8" and target in ("onnxruntime", "tensorrt"):
         quantized, level = first / "model.onnx", "all" if target == "onnxruntime" else "basic"

@@ -118,8 +118,10 @@ def _task_manifest(m: dict, src: Source, probabilities: bool) -> dict:
     size = inp["letterbox"]["size"]
     if src.task == "classify":
         del inp["letterbox"]
-        resize = src.meta.get("crop_resize") or int(round(max(size) * 256 / 224))  # torchvision's 256 -> 224
-        inp["crop"] = {"size": list(size), "resize": int(resize), "center": True}
+        from ..letterbox import CenterCrop
+
+        resize = CenterCrop(size, src.meta.get("crop_resize")).resize  # default: torchvision's 256 -> 224
+        inp["crop"] = {"size": list(size), "resize": resize, "center": True}
         m["output"] = {"tensors": {"probs": "probs"}, "top_k": min(5, len(src.names)),
                        "contents": {"probs": "softmax over the classes, [B, C]"}}
     else:
@@ -131,15 +133,13 @@ def _task_manifest(m: dict, src: Source, probabilities: bool) -> dict:
     return m
 
 
-def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
-           probabilities: bool = False) -> tuple[Any, tuple]:
-    if src.task != "detect":
+def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str, probabilities: bool = False) -> Any:
+    if src.task != "detect":  # its output was checked by _prepare
         from .tasks import task_graph
 
-        return task_graph(src.task, src.module, src.in_spec, imgsz, probabilities), probe_output_shape(src, imgsz)
-    shape = probe_output_shape(src, imgsz)
-    n = src.out_spec.check_shape(shape)
-    return G.DetectorGraph(src.module, src.in_spec, src.out_spec, nms, n, mode).eval(), shape
+        return task_graph(src.task, src.module, src.in_spec, imgsz, probabilities)
+    n = src.out_spec.check_shape(probe_output_shape(src, imgsz))
+    return G.DetectorGraph(src.module, src.in_spec, src.out_spec, nms, n, mode).eval()
 
 
 def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, class_aware: bool, **kw: Any):
@@ -164,9 +164,10 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
         from .tasks import check_output
 
         shape = probe_output_shape(src, size)
-        check_output(src.task, shape, len(src.names) if src.names else shape[1] if isinstance(shape[1], int) else 0)
+        classes = shape[1] if isinstance(shape[1], int) else None  # None: an ONNX graph's symbolic dimension
+        check_output(src.task, shape, len(src.names) if src.names else classes or 0)
         if not src.names:
-            src = dataclasses.replace(src, names=_names(None, shape[1] if isinstance(shape[1], int) else None))
+            src = dataclasses.replace(src, names=_names(None, classes))
         src = dataclasses.replace(src, out_spec=OutputSpec(len(src.names)))
     return src, size, nms
 
@@ -183,7 +184,7 @@ def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, co
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     if src.module is None:
         raise ExportError("the torch reference runs PyTorch sources only; an ONNX source has none")
-    g, _ = _graph(src, size, nms, mode, probabilities)
+    g = _graph(src, size, nms, mode, probabilities)
     manifest = build_manifest(src, "torch", "fp32", size, nms, mode, src.meta.get("batch") != 1, {}, {}, probabilities)
     return get_backend("torch")(manifest, None, module=g, **det_opts)
 
@@ -255,7 +256,7 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
     with staging(dest) as tmp, tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as work:
         onnx_path = Path(work) / "graph.onnx"
         if src.module is not None and src.kind != "torchscript":
-            g, _ = _graph(src, size, nms, mode, probabilities)
+            g = _graph(src, size, nms, mode, probabilities)
             say(f"exporting the graph to ONNX (opset {G.OPSET}, {', '.join(g.output_names)} outputs)")
             G.export_torch(g, size, onnx_path, dynamic_batch)
         else:

@@ -13,10 +13,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import ExportError
-from ..images import read_image, to_model_input
+from ..images import IMAGE_SUFFIXES, read_image, to_model_input
 from ..letterbox import CenterCrop, Letterbox
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
 @dataclass(frozen=True)

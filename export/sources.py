@@ -156,9 +156,10 @@ def task_source(model: nn.Module | None, task: str, name: str, kind: str, names:
     if task not in ("classify", "segment"):
         raise SourceError(f"unknown task '{task}'; choose one of {', '.join(T.TASKS)}")
     meta: dict = {}
-    if model is not None and T.torchvision_task(model) is not None:
-        if T.torchvision_task(model) != task:
-            raise SourceError(f"torchvision's {type(model).__name__} is a {T.torchvision_task(model)} model, not {task}")
+    known = T.torchvision_task(model) if model is not None else None
+    if known is not None:
+        if known != task:
+            raise SourceError(f"torchvision's {type(model).__name__} is a {known} model, not {task}")
         in_spec = in_spec or T.IMAGENET
         imgsz = imgsz or T.default_size(task, model)
         meta["family"] = f"torchvision {type(model).__name__}"
@@ -302,9 +303,12 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         return torchvision_source(model, path.stem, "state_dict", names, digest, str(path))
     if isinstance(obj, nn.Module) and _torchvision_family(obj):
         return torchvision_source(obj.float(), path.stem, "pickle", names, digest, str(path))
-    if isinstance(obj, nn.Module) and (task in ("classify", "segment") or (task is None and _task_of(obj))):
-        return task_source(obj.float().eval(), task or _task_of(obj), path.stem, "pickle", names, given_in_spec,
-                           digest, str(path))
+    if isinstance(obj, nn.Module) and task is None:
+        from .tasks import torchvision_task
+
+        task = torchvision_task(obj)  # a pickled torchvision classifier or segmenter; None: a detector
+    if isinstance(obj, nn.Module) and task in ("classify", "segment"):
+        return task_source(obj.float().eval(), task, path.stem, "pickle", names, given_in_spec, digest, str(path))
     if isinstance(obj, nn.Module):
         nm, spec = spec_for(getattr(obj, "num_classes", None) or getattr(obj, "nc", None))
         return Source(path.stem, "pickle", nm, spec, in_spec, module=obj.float().eval(), sha256=digest, path=str(path))
@@ -312,12 +316,6 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
         "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
         "nn.Module in Python and call edgecv.export.export(module, ...)")
-
-
-def _task_of(module: nn.Module) -> str | None:
-    from .tasks import torchvision_task
-
-    return torchvision_task(module)
 
 
 def _is_ultralytics(obj: Any) -> bool:

@@ -21,11 +21,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..bundle import TASKS  # noqa: F401  (detect, classify, segment)
 from ..errors import SourceError
 from .graph import Normalize
 from .spec import InputSpec
-
-TASKS = ("detect", "classify", "segment")
 
 #: torchvision's classification and segmentation constructors a state dict can be loaded into
 CLASSIFIERS = ("alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50", "resnet101",
@@ -120,19 +119,6 @@ def check_output(task: str, shape: tuple, num_classes: int) -> None:
     c = shape[1]
     if isinstance(c, int) and c != num_classes:
         raise SourceError(f"the model outputs {c} classes but {num_classes} class names were given")
-
-
-def output_classes(task: str, module: nn.Module, imgsz: tuple[int, int]) -> int:
-    """The number of classes a module's output has, from one run on a blank image."""
-    with torch.no_grad():
-        try:
-            out = _first(module(torch.zeros((1, 3, *imgsz))))
-        except SourceError:
-            raise
-        except Exception as e:
-            raise SourceError(f"the model failed on a 1x3x{imgsz[0]}x{imgsz[1]} input: {type(e).__name__}: {e}") from None
-    check_output(task, tuple(out.shape), int(out.shape[1]))
-    return int(out.shape[1])
 
 
 # --- torchvision ---------------------------------------------------------------------------------

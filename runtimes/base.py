@@ -207,7 +207,7 @@ class Detector:
 
     def _segmentation_maps(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams]) -> list[SegmentationMap]:
         labels = outputs[self.output_names["labels"]]
-        probs = outputs.get(self.output_names.get("probs", ""), None) if self.probabilities else None
+        probs = outputs[self.output_names["probs"]] if self.probabilities else None  # refused at load if not exported
         out = []
         for i, p in enumerate(params):
             cls = unletterbox(labels[i], p, nearest=True)

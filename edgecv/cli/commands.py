@@ -249,20 +249,18 @@ def setup_predict(p: argparse.ArgumentParser) -> None:
 
 
 def run_predict(a: argparse.Namespace) -> int:
-    from ..draw import draw_detections
-    from ..images import read_image
-    from ..runtimes import load
-
     import cv2
 
-    from ..draw import draw_classification, draw_segmentation
+    from ..draw import draw_classification, draw_detections, draw_segmentation
+    from ..images import read_image
+    from ..runtimes import load
 
     out: dict[str, Any] = {}
     with load(a.bundle, conf=a.conf) as det:
         for path in a.images:
             img = read_image(path)
             dets = det(img)
-            ms = det.last_timing['infer'] * 1000
+            ms = det.last_timing["infer"] * 1000
             if det.task == "classify":
                 out[path] = dets.to_list()
                 if not a.json:
@@ -277,10 +275,10 @@ def run_predict(a: argparse.Namespace) -> int:
                         print(f"  {n:<16} {c:>9d} px  {c / (dets.shape[0] * dets.shape[1]) * 100:5.1f}%")
             else:
                 out[path] = dets.to_dict()
-            if not a.json and det.task == "detect":
-                print(f"{path}: {len(dets)} objects ({det.last_timing['infer'] * 1000:.1f} ms inference)")
-                for d in out[path]:
-                    print(f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
+                if not a.json:
+                    print(f"{path}: {len(dets)} objects ({ms:.1f} ms inference)")
+                    for d in out[path]:
+                        print(f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
             if a.save:
                 dest = Path(a.save)
                 if len(a.images) > 1:
