@@ -1,13 +1,12 @@
 """The latency harness: warm-up, then timed iterations per batch size and thread count,
-with the stage breakdown from the runtime base class's timing hooks, and a regression
-gate by ratios to a reference workload measured in the same run."""
+with the stage breakdown from the runtime base class's timing hooks. The regression gates
+built on timing are in :mod:`edgecv.latency`."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
-import statistics
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -44,28 +43,10 @@ def machine() -> dict:
             versions[dist] = version(dist)
         except PackageNotFoundError:
             pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "versions": versions}
+    from .cpu import isa
 
-
-def reference_workload_ms(repeats: int = 15) -> float:
-    """Median time of a fixed CPU workload (float32 matrix products and an image resize).
-
-    Latencies are compared as ratios to this, measured in the same run, so a slower or busier
-    machine does not read as a regression.
-    """
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((384, 384), dtype=np.float32)
-    img = rng.integers(0, 255, (720, 1280, 3), dtype=np.uint8)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        b = a
-        for _ in range(4):
-            b = np.tanh(b @ a * 0.01)
-        cv2.resize(img, (640, 360), interpolation=cv2.INTER_LINEAR)
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
 
 
 def synthetic_image(h: int = 480, w: int = 640) -> np.ndarray:
@@ -79,12 +60,11 @@ def synthetic_image(h: int = 480, w: int = 640) -> np.ndarray:
 @dataclass
 class BenchResult:
     rows: list[dict]
-    reference_ms: float
     machine: dict
     settings: dict
 
     def to_dict(self) -> dict:
-        return {"rows": self.rows, "reference_ms": self.reference_ms, "machine": self.machine, "settings": self.settings}
+        return {"rows": self.rows, "machine": self.machine, "settings": self.settings}
 
     def save(self, path: str | os.PathLike) -> None:
         p = Path(path)
@@ -211,7 +191,6 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
 
     opener = open_model or default_open
     imgs = list(images) if images else [synthetic_image()]
-    ref_before = reference_workload_ms()
     rows = []
     peaks: dict = {}
     for spec in models:
@@ -237,46 +216,10 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
                     rows.append(row)
             finally:
                 det.close()
-    ref = statistics.median([ref_before, reference_workload_ms()])
     settings = {"batches": list(batches), "threads": [t or "default" for t in threads], "seconds": seconds,
                 "min_iters": min_iters, "warmup": warmup, "images": "dataset" if images else "synthetic 640x480",
                 "stream": stream, "peak": peak}
-    return BenchResult(rows, ref, machine(), settings)
-
-
-def _key(row: dict) -> tuple:
-    return (row["model"], row["batch"], str(row["threads"]))
-
-
-def regressions(current: BenchResult | dict, baseline: dict, max_regression: float) -> tuple[list[str], list[dict]]:
-    """Compare p50 end-to-end latencies with a stored run, as ratios to each run's reference workload.
-
-    Returns:
-        (failure messages, one comparison row per model/batch/threads found in both runs).
-    """
-    cur = current.to_dict() if isinstance(current, BenchResult) else current
-    try:
-        base_ref = float(baseline["reference_ms"])
-        base_rows = {_key(r): r for r in baseline["rows"]}
-    except (KeyError, TypeError, ValueError):
-        raise EdgecvError("the baseline is not an edgecv bench JSON (it needs 'rows' and 'reference_ms')") from None
-    fails, table = [], []
-    for row in cur["rows"]:
-        b = base_rows.get(_key(row))
-        if b is None:
-            continue
-        now = row["stages_ms"]["e2e"]["p50"] / cur["reference_ms"]
-        then = b["stages_ms"]["e2e"]["p50"] / base_ref
-        change = now / then - 1
-        table.append({"model": row["model"], "batch": row["batch"], "threads": row["threads"], "ratio_now": now,
-                      "ratio_baseline": then, "change": change})
-        if change > max_regression:
-            fails.append(f"{row['model']} (batch {row['batch']}, threads {row['threads']}) is {change * 100:.1f}% slower "
-                         f"than the baseline relative to the reference workload (p50 {row['stages_ms']['e2e']['p50']:.2f} ms "
-                         f"= {now:.3f} x reference, baseline {then:.3f} x reference); allowed {max_regression * 100:.1f}%")
-    if not table:
-        raise EdgecvError("no model/batch/threads of this run is in the baseline: nothing to compare")
-    return fails, table
+    return BenchResult(rows, machine(), settings)
 
 
 def bench_table(result: BenchResult) -> str:
@@ -307,4 +250,4 @@ def bench_table(result: BenchResult) -> str:
     if peak:
         head += ["GOPs/img", "peak GOP/s", "of peak infer / e2e"]
     return _table(tuple(head + ["iters"]), rows, left=1) + \
-        f"\n(ms per call; threads: asked (used); reference workload {result.reference_ms:.2f} ms in this run)"
+        "\n(ms per call; threads: asked (used))"

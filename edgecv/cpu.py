@@ -1,5 +1,5 @@
 """What the CPU this process may run on offers: its physical cores (the default thread count of
-every CPU backend)."""
+every CPU backend) and the vector extensions that decide which kernels backends pick."""
 
 from __future__ import annotations
 
@@ -32,3 +32,19 @@ def physical_cores() -> int:
         except OSError:
             return len(cpus)
     return max(1, len(cores))
+
+
+#: the vector extensions that change which kernels CPU backends run (int8 dot products, bf16, AMX)
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def isa(cpuinfo: str | None = None) -> list[str]:
+    """The :data:`ISA_FLAGS` this CPU has, read from ``/proc/cpuinfo`` (or the ``cpuinfo`` text
+    given); empty where it is not readable."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return []
+    have = set(next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "").split(":", 1)[-1].split())
+    return [f for f in ISA_FLAGS if f in have]

@@ -27,6 +27,7 @@ def test_wheel_contains_every_module_under_export_and_runtimes(wheel):
             prefix = "edgecv/" if folder == "edgecv" else f"edgecv/{folder}/"
             assert prefix + rel in names, f"{folder}/{rel} is missing from the wheel"
     assert "edgecv/assets/edgecv-tiny.pt" in names and "edgecv/py.typed" in names
+    assert "edgecv/assets/reference-workload.onnx" in names  # the latency gate's reference workload
 
 
 def test_wheel_has_no_plain_export_or_runtimes_package(wheel):

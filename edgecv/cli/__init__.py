@@ -1,7 +1,8 @@
 """The edgecv command line: thin wrappers over the library.
 
 Exit status: 0 success, 1 a failed gate, 2 a user error (an :class:`EdgecvError`,
-printed without a traceback; ``--debug`` shows it).
+printed without a traceback; ``--debug`` shows it), 3 a latency gate that could not
+tell at the noise it measured (measure longer).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         code = getattr(e, "exit_code", 2)  # a gate that could not be met exits 1, like other gates
-        print(f"edgecv: {'gate failed' if code == 1 else 'error'}: {e}", file=sys.stderr)
+        label = {1: "gate failed", 3: "inconclusive"}.get(code, "error")
+        print(f"edgecv: {label}: {e}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
         print("edgecv: interrupted", file=sys.stderr)

@@ -466,13 +466,9 @@ def run_env(a: argparse.Namespace) -> int:
         else:
             note = f"pip install 'edgecv[{registry.entry(key).extra}]'"
         rows.append({"backend": key, "usable": usable, "version": _version(lib), "note": note})
-    flags = ""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        have = set(next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "").split())
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile") if f in have)
-    except OSError:
-        pass
+    from ..cpu import isa
+
+    flags = " ".join(isa())
     from ..envcheck import installed, own_ranges, problems
 
     info = {"edgecv": __version__, "python": platform.python_version(), "platform": platform.platform(),
@@ -663,7 +659,9 @@ def setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", help="bundle directories (or source models, run through the torch reference)")
     p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4 (default 1)")
     p.add_argument("--threads", type=_ints, default=None, help="intra-op thread counts, e.g. 1,2 (default: backend's)")
-    p.add_argument("--seconds", type=float, default=10.0, help="least time per measurement (default 10)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="least time per measurement (default 10; a gate's measuring time: --compare 8 in all, "
+                        "--save-baseline 3 per run, --baseline the baseline's)")
     p.add_argument("--min-iters", type=int, default=30, help="least iterations per measurement (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up calls (default 5, and at least 1 s)")
     add_data_args(p, required=False)
@@ -672,13 +670,26 @@ def setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--peak", action="store_true",
                    help="also count the model's operations, measure the backend's peak at the same precision "
                         "(a large matrix product) and report the fraction achieved")
-    p.add_argument("--json", help="write the results as JSON to this file")
-    p.add_argument("--baseline", help="a stored bench JSON to compare with, by ratios to the reference workload")
-    p.add_argument("--max-regression", type=_percent, default=0.10, help="allowed slowdown against --baseline (default 10%%)")
+    p.add_argument("--json", help="write the results (or a gate's outcome) as JSON to this file")
+    g = p.add_argument_group("latency gates", "exit 0 ok, 1 regression, 3 inconclusive (measure longer), 2 error")
+    g.add_argument("--compare", action="store_true",
+                   help="paired gate: OLD NEW run in one process, alternating in short blocks; the slowdown of NEW "
+                        "with a 95%% interval")
+    g.add_argument("--save-baseline", metavar="FILE",
+                   help="record a latency baseline for one model (refused when the machine is too noisy)")
+    g.add_argument("--baseline", metavar="FILE", help="gate one model against a baseline from --save-baseline")
+    g.add_argument("--max-regression", type=_percent, default=0.10, help="allowed slowdown (default 10%%)")
+    g.add_argument("--runs", type=int, default=None,
+                   help="separate runs, each loading the model anew, the fastest counting: a baseline is "
+                        "recorded from 3 by default, and checked with as many as it was recorded from")
+    g.add_argument("--seed", type=int, default=None, help="seed of the block order and the bootstrap")
+    g.add_argument("--force", action="store_true", help="write the baseline even when the machine was noisy")
+    g.add_argument("--max-reference-shift", type=_percent, default=None,
+                   help="against a baseline: how far the reference workload may run from the baseline's before a "
+                        "slowdown is not judged (default 10%%)")
 
 
 def run_bench(a: argparse.Namespace) -> int:
-    from ..bench import bench, bench_table, regressions
     from ..images import read_image
 
     _quiet_torch()
@@ -687,31 +698,72 @@ def run_bench(a: argparse.Namespace) -> int:
         ds = open_dataset(a, task_of(a.models[0], a) if a.models else "detect")
         paths = ds.images if hasattr(ds, "images") else [ds.image_path(i) for i in ds.coco["images"]]
         images = [read_image(p) for p in paths[: a.limit]]
-    baseline = None
-    if a.baseline:
-        try:
-            baseline = json.loads(Path(a.baseline).read_text())
-        except (OSError, ValueError) as e:
-            raise EdgecvError(f"cannot read the baseline '{a.baseline}': {e}") from None
-    result = bench(a.models, batches=a.batch, threads=a.threads or [None], seconds=a.seconds, min_iters=a.min_iters,
+    if a.compare or a.save_baseline or a.baseline:
+        return run_latency_gate(a, images)
+    from ..bench import bench, bench_table
+
+    seconds = 10.0 if a.seconds is None else a.seconds
+    result = bench(a.models, batches=a.batch, threads=a.threads or [None], seconds=seconds, min_iters=a.min_iters,
                    warmup=a.warmup, images=images, say=_err, stream=a.stream, peak=a.peak)
     m = result.machine
     print(f"{m['cpu']}, {m['cores']} cores; {result.settings['images']} images; warm-up {a.warmup}+ calls, "
-          f">= {a.min_iters} calls and {a.seconds:g} s per row")
+          f">= {a.min_iters} calls and {seconds:g} s per row")
     print(bench_table(result))
     if a.json:
         result.save(a.json)
-    if baseline is not None:
-        fails, table = regressions(result, baseline, a.max_regression)
-        print()
-        print("against the baseline (p50 end to end / reference workload):")
-        for t in table:
-            print(f"  {t['model']} batch {t['batch']} threads {t['threads']}: {t['ratio_baseline']:.3f} -> "
-                  f"{t['ratio_now']:.3f} ({t['change'] * 100:+.1f}%)")
-        for f in fails:
-            _err(f"edgecv: gate failed: {f}")
-        return 1 if fails else 0
     return 0
+
+
+def run_latency_gate(a: argparse.Namespace, images: list | None) -> int:
+    """``bench --compare``, ``--save-baseline`` and ``--baseline``: see :mod:`edgecv.latency`."""
+    from .. import latency as L
+
+    modes = [m for m, on in (("--compare", a.compare), ("--save-baseline", a.save_baseline),
+                             ("--baseline", a.baseline)) if on]
+    if len(modes) > 1:
+        raise EdgecvError(f"{' and '.join(modes)} are separate gates: give one")
+    if len(a.batch) > 1 or (a.threads and len(a.threads) > 1):
+        raise EdgecvError(f"{modes[0]} measures one batch size and one thread count: give --batch N and --threads N")
+    if a.stream or a.peak:
+        raise EdgecvError(f"{modes[0]} gates the end-to-end latency; --stream and --peak belong to a plain bench")
+    threads = a.threads[0] if a.threads else None
+    batch = a.batch[0]
+    if a.compare:
+        if len(a.models) != 2:
+            raise EdgecvError(f"--compare takes two models, OLD then NEW (got {len(a.models)})")
+        result = L.compare_latency(a.models[0], a.models[1], a.max_regression, 8.0 if a.seconds is None else a.seconds,
+                                   batch, threads, images, seed=a.seed or 0, say=_err)
+    else:
+        if len(a.models) != 1:
+            raise EdgecvError(f"{modes[0]} takes one model (got {len(a.models)}); to gate two against each other, "
+                              "use --compare")
+        if a.save_baseline:
+            data = L.record_baseline(a.models[0], a.save_baseline, 3.0 if a.seconds is None else a.seconds, a.runs or 3,
+                                     batch, threads, images, seed=a.seed or 0, force=a.force, say=_err)
+            st = data["stats"]
+            print(f"baseline {a.save_baseline}: {data['model']}, {st['median_ms']:.2f} ms = {st['median_ratio']:.3f} x "
+                  f"the reference workload ({st['reference_ms']:.2f} ms); 95% interval ±{st['half_width'] * 100:.1f}%, "
+                  f"blocks spread {st['spread'] * 100:.1f}%; runs {', '.join(f'{r:.3f}' for r in st['run_medians'])}, "
+                  f"the two fastest {st['occasion_sd'] * 100:.1f}% apart")
+            for p in data["forced"]:
+                _err(f"edgecv: warning: written with --force despite: {p}")
+            print(f"a gate against it can resolve a slowdown of about {L.resolution(st) * 100:.0f}% or more at this "
+                  "noise: set --max-regression above that")
+            return 0
+        result = L.check_baseline(a.models[0], a.baseline, a.max_regression, a.seconds, a.runs, threads, images,
+                                  seed=1000 if a.seed is None else a.seed, say=_err,
+                                  max_reference_shift=L.MAX_REFERENCE_SHIFT if a.max_reference_shift is None
+                                  else a.max_reference_shift)
+    print(result.report())
+    if a.json:
+        Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
+    v = result.verdict
+    if v.verdict == "regression":
+        _err(f"edgecv: gate failed: {result.timings[-1].model} is slower: {v.summary()}")
+    elif v.verdict == "inconclusive":
+        _err(f"edgecv: inconclusive: {v.reason}; "
+             f"{L.advice(v, result.settings.get('seconds_flag'), result.mode == 'baseline')}")
+    return v.exit_code
 
 
 COMMANDS = {
