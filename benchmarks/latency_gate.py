@@ -21,6 +21,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -91,22 +93,14 @@ def cell(label: str, runs: int, gate) -> dict:
             "inconclusive_reasons": reasons}
 
 
-def median(x):
-    import numpy as np
-
-    return float(np.median(x))
-
-
-def table(cells: list[dict], verdict: str) -> str:
+def table(cells: list[dict]) -> str:
     head = f"{'case':<44} {'runs':>4} {'ok':>4} {'regression':>10} {'inconclusive':>12}  {'median change':>13}  " \
            f"{'median s/run':>12}"
     lines = [head, "-" * len(head)]
     for c in cells:
         n = c["counts"]
-        mark = n[verdict]
         lines.append(f"{c['label']:<44} {c['runs']:>4} {n['ok']:>4} {n['regression']:>10} {n['inconclusive']:>12}  "
-                     f"{(median([r[0] for r in c['ratios']]) - 1) * 100:>+12.1f}%  {median(c['seconds']):>12.1f}"
-                     + ("" if mark is None else ""))
+                     f"{(np.median([r[0] for r in c['ratios']]) - 1) * 100:>+12.1f}%  {np.median(c['seconds']):>12.1f}")
     return "\n".join(lines)
 
 
@@ -199,9 +193,9 @@ def write_md(data: dict, path: Path) -> None:
     lines = [f"# Latency gate on {m['cpu']}, {m['cores']} cores, ISA {' '.join(m.get('isa', [])) or 'baseline x86'}",
              "", f"versions: {m['versions']}; limit {LIMIT * 100:.0f}%; bundles openvino FP32", "",
              "False alarms (unchanged bundle; a regression verdict is a false alarm):", "", "```",
-             table(false, "regression"), "```", "",
+             table(false), "```", "",
              "Detection (YOLOv8n at 704 = 1.21x and 672 = 1.10x the work of 640, against 640):", "", "```",
-             table(det, "regression"), "```", ""]
+             table(det), "```", ""]
     if "bench5" in data:
         lines += [f"`bench --seconds 5`, load included: {data['bench5']['y8-640']:.1f} s (YOLOv8n 640), "
                   f"{data['bench5']['tiny']:.1f} s (edgecv-tiny)", ""]

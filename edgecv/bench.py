@@ -57,6 +57,13 @@ def synthetic_image(h: int = 480, w: int = 640) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def cycled_batches(images: Sequence[np.ndarray] | None, batch: int) -> list[list[np.ndarray]]:
+    """Batches of ``batch`` images cycled from ``images`` (the fixed synthetic image when None),
+    as many as there are images."""
+    imgs = list(images) if images else [synthetic_image()]
+    return [[imgs[(i * batch + j) % len(imgs)] for j in range(batch)] for i in range(len(imgs))]
+
+
 @dataclass
 class BenchResult:
     rows: list[dict]
@@ -83,7 +90,7 @@ def bench_detector(det, images: Sequence[np.ndarray], batch: int = 1, seconds: f
     """
     if not images:
         raise EdgecvError("bench needs at least one image")
-    batches = [[images[(i * batch + j) % len(images)] for j in range(batch)] for i in range(max(1, len(images)))]
+    batches = cycled_batches(images, batch)
     t_end, n = time.perf_counter() + warmup_seconds, 0
     while n < warmup or time.perf_counter() < t_end:
         det.predict(batches[n % len(batches)])

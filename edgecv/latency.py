@@ -439,13 +439,6 @@ def advice(v: Verdict, seconds: float | None, runs: bool = False) -> str:
     return f"measure about {v.longer_by:.1f} times longer to settle it"
 
 
-def _batches(images: Sequence[np.ndarray] | None, batch: int) -> list[list[np.ndarray]]:
-    from .bench import synthetic_image
-
-    imgs = list(images) if images else [synthetic_image()]
-    return [[imgs[(i * batch + j) % len(imgs)] for j in range(batch)] for i in range(max(1, len(imgs)))]
-
-
 class _Calls:
     """``det.predict`` on batches cycled from a fixed list, as a zero-argument callable."""
 
@@ -533,12 +526,15 @@ def compare_latency(old: Any, new: Any, max_regression: float = 0.10, seconds: f
                 dets.append(_open(spec, threads, open_model))
                 opened.append(dets[-1])
         names = [_name(s, d) for s, d in zip((old, new), dets)]
-        batches = _batches(images, batch)
+        from .bench import cycled_batches
+
+        batches = cycled_batches(images, batch)
         runners = [_Calls(d, batches) for d in dets]
         if say:
             say(f"warming up {names[0]} and {names[1]}")
-        per_call = [_warm(r, 5, warmup_seconds) for r in runners]
-        per_call = [_warm(r, 3, 0.0) for r in runners]  # once more each, after both are warm
+        for r in runners:
+            _warm(r, 5, warmup_seconds)
+        per_call = [_warm(r, 3, 0.0) for r in runners]  # timed once both are warm
         calls, rounds = _plan(seconds, block_ms, [max(per_call)] * 2, 3, 16)
         rounds += rounds % 2
         with CpuLoad() as load:
@@ -566,14 +562,17 @@ def measure_against_reference(model: Any, seconds: float = 10.0, batch: int = 1,
                               warmup_seconds: float = 0.5, open_model: Callable[..., Any] | None = None,
                               say: Callable[[str], None] | None = None) -> tuple[Timing, dict, dict, dict]:
     """Time ``model`` in blocks, each beside a block of the reference workload run with the
-    model's threads, in a balanced seeded order, for about ``seconds``.
+    model's threads, in a balanced seeded order, for about ``seconds``. ``model`` is a bundle
+    or source (loaded here and closed after) or a loaded detector (used as it is).
 
     Returns (timing with per-block ratios, CPU load of the run, machine, fingerprint).
     """
     det = model if hasattr(model, "predict") else _open(model, threads, open_model)
     try:
         name = _name(model, det)
-        runner = _Calls(det, _batches(images, batch))
+        from .bench import cycled_batches
+
+        runner = _Calls(det, cycled_batches(images, batch))
         reference = ReferenceWorkload(det.key, getattr(det, "threads_used", None) or threads)
         if say:
             say(f"warming up {name} and the reference workload ({reference.backend}, "
@@ -597,11 +596,11 @@ def measure_against_reference(model: Any, seconds: float = 10.0, batch: int = 1,
 def fastest_run(ratios_per_run: Sequence[Sequence[float]]) -> int:
     """Index of the run with the lowest median ratio.
 
-    A run's level moves with the load of the model it ran: now and then a load runs 20-40%
-    slower for its whole life while the reference beside it does not (seen on shared 2-core
-    machines, 4 loads in 25). Noise of this kind only ever slows a run, so each side of a
-    baseline gate takes the fastest of the same number of loads, as ``timeit`` takes the best
-    of its repeats: a false alarm then needs every load of the check to be slow.
+    On a shared 2-core machine a YOLOv8n at 640 now and then ran 15-40% slower for a whole run
+    (sometimes for several runs in a row) while the reference beside it moved half as much or
+    not at all. Noise of this kind only ever slows a run, so each side of a baseline gate takes
+    the fastest of the same number of runs, as ``timeit`` takes the best of its repeats: a
+    false alarm then needs every run of the check to be slow.
     """
     return int(np.argmin([np.median(r) for r in ratios_per_run]))
 

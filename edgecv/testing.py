@@ -68,17 +68,21 @@ def check_latency(bundle: str | os.PathLike, baseline: str | os.PathLike | None 
 
     if (baseline is None) == (against is None):
         raise EdgecvError("check_latency takes either baseline= (a stored baseline) or against= (the old bundle)")
+
+    def measured(secs: float | None) -> dict:  # the library's defaults unless a time was given
+        return {} if secs is None else {"seconds": secs}
+
     if against is not None:
         def gate(secs: float | None):
-            return L.compare_latency(against, bundle, max_regression, 8.0 if secs is None else secs, batch, threads,
-                                     images, say=say)
+            return L.compare_latency(against, bundle, max_regression, batch=batch, threads=threads, images=images,
+                                     say=say, **measured(secs))
     else:
         path = Path(baseline)  # type: ignore[arg-type]
         if update is None:
             update = _flag(UPDATE_ENV)
         if update:
-            return L.record_baseline(bundle, path, 3.0 if seconds is None else seconds, runs or 3, batch, threads,
-                                     images, say=say)
+            return L.record_baseline(bundle, path, batch=batch, threads=threads, images=images, say=say,
+                                     **measured(seconds), **({} if runs is None else {"runs": runs}))
 
         def gate(secs: float | None):
             shift = L.MAX_REFERENCE_SHIFT if max_reference_shift is None else max_reference_shift

@@ -728,32 +728,33 @@ def run_latency_gate(a: argparse.Namespace, images: list | None) -> int:
         raise EdgecvError(f"{modes[0]} gates the end-to-end latency; --stream and --peak belong to a plain bench")
     threads = a.threads[0] if a.threads else None
     batch = a.batch[0]
+    secs = {} if a.seconds is None else {"seconds": a.seconds}
     if a.compare:
         if len(a.models) != 2:
             raise EdgecvError(f"--compare takes two models, OLD then NEW (got {len(a.models)})")
-        result = L.compare_latency(a.models[0], a.models[1], a.max_regression, 8.0 if a.seconds is None else a.seconds,
-                                   batch, threads, images, seed=a.seed or 0, say=_err)
+        result = L.compare_latency(a.models[0], a.models[1], a.max_regression, batch=batch, threads=threads,
+                                   images=images, seed=a.seed or 0, say=_err, **secs)
     else:
         if len(a.models) != 1:
             raise EdgecvError(f"{modes[0]} takes one model (got {len(a.models)}); to gate two against each other, "
                               "use --compare")
         if a.save_baseline:
-            data = L.record_baseline(a.models[0], a.save_baseline, 3.0 if a.seconds is None else a.seconds, a.runs or 3,
-                                     batch, threads, images, seed=a.seed or 0, force=a.force, say=_err)
+            data = L.record_baseline(a.models[0], a.save_baseline, batch=batch, threads=threads,
+                                     images=images, seed=a.seed or 0, force=a.force, say=_err, **secs,
+                                     **({} if a.runs is None else {"runs": a.runs}))
             st = data["stats"]
             print(f"baseline {a.save_baseline}: {data['model']}, {st['median_ms']:.2f} ms = {st['median_ratio']:.3f} x "
                   f"the reference workload ({st['reference_ms']:.2f} ms); 95% interval ±{st['half_width'] * 100:.1f}%, "
                   f"blocks spread {st['spread'] * 100:.1f}%; runs {', '.join(f'{r:.3f}' for r in st['run_medians'])}, "
-                  f"the two fastest {st['occasion_sd'] * 100:.1f}% apart")
+                  f"the two fastest {st['occasion_sd'] * 100:.1f}% apart beyond their own noise")
             for p in data["forced"]:
                 _err(f"edgecv: warning: written with --force despite: {p}")
             print(f"a gate against it can resolve a slowdown of about {L.resolution(st) * 100:.0f}% or more at this "
                   "noise: set --max-regression above that")
             return 0
+        shift = {} if a.max_reference_shift is None else {"max_reference_shift": a.max_reference_shift}
         result = L.check_baseline(a.models[0], a.baseline, a.max_regression, a.seconds, a.runs, threads, images,
-                                  seed=1000 if a.seed is None else a.seed, say=_err,
-                                  max_reference_shift=L.MAX_REFERENCE_SHIFT if a.max_reference_shift is None
-                                  else a.max_reference_shift)
+                                  say=_err, **({} if a.seed is None else {"seed": a.seed}), **shift)
     print(result.report())
     if a.json:
         Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
