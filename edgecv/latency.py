@@ -201,10 +201,11 @@ def measure_blocks(runners: Sequence[Callable[[], Any]], calls: Sequence[int], r
 
 
 class ReferenceWorkload:
-    """A fixed small convolutional network (``edgecv/assets/reference-workload.onnx``) run by the
-    model's own backend with the model's threads, so that what slows the model on this machine
-    (another process on a core, a busy neighbour, a lower clock, the backend's thread pool
-    waking) slows it alike. Latencies in a stored baseline are ratios to it.
+    """A fixed convolutional network (``edgecv/assets/reference-workload.onnx``), its activations
+    sized for the last-level cache as a detector's are, run by the model's own backend with the
+    model's threads, so that what slows the model on this machine (another process on a core,
+    a neighbour filling the shared cache, a lower clock, the backend's thread pool waking)
+    slows it alike. Latencies in a stored baseline are ratios to it.
 
     ``backend`` onnxruntime or openvino runs it there; any other (the torch reference, TensorRT
     measured on this CPU) runs it in onnxruntime, else openvino, where installed.
