@@ -10,6 +10,7 @@ import pytest
 
 from edgecv.cli import main
 from edgecv.runtimes import is_available
+from edgecv.runtimes.engines import can_build_here
 
 
 def test_env_lists_every_backend(capsys):
@@ -17,7 +18,11 @@ def test_env_lists_every_backend(capsys):
     info = json.loads(capsys.readouterr().out)
     keys = {r["backend"]: r for r in info["backends"]}
     assert {"onnxruntime", "openvino", "torch", "tensorrt"} <= set(keys)
-    assert keys["tensorrt"]["usable"] is False
+    # usable exactly where TensorRT and a GPU are (machine by machine); where not, the row says why
+    why_not = can_build_here()
+    assert keys["tensorrt"]["usable"] is (why_not is None), keys["tensorrt"]
+    if why_not is not None:
+        assert why_not in keys["tensorrt"]["note"], keys["tensorrt"]
     for k in ("onnxruntime", "openvino"):
         assert keys[k]["usable"] == is_available(k)
 
