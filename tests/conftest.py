@@ -79,6 +79,36 @@ def default_bundles(default_src, tmp_path_factory) -> dict[str, Path]:
     return {t: export(default_src, t, out_dir=out) for t in EXPORT_TARGETS}
 
 
+#: calibration images of the default detector's INT8 exports
+CALIB_SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def calib_images() -> list:
+    """The default detector's calibration images: the training split, never the validation split."""
+    return [shapes.render(shapes.SPLIT_SEEDS["train"], i).image for i in range(CALIB_SIZE)]
+
+
+@pytest.fixture(scope="session")
+def default_int8_bundle(default_src, calib_images, tmp_path_factory) -> Path:
+    """The default detector's onnxruntime INT8 bundle, calibrated on 16 images, exported once.
+    Shared by every test that asks for it: read it, never change it."""
+    pytest.importorskip("onnxruntime")
+    from edgecv.export import export
+
+    return export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path_factory.mktemp("int8"),
+                  calib=calib_images, calib_size=16)
+
+
+@pytest.fixture(scope="session")
+def default_tensorrt_graph(default_src, tmp_path_factory) -> Path:
+    """The default detector exported for tensorrt at 320, exported once (where TensorRT is missing:
+    the graph and its settings, no plan). Shared: copy it before changing it."""
+    from edgecv.export import export
+
+    return export(default_src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), imgsz=320)
+
+
 @pytest.fixture(scope="session")
 def make_detector(default_src, default_bundles):
     """key -> a detector of the default model on that backend (``torch``: the reference)."""

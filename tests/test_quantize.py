@@ -12,19 +12,12 @@ from edgecv.datasets import load_dataset
 from edgecv.errors import ExportError
 from edgecv.harness import run_dataset
 
-from .conftest import EXPORT_TARGETS
+from .conftest import CALIB_SIZE, EXPORT_TARGETS
 
 export_mod = pytest.importorskip("edgecv.export")
 from edgecv.export.quantize import CountingReader, output_layers, postprocess_nodes  # noqa: E402
 
-CALIB_SIZE = 64
 MAX_DROP = {"int8": 1.0, "fp16": 0.2}  # mAP50-95 points
-
-
-@pytest.fixture(scope="session")
-def calib_images():
-    """The calibration images: the training split, never the validation split."""
-    return [shapes.render(shapes.SPLIT_SEEDS["train"], i).image for i in range(CALIB_SIZE)]
 
 
 @pytest.fixture(scope="session")
@@ -58,10 +51,8 @@ def test_reduced_precision_keeps_map(target, precision, default_src, calib_image
         assert prov["quantization"]["excluded_nodes"], "the head's output layers stay in float"
 
 
-def test_the_onnxruntime_int8_graph_is_qdq_with_post_processing_in_float(default_src, calib_images, tmp_path):
-    bundle = export_mod.export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path, calib=calib_images,
-                               calib_size=16)
-    model = onnx.load(str(bundle / "model.onnx"))
+def test_the_onnxruntime_int8_graph_is_qdq_with_post_processing_in_float(default_int8_bundle):
+    model = onnx.load(str(default_int8_bundle / "model.onnx"))
     onnx.checker.check_model(model)
     ops = [n.op_type for n in model.graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10
@@ -71,7 +62,7 @@ def test_the_onnxruntime_int8_graph_is_qdq_with_post_processing_in_float(default
     assert all(producers[i].op_type != "DequantizeLinear" for i in nms.input if i in producers)
 
 
-def test_onnxruntime_int8_runs_the_network_in_integer_kernels(default_src, calib_images, tmp_path):
+def test_onnxruntime_int8_runs_the_network_in_integer_kernels(default_int8_bundle, tmp_path):
     """The activations between convolutions stay INT8: after onnxruntime's QDQ fusion, no float
     activation is left in the network and values are dequantized only where the float head layers
     start. (With only Conv quantized, each layer's output went INT8 -> float -> INT8, and INT8 ran
@@ -80,8 +71,7 @@ def test_onnxruntime_int8_runs_the_network_in_integer_kernels(default_src, calib
 
     import onnxruntime as ort
 
-    bundle = export_mod.export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path, calib=calib_images,
-                               calib_size=16)
+    bundle = default_int8_bundle
     so = ort.SessionOptions()
     so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(str(bundle / "model.onnx"), so, providers=["CPUExecutionProvider"])
@@ -242,14 +232,13 @@ def test_openvino_fp16_budget_is_a_validation_gate(val_set, tmp_path, capsys):
     assert v["gate"] == {"max_map_drop": -1.0, "passed": False} and v["inference_precision"] == "f32"
 
 
-def test_sensitivity_ranks_layers_on_the_graph_the_target_runs(default_src, default_bundles, calib_images, tmp_path):
+def test_sensitivity_ranks_layers_on_the_graph_the_target_runs(default_bundles, default_int8_bundle, calib_images):
     """Keeping the top-ranked layer in float, in the onnxruntime INT8 graph run with its integer
     kernels, brings the head's outputs closer to FP32 than keeping the bottom-ranked one."""
     from edgecv.export.accuracy import _with_float_layer, layer_sensitivity
     from edgecv.export.calibration import calibration_set
 
-    bundle = export_mod.export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path, calib=calib_images,
-                               calib_size=16)
+    bundle = default_int8_bundle
     cal = calibration_set(calib_images, (320, 320), size=16)
     ranking = layer_sensitivity(default_bundles["onnxruntime"] / "model.onnx", bundle / "model.onnx", cal, samples=4)
     q = onnx.load(str(bundle / "model.onnx"))

@@ -138,12 +138,10 @@ def trt_double(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def graph_bundle(default_src, tmp_path_factory):
+def graph_bundle(default_tensorrt_graph):
     """The default detector exported for tensorrt here (no TensorRT: graph and settings only)."""
-    from edgecv.export import export
-
     assert importlib.util.find_spec("tensorrt") is None or "tensorrt" in sys.modules
-    return export(default_src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), imgsz=320)
+    return default_tensorrt_graph
 
 
 @pytest.fixture

@@ -137,11 +137,8 @@ def test_the_doctor_command(tmp_path, capsys):
     assert "not a readable ONNX graph" in capsys.readouterr().err
 
 
-def test_bundles_are_checked_with_their_profile(default_bundles, tmp_path, capsys):
-    from edgecv.export import export
-
-    b = export(None, "tensorrt", out_dir=tmp_path, imgsz=320)
-    assert main(["doctor", str(b)]) == 0
+def test_bundles_are_checked_with_their_profile(default_bundles, default_tensorrt_graph, capsys):
+    assert main(["doctor", str(default_tensorrt_graph)]) == 0
     out = capsys.readouterr().out
     assert "0 error(s), 0 warning(s)" in out
     assert main(["doctor", str(default_bundles["onnxruntime"])]) == 0  # its ONNX graph is the same
