@@ -70,6 +70,7 @@ def test_export_command_writes_a_loadable_bundle(tmp_path, capsys):
         assert det.input_size == (256, 256)
 
 
+@pytest.mark.slow
 def test_demo_prints_the_table(tmp_path, capsys):
     assert main(["demo", "--out-dir", str(tmp_path), "--count", "6", "--json", str(tmp_path / "rows.json")]) == 0
     out = capsys.readouterr().out

@@ -79,6 +79,7 @@ def perturbed_bundle(default_src, tmp_path_factory):
     return export(src, "onnxruntime", out_dir=tmp_path_factory.mktemp("perturbed"))
 
 
+@pytest.mark.slow
 def test_compare_gate_fails_a_worse_candidate_and_passes_an_identical_one(default_bundles, perturbed_bundle, val_set,
                                                                           tmp_path, capsys):
     from edgecv.cli import main

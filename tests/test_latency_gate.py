@@ -169,6 +169,7 @@ class SleepingDetector:
         pass
 
 
+@pytest.mark.slow
 def test_the_baseline_writer_refuses_a_noisy_run(tmp_path):
     path = tmp_path / "noisy.json"
     with pytest.raises(L.NoisyBaseline, match="not writing the baseline") as e:
@@ -216,6 +217,7 @@ def _scale(factor):
     return edit
 
 
+@pytest.mark.slow
 def test_a_baseline_from_another_machine_is_reported_never_a_regression(default_bundles, recorded, tmp_path):
     def other(data):
         _scale(0.2)(data)  # five times faster there: a regression if it were this machine
@@ -226,6 +228,7 @@ def test_a_baseline_from_another_machine_is_reported_never_a_regression(default_
     assert "Some Other CPU" in v.verdict.reason
 
 
+@pytest.mark.slow
 def test_a_machine_in_another_state_is_not_judged(default_bundles, recorded, tmp_path):
     def slower_then(data):
         _scale(0.2)(data)  # a regression, if the ratio could be trusted
@@ -235,6 +238,7 @@ def test_a_machine_in_another_state_is_not_judged(default_bundles, recorded, tmp
     assert r.verdict.verdict == "inconclusive" and "the reference workload ran +" in r.verdict.reason
 
 
+@pytest.mark.slow
 def test_the_fingerprint_reports_a_changed_model_exactly(default_bundles, recorded, tmp_path):
     def changed(data):
         data["fingerprint"]["graph_sha256"] = "0" * 64
@@ -247,6 +251,7 @@ def test_the_fingerprint_reports_a_changed_model_exactly(default_bundles, record
 
 # --- the CLI's exit codes ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_exit_codes(default_bundles, recorded, tmp_path, capsys):
     from edgecv.cli import main
 
@@ -277,6 +282,7 @@ def test_cli_exit_codes(default_bundles, recorded, tmp_path, capsys):
     assert "--compare takes two models" in err and "no latency baseline" in err and "separate gates" in err
 
 
+@pytest.mark.slow
 def test_cli_saves_a_baseline(default_bundles, tmp_path, capsys):
     from edgecv.cli import main
 
@@ -307,6 +313,7 @@ def test_fixture_missing_baseline_fails_under_ci_and_skips_otherwise(pytester, d
     assert not (pytester.path / "latency.json").exists()
 
 
+@pytest.mark.slow
 def test_fixture_writes_only_when_asked_and_skips_when_inconclusive(pytester, default_bundles, recorded, monkeypatch):
     bundle = default_bundles["onnxruntime"]
     monkeypatch.delenv("CI", raising=False)
@@ -333,6 +340,7 @@ def test_fixture_writes_only_when_asked_and_skips_when_inconclusive(pytester, de
         assert json.loads((pytester.path / "new.json").read_text())["schema"] == L.SCHEMA
 
 
+@pytest.mark.slow
 def test_check_latency_raises_on_a_regression(default_bundles, recorded, tmp_path):
     from edgecv.testing import LatencyRegression, check_latency
 

@@ -35,6 +35,7 @@ def fp32_map(default_bundles, val60):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_reduced_precision_keeps_map(target, precision, default_src, calib_images, val60, fp32_map, tmp_path):
@@ -97,6 +98,7 @@ def test_fp16_keeps_named_layers_in_float(default_bundles, tmp_path):
     assert inits[by_name[convs[4]].input[1]] == onnx.TensorProto.FLOAT16
 
 
+@pytest.mark.slow
 def test_openvino_bf16_bundle(default_src, val60, fp32_map, tmp_path):
     """bf16 asks the CPU plugin for bf16 compute on FP32 weights; where the CPU has no bf16, the
     plugin runs f32, and the detector says which it got."""
@@ -146,6 +148,7 @@ def test_graph_rules(default_bundles):
     assert len(heads) == 6 and all(by_name[n].op_type == "Conv" for n in heads)  # box and class convs of 3 levels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
 def test_tensorrt_graphs(precision, default_src, calib_images, val60, fp32_map, tmp_path):
     """The graphs TensorRT builds in strongly typed mode, checked and measured with onnxruntime."""
@@ -176,6 +179,7 @@ def test_tensorrt_graphs(precision, default_src, calib_images, val60, fp32_map, 
     assert drop <= MAX_DROP[precision], f"tensorrt {precision} graph loses {drop:.2f} points in onnxruntime"
 
 
+@pytest.mark.slow
 def test_accuracy_control_fails_with_exit_1_and_writes_nothing(val_set, tmp_path, capsys):
     from edgecv.cli import main
 
@@ -195,6 +199,7 @@ def test_accuracy_control_fails_with_exit_1_and_writes_nothing(val_set, tmp_path
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow
 def test_accuracy_control_keeps_layers_in_float_until_the_budget_is_met(default_src, calib_images, val60, tmp_path):
     from edgecv.export.accuracy import AccuracyBudgetError, export_within_budget
 
@@ -218,6 +223,7 @@ def test_accuracy_control_keeps_layers_in_float_until_the_budget_is_met(default_
         Bundle.open(bundle).manifest["provenance"]["quantization"]["excluded_nodes"])
 
 
+@pytest.mark.slow
 def test_openvino_fp16_budget_is_a_validation_gate(val_set, tmp_path, capsys):
     """An openvino FP16 IR has no layers to keep in float: --max-map-drop validates it and exits 1
     over the budget, with the failed gate in the manifest, instead of looping over layers."""

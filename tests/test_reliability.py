@@ -235,6 +235,7 @@ SOAK_CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads memory and descriptors from /proc")
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_soak_memory_threads_and_descriptors_stay_flat(target, small_bundles, capsys):
@@ -260,6 +261,7 @@ def test_soak_memory_threads_and_descriptors_stay_flat(target, small_bundles, ca
     assert fds[1] <= fds[0] and threads[1] <= threads[0] + 1  # +1: a pool thread the backend may keep for reuse
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads descriptors and threads from /proc")
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_load_close_cycles_leak_nothing(target, small_bundles, capsys):
@@ -316,6 +318,7 @@ def _conf_of(dest: Path) -> float:
     return Bundle.open(dest).manifest["output"]["nms"]["score_threshold"]  # verifies every file
 
 
+@pytest.mark.slow
 def test_an_export_killed_at_any_stage_leaves_the_previous_bundle_or_the_new_one(tmp_path, capsys):
     dest = tmp_path / "b"
     assert _export_child("none", dest, 0.001).returncode == 0
@@ -341,6 +344,7 @@ def test_an_export_killed_at_any_stage_leaves_the_previous_bundle_or_the_new_one
               + ", ".join(f"{s} -> {o} bundle" for s, o in outcome.items()))
 
 
+@pytest.mark.slow
 def test_a_swap_cut_between_its_two_renames_is_repaired(tmp_path):
     """Where the atomic exchange is missing, a kill between the two renames leaves no bundle at
     dest for a moment; the next export (or clean_stale) puts the previous one back."""
@@ -356,6 +360,7 @@ def test_a_swap_cut_between_its_two_renames_is_repaired(tmp_path):
     assert _conf_of(dest) == 0.001
 
 
+@pytest.mark.slow
 def test_concurrent_exports_to_one_output_leave_one_whole_bundle(tmp_path, capsys):
     dest = tmp_path / "b"
     confs = [0.01, 0.02, 0.03]

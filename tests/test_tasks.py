@@ -59,6 +59,7 @@ def test_fp32_segmenter_keeps_the_sources_miou(target, task_bundles, task_refere
 
 # --- INT8 keeps the accuracy -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_int8_loses_at_most_one_point(task, target, task_bundles, task_reference, cls_set, seg_set):
@@ -277,6 +278,7 @@ def test_task_datasets_are_checked(tmp_path, seg_set):
 
 # --- the command line ---------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_exports_validates_compares_benches_and_predicts(tmp_path, seg_set, task_calib, capsys):
     """The U-Net as a user hands it over: a TorchScript file and --task segment."""
     import torch
@@ -332,6 +334,7 @@ def test_cli_exports_validates_compares_benches_and_predicts(tmp_path, seg_set, 
     assert "argmax class id" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_classifier_from_a_torchvision_state_dict(tmp_path, cls_set, capsys):
     """A torchvision ResNet-18 state dict with --arch: recognised as a classifier, ImageNet's
     normalisation in the graph, no unpickling."""
@@ -366,10 +369,14 @@ def test_cli_classifier_from_a_torchvision_state_dict(tmp_path, cls_set, capsys)
 
 # --- torchvision's classifiers and segmenters ---------------------------------------------------------
 
-@pytest.mark.parametrize("arch,size", [("googlenet", 96), ("inception_v3", 128), ("mobilenet_v3_small", 96),
-                                       ("efficientnet_b0", 96), ("resnext50_32x4d", 64),
-                                       ("lraspp_mobilenet_v3_large", 96), ("deeplabv3_mobilenet_v3_large", 64),
-                                       ("fcn_resnet50", 64)])
+# the larger networks take 4-9 s each: two classifiers and a segmenter stay in the fast lane
+@pytest.mark.parametrize("arch,size", [pytest.param("googlenet", 96, marks=pytest.mark.slow),
+                                       pytest.param("inception_v3", 128, marks=pytest.mark.slow),
+                                       ("mobilenet_v3_small", 96), ("efficientnet_b0", 96),
+                                       pytest.param("resnext50_32x4d", 64, marks=pytest.mark.slow),
+                                       ("lraspp_mobilenet_v3_large", 96),
+                                       pytest.param("deeplabv3_mobilenet_v3_large", 64, marks=pytest.mark.slow),
+                                       pytest.param("fcn_resnet50", 64, marks=pytest.mark.slow)])
 def test_torchvision_constructors_match_pytorch(arch, size, tmp_path, val_images):
     """Random weights (no pretrained weights can be downloaded here): the bundle must reproduce the
     PyTorch graph's class probabilities, or its class map."""
@@ -403,6 +410,7 @@ def test_torchvision_constructors_match_pytorch(arch, size, tmp_path, val_images
                 assert (a.class_map == b.class_map).mean() > 0.999, arch
 
 
+@pytest.mark.slow
 def test_int8_accuracy_control_on_top1(tmp_path, cls_set, task_calib):
     """export --max-drop for a classifier: the budget in top-1 points, layers kept in float by
     sensitivity while it is not met, the figures in the manifest."""

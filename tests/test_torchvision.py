@@ -54,7 +54,9 @@ def _image(seed: int = 0) -> torch.Tensor:
     return torch.rand(3, SIZE, SIZE, generator=g)
 
 
-@pytest.mark.parametrize("arch,classes", FAMILIES)
+# the ResNet-50 Faster R-CNN's own forward takes seconds: the other families keep this in the fast lane
+@pytest.mark.parametrize("arch,classes", [pytest.param(*f, marks=pytest.mark.slow) if f[0] == "fasterrcnn_resnet50_fpn_v2"
+                                          else f for f in FAMILIES])
 def test_adapter_candidates_hold_torchvisions_own_detections(arch, classes):
     """Every detection torchvision's own forward makes is among the adapter's candidates, with the
     same box, and the same score for the same class (label mapping included)."""
@@ -76,6 +78,7 @@ def test_adapter_candidates_hold_torchvisions_own_detections(arch, classes):
         assert close.any(), f"{arch}: torchvision's {label.item()}/{score:.4f} at {box.tolist()} is not a candidate"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch,classes", FAMILIES)
 def test_bundles_match_raw_head_outputs(arch, classes, tmp_path):
     """FP32 bundles (raw mode: candidates before NMS) reproduce the PyTorch graph within 1e-4."""
@@ -166,6 +169,7 @@ def test_cli_exports_a_state_dict_with_arch(tmp_path, capsys):
     assert code == 2 and "does not fit" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_mask_rcnn_bundles_return_the_sources_masks(tmp_path):
     """Mask R-CNN (random weights, full size): batch 1 in the manifest, masks for the kept boxes
     from the graph, pasted on the host; each bundle's mask probabilities match the PyTorch graph's."""
@@ -225,6 +229,7 @@ def cv2_blur(p: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(p, (0, 0), 4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["retinanet", "fcos", "ssd", "fasterrcnn", "maskrcnn"])
 def test_trained_fixtures_keep_their_map_in_every_bundle(family, val_set, tmp_path):
     """A trained torchvision detector (torchvision's own classes and losses, small backbone):
@@ -259,6 +264,7 @@ def test_trained_fixtures_keep_their_map_in_every_bundle(family, val_set, tmp_pa
             assert want.mask_metrics.map > 0.1 and abs(got.mask_metrics.map - want.mask_metrics.map) < 0.005
 
 
+@pytest.mark.slow
 def test_two_stage_fp16_graphs_keep_the_sources_map(val_set, tmp_path):
     """The FP16 graph of a two-stage detector (onnxruntime and tensorrt share it): the If of
     torchvision's RPN and what it reads stay FP32, so the graph loads and keeps the mAP."""

@@ -74,6 +74,7 @@ def _second_labels(ours: tuple, theirs: tuple) -> int:
     return int(dup.any(1).sum())
 
 
+@pytest.mark.slow
 def test_bundles_match_ultralytics_own_predictions_box_for_box(yolov8n, val_set, tmp_path):
     from ultralytics import YOLO
 
@@ -146,6 +147,7 @@ def test_cli_exports_an_ultralytics_checkpoint(yolov8n, tmp_path, capsys):
     assert m["classes"][:2] == ["circle", "square"] and m["provenance"]["source"]["kind"] == "ultralytics"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("yaml", ["yolo11n.yaml", "yolov5nu.yaml", "yolov3-tinyu.yaml"])
 def test_other_yolo_generations_match_raw_head_outputs(yaml, tmp_path):
     """YOLO11, YOLOv5u and YOLOv3-tiny from Ultralytics' own yamls (random weights): each FP32
