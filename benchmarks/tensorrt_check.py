@@ -5,7 +5,7 @@
 Each family's trained member (as in families_cpu.py) is exported with ``--target tensorrt``
 at FP32, FP16 and INT8 (calibrated on shapes training images; no plan: TensorRT is not
 needed) and its graph is checked against TensorRT 10.3, 10.15 and 11.x
-(``edgecv.trt_check``). Export refuses a graph with errors, so a cell that fails says
+(``edgecv.runtimes.tensorrt.static_check``). Export refuses a graph with errors, so a cell that fails says
 why. Writes ``tensorrt-check-<date>.json`` and ``.md`` under ``--out``.
 """
 
@@ -24,7 +24,7 @@ from edgecv.bench import machine
 from edgecv.data import shapes
 from edgecv.errors import EdgecvError
 from edgecv.export import export
-from edgecv.trt_check import check_bundle
+from edgecv.runtimes.tensorrt.static_check import check_bundle
 from edgecv.harness import _table
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -52,7 +52,7 @@ def main() -> None:
             try:
                 bundle = export(src, "tensorrt", precision=precision, imgsz=320, out_dir=work / "bundles",
                                 name=f"{src.name}-tensorrt-{precision}", calib=str(calib_dir),
-                                calib_size=args.calib_size, tensorrt={"build_engine": False})
+                                calib_size=args.calib_size, tensorrt={"build_plan": False})
                 report = check_bundle(bundle)
                 ops = collections.Counter(f.op for f in report.findings)
                 row.update(passes=not report.errors, nodes=report.nodes, opset=report.opset,

@@ -30,6 +30,11 @@ class BackendUnavailableError(EdgecvError):
     """The backend a bundle or target needs is not installed or cannot run here."""
 
 
+class CudaError(BackendUnavailableError):
+    """A CUDA runtime call failed: no driver or device, or the GPU refused (out of memory). While
+    a batch runs, the TensorRT backend raises it as the cause of an :class:`InferenceError`."""
+
+
 class InferenceError(EdgecvError):
     """The backend failed while running a batch; its own message is attached (``__cause__``)."""
 

@@ -215,10 +215,11 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         calib: INT8 calibration images: a folder, a data set, or an iterable of BGR arrays.
         calib_size / calib_method / seed: how many (a seeded random subset), and how ranges are set.
         exclude: node names kept in float on top of the post-processing.
-        tensorrt: TensorRT build settings (see :data:`edgecv.runtimes.engines.BUILD_DEFAULTS`:
+        tensorrt: TensorRT build settings (see :data:`edgecv.runtimes.tensorrt.plans.BUILD_DEFAULTS`:
             ``max_batch``, ``opt_batch``, ``workspace_mb``, ``version_compatible``,
-            ``hardware_compatibility``, ``optimization_level``) and ``build_engine`` (None: build
-            the plan when TensorRT and a GPU are here; True: require it; False: never).
+            ``hardware_compatibility``, ``optimization_level``) and ``build_plan`` (None: build
+            the plan when TensorRT and a GPU are here; True: require it; False: never;
+            ``build_engine``, its old name, still works).
         probabilities: segmenters: also output the per-pixel softmax ``probs`` [B, C, H, W]
             (the class map ``labels`` is always there).
         crop_resize (in ``kwargs``): classifiers: the shorter side before the centre crop

@@ -22,10 +22,10 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
             accuracy of a tensorrt bundle's graph on a CPU).
         **options: passed to the detector: ``conf``, ``color``, ``threads``, ``batch_size``
             and backend settings (see :class:`edgecv.runtimes.base.Detector`). For tensorrt
-            bundles: ``build_engine=True`` builds a plan on first load when the bundle has none
-            for this GPU and TensorRT version, kept in the bundle or in ``engine_cache`` (a
-            directory, also searched without ``build_engine``); see
-            :class:`edgecv.runtimes.tensorrt.TensorRtDetector`.
+            bundles: ``build_plan=True`` builds a plan on first load when the bundle has none
+            for this GPU and TensorRT version, kept in the bundle or in ``plan_cache`` (a
+            directory, also searched without ``build_plan``); see
+            :class:`edgecv.runtimes.tensorrt.backend.TensorRtDetector`.
 
     Raises:
         BundleError: the bundle is missing, malformed or was modified.

@@ -35,7 +35,7 @@ def register(key: str, target: str, requires: str, extra: str | None = None, hin
 register("onnxruntime", "onnxruntime:OnnxRuntimeDetector", "onnxruntime")
 register("openvino", "openvino:OpenVinoDetector", "openvino")
 register("torch", "torch:TorchDetector", "torch", extra="export")
-register("tensorrt", "tensorrt:TensorRtDetector", "tensorrt",
+register("tensorrt", "tensorrt.backend:TensorRtDetector", "tensorrt",
          hint="TensorRT comes from NVIDIA: on x86-64 `pip install 'edgecv[tensorrt]' tensorrt`; on a Jetson, JetPack's "
               "python3-libnvinfer (a virtual environment needs --system-site-packages) and `pip install "
               "'edgecv[tensorrt]'`. To check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')")

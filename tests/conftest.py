@@ -37,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
     if importlib.util.find_spec("tensorrt") is None:
         reason = "needs TensorRT and an NVIDIA GPU; TensorRT is not installed here"
     else:
-        from edgecv.runtimes.engines import can_build_here
+        from edgecv.runtimes.tensorrt.plans import can_build_here
 
         why = can_build_here()
         reason = f"needs TensorRT and an NVIDIA GPU: {why}" if why else None

@@ -10,7 +10,7 @@ import pytest
 
 from edgecv.cli import main
 from edgecv.runtimes import is_available
-from edgecv.runtimes.engines import can_build_here
+from edgecv.runtimes.tensorrt.plans import can_build_here
 
 
 def test_env_lists_every_backend(capsys):

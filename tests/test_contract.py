@@ -43,7 +43,7 @@ def make(make_detector, default_src, tmp_path_factory, task_bundles):
         if task not in state:
             import sys
 
-            import edgecv.runtimes.cuda as cuda_mod
+            import edgecv.runtimes.tensorrt.cuda as cuda_mod
 
             from .trt_double import FakeCuda, make_tensorrt
 
@@ -53,7 +53,7 @@ def make(make_detector, default_src, tmp_path_factory, task_bundles):
                 mp.setattr(cuda_mod, "open_cuda", lambda prefer=None: cuda)
             src = default_src if task == "detect" else example_model(task)
             kw = {} if task == "detect" else {"task": task, "names": task_names(task), "imgsz": TASK_SIZES[task]}
-            state[task] = export(src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), tensorrt={"build_engine": True},
+            state[task] = export(src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), tensorrt={"build_plan": True},
                                  **kw)
         return load(state[task], **options)
 

@@ -168,7 +168,7 @@ def test_tensorrt_graphs(precision, default_src, calib_images, val60, fp32_map, 
     else:
         assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
         assert [o.type.tensor_type.elem_type for o in model.graph.output][1] == onnx.TensorProto.FLOAT
-    from edgecv.trt_check import check_bundle
+    from edgecv.runtimes.tensorrt.static_check import check_bundle
 
     report = check_bundle(bundle)  # export refused errors; these graphs have no warnings either
     assert report.errors == [] and report.findings_of("warning") == [], report.table()

@@ -24,8 +24,10 @@ import pytest
 from edgecv import BackendUnavailableError, EdgecvError, load
 from edgecv.bundle import MANIFEST_NAME, Bundle, add_file
 from edgecv.cli import main
-from edgecv.runtimes import engines
-from edgecv.runtimes.engines import Identity
+from edgecv.errors import CudaError, InferenceError
+from edgecv.runtimes.tensorrt import plans
+from edgecv.runtimes.tensorrt.api import TrtApi
+from edgecv.runtimes.tensorrt.plans import Identity
 
 from .trt_double import FakeCuda, make_tensorrt
 
@@ -51,25 +53,25 @@ def entry(gpu="NVIDIA Orin", cc="8.7", trt="10.3.0", vc=False, hw="none", graph=
     (entry(hw="ampere_plus"), Identity("Tesla T4", "7.5", "10.3.0"), False),
 ])
 def test_which_plans_run_where(plan, here, fits):
-    reason = engines.refusal(plan, here)
+    reason = plans.refusal(plan, here)
     assert (reason is None) == fits, reason
 
 
 def test_selection_prefers_the_exact_plan_and_never_one_of_another_graph():
     compatible = entry(hw="ampere_plus", gpu="NVIDIA A100", cc="8.0", file="a.plan")
     exact = entry(file="b.plan")
-    assert engines.select([compatible, exact], ORIN)["file"] == "b.plan"
-    assert engines.select([compatible], ORIN)["file"] == "a.plan"
-    assert engines.select([entry(graph="x" * 64)], ORIN, graph_sha256="y" * 64) is None
-    assert engines.select([entry(trt="10.4.0")], ORIN) is None
+    assert plans.select([compatible, exact], ORIN)["file"] == "b.plan"
+    assert plans.select([compatible], ORIN)["file"] == "a.plan"
+    assert plans.select([entry(graph="x" * 64)], ORIN, graph_sha256="y" * 64) is None
+    assert plans.select([entry(trt="10.4.0")], ORIN) is None
 
 
 def test_the_refusal_names_what_was_found_this_machine_and_the_fix():
-    msg = engines.mismatch_message([entry(trt="10.4.0", gpu="NVIDIA RTX 6000", cc="8.9")], ORIN, "b")
+    msg = plans.mismatch_message([entry(trt="10.4.0", gpu="NVIDIA RTX 6000", cc="8.9")], ORIN, "b")
     for part in ("NVIDIA RTX 6000 (compute capability 8.9) with TensorRT 10.4.0", "this machine has 10.3.0",
-                 "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0", "edgecv build b", "build_engine=True"):
+                 "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0", "edgecv build b", "build_plan=True"):
         assert part in msg
-    assert "no TensorRT plan yet" in engines.mismatch_message([], ORIN, "b")
+    assert "no TensorRT plan yet" in plans.mismatch_message([], ORIN, "b")
 
 
 def test_identity_keys_are_file_names():
@@ -78,34 +80,34 @@ def test_identity_keys_are_file_names():
 
 
 def test_profiles_and_settings():
-    s = engines.check_settings({"max_batch": 16, "opt_batch": 4})
+    s = plans.check_settings({"max_batch": 16, "opt_batch": 4})
     manifest = {"input": {"name": "images", "shape": [-1, 320, 256, 3]}}
-    assert engines.profile(manifest, s) == {"images": ((1, 320, 256, 3), (4, 320, 256, 3), (16, 320, 256, 3))}
+    assert plans.profile(manifest, s) == {"images": ((1, 320, 256, 3), (4, 320, 256, 3), (16, 320, 256, 3))}
     manifest["input"]["shape"][0] = 1
-    assert engines.profile(manifest, s) == {"images": ((1, 320, 256, 3),) * 3}
+    assert plans.profile(manifest, s) == {"images": ((1, 320, 256, 3),) * 3}
     for bad, msg in [({"opt_batch": 9, "max_batch": 8}, "opt"), ({"fp16": True}, "unknown"),
                      ({"hardware_compatibility": "turing_plus"}, "hardware compatibility"),
                      ({"workspace_mb": 1}, "workspace"), ({"max_batch": "8"}, "integer")]:
         with pytest.raises(EdgecvError, match=msg):
-            engines.check_settings(bad)
+            plans.check_settings(bad)
 
 
 def _libcudart_here() -> bool:
-    from edgecv.runtimes.cuda import CtypesCuda
+    from edgecv.runtimes.tensorrt.cuda import CtypesCuda
 
     try:
         CtypesCuda()
-    except BackendUnavailableError:
-        return False
-    except EdgecvError:
+    except CudaError:  # the library is there, the GPU is not
         return True
+    except BackendUnavailableError:  # no library
+        return False
     return True
 
 
 @pytest.mark.skipif(not _libcudart_here(), reason="no CUDA runtime library on this machine")
 def test_the_real_cuda_runtime_says_there_is_no_gpu_here():
     """The real libcudart (ctypes): on a machine without a GPU or driver, a clear CudaError."""
-    from edgecv.runtimes.cuda import CtypesCuda, CudaError
+    from edgecv.runtimes.tensorrt.cuda import CtypesCuda
 
     try:
         CtypesCuda().device()
@@ -120,7 +122,7 @@ def test_the_real_cuda_runtime_says_there_is_no_gpu_here():
 @pytest.fixture
 def trt_double(monkeypatch):
     """Install the TEST DOUBLE (tests/trt_double.py) as `tensorrt`, with a fake Orin GPU."""
-    import edgecv.runtimes.cuda as cuda_mod
+    import edgecv.runtimes.tensorrt.cuda as cuda_mod
 
     state = {}
 
@@ -154,7 +156,7 @@ def bundle(graph_bundle, tmp_path):
 def test_export_without_tensorrt_writes_graph_and_settings(graph_bundle):
     rt = Bundle.open(graph_bundle).manifest["runtime"]["tensorrt"]
     assert rt["engines"] == [] and rt["strongly_typed"] is True
-    assert rt["build"] == engines.BUILD_DEFAULTS
+    assert rt["build"] == plans.BUILD_DEFAULTS
     assert rt["profile"] == {"images": {"min": [1, 320, 320, 3], "opt": [1, 320, 320, 3], "max": [8, 320, 320, 3]}}
     assert rt["static_check"]["errors"] == 0 and rt["static_check"]["versions"] == ["10.3", "10.15", "11.x"]
 
@@ -165,7 +167,7 @@ def test_build_adds_a_plan_and_it_runs_like_the_graph(trt_double, bundle, val_im
     (plan,) = b.manifest["runtime"]["tensorrt"]["engines"]
     assert plan["file"] == "engine-nvidia-orin-sm87-trt10.3.0.plan" and plan["build"]["max_batch"] == 4
     assert {f["path"]: f["role"] for f in b.manifest["files"]}[plan["file"]] == "engine"
-    assert plan["graph_sha256"] == engines.graph_sha256(b)
+    assert plan["graph_sha256"] == plans.Graph.of_bundle(b).sha256
     cuda = trt_double.state["cuda"]
     images = val_images[:11]  # three batches at max batch 4
     with load(bundle) as det, load(bundle, backend="onnxruntime") as ref:
@@ -221,25 +223,28 @@ def test_build_on_first_load_into_a_cache_directory(trt_double, bundle, tmp_path
     before = (bundle / MANIFEST_NAME).read_bytes()
     with pytest.raises(BackendUnavailableError, match="no TensorRT plan yet"):
         load(bundle)
-    with load(bundle, build_engine=True, engine_cache=cache) as det:
+    with load(bundle, build_plan=True, plan_cache=cache) as det:
         first = det(val_images[0])
     stats = trt_double.state["trt"].stats
     assert stats["builds"] == 1 and len(list(cache.glob("*.plan"))) == 1
     assert (bundle / MANIFEST_NAME).read_bytes() == before, "a cache directory leaves the bundle untouched"
-    with load(bundle, build_engine=True, engine_cache=cache) as det:
+    with load(bundle, build_plan=True, plan_cache=cache) as det:
         np.testing.assert_array_equal(det(val_images[0]).xyxy, first.xyxy)
     assert stats["builds"] == 1, "the cached plan is used"
     plan = next(cache.glob("*.plan"))
     plan.write_bytes(plan.read_bytes()[:-10] + b"0123456789")  # tampered: its sidecar hash no longer matches
-    with load(bundle, build_engine=True, engine_cache=cache):
+    with load(bundle, build_plan=True, plan_cache=cache):
         pass
     assert stats["builds"] == 2
-    with load(bundle, engine_cache=cache):  # found in the cache without build_engine
+    with load(bundle, plan_cache=cache):  # found in the cache without build_plan
         pass
+    # `edgecv build` looks in the same store: the plan is there, nothing is built
+    assert main(["build", str(bundle), "--cache-dir", str(cache)]) == 0
+    assert stats["builds"] == 2
 
 
 def test_build_on_first_load_into_the_bundle(trt_double, bundle):
-    with load(bundle, build_engine=True):
+    with load(bundle, build_plan=True):
         pass
     (plan,) = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"]
     assert (bundle / plan["file"]).is_file()
@@ -259,31 +264,27 @@ def test_the_timing_cache_is_kept_and_reused(trt_double, bundle, tmp_path):
 @pytest.mark.parametrize("version", ["10.3.0", "11.4.0.106"])
 def test_the_adapter_builds_strongly_typed_on_10_and_11(trt_double, bundle, version):
     """11.x has no EXPLICIT_BATCH and no FP16/INT8 flags: touching them would raise here."""
-    from edgecv.runtimes.trt_api import TrtApi
-
     trt = trt_double(version)
     api = TrtApi()
     assert api.major == int(version[:2])
     assert api.network_flags() == 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    s = engines.check_settings({"version_compatible": True})
+    s = plans.check_settings({"version_compatible": True})
     m = Bundle.open(bundle).manifest
-    plan, _ = engines.build_plan(api, bundle / "model.onnx", m, s)
+    plan, _ = api.build(bundle / "model.onnx", s, plans.profile(m, s))
     header = json.loads(plan.split(b"\n")[1])
     assert header["version_compatible"] and header["profiles"] == [{"images": [[1, 320, 320, 3], [1, 320, 320, 3],
                                                                              [8, 320, 320, 3]]}]
     assert header["workspace"] == 1024 << 20
-    same_cc = engines.check_settings({"hardware_compatibility": "same_compute_capability"})
+    same_cc = plans.check_settings({"hardware_compatibility": "same_compute_capability"})
     if version.startswith("10"):
         with pytest.raises(EdgecvError, match="no hardware compatibility level 'same_compute_capability'"):
-            engines.build_plan(api, bundle / "model.onnx", m, same_cc)
+            api.build(bundle / "model.onnx", same_cc, plans.profile(m, same_cc))
     else:
-        plan, _ = engines.build_plan(api, bundle / "model.onnx", m, same_cc)
+        plan, _ = api.build(bundle / "model.onnx", same_cc, plans.profile(m, same_cc))
         assert json.loads(plan.split(b"\n")[1])["hardware"] == "SAME_COMPUTE_CAPABILITY"
 
 
 def test_unsupported_versions_no_gpu_and_parser_errors(trt_double, bundle):
-    from edgecv.runtimes.trt_api import TrtApi
-
     trt_double("8.6.1")
     with pytest.raises(BackendUnavailableError, match="TensorRT 8.6.1 is not supported"):
         TrtApi()
@@ -293,7 +294,7 @@ def test_unsupported_versions_no_gpu_and_parser_errors(trt_double, bundle):
     trt_double("10.3.0", unsupported_ops=("NonMaxSuppression",))
     assert main(["build", str(bundle)]) == 2
     with pytest.raises(EdgecvError, match=r"cannot parse the graph: NonMaxSuppression /nms/NonMaxSuppression"):
-        engines.build_plan(TrtApi(), bundle / "model.onnx", Bundle.open(bundle).manifest, engines.check_settings({}))
+        plans.build_bundle_plan(bundle)
 
 
 def test_export_builds_the_plan_where_tensorrt_and_a_gpu_are(trt_double, default_src, tmp_path):
@@ -302,7 +303,7 @@ def test_export_builds_the_plan_where_tensorrt_and_a_gpu_are(trt_double, default
     b = export(default_src, "tensorrt", out_dir=tmp_path, imgsz=320, tensorrt={"max_batch": 2})
     (plan,) = Bundle.open(b).manifest["runtime"]["tensorrt"]["engines"]
     assert plan["build"]["max_batch"] == 2 and (b / plan["file"]).is_file()
-    b2 = export(default_src, "tensorrt", out_dir=tmp_path, imgsz=320, name="none", tensorrt={"build_engine": False})
+    b2 = export(default_src, "tensorrt", out_dir=tmp_path, imgsz=320, name="none", tensorrt={"build_plan": False})
     assert Bundle.open(b2).manifest["runtime"]["tensorrt"]["engines"] == []
 
 
@@ -327,3 +328,42 @@ def test_plans_added_at_once_all_land(bundle):
     files = {f["path"] for f in Bundle.open(bundle).manifest["files"]}  # verifies every hash
     assert {f"engine-{i}.plan" for i in range(6)} <= files
     assert not [p for p in Path(bundle).iterdir() if p.name.startswith(".")], "no temporary file is left"
+
+
+def test_inference_failures_are_inference_errors(trt_double, bundle, val_images):
+    assert main(["build", str(bundle)]) == 0
+    with load(bundle) as det:
+        def broken(*args):
+            raise CudaError("cudaMemcpyAsync failed: an illegal memory access was encountered (CUDA error 700)")
+
+        det.cuda.memcpy_async = broken
+        with pytest.raises(InferenceError, match="illegal memory access") as e:
+            det(val_images[0])
+        assert isinstance(e.value.__cause__, CudaError)
+        del det.cuda.memcpy_async
+        det.context.execute_async_v3 = lambda stream: False
+        with pytest.raises(InferenceError, match="TensorRT inference failed"):
+            det(val_images[0])
+        del det.context.execute_async_v3
+        assert len(det(val_images[0])) > 0, "the detector is still usable"
+
+
+def test_the_old_option_names_still_work_with_a_warning(trt_double, bundle, tmp_path, default_src):
+    cache = tmp_path / "plans"
+    with pytest.warns(DeprecationWarning, match="(build_engine|engine_cache) is now called") as caught:
+        with load(bundle, build_engine=True, engine_cache=cache):
+            pass
+    assert sorted(str(w.message) for w in caught) == [
+        "load(): build_engine is now called build_plan; the old name will be removed",
+        "load(): engine_cache is now called plan_cache; the old name will be removed"]
+    assert all(w.filename == __file__ for w in caught), "the warning names the caller's line"
+    assert len(list(cache.glob("*.plan"))) == 1
+    with pytest.raises(EdgecvError, match="pass build_plan only"):
+        load(bundle, build_engine=True, build_plan=True)
+    from edgecv.export import export
+
+    with pytest.warns(DeprecationWarning, match="build_engine is now called build_plan") as caught:
+        b = export(default_src, "tensorrt", out_dir=tmp_path, imgsz=320, tensorrt={"build_engine": False})
+    assert all(w.filename == __file__ for w in caught)
+    assert Bundle.open(b).manifest["runtime"]["tensorrt"]["engines"] == []
+

@@ -21,7 +21,7 @@ from .conftest import EXPORT_TARGETS
 tv = pytest.importorskip("torchvision")
 export_mod = pytest.importorskip("edgecv.export")
 from edgecv.export import torchvision_models as TV  # noqa: E402
-from edgecv import trt_check as TRT_CHECK  # noqa: E402
+from edgecv.runtimes.tensorrt import static_check as TRT_CHECK  # noqa: E402
 
 SIZE = 320
 #: small trained members of each family, made by

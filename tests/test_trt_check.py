@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgecv.cli import main  # noqa: E402
-from edgecv.trt_check import check  # noqa: E402
+from edgecv.runtimes.tensorrt.static_check import check  # noqa: E402
 
 
 def graph(nodes, inputs, outputs, inits=(), opset=17):

@@ -15,7 +15,7 @@ whether real TensorRT builds and runs our graphs: the tests in tests/gpu do that
   the addresses edgecv sets. ``deserialize_cuda_engine`` returns None, logging TensorRT's
   message, for a plan of another version (unless version-compatible and host code is
   allowed) or another compute capability.
-- ``FakeCuda`` is host memory behind the :class:`edgecv.runtimes.cuda.Cuda` interface; it
+- ``FakeCuda`` is host memory behind the :class:`edgecv.runtimes.tensorrt.cuda.Cuda` interface; it
   checks every copy against live allocations and counts what is still allocated.
 """
 
@@ -29,7 +29,7 @@ from importlib.machinery import ModuleSpec
 
 import numpy as np
 
-from edgecv.runtimes.cuda import Cuda, Device
+from edgecv.runtimes.tensorrt.cuda import Cuda, Device
 
 MAGIC = b"EDGECV-TRT-DOUBLE\n"
 _ONNX_TO_TRT = {1: "FLOAT", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "HALF"}

@@ -104,7 +104,7 @@ def tensorrt_options(a: argparse.Namespace) -> dict:
             "optimization_level": a.optimization_level}
     opts = {k: v for k, v in opts.items() if v is not None}
     if getattr(a, "no_engine", False):
-        opts["build_engine"] = False
+        opts["build_plan"] = False
     return opts
 
 
@@ -301,7 +301,7 @@ def setup_inspect(p: argparse.ArgumentParser) -> None:
 
 
 def _describe_plan(entry: dict) -> str:
-    from ..runtimes.engines import describe
+    from ..runtimes.tensorrt.plans import describe
 
     return describe(entry)
 
@@ -360,40 +360,11 @@ def setup_build(p: argparse.ArgumentParser) -> None:
 
 
 def run_build(a: argparse.Namespace) -> int:
-    from ..bundle import Bundle
-    from ..runtimes import cuda as _cuda
-    from ..runtimes import engines
-    from ..runtimes.trt_api import TrtApi
+    from ..runtimes.tensorrt.plans import build_bundle_plan
 
-    bundle = Bundle.open(a.bundle)
-    if bundle.target != "tensorrt":
-        raise EdgecvError(f"'{a.bundle}' is a {bundle.target} bundle; plans are built for tensorrt bundles "
-                          "(edgecv export --target tensorrt)")
-    api = TrtApi()
-    try:
-        here = engines.identity_here(api, _cuda.open_cuda())
-    except _cuda.CudaError as e:
-        raise EdgecvError(f"no usable NVIDIA GPU here ({e}): plans are built on the GPU that runs them") from None
-    settings = engines.settings_of(bundle.manifest, **{k: v for k, v in tensorrt_options(a).items()
-                                                      if k != "build_engine"})
-    gsha = engines.graph_sha256(bundle)
-    entries = bundle.manifest.get("runtime", {}).get("tensorrt", {}).get("engines", [])
-    have = engines.select(entries, here, gsha)
-    if have is not None and not a.force and have.get("build") == settings:
-        _err(f"the bundle already has a plan for this machine: {have['file']} ({engines.describe(have)}); "
-             "--force rebuilds it")
-        print(bundle.path / have["file"])
-        return 0
-    _err(f"this machine: {here}")
-    timing = Path(a.timing_cache) if a.timing_cache else engines.timing_cache_path(here)
-    plan, seconds = engines.build_plan(api, bundle.file("model"), bundle.manifest, settings, timing, _err)
-    entry = engines.plan_entry(here, settings, gsha, None, seconds)
-    if a.cache_dir:
-        dest = engines.PlanCache(a.cache_dir).put(plan, entry, gsha, settings, here)
-    else:
-        dest = engines.add_to_bundle(bundle.path, plan, entry)
-    _err(f"plan written: {dest} (timing cache {timing})")
-    print(dest)
+    plan = build_bundle_plan(a.bundle, cache_dir=a.cache_dir, timing_cache=a.timing_cache, force=a.force, say=_err,
+                             **tensorrt_options(a))
+    print(plan.path)
     return 0
 
 
@@ -408,16 +379,16 @@ def setup_doctor(p: argparse.ArgumentParser) -> None:
 
 
 def run_doctor(a: argparse.Namespace) -> int:
-    from .. import trt_check  # reads graphs with the onnx package (pip install onnx), not torch
+    from ..runtimes.tensorrt import static_check  # reads graphs with the onnx package (pip install onnx), not torch
     versions = [v.strip() for v in a.versions.split(",")] if a.versions else None
     path = Path(a.model)
     if path.is_dir():
-        report = trt_check.check_bundle(path, versions)
+        report = static_check.check_bundle(path, versions)
     elif path.is_file():
-        report = trt_check.check(path, None, versions)
+        report = static_check.check(path, None, versions)
     else:
         raise EdgecvError(f"no bundle or ONNX file at '{path}'")
-    print(trt_check.to_json(report) if a.json else report.table())
+    print(static_check.to_json(report) if a.json else report.table())
     return 1 if report.errors else 0
 
 
@@ -431,7 +402,7 @@ def _version(dist: str) -> str | None:
 
 
 def _gpu() -> str:
-    from ..runtimes.cuda import open_cuda
+    from ..runtimes.tensorrt.cuda import open_cuda
 
     d = open_cuda().device()
     return f"{d.name}, compute capability {d.compute_capability}"
@@ -451,9 +422,9 @@ def run_env(a: argparse.Namespace) -> int:
         installed = importlib.util.find_spec(lib) is not None
         usable, note = False, ""
         if key == "tensorrt":
-            from ..runtimes import engines
+            from ..runtimes.tensorrt.plans import can_build_here
 
-            reason = engines.can_build_here()
+            reason = can_build_here()
             usable = reason is None
             note = (f"plans build and run here ({_gpu()})" if usable else
                     f"{reason}; export still writes the TensorRT graph and checks it (edgecv doctor)")

@@ -1,26 +1,25 @@
-"""TensorRT target: the graph TensorRT builds in strongly typed mode (TensorRT 10 and 11),
-its build settings, and the plan itself when TensorRT and a GPU are present at export.
+"""TensorRT target: the ONNX graph TensorRT builds in strongly typed mode (TensorRT 10 and 11)
+and its build settings; the plan itself comes from the plan store
+(:func:`edgecv.runtimes.tensorrt.plans.ensure_plan`) when TensorRT and a GPU are present at export.
 
 FP32: the ONNX graph; FP16: an FP16 graph with I/O, decode and NMS in FP32; INT8: explicit
 symmetric QuantizeLinear/DequantizeLinear pairs (zero point 0, as TensorRT's parser
-requires). Every graph passes the static check (:mod:`edgecv.trt_check`) before it
-is written; its accuracy is measured on any CPU by running the same graph in onnxruntime.
-Plans are built where they run: ``edgecv build BUNDLE`` on the device, or
-``load(..., build_engine=True)``.
+requires). Every graph passes the static check (:mod:`edgecv.runtimes.tensorrt.static_check`)
+before it is written; its accuracy is measured on any CPU by running the same graph in
+onnxruntime. Plans are built where they run: ``edgecv build BUNDLE`` on the device, or
+``load(..., build_plan=True)``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ...errors import ExportError
-from ...runtimes import engines
+from ...runtimes.tensorrt import plans, static_check
 from .. import quantize as Q
-from ... import trt_check
 
 log = logging.getLogger("edgecv.export")
 
@@ -63,9 +62,10 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
           exclude: tuple[str, ...] = (), tensorrt: dict | None = None, progress: Callable[[str], None] | None = None,
           **_: object) -> tuple[dict[str, str], dict, dict]:
     say = progress or log.info
-    options = dict(tensorrt or {})
-    want_engine = options.pop("build_engine", None)  # None: when TensorRT and a GPU are here
-    settings = engines.check_settings(options)
+    # user -> export() -> here: the warning names the user's line
+    options = plans.renamed_options(tensorrt or {}, "export(tensorrt=...)", stacklevel=3)
+    want_plan = options.pop("build_plan", None)  # None: when TensorRT and a GPU are here
+    settings = plans.check_settings(options)
     target = out_dir / "model.onnx"
     record: dict = {}
     if precision == "fp32":
@@ -77,36 +77,25 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
                               ["model.onnx"], lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True,
                                                                         method=calib_method, exclude=ex), exclude)
     nonzero_on_float(target)
-    name, shape = _input_shape(target)
-    prof = engines.profile_for(name, shape, settings)
-    report = trt_check.check(target, prof, path="model.onnx")
+    graph = plans.Graph.of_file(target, *_input_shape(target))
+    prof = graph.profile(settings)
+    report = static_check.check(target, prof, path="model.onnx")
     if report.errors:
         raise ExportError("TensorRT would refuse this graph:\n" + report.table())
     say(f"TensorRT static check: {report.summary()}")
-    roles = {"model.onnx": "model"}
-    runtime = {"strongly_typed": True, "build": settings,
-               "profile": {n: dict(zip(("min", "opt", "max"), (list(x) for x in v))) for n, v in prof.items()},
-               "engines": [],
-               "static_check": {"versions": report.versions, "errors": 0, "warnings": report.count("warning")}}
-    reason = "not asked for" if want_engine is False else engines.can_build_here()
+    staged = plans.StagedPlans(out_dir)
+    reason = "not asked for" if want_plan is False else plans.can_build_here()
     if reason is None:
-        from ...runtimes.cuda import open_cuda
-        from ...runtimes.trt_api import TrtApi
-
-        api = TrtApi()
-        here = engines.identity_here(api, open_cuda())
-        manifest_view = {"input": {"name": name, "shape": shape}}
-        plan, seconds = engines.build_plan(api, target, manifest_view, settings, engines.timing_cache_path(here), say)
-        entry = engines.plan_entry(here, settings, hashlib.sha256(target.read_bytes()).hexdigest(),
-                                   f"engine-{here.key}.plan", seconds)
-        (out_dir / entry["file"]).write_bytes(plan)
-        roles[entry["file"]] = "engine"
-        runtime["engines"].append(entry)
-    elif want_engine:
+        plans.ensure_plan(graph, [staged], settings, build=True, say=say)
+    elif want_plan:
         raise ExportError(f"a plan was asked for at export, but it cannot be built here: {reason}")
     else:
         say(f"no TensorRT plan built at export ({reason}): build it on the device with `edgecv build BUNDLE`")
-    return roles, runtime, record
+    runtime = {"strongly_typed": True, "build": settings,
+               "profile": {n: dict(zip(("min", "opt", "max"), (list(x) for x in v))) for n, v in prof.items()},
+               plans.MANIFEST_KEY: staged.entries(),
+               "static_check": {"versions": report.versions, "errors": 0, "warnings": report.count("warning")}}
+    return {"model.onnx": "model", **staged.roles}, runtime, record
 
 
 def versions() -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""TensorRT engines on a real NVIDIA GPU with TensorRT 10.x or 11.x installed.
+"""TensorRT plans on a real NVIDIA GPU with TensorRT 10.x or 11.x installed.
 
 Marked ``tensorrt``: these skip, with the reason, wherever TensorRT or a usable GPU is
 missing (tests/conftest.py). Run them all with tests/gpu/run.sh, which writes the figures
@@ -35,8 +35,8 @@ RESULTS: dict = {"tests": {}}
 @pytest.fixture(scope="module", autouse=True)
 def _write_results():
     yield
-    from edgecv.runtimes.cuda import open_cuda
-    from edgecv.runtimes.trt_api import TrtApi
+    from edgecv.runtimes.tensorrt.api import TrtApi
+    from edgecv.runtimes.tensorrt.cuda import open_cuda
 
     dev = open_cuda().device()
     RESULTS["machine"] = {"gpu": dev.name, "compute_capability": dev.compute_capability,
@@ -60,28 +60,28 @@ def source_run(default_src, val):
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
-def test_engine_matches_the_source(precision, default_src, val, source_run, tmp_path):
+def test_plan_matches_the_source(precision, default_src, val, source_run, tmp_path):
     calib = [shapes.render(shapes.SPLIT_SEEDS["train"], i).image for i in range(64)] if precision == "int8" else None
     bundle = export_mod.export(default_src, "tensorrt", precision=precision, imgsz=IMGSZ, out_dir=tmp_path,
-                               calib=calib, calib_size=64, tensorrt={"build_engine": True})
+                               calib=calib, calib_size=64, tensorrt={"build_plan": True})
     (plan,) = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"]
     with load(bundle) as det:
         got = run_dataset(det, val, progress=False, warmup=5)
         batch = det.predict([str(val.image_path(info)) for info in val.coco["images"][:8]])
     drop = (source_run.metrics.map - got.metrics.map) * 100
     parity = box_parity(source_run.detections, got.detections)
-    RESULTS["tests"][precision] = {"source_map": source_run.metrics.map, "engine_map": got.metrics.map,
+    RESULTS["tests"][precision] = {"source_map": source_run.metrics.map, "plan_map": got.metrics.map,
                                    "drop_points": drop, "parity": parity, "plan": plan,
                                    "median_latency_ms": got.median_ms}
     assert len(batch) == 8
-    assert drop <= MAX_DROP[precision], f"{precision} engine loses {drop:.2f} mAP points"
+    assert drop <= MAX_DROP[precision], f"{precision} plan loses {drop:.2f} mAP points"
     if precision in ("fp32", "fp16"):  # box-level parity with the PyTorch source
         assert parity["missing"] <= 0.01 * parity["reference_boxes"], parity
         assert parity["mean_iou"] > (0.999 if precision == "fp32" else 0.99), parity
 
 
 def test_a_plan_for_another_version_or_a_damaged_plan_is_refused(default_src, tmp_path):
-    bundle = export_mod.export(default_src, "tensorrt", imgsz=IMGSZ, out_dir=tmp_path, tensorrt={"build_engine": True})
+    bundle = export_mod.export(default_src, "tensorrt", imgsz=IMGSZ, out_dir=tmp_path, tensorrt={"build_plan": True})
     m = json.loads((bundle / MANIFEST_NAME).read_text())
     (entry,) = m["runtime"]["tensorrt"]["engines"]
     other = tmp_path / "other"
@@ -103,7 +103,7 @@ def test_a_plan_for_another_version_or_a_damaged_plan_is_refused(default_src, tm
 
 
 def test_edgecv_build_and_the_timing_cache(default_src, tmp_path):
-    bundle = export_mod.export(default_src, "tensorrt", imgsz=IMGSZ, out_dir=tmp_path, tensorrt={"build_engine": False})
+    bundle = export_mod.export(default_src, "tensorrt", imgsz=IMGSZ, out_dir=tmp_path, tensorrt={"build_plan": False})
     timing = tmp_path / "timing.cache"
     assert main(["build", str(bundle), "--timing-cache", str(timing)]) == 0
     first = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"][0]["build_seconds"]

@@ -1,5 +1,5 @@
-"""The one place that knows the TensorRT Python API and the differences between 10.x
-(JetPack 6 ships 10.3) and 11.x.
+"""The TensorRT Python API as edgecv uses it: the one place that knows it and the
+differences between 10.x (JetPack 6 ships 10.3) and 11.x.
 
 Both are driven the same way: a strongly typed network parsed from an ONNX graph that
 carries its precision (FP32, FP16, or INT8 as explicit Q/DQ). TensorRT 11 removed weak
@@ -12,13 +12,13 @@ from __future__ import annotations
 import collections
 import importlib
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EdgecvError, ExportError
-from .engines import parse_version
+from ...errors import BackendUnavailableError, EdgecvError, ExportError
 
 log = logging.getLogger("edgecv")
 
@@ -28,6 +28,17 @@ SUPPORTED_MAJORS = (10, 11)
 DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
           "BOOL": np.bool_, "UINT8": np.uint8}
 HARDWARE_LEVEL_NAMES = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> (10, 3, 0, 26); non-numeric parts end the version."""
+    out = []
+    for part in str(text).split("."):
+        m = re.match(r"\d+", part)
+        if not m:
+            break
+        out.append(int(m.group()))
+    return tuple(out)
 
 
 def _install_hint() -> str:
@@ -47,7 +58,7 @@ class TrtApi:
                 raise BackendUnavailableError(f"TensorRT cannot be imported ({e}). {_install_hint()}") from None
         self.trt = module
         self.version = str(module.__version__)
-        self.major = parse_version(self.version)[:1][0] if parse_version(self.version) else 0
+        self.major = (parse_version(self.version) or (0,))[0]
         if self.major not in SUPPORTED_MAJORS:
             raise BackendUnavailableError(f"TensorRT {self.version} is not supported: edgecv builds and runs plans with "
                                           f"TensorRT {' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}")
@@ -63,7 +74,7 @@ class TrtApi:
                                                           ("WARNING", logging.WARNING), ("INFO", logging.DEBUG),
                                                           ("VERBOSE", logging.DEBUG))}
 
-        class _Logger(trt.ILogger):
+        class _Logger(trt.ILogger):  # type: ignore[name-defined]  # a class of the module loaded at run time
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
 
@@ -75,7 +86,8 @@ class TrtApi:
 
         return _Logger()
 
-    def _errors(self) -> str:
+    def recent_errors(self) -> str:
+        """TensorRT's last few warnings and errors, for a message."""
         return " | ".join(list(self.messages)[-5:]) or "no message from TensorRT"
 
     # -- building ------------------------------------------------------------------------------
@@ -95,7 +107,7 @@ class TrtApi:
         try:
             return self.trt.Builder(self.logger)
         except TypeError as e:  # "factory function returned nullptr": no usable GPU
-            raise BackendUnavailableError(f"TensorRT could not start on a GPU here ({self._errors()}; {e}); "
+            raise BackendUnavailableError(f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e}); "
                                           "the tensorrt backend needs an NVIDIA GPU and its driver") from None
 
     def parse(self, network: Any, onnx_path: Path) -> Any:
@@ -108,7 +120,8 @@ class TrtApi:
                 node = e.node_name() if hasattr(e, "node_name") else e.node()
                 op = e.node_operator() if hasattr(e, "node_operator") else ""
                 errors.append(f"{op or 'node'} {node!s}: {e.desc()}")
-            raise ExportError(f"TensorRT {self.version} cannot parse the graph: " + "; ".join(errors or [self._errors()])
+            raise ExportError(f"TensorRT {self.version} cannot parse the graph: "
+                              + "; ".join(errors or [self.recent_errors()])
                               + " (run `edgecv doctor --target tensorrt` on the bundle for the full check)")
         return parser
 
@@ -147,7 +160,7 @@ class TrtApi:
         config = self.configure(builder, settings, shapes, timing_cache)
         plan = builder.build_serialized_network(network, config)
         if plan is None:
-            raise ExportError(f"TensorRT {self.version} could not build the plan: {self._errors()}")
+            raise ExportError(f"TensorRT {self.version} could not build the plan: {self.recent_errors()}")
         cache = config.get_timing_cache()
         new_cache = bytes(memoryview(cache.serialize())) if cache is not None else b""
         del parser  # held until here: the parser owns the weights the builder reads
@@ -156,30 +169,32 @@ class TrtApi:
     # -- running -------------------------------------------------------------------------------
 
     def deserialize(self, plan: bytes, host_code: bool = False) -> tuple[Any, Any]:
-        """(runtime, engine) from a plan. ``host_code`` lets a version-compatible plan run the
-        code it carries: only for plans whose hash the bundle vouches for."""
+        """(runtime, ICudaEngine) from a plan. ``host_code`` lets a version-compatible plan run
+        the code it carries: only for plans whose hash the bundle vouches for."""
         try:
             runtime = self.trt.Runtime(self.logger)
         except TypeError as e:
-            raise BackendUnavailableError(f"TensorRT could not start on a GPU here ({self._errors()}; {e})") from None
+            raise BackendUnavailableError(
+                f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e})") from None
         if host_code:
             runtime.engine_host_code_allowed = True
-        engine = runtime.deserialize_cuda_engine(plan)
-        if engine is None:
-            raise EdgecvError(f"TensorRT {self.version} refused the plan: {self._errors()}; rebuild it on this machine "
-                              "with `edgecv build BUNDLE`")
-        return runtime, engine
+        cuda_engine = runtime.deserialize_cuda_engine(plan)
+        if cuda_engine is None:
+            raise EdgecvError(f"TensorRT {self.version} refused the plan: {self.recent_errors()}; rebuild it on this "
+                              "machine with `edgecv build BUNDLE`")
+        return runtime, cuda_engine
 
-    def io_tensors(self, engine: Any) -> list[tuple[str, bool, np.dtype, tuple[int, ...]]]:
+    def io_tensors(self, cuda_engine: Any) -> list[tuple[str, bool, np.dtype, tuple[int, ...]]]:
         """(name, is_input, numpy dtype, shape with -1 for dynamic dimensions) of each I/O tensor."""
         out = []
-        for i in range(engine.num_io_tensors):
-            name = engine.get_tensor_name(i)
-            is_input = engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT
-            dt = engine.get_tensor_dtype(name)
+        for i in range(cuda_engine.num_io_tensors):
+            name = cuda_engine.get_tensor_name(i)
+            is_input = cuda_engine.get_tensor_mode(name) == self.trt.TensorIOMode.INPUT
+            dt = cuda_engine.get_tensor_dtype(name)
             dname = getattr(dt, "name", str(dt).rsplit(".", 1)[-1])
             if dname not in DTYPES:
                 raise EdgecvError(f"tensor {name} of the plan is {dname}, which edgecv cannot hand to numpy; the "
                                   "graph's inputs and outputs must be float32, float16 or integer")
-            out.append((name, is_input, np.dtype(DTYPES[dname]), tuple(int(d) for d in engine.get_tensor_shape(name))))
+            shape = tuple(int(d) for d in cuda_engine.get_tensor_shape(name))
+            out.append((name, is_input, np.dtype(DTYPES[dname]), shape))
         return out

@@ -3,7 +3,7 @@
 restrictions (verbatim), and the operators marked unsupported.
 
 "10.3" is the version JetPack 6 ships; "10.15" is the latest table available when this
-was written. No 11.x table was available: :mod:`edgecv.trt_check` checks 11.x
+was written. No 11.x table was available: :mod:`.static_check` checks 11.x
 against the 10.15 operators with 11.x's opset range (up to 25, per NVIDIA's 11.x docs).
 Refresh from onnx-tensorrt when a new table is published.
 """

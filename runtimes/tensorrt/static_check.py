@@ -1,7 +1,7 @@
 """The static TensorRT check: what TensorRT's ONNX parser and builder would refuse in a
 graph, found on any machine, without TensorRT or a GPU.
 
-Checked against the operator tables of :mod:`edgecv.trt_ops` for TensorRT 10.3
+Checked against the operator tables of :mod:`.operators` for TensorRT 10.3
 (JetPack 6), 10.15 and 11.x (the 10.15 operators, 11.x's opset range): operators and
 their documented restrictions (attributes, constant inputs), input types, the opset, Q/DQ
 zero points and types, UINT8 and DOUBLE tensors, INT64 weights, dynamic input dimensions
@@ -12,17 +12,19 @@ its node.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .errors import EdgecvError
-from . import trt_ops
+from ...bundle import Bundle
+from ...errors import EdgecvError
+from . import operators, plans
 
 #: version label -> (operator table, opset range, what it stands for)
 VERSIONS: dict[str, tuple[str, tuple[int, int], str]] = {
-    "10.3": ("10.3", trt_ops.OPSETS["10.3"], "JetPack 6"),
-    "10.15": ("10.15", trt_ops.OPSETS["10.15"], "current 10.x"),
+    "10.3": ("10.3", operators.OPSETS["10.3"], "JetPack 6"),
+    "10.15": ("10.15", operators.OPSETS["10.15"], "current 10.x"),
     "11.x": ("10.15", (9, 25), "11.x: 10.15's operator table (no 11.x table was available), opsets to 25"),
 }
 SEVERITIES = ("error", "warning", "info")
@@ -167,7 +169,7 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
                                       "edgecv ships none (11.x removed the old nms/proposal plugins)")
         return
     if entry is None:
-        listed = op in trt_ops.UNSUPPORTED[VERSIONS[label][0]]
+        listed = op in operators.UNSUPPORTED[VERSIONS[label][0]]
         yield F("error", "unsupported-op", f"{op} is {'marked unsupported' if listed else 'not listed'} in TensorRT's "
                                            "ONNX operator table")
         return
@@ -320,7 +322,7 @@ def check(model: str | Path | Any, profile: dict | None = None, versions: Iterab
     """Check an ONNX graph (a path or a loaded ``ModelProto``) for TensorRT.
 
     Args:
-        profile: input name -> (min, opt, max) shapes, as :func:`edgecv.runtimes.engines.profile` gives
+        profile: input name -> (min, opt, max) shapes, as :func:`.plans.profile` gives
             for a bundle; None for a bare graph.
         versions: labels of :data:`VERSIONS` (default: all).
     """
@@ -346,7 +348,7 @@ def check(model: str | Path | Any, profile: dict | None = None, versions: Iterab
         table_key, (lo, hi), _ = VERSIONS[label]
         if not lo <= opset <= hi:
             add(Finding("error", "opset", f"opset {opset} is outside TensorRT {label}'s {lo}..{hi}", versions=[label]))
-        table = trt_ops.SUPPORTED[table_key]
+        table = operators.SUPPORTED[table_key]
         for node in model.graph.node:
             for f in _node_rules(node, g, table, label):
                 add(f)
@@ -358,14 +360,11 @@ def check(model: str | Path | Any, profile: dict | None = None, versions: Iterab
 
 def check_bundle(bundle_path: str | Path, versions: Iterable[str] | None = None) -> Report:
     """Check the ONNX graph of a bundle with the optimization profile its build settings give."""
-    from .bundle import Bundle
-    from .runtimes import engines
-
     b = Bundle.open(bundle_path)
     model = b.file("model")
     if model.suffix != ".onnx":
         raise EdgecvError(f"'{bundle_path}' holds no ONNX graph (a {b.target} bundle): export it with --target tensorrt")
-    prof = engines.profile(b.manifest, engines.settings_of(b.manifest))
+    prof = plans.profile(b.manifest, plans.settings_of(b.manifest))
     return check(model, prof, versions, path=str(model))
 
 

@@ -1,6 +1,6 @@
-"""TensorRT backend: a plan for this GPU and TensorRT, run with ``execute_async_v3`` on one
-CUDA stream; device and page-locked host memory through :mod:`edgecv.runtimes.cuda`
-(cuda-python or libcudart), never torch.
+"""TensorRT backend: a plan for this GPU and TensorRT (from :func:`.plans.ensure_plan`), run
+with ``execute_async_v3`` on one CUDA stream; device and page-locked host memory through
+:mod:`.cuda` (cuda-python or libcudart), never torch.
 
 Every output of an edgecv graph has a fixed size given the batch (``num_dets [B]``,
 ``boxes [B, K, 4]``, ...), so all buffers are allocated once, for the profile's largest
@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EdgecvError
+from ...errors import BackendUnavailableError, CudaError, EdgecvError, InferenceError
+from ..base import Detector
 from . import cuda as _cuda
-from . import engines
-from .base import Detector
+from . import plans
+from .api import TrtApi
 
 log = logging.getLogger("edgecv")
 
@@ -25,54 +26,66 @@ log = logging.getLogger("edgecv")
 class TensorRtDetector(Detector):
     """Options (through :func:`edgecv.load`):
 
-    - ``build_engine`` (default False): when the bundle has no plan for this GPU and
-      TensorRT version, build one on first load (seconds to minutes) instead of refusing;
-    - ``engine_cache``: a directory for plans built on first load (default: into the
-      bundle itself), read before building.
+    - ``build_plan`` (default False): when the bundle has no plan for this GPU and TensorRT
+      version, build one on first load (seconds to minutes) instead of refusing;
+    - ``plan_cache``: a directory for plans built on first load (default: into the bundle
+      itself), read before building.
 
-    Batches go up to the profile's ``max_batch`` (``predict`` splits longer lists).
+    (``build_engine`` and ``engine_cache``, their old names, still work, with a
+    DeprecationWarning.) Batches go up to the profile's ``max_batch`` (``predict`` splits
+    longer lists).
     """
 
     key = "tensorrt"
     thread_safe = False  # one execution context and one set of buffers: calls are serialised
 
     def activate_impl(self) -> None:
-        from .trt_api import TrtApi
-
+        # user -> load -> __init__ -> activate -> here: the warning names the user's line
+        options = plans.renamed_options(self.options, "load()", stacklevel=5)
+        bundle = self.bundle
+        if bundle is None:
+            raise EdgecvError("the tensorrt backend runs the plans of a bundle: load one with edgecv.load(path)")
         self.api = api = TrtApi()
         try:
             self.cuda = _cuda.open_cuda()
-            here = engines.identity_here(api, self.cuda)
-        except _cuda.CudaError as e:
+            here = plans.identity_here(api, self.cuda)
+        except CudaError as e:
             raise BackendUnavailableError(
                 f"no usable NVIDIA GPU here ({e}); to check a tensorrt bundle's graph on a CPU: "
                 "load(bundle, backend='onnxruntime')") from None
-        plan, entry = engines.find_plan(self.bundle, here, build_engine=bool(self.options.get("build_engine")),
-                                        engine_cache=self.options.get("engine_cache"), api=api)
-        self.plan_entry = entry
-        self.runtime, self.engine = api.deserialize(plan, host_code=bool(entry.get("version_compatible")))
-        self.context = self.engine.create_execution_context()
+        cache = options.get("plan_cache")
+        stores: list[plans.PlanStore] = [plans.BundlePlans(bundle)]
+        if cache is not None:
+            stores.append(plans.PlanCache(cache))
+        plan = plans.ensure_plan(plans.Graph.of_bundle(bundle), stores, plans.settings_of(self.manifest),
+                                 build=bool(options.get("build_plan")), api=api, here=here)
+        self.plan_entry = plan.entry
+        # host code only for a version-compatible plan the bundle or the cache vouches for by its hash
+        self.runtime, self.cuda_engine = api.deserialize(plan.read(),
+                                                         host_code=bool(plan.entry.get("version_compatible")))
+        self.context = self.cuda_engine.create_execution_context()
         if self.context is None:
-            raise EdgecvError(f"TensorRT could not create an execution context: {api._errors()}")
+            raise EdgecvError(f"TensorRT could not create an execution context: {api.recent_errors()}")
         try:
             self._allocate()
         except BaseException:
             self.release_impl()  # what was allocated before the failure
             raise
-        log.info("tensorrt: running %s", engines.describe(entry))
+        log.info("tensorrt: running %s", plans.describe(plan.entry))
 
     def _allocate(self) -> None:
         # the profile the plan was built with (`edgecv build` may have changed the bundle's settings)
-        settings = engines.check_settings(self.plan_entry.get("build") or engines.settings_of(self.manifest))
-        (_, _, hi), = engines.profile(self.manifest, settings).values()
+        settings = plans.check_settings(self.plan_entry.get("build") or plans.settings_of(self.manifest))
+        (_, _, hi), = plans.profile(self.manifest, settings).values()
         self.max_batch = hi[0]
         if self.fixed_batch is None:
             self.batch_size = min(self.batch_size, self.max_batch)
         self._cuda_stream = self.cuda.stream_create()
         self.buffers: dict[str, tuple[int, int, np.ndarray]] = {}  # name -> (device ptr, host ptr, host view)
-        self.inputs, self.outputs = [], []
+        self.inputs: list[str] = []
+        self.outputs: list[str] = []
         known = {self.input_name, *self.output_names.values()}
-        for name, is_input, dtype, shape in self.api.io_tensors(self.engine):
+        for name, is_input, dtype, shape in self.api.io_tensors(self.cuda_engine):
             if name not in known:
                 raise EdgecvError(f"the plan has a tensor '{name}' the manifest does not name: rebuild the plan")
             full = tuple(self.max_batch if (i == 0 and d < 0) else d for i, d in enumerate(shape))
@@ -92,16 +105,23 @@ class TensorRtDetector(Detector):
         if b > self.max_batch:
             raise EdgecvError(f"a batch of {b} exceeds the plan's profile (at most {self.max_batch}); rebuild with a "
                               "larger max batch or pass batch_size")
+        try:
+            return self._run_plan(batch)
+        except CudaError as e:
+            raise InferenceError(f"tensorrt inference failed: {e}. The detector is still loaded; if this repeats, "
+                                 "close it and load the bundle again") from e
+
+    def _run_plan(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         dev, host, view = self.buffers[self.input_name]
-        np.copyto(view[:b], batch)
+        np.copyto(view[: batch.shape[0]], batch)
         self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, self._cuda_stream)
         if not self.context.set_input_shape(self.input_name, tuple(batch.shape)):
-            raise EdgecvError(f"TensorRT refused input shape {tuple(batch.shape)}: {self.api._errors()}")
+            raise InferenceError(f"TensorRT refused input shape {tuple(batch.shape)}: {self.api.recent_errors()}")
         missing = self.context.infer_shapes()
         if missing:
-            raise EdgecvError(f"TensorRT cannot infer the shapes of {list(missing)}: {self.api._errors()}")
+            raise InferenceError(f"TensorRT cannot infer the shapes of {list(missing)}: {self.api.recent_errors()}")
         if not self.context.execute_async_v3(self._cuda_stream):
-            raise EdgecvError(f"TensorRT inference failed: {self.api._errors()}")
+            raise InferenceError(f"TensorRT inference failed: {self.api.recent_errors()}")
         shapes = {}
         for name in self.outputs:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
@@ -123,4 +143,4 @@ class TensorRtDetector(Detector):
         if getattr(self, "_cuda_stream", None) is not None:
             cuda.stream_destroy(self._cuda_stream)
             self._cuda_stream = None
-        self.context = self.engine = self.runtime = None
+        self.context = self.cuda_engine = self.runtime = None

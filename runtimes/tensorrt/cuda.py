@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, EdgecvError
+from ...errors import BackendUnavailableError, CudaError, EdgecvError
 
 # cudaMemcpyKind
 HOST_TO_DEVICE = 1
@@ -40,10 +40,6 @@ class Device:
     @property
     def compute_capability(self) -> str:
         return f"{self.major}.{self.minor}"
-
-
-class CudaError(EdgecvError):
-    """A CUDA runtime call failed."""
 
 
 class Cuda:
@@ -147,19 +143,20 @@ class CtypesCuda(Cuda):
     """ctypes over ``libcudart.so`` (found on the library path, or in NVIDIA's runtime wheels)."""
 
     def __init__(self, path: str | None = None) -> None:
-        self.lib = None
+        lib = None
         tried = [path] if path else _libcudart_candidates()
         for name in tried:
             try:
-                self.lib = ctypes.CDLL(name)
+                lib = ctypes.CDLL(name)
                 self.path = name
                 break
             except OSError:
                 continue
-        if self.lib is None:
+        if lib is None:
             raise BackendUnavailableError(
                 "the CUDA runtime library (libcudart.so) was not found: install the CUDA toolkit or "
                 "`pip install cuda-python` (tried: " + ", ".join(tried) + ")")
+        self.lib = lib
         L = self.lib
         vp, sz, ci = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
         L.cudaGetErrorString.restype = ctypes.c_char_p
