@@ -1,18 +1,23 @@
 """The TensorRT path on a machine without TensorRT or a GPU.
 
-Two kinds of tests:
+Three kinds of tests:
 - the logic that needs no TensorRT at all (plan selection by GPU and version, cache keys,
   profiles, settings), and the real CUDA runtime library's answer on a machine without a GPU;
 - edgecv's code around TensorRT (the 10/11 adapter, `edgecv build`, loading, buffers and
   copies, caches) run against tests/trt_double.py: a TEST DOUBLE of the tensorrt module
   and of CUDA, not TensorRT. Whether real TensorRT builds and runs our graphs is tested in
-  tests/gpu (skipped here).
+  tests/gpu (skipped here);
+- the shape of the code: TensorRT in one package (runtimes/tensorrt/), one word for the
+  artifact ("plan"), one plan store, imports in one direction.
 """
 
 from __future__ import annotations
 
+import ast
+import graphlib
 import importlib.util
 import json
+import re
 import shutil
 import sys
 import threading
@@ -29,6 +34,7 @@ from edgecv.runtimes.tensorrt import plans
 from edgecv.runtimes.tensorrt.api import TrtApi
 from edgecv.runtimes.tensorrt.plans import Identity
 
+from .conftest import ROOT
 from .trt_double import FakeCuda, make_tensorrt
 
 ORIN = Identity("NVIDIA Orin", "8.7", "10.3.0")
@@ -367,3 +373,55 @@ def test_the_old_option_names_still_work_with_a_warning(trt_double, bundle, tmp_
     assert all(w.filename == __file__ for w in caught)
     assert Bundle.open(b).manifest["runtime"]["tensorrt"]["engines"] == []
 
+
+# --- TensorRT in one package: one word, one plan store, imports in one direction ------------------
+
+PACKAGE = ROOT / "runtimes" / "tensorrt"
+#: where "engine" may still be written: TensorRT's own names (ICudaEngine, deserialize_cuda_engine,
+#: engine_host_code_allowed), the bundle format's names (the manifest's ``engines``, the file role
+#: ``engine``, ``engine-<key>.plan``) and the old option names still accepted
+ENGINE_ALLOWED = re.compile(r"ICudaEngine|(deserialize_)?cuda_engine|engine_host_code_allowed|"
+                            r'MANIFEST_KEY = "engines"|runtime\.tensorrt\.engines|FILE_ROLE = "engine"|'
+                            r'FILE_PREFIX = "engine-"|engine-<gpu>|build_engine|engine_cache')
+
+
+def test_the_artifact_is_called_a_plan():
+    offenders = []
+    for path in [*sorted(PACKAGE.glob("*.py")), ROOT / "export" / "targets" / "tensorrt.py"]:
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if "engine" in ENGINE_ALLOWED.sub("", line).lower():
+                offenders.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
+    assert offenders == [], "say plan, not engine:\n" + "\n".join(offenders)
+
+
+def test_plans_are_found_built_and_kept_in_one_place():
+    """Only plans.py selects, builds and stores plans (api.py drives TensorRT's builder); the
+    backend, the export and `edgecv build` all ask :func:`ensure_plan`."""
+    owned = re.compile(r"\b(refusal|plan_entry|timing_cache_path)\(|\bapi\.build\(|build_serialized_network|"
+                       r"\bFILE_ROLE\b|\bFILE_PREFIX\b")
+    exempt = {PACKAGE / "plans.py", PACKAGE / "api.py"}
+    sources = [p for d in ("edgecv", "export", "runtimes") for p in sorted((ROOT / d).rglob("*.py")) if p not in exempt]
+    offenders = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sources
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if owned.search(line)]
+    assert offenders == []
+    callers = {"ensure_plan(": [PACKAGE / "backend.py", ROOT / "export" / "targets" / "tensorrt.py"],
+               "build_bundle_plan(": [ROOT / "edgecv" / "cli" / "commands.py"]}
+    for call, paths in callers.items():
+        for p in paths:
+            assert call in p.read_text(), f"{p.relative_to(ROOT)} gets its plan without {call[:-1]}"
+
+
+def test_the_package_imports_in_one_direction():
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    graph = {}
+    for name in modules:
+        deps = set()
+        for node in ast.walk(ast.parse((PACKAGE / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import y / from . import x
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        graph[name] = deps & modules
+    order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
+    assert set(order) == modules and graph["api"] == set() and graph["cuda"] == set()
+    init = ast.parse((PACKAGE / "__init__.py").read_text())
+    assert not [n for n in ast.walk(init) if isinstance(n, (ast.Import, ast.ImportFrom))], \
+        "importing the package imports none of its modules"
