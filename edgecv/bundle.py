@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import BundleError
+from . import targets, tasks
+from .errors import BundleError, UnknownTargetError
+from .schema import check_fields
 
 MANIFEST_NAME = "edgecv.json"
 SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
-TASKS = ("detect", "classify", "segment")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-TARGETS = ("onnxruntime", "openvino", "tensorrt", "torch")
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -61,23 +60,6 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
 _INPUT: dict[str, type | tuple[type, ...]] = {
     "name": str, "shape": list, "layout": str, "dtype": str, "color": str, "normalization": dict,
 }
-#: how each task's image is placed into the input: a letterbox (detect, segment) or a resize of
-#: the shorter side and a centre crop (classify)
-_PLACEMENT = {"detect": "letterbox", "classify": "crop", "segment": "letterbox"}
-_OUTPUT: dict[str, type | tuple[type, ...]] = {"mode": str, "tensors": dict, "box_format": str, "nms": dict}
-#: the output tensors each task's graph must have, and those it may have
-_TENSORS = {"classify": ({"probs"}, set()), "segment": ({"labels"}, {"probs"})}
-
-
-def _check_fields(obj: dict, required: dict, optional: dict, where: str) -> None:
-    for key, typ in required.items():
-        if key not in obj:
-            raise BundleError(f"manifest: {where} is missing the field '{key}'")
-        if not isinstance(obj[key], typ) or (typ is int and isinstance(obj[key], bool)):
-            raise BundleError(f"manifest: {where}.{key} has type {type(obj[key]).__name__}, expected {typ}")
-    for key, typ in optional.items():
-        if key in obj and not isinstance(obj[key], typ):
-            raise BundleError(f"manifest: {where}.{key} has type {type(obj[key]).__name__}, expected {typ}")
 
 
 def _check_relpath(name: Any) -> str:
@@ -102,18 +84,21 @@ def validate_manifest(m: Any) -> dict:
         raise BundleError(
             f"manifest: schema version {version} is newer than this edgecv understands ({SCHEMA_VERSION}); "
             "upgrade edgecv to load this bundle")
-    _check_fields(m, _REQUIRED, _OPTIONAL, "manifest")
+    check_fields(m, _REQUIRED, _OPTIONAL, "manifest")
     if version != SCHEMA_VERSION:
         raise BundleError(f"manifest: unsupported schema version {version} (this edgecv reads {SCHEMA_VERSION})")
     unknown = set(m) - set(_REQUIRED) - set(_OPTIONAL)
     if unknown:
         raise BundleError(f"manifest: unknown fields {sorted(unknown)} for schema version {SCHEMA_VERSION}")
-    if m["task"] not in TASKS:
-        raise BundleError(f"manifest: task '{m['task']}' is not one of {TASKS}")
-    if m["target"] not in TARGETS:
-        raise BundleError(f"manifest: target '{m['target']}' is not one of {TARGETS}")
-    if m["precision"] not in PRECISIONS:
-        raise BundleError(f"manifest: precision '{m['precision']}' is not one of {PRECISIONS}")
+    if m["task"] not in tasks.names():
+        raise BundleError(f"manifest: task '{m['task']}' is not one of {tasks.names()}")
+    task = tasks.get(m["task"])
+    try:
+        target = targets.get(m["target"])
+    except UnknownTargetError:
+        raise BundleError(f"manifest: target '{m['target']}' is not one of {targets.keys()}") from None
+    if m["precision"] not in target.precisions:
+        raise BundleError(f"manifest: precision '{m['precision']}' is not one of {target.precisions} ({target.key})")
     if not m["classes"] or not all(isinstance(c, str) for c in m["classes"]) or len(m["classes"]) > 100_000:
         raise BundleError("manifest: classes must be a non-empty list of names")
     if not m["files"]:
@@ -122,56 +107,22 @@ def validate_manifest(m: Any) -> dict:
     for f in m["files"]:
         if not isinstance(f, dict):
             raise BundleError("manifest: each entry of files must be an object")
-        _check_fields(f, {"path": str, "sha256": str, "size": int, "role": str}, {}, "files[]")
+        check_fields(f, {"path": str, "sha256": str, "size": int, "role": str}, {}, "files[]")
         _check_relpath(f["path"])
         if f["path"] in seen or f["path"] == MANIFEST_NAME:
             raise BundleError(f"manifest: file {f['path']!r} listed twice or shadows the manifest")
         seen.add(f["path"])
         if len(f["sha256"]) != 64 or f["size"] < 0:
             raise BundleError(f"manifest: file {f['path']!r} has a malformed hash or size")
-    placement = _PLACEMENT[m["task"]]
-    _check_fields(m["input"], {**_INPUT, placement: dict}, {}, "input")
+    check_fields(m["input"], {**_INPUT, task.placement: dict}, {}, "input")
     shape = m["input"]["shape"]
     if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) \
             or not all(0 < d <= 16384 for d in shape[1:]):
         raise BundleError(f"manifest: input.shape {shape} must be [batch, H, W, 3] with sizes 1..16384 (batch -1 = dynamic)")
     if m["input"]["layout"] != "NHWC" or m["input"]["dtype"] != "uint8" or m["input"]["color"] not in ("RGB", "BGR"):
         raise BundleError("manifest: this edgecv runs uint8 NHWC inputs in RGB or BGR order only")
-    if placement == "crop":
-        crop = m["input"]["crop"]
-        _check_fields(crop, {"size": list, "resize": int}, {}, "input.crop")
-        if crop["size"] != shape[1:3] or not max(shape[1:3]) <= crop["resize"] <= 16384:
-            raise BundleError(f"manifest: input.crop {crop} must have the input's size and resize >= its sides")
-    if m["task"] != "detect":
-        return _validate_dense_output(m)
-    _check_fields(m["output"], _OUTPUT, {"default_conf": (int, float), "coordinates": str, "masks": dict}, "output")
-    if m["output"]["mode"] not in ("nms", "raw"):
-        raise BundleError(f"manifest: output.mode '{m['output']['mode']}' is not 'nms' or 'raw'")
-    masks = m["output"].get("masks")
-    if masks is not None:
-        _check_fields(masks, {"tensor": str, "threshold": (int, float)}, {"paste": str}, "output.masks")
-        if masks["tensor"] not in m["output"]["tensors"] or not 0 < masks["threshold"] < 1:
-            raise BundleError("manifest: output.masks must name one of output.tensors and have a threshold in (0, 1)")
-    _check_fields(m["output"]["nms"], {"score_threshold": (int, float), "iou_threshold": (int, float),
-                                       "max_detections": int, "class_aware": bool}, {}, "output.nms")
-    return m
-
-
-def _validate_dense_output(m: dict) -> dict:
-    """The output section of a classifier (``probs`` [B, C]) or segmenter (``labels`` [B, H, W],
-    optionally ``probs`` [B, C, H, W])."""
-    out = m["output"]
-    _check_fields(out, {"tensors": dict}, {"top_k": int, "coordinates": str, "contents": dict}, "output")
-    required, optional = _TENSORS[m["task"]]
-    have = set(out["tensors"])
-    if not required <= have or have - required - optional or not all(isinstance(v, str) for v in out["tensors"].values()):
-        raise BundleError(f"manifest: a {m['task']} bundle's output.tensors must name {sorted(required)}"
-                          f"{f' (and may name {sorted(optional)})' if optional else ''}, got {sorted(have)}")
-    if "top_k" in out and not 1 <= out["top_k"] <= len(m["classes"]):
-        raise BundleError(f"manifest: output.top_k {out['top_k']} must be between 1 and the number of classes")
-    unknown = set(out) - {"tensors", "top_k", "coordinates", "contents"}
-    if unknown:
-        raise BundleError(f"manifest: unknown fields {sorted(unknown)} in a {m['task']} bundle's output")
+    task.validate_input(m)
+    task.validate_output(m)
     return m
 
 

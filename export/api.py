@@ -16,17 +16,17 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import __version__
+from .. import __version__, targets, tasks
 from ..bundle import SCHEMA_VERSION, commit, staging
-from ..errors import EdgecvError, ExportError, UnknownTargetError
+from ..errors import EdgecvError, ExportError
+from ..targets import PRECISIONS
 from . import graph as G
-from .sources import Source, load_source, probe_output_shape
+from .sources import Source, load_source, probe_output_shape, with_classes
 from .spec import InputSpec, NmsSpec, OutputSpec  # noqa: F401
 
 log = logging.getLogger("edgecv.export")
 
-TARGETS = ("onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+TARGETS = targets.export_keys()
 
 
 def _versions(*names: str) -> dict[str, str]:
@@ -39,38 +39,32 @@ def _versions(*names: str) -> dict[str, str]:
     return out
 
 
-#: what an input side must be a multiple of, by task (a detector's strides; a segmenter's
-#: down- and up-sampling; a classifier pools globally)
-SIZE_STEP = {"detect": 32, "segment": 8, "classify": 1}
-DEFAULT_SIZE = {"detect": (640, 640), "segment": (512, 512), "classify": (224, 224)}
-
-
 def _imgsz(value: int | Sequence[int] | None, src: Source) -> tuple[int, int]:
+    task = tasks.get(src.task)
     if value is None:
-        value = src.imgsz or DEFAULT_SIZE[src.task]
+        value = src.imgsz or task.default_size
     if isinstance(value, int):
         value = (value, value)
     h, w = (int(v) for v in value)
-    step = SIZE_STEP[src.task]
-    if not (32 <= h <= 4096 and 32 <= w <= 4096) or h % step or w % step:
-        what = f"multiples of {step} " if step > 1 else ""
-        raise ExportError(f"image size {h}x{w} must be {what}between 32 and 4096 for a {src.task} model")
+    problem = task.check_size(h, w)
+    if problem:
+        raise ExportError(problem)
     return h, w
 
 
 def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
                    dynamic_batch: bool, runtime: dict | None = None, options: dict | None = None,
                    probabilities: bool = False) -> dict:
-    """The manifest (without ``files``) of a bundle or in-memory reference model."""
-    if src.task != "detect":
-        return _task_manifest(build_manifest(dataclasses.replace(src, task="detect", module=None), target, precision,
-                                             imgsz, nms, "nms", dynamic_batch, runtime, options), src, probabilities)
-    masks = G.has_masks(src.module)
-    names = G.output_names(mode, masks)
+    """The manifest (without ``files``) of a bundle or in-memory reference model: the common
+    fields, with the input placement and the output section of the source's task."""
+    from .tasks import output_tensors
+
+    task = tasks.get(src.task)
+    tensors = output_tensors(src, mode, probabilities)
     return {
         "schema_version": SCHEMA_VERSION,
         "edgecv_version": __version__,
-        "task": "detect",
+        "task": task.name,
         "name": src.name,
         "target": target,
         "precision": precision,
@@ -81,23 +75,15 @@ def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, i
             "layout": "NHWC",
             "dtype": "uint8",
             "color": src.in_spec.color,
-            "letterbox": {"size": list(imgsz), "pad_value": src.in_spec.pad_value, "center": True, "scaleup": True},
+            **task.input_section(imgsz, src.in_spec.pad_value, src.meta),
             "normalization": {**src.in_spec.to_dict(), "in_graph": True},
         },
-        "output": {
-            "mode": mode,
-            "tensors": {n: n for n in names},
-            "box_format": "xyxy",
-            "coordinates": "input_pixels",
-            "nms": {**nms.to_dict(), "where": "graph" if mode == "nms" else "host"},
-            "default_conf": 0.25,
-            **({"masks": {"tensor": "masks", "contents": "probabilities of each kept box's mask, in its box",
-                          "paste": "host", "threshold": 0.5}} if masks else {}),
-        },
+        "output": task.output_section(tensors=tensors, num_classes=len(src.names), mode=mode, nms=nms.to_dict()),
         "runtime": {target: runtime or {}},
         "provenance": {
             "source": {"kind": src.kind, "path": os.path.basename(src.path) if src.path else None, "sha256": src.sha256,
-                       "output_spec": src.out_spec.to_dict()},
+                       "output_spec": src.out_spec.to_dict() if task.name == "detect"
+                       else {"num_classes": len(src.names)}},
             "versions": {"edgecv": __version__, "python": platform.python_version(),
                          **_versions("numpy", "torch", "torchvision", "onnx", "onnxslim")},
             "options": options or {},
@@ -109,37 +95,10 @@ def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, i
     }
 
 
-def _task_manifest(m: dict, src: Source, probabilities: bool) -> dict:
-    """A detector's manifest made into a classifier's or segmenter's: the placement and outputs."""
-    from .tasks import SegmenterGraph
-
-    m["task"] = src.task
-    inp = m["input"]
-    size = inp["letterbox"]["size"]
-    if src.task == "classify":
-        del inp["letterbox"]
-        from ..letterbox import CenterCrop
-
-        resize = CenterCrop(size, src.meta.get("crop_resize")).resize  # default: torchvision's 256 -> 224
-        inp["crop"] = {"size": list(size), "resize": resize, "center": True}
-        m["output"] = {"tensors": {"probs": "probs"}, "top_k": min(5, len(src.names)),
-                       "contents": {"probs": "softmax over the classes, [B, C]"}}
-    else:
-        names = SegmenterGraph(None, src.in_spec, tuple(size), probabilities).output_names
-        m["output"] = {"tensors": {n: n for n in names}, "coordinates": "input_pixels",
-                       "contents": {"labels": "argmax class id per input pixel, int32 [B, H, W]",
-                                    **({"probs": "softmax per pixel, [B, C, H, W]"} if probabilities else {})}}
-    m["provenance"]["source"]["output_spec"] = {"num_classes": len(src.names)}
-    return m
-
-
 def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str, probabilities: bool = False) -> Any:
-    if src.task != "detect":  # its output was checked by _prepare
-        from .tasks import task_graph
+    from .tasks import task_graph
 
-        return task_graph(src.task, src.module, src.in_spec, imgsz, probabilities)
-    n = src.out_spec.check_shape(probe_output_shape(src, imgsz))
-    return G.DetectorGraph(src.module, src.in_spec, src.out_spec, nms, n, mode).eval()
+    return task_graph(src, src.module, imgsz, nms, mode, probabilities, lambda: probe_output_shape(src, imgsz))
 
 
 def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, class_aware: bool, **kw: Any):
@@ -147,7 +106,7 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
     src = model if isinstance(model, Source) else load_source(model, **kw)
     size = _imgsz(imgsz, src)
     if crop_resize is not None:
-        if src.task != "classify":
+        if tasks.get(src.task).placement != "crop":
             raise ExportError("crop_resize (--crop-resize) sets a classifier's resize before its centre crop; this is a "
                               f"{src.task} model")
         if not max(size) <= int(crop_resize) <= 16384:
@@ -159,16 +118,7 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
 
         src = dataclasses.replace(src, module=raw_module(tv, size))
     nms = NmsSpec(conf, iou, max_det, class_aware)
-    if src.task != "detect":  # the class count, from the output at this size
-        from .sources import _names
-        from .tasks import check_output
-
-        shape = probe_output_shape(src, size)
-        classes = shape[1] if isinstance(shape[1], int) else None  # None: an ONNX graph's symbolic dimension
-        check_output(src.task, shape, len(src.names) if src.names else classes or 0)
-        if not src.names:
-            src = dataclasses.replace(src, names=_names(None, classes))
-        src = dataclasses.replace(src, out_spec=OutputSpec(len(src.names)))
+    src = with_classes(src, lambda: probe_output_shape(src, size))  # a classifier's or segmenter's class count
     return src, size, nms
 
 
@@ -232,25 +182,27 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         The bundle directory.
     """
     say = progress or (lambda msg: log.info(msg))
-    if target not in TARGETS:
-        raise UnknownTargetError(f"unknown target '{target}'; choose one of {', '.join(TARGETS)}")
+    t = targets.export_target(target)
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    if precision == "bf16" and target != "openvino":
-        raise ExportError(f"bf16 is OpenVINO's CPU inference mode (its bf16 precision hint); for {target} choose "
-                          "fp32, fp16 or int8")
-    if tensorrt and target != "tensorrt":
-        raise ExportError(f"TensorRT build settings ({', '.join(tensorrt)}) apply to --target tensorrt, not {target}")
-    builder = importlib.import_module(f".targets.{target}", __package__)
+    if precision not in t.precisions:
+        why = " (bf16 is OpenVINO's CPU inference mode, its bf16 precision hint)" if precision == "bf16" else ""
+        raise ExportError(f"{target} exports {', '.join(t.precisions)}, not {precision}{why}")
+    if tensorrt and not t.build_settings:
+        build = [k for k in targets.export_keys() if targets.get(k).build_settings]
+        raise ExportError(f"build settings ({', '.join(tensorrt)}) apply to --target {' or '.join(build)} only, not "
+                          f"{target}")
+    builder = importlib.import_module(f".targets.{t.exporter}", __package__)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", name) or name.startswith("."):
         raise ExportError(f"bundle name {name!r} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'")
     dest = Path(out_dir) / name
-    say(f"source: {src.kind} '{src.name}'{'' if src.task == 'detect' else ' (' + src.task + ')'}, {len(src.names)} "
+    from .tasks import check_options, export_options, task_graph
+
+    say(f"source: {src.kind} '{src.name}' ({src.task}), {len(src.names)} "
         f"classes, input {size[0]}x{size[1]}")
-    if probabilities and src.task != "segment":
-        raise ExportError("probabilities are an output of segmenters (a classifier always outputs them)")
+    check_options(src, probabilities)
     if src.meta.get("batch") == 1 and dynamic_batch:
         say(f"{src.meta.get('family', src.name)} is exported for batch 1: the bundle runs one image per call")
         dynamic_batch = False
@@ -262,7 +214,6 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
             G.export_torch(g, size, onnx_path, dynamic_batch)
         else:
             shape = probe_output_shape(src, size)
-            n = src.out_spec.check_shape(shape) if src.task == "detect" else 0
             model_onnx = src.onnx_path
             if src.kind == "onnx" and dynamic_batch and G.fixed_batch(src.onnx_path):
                 say("the ONNX model has a fixed batch size: the bundle runs one image per call")
@@ -273,12 +224,7 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
                 say("exporting the TorchScript model to ONNX")
                 model_onnx = Path(work) / "model.onnx"
                 G.export_model(src.module, size, model_onnx, dynamic_batch)
-            if src.task == "detect":
-                g = G.DetectorGraph(None, src.in_spec, src.out_spec, nms, n, mode).eval()
-            else:
-                from .tasks import task_graph
-
-                g = task_graph(src.task, None, src.in_spec, size, probabilities)
+            g = task_graph(src, None, size, nms, mode, probabilities, lambda: shape)
             say(f"joining the ONNX model with edgecv's pre/post-processing ({', '.join(g.output_names)} outputs)")
             G.export_onnx_source(model_onnx, g, size, shape, onnx_path, dynamic_batch)
         cal = None
@@ -287,7 +233,8 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
 
             cal = calibration_set(calib, size, src.in_spec.color, src.in_spec.pad_value, calib_size, seed,
                                   progress=progress is not None and sys.stderr.isatty(),
-                                  crop=src.meta.get("crop_resize", True) if src.task == "classify" else False)
+                                  crop=src.meta.get("crop_resize", True) if tasks.get(src.task).placement == "crop"
+                                  else False)
             say(f"calibration: {cal.size} images from {cal.source} (sha256 {cal.sha256[:12]}…)")
         say(f"building the {target} model")
         try:
@@ -298,7 +245,7 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         except Exception as e:
             raise ExportError(f"the {target} build failed: {type(e).__name__}: {e}") from e
         options = {"imgsz": list(size), "precision": precision, "dynamic_batch": dynamic_batch,
-                   **({"mode": mode, "nms": nms.to_dict()} if src.task == "detect" else {"task": src.task}),
+                   **export_options(src, mode, nms),
                    **({"probabilities": True} if probabilities else {})}
         manifest = build_manifest(src, target, precision, size, nms, mode, dynamic_batch, runtime, options,
                                   probabilities)

@@ -15,10 +15,11 @@ import hashlib
 import os
 import warnings
 import zipfile
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -330,6 +331,23 @@ def _torchvision_family(module: nn.Module) -> str | None:
     return family(module)
 
 
+def with_classes(src: Any, probe: Callable[[], tuple]) -> Any:
+    """A classifier's or segmenter's source with its class count checked against the network's
+    output at the export size (and class names made up where none were given); a detector's
+    as it is (its output is checked by :func:`task_graph`)."""
+    if src.task == "detect":
+        return src
+    from .spec import OutputSpec
+    from .tasks import check_output
+
+    shape = probe()
+    classes = shape[1] if isinstance(shape[1], int) else None  # None: an ONNX graph's symbolic dimension
+    check_output(src.task, shape, len(src.names) if src.names else classes or 0)
+    if not src.names:
+        src = dataclasses.replace(src, names=_names(None, classes))
+    return dataclasses.replace(src, out_spec=OutputSpec(len(src.names)))
+
+
 def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:
     """Run the source once (or read the ONNX graph) and return its raw output shape."""
     if src.module is not None:
@@ -340,9 +358,9 @@ def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:
         except Exception as e:
             raise SourceError(f"the model failed on a 1x3x{imgsz[0]}x{imgsz[1]} input: {type(e).__name__}: {e}") from None
         if src.task != "detect":
-            from .tasks import _first
+            from .tasks import main_output
 
-            out = _first(out)
+            out = main_output(out)
         if isinstance(out, (tuple, list)):
             out = out[0]
         if not isinstance(out, torch.Tensor):
@@ -355,4 +373,4 @@ def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:
     return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
 
 
-__all__ = ["DEFAULT_MODEL", "Source", "default_source", "load_source", "probe_output_shape"]
+__all__ = ["DEFAULT_MODEL", "Source", "default_source", "load_source", "probe_output_shape", "with_classes"]

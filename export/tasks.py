@@ -15,16 +15,18 @@ outputs), with the task's head in the graph:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..bundle import TASKS  # noqa: F401  (detect, classify, segment)
-from ..errors import SourceError
+from ..errors import ExportError, SourceError
+from ..tasks import names as task_names
 from .graph import Normalize
 from .spec import InputSpec
+
+TASKS = task_names()  # detect, classify, segment
 
 #: torchvision's classification and segmentation constructors a state dict can be loaded into
 CLASSIFIERS = ("alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50", "resnet101",
@@ -39,7 +41,7 @@ SEGMENTERS = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_
 IMAGENET = InputSpec(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), color="RGB", pad_value=114)
 
 
-def _first(out: Any) -> torch.Tensor:
+def main_output(out: Any) -> torch.Tensor:
     """The main output of a network: torchvision's segmenters return ``{"out", "aux"}``,
     GoogLeNet/Inception in training a named tuple; others a tensor or a tuple."""
     if isinstance(out, dict):
@@ -63,7 +65,7 @@ class ClassifierGraph(nn.Module):
         self.model = model
 
     def postprocess(self, logits: Any) -> tuple[torch.Tensor, ...]:
-        x = _first(logits).float()
+        x = main_output(logits).float()
         return (torch.softmax(x.flatten(1), dim=1),)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -89,7 +91,7 @@ class SegmenterGraph(nn.Module):
         return ("labels", "probs") if self.probabilities else ("labels",)
 
     def postprocess(self, logits: Any) -> tuple[torch.Tensor, ...]:
-        x = _first(logits).float()
+        x = main_output(logits).float()
         if tuple(x.shape[-2:]) != self.imgsz:
             x = F.interpolate(x, size=self.imgsz, mode="bilinear", align_corners=False)
         labels = x.argmax(1).to(torch.int32)  # int32: TensorRT has no INT64 outputs
@@ -99,11 +101,41 @@ class SegmenterGraph(nn.Module):
         return self.postprocess(self.model(self.normalize(images)))
 
 
-def task_graph(task: str, model: nn.Module | None, in_spec: InputSpec, imgsz: tuple[int, int],
-               probabilities: bool = False) -> nn.Module:
-    if task == "classify":
-        return ClassifierGraph(model, in_spec).eval()
-    return SegmenterGraph(model, in_spec, imgsz, probabilities).eval()
+def task_graph(src: Any, module: nn.Module | None, imgsz: tuple[int, int], nms: Any, mode: str,
+               probabilities: bool, probe: Callable[[], tuple]) -> nn.Module:
+    """The graph edgecv exports around ``module`` (None: an ONNX source's, joined later) for the
+    source's task: a detector's decode and NMS, a classifier's softmax, a segmenter's argmax.
+    ``probe`` gives the network's output shape (a detector's candidate count), when needed."""
+    if src.task == "detect":
+        from .graph import DetectorGraph
+
+        n = src.out_spec.check_shape(probe())
+        return DetectorGraph(module, src.in_spec, src.out_spec, nms, n, mode).eval()
+    if src.task == "classify":
+        return ClassifierGraph(module, src.in_spec).eval()
+    return SegmenterGraph(module, src.in_spec, imgsz, probabilities).eval()
+
+
+def output_tensors(src: Any, mode: str, probabilities: bool) -> tuple[str, ...]:
+    """The names of the outputs :func:`task_graph` gives for this source."""
+    if src.task == "detect":
+        from .graph import has_masks, output_names
+
+        return output_names(mode, has_masks(src.module))
+    if src.task == "classify":
+        return ClassifierGraph.output_names
+    return ("labels", "probs") if probabilities else ("labels",)
+
+
+def check_options(src: Any, probabilities: bool) -> None:
+    """Refuse export options the source's task has no use for."""
+    if probabilities and src.task != "segment":
+        raise ExportError("probabilities are an output of segmenters (a classifier always outputs them)")
+
+
+def export_options(src: Any, mode: str, nms: Any) -> dict:
+    """The task's part of the export options recorded in the manifest's provenance."""
+    return {"mode": mode, "nms": nms.to_dict()} if src.task == "detect" else {"task": src.task}
 
 
 def check_output(task: str, shape: tuple, num_classes: int) -> None:

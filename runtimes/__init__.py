@@ -7,9 +7,9 @@ from typing import Any
 
 from ..bundle import Bundle
 from .base import Detector
-from .registry import available, get_backend, is_available, keys, register
+from .registry import available, get_backend, is_available, keys
 
-__all__ = ["Detector", "available", "get_backend", "is_available", "keys", "load", "register"]
+__all__ = ["Detector", "available", "get_backend", "is_available", "keys", "load"]
 
 
 def load(path: str | os.PathLike, backend: str | None = None, **options: Any) -> Detector:

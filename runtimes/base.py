@@ -1,7 +1,8 @@
-"""The base class every backend implements: it checks inputs and owns the letterbox (or a
-classifier's centre crop), the decoding of the fixed-size outputs into the task's result
-(:class:`Detections`, :class:`Classifications`, :class:`SegmentationMap`), timing and the
-lifecycle; a backend only
+"""The base class every backend implements: it checks inputs, places them with the task's
+placer (a letterbox, or a classifier's centre crop), decodes the fixed-size outputs with the
+task's decoder (:mod:`edgecv.tasks`) into its result (:class:`Detections`,
+:class:`Classifications`, :class:`SegmentationMap`), and owns timing and the lifecycle; a
+backend only
 implements :meth:`Detector.activate_impl`, :meth:`Detector.infer_impl` and
 :meth:`Detector.release_impl`."""
 
@@ -13,14 +14,14 @@ from typing import Any, ClassVar, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 
+from .. import tasks
 from ..bundle import Bundle
 from ..detections import Detections
 from ..errors import EdgecvError, InferenceError, InvalidImageError
 from ..images import ImageLike, prepare
-from ..letterbox import CenterCrop, Letterbox, LetterboxParams, unletterbox
-from ..masks import paste
-from ..nms import nms
+from ..letterbox import CenterCrop, Letterbox, LetterboxParams
 from ..results import Classifications, SegmentationMap
+from ..tasks import Task
 
 #: what a model returns for one image, by its task
 Result = Union[Detections, Classifications, SegmentationMap]
@@ -55,28 +56,24 @@ class Detector:
         self.manifest = manifest
         self.bundle = bundle
         inp, out = manifest["input"], manifest["output"]
+        #: the task's name (``detect``, ``classify``, ``segment``); :attr:`task_def` is its record
         self.task: str = manifest.get("task", "detect")
+        self.task_def: Task = tasks.get(self.task)
         self.names: tuple[str, ...] = tuple(manifest["classes"])
         self.input_name: str = inp["name"]
         self.input_size: tuple[int, int] = (inp["shape"][1], inp["shape"][2])
         self.fixed_batch: int | None = inp["shape"][0] if inp["shape"][0] > 0 else None
         self.model_color: str = inp["color"]
         self.output_names: dict[str, str] = dict(out["tensors"])
-        if self.task == "classify":  # the placement: a centre crop, or a letterbox
-            self.letterbox: Letterbox | CenterCrop = CenterCrop(self.input_size, inp["crop"]["resize"])
-        else:
-            lb = inp["letterbox"]
-            self.letterbox = Letterbox(self.input_size, pad_value=lb.get("pad_value", 114), scaleup=lb.get("scaleup", True))
-        self.top_k = max(1, min(len(self.names), int(top_k if top_k is not None else out.get("top_k", 5))))
+        #: places an image into the input and maps results back: a Letterbox, or a classifier's CenterCrop
+        self.placer: Letterbox | CenterCrop = self.task_def.placer(manifest)
         self.probabilities = bool(probabilities)
-        if self.probabilities and self.task == "segment" and "probs" not in self.output_names:
-            raise EdgecvError(f"this segmenter ({manifest['name']}) was exported without probabilities: export it with "
-                              "--probabilities (Python: probabilities=True), or load it without them")
-        self.mode: str = out["mode"] if self.task == "detect" else self.task
-        self.mask_threshold: float | None = float(out["masks"]["threshold"]) if out.get("masks") else None
-        self.nms_settings: dict = dict(out.get("nms", {}))
-        # detection only: classifiers return their top k, segmenters every pixel
-        self.conf = float(out.get("default_conf", 0.25 if self.task == "detect" else 0.0) if conf is None else conf)
+        self.task_def.check_options(manifest, self.probabilities)
+        self.decode = self.task_def.decoder(manifest, self.placer, top_k=top_k, probabilities=self.probabilities)
+        #: classifiers: classes returned per image
+        self.top_k: int | None = getattr(self.decode, "top_k", None)
+        # detectors filter at a score floor; classifiers return their top k, segmenters every pixel
+        self.conf = float(out.get("default_conf", self.task_def.default_conf) if conf is None else conf)
         self.color = color
         self.threads = threads
         self.batch_size = max(1, int(batch_size))
@@ -143,7 +140,7 @@ class Detector:
         params = []
         for i, img in enumerate(images):
             pixels, convert = prepare(img, color or self.color, self.model_color)
-            _, p = self.letterbox.forward(pixels, out=batch[i], convert=convert)
+            _, p = self.placer.forward(pixels, out=batch[i], convert=convert)
             params.append(p)
         return batch, params
 
@@ -167,53 +164,8 @@ class Detector:
 
     def postprocess(self, outputs: dict[str, np.ndarray], params: Sequence[Any], conf: float) -> list[Result]:
         """Turn backend outputs into one result per image (:class:`Detections` in original pixels,
-        :class:`Classifications`, or a :class:`SegmentationMap` in original pixels)."""
-        if self.task == "classify":
-            return self._classifications(outputs, len(params))
-        if self.task == "segment":
-            return self._segmentation_maps(outputs, params)
-        results = []
-        t = self.output_names
-        for i, p in enumerate(params):
-            if self.mode == "nms":
-                n = int(outputs[t["num_dets"]][i])
-                boxes = outputs[t["boxes"]][i, :n]
-                scores = outputs[t["scores"]][i, :n]
-                labels = outputs[t["labels"]][i, :n]
-            else:
-                s = self.nms_settings
-                boxes, scores, labels = nms(outputs[t["boxes"]][i], outputs[t["scores"]][i], s["iou_threshold"],
-                                            s["score_threshold"], s["max_detections"], s["class_aware"])
-            keep = (scores >= conf) & np.isfinite(scores) & np.isfinite(boxes).all(1)
-            boxes = self.letterbox.inverse(boxes[keep], p)
-            scores, labels = scores[keep], labels[keep]
-            nonempty = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # boxes wholly in the padding
-            masks = None
-            if self.mask_threshold is not None:  # pasted on the host, in the original image's pixels
-                probs = outputs[t["masks"]][i, :n][keep][nonempty]
-                masks = paste(probs, boxes[nonempty], p.orig_shape, self.mask_threshold)
-            results.append(Detections(boxes[nonempty], scores[nonempty], labels[nonempty].astype(np.int64), self.names,
-                                      masks))
-        return results
-
-    def _classifications(self, outputs: dict[str, np.ndarray], n: int) -> list[Classifications]:
-        probs = outputs[self.output_names["probs"]]
-        out = []
-        for i in range(n):
-            p = probs[i].astype(np.float32, copy=False)
-            top = np.argsort(-p, kind="stable")[: self.top_k]
-            out.append(Classifications(top, p[top], self.names, p.copy() if self.probabilities else None))
-        return out
-
-    def _segmentation_maps(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams]) -> list[SegmentationMap]:
-        labels = outputs[self.output_names["labels"]]
-        probs = outputs[self.output_names["probs"]] if self.probabilities else None  # refused at load if not exported
-        out = []
-        for i, p in enumerate(params):
-            cls = unletterbox(labels[i], p, nearest=True)
-            prob = unletterbox(probs[i], p, nearest=False) if probs is not None else None
-            out.append(SegmentationMap(cls, self.names, prob))
-        return out
+        :class:`Classifications`, or a :class:`SegmentationMap` in original pixels): the task's decoder."""
+        return self.decode(outputs, params, conf)
 
     def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None,
                 *, _streaming: bool = False) -> list[Result]:

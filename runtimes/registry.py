@@ -1,4 +1,5 @@
-"""The registry of backends: key -> "module:Class" and the library it needs.
+"""The runtime side of the target records (:mod:`edgecv.targets`): whether a backend's library
+is installed, and its detector class.
 
 A backend module is imported only when it is used; :func:`is_available` looks the
 library up with ``importlib.util.find_spec`` and imports nothing.
@@ -8,48 +9,20 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass
 
-from ..errors import BackendUnavailableError, UnknownTargetError
-
-
-@dataclass(frozen=True)
-class BackendEntry:
-    key: str
-    target: str  # "module:Class", the module relative to edgecv.runtimes
-    requires: str  # top-level library the backend imports
-    extra: str  # pip extra that installs it
-    hint: str = ""  # how to install it, where the extra alone does not
-
-
-_REGISTRY: dict[str, BackendEntry] = {}
-
-
-def register(key: str, target: str, requires: str, extra: str | None = None, hint: str = "") -> None:
-    """Add a backend. Raises ValueError on a duplicate key."""
-    if key in _REGISTRY:
-        raise ValueError(f"backend '{key}' is already registered")
-    _REGISTRY[key] = BackendEntry(key, target, requires, extra or key, hint)
-
-
-register("onnxruntime", "onnxruntime:OnnxRuntimeDetector", "onnxruntime")
-register("openvino", "openvino:OpenVinoDetector", "openvino")
-register("torch", "torch:TorchDetector", "torch", extra="export")
-register("tensorrt", "tensorrt.backend:TensorRtDetector", "tensorrt",
-         hint="TensorRT comes from NVIDIA: on x86-64 `pip install 'edgecv[tensorrt]' tensorrt`; on a Jetson, JetPack's "
-              "python3-libnvinfer (a virtual environment needs --system-site-packages) and `pip install "
-              "'edgecv[tensorrt]'`. To check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')")
+from .. import targets
+from ..errors import BackendUnavailableError
+from ..targets import Target
 
 
 def keys() -> list[str]:
     """Every registered backend key."""
-    return list(_REGISTRY)
+    return list(targets.keys())
 
 
-def entry(key: str) -> BackendEntry:
-    if key not in _REGISTRY:
-        raise UnknownTargetError(f"unknown backend '{key}'; edgecv knows {', '.join(_REGISTRY)}")
-    return _REGISTRY[key]
+def entry(key: str) -> Target:
+    """The target record of backend ``key`` (:class:`UnknownTargetError` when there is none)."""
+    return targets.get(key)
 
 
 def is_available(key: str) -> bool:
@@ -62,7 +35,23 @@ def is_available(key: str) -> bool:
 
 def available() -> list[str]:
     """The keys of the backends usable here."""
-    return [k for k in _REGISTRY if is_available(k)]
+    return [k for k in targets.keys() if is_available(k)]
+
+
+def usable_here(key: str) -> tuple[bool, str]:
+    """Whether backend ``key`` can run here, and a note: why not and what to do, or (for a GPU
+    backend) on what. Imports the backend's library (a broken install shows only then)."""
+    e = entry(key)
+    if e.usable_check:
+        module, func = e.usable_check.split(":")
+        return getattr(importlib.import_module(f".{module}", __package__), func)()
+    if not is_available(key):
+        return False, e.hint or f"pip install 'edgecv[{e.extra}]'"
+    try:
+        importlib.import_module(e.requires)
+    except Exception as err:  # noqa: BLE001 - a broken install raises all sorts
+        return False, f"import failed: {type(err).__name__}: {err}"
+    return True, ""
 
 
 def get_backend(key: str) -> type:
@@ -72,5 +61,5 @@ def get_backend(key: str) -> type:
         raise BackendUnavailableError(
             f"the {key} backend needs the '{e.requires}' package, which is not installed here: "
             + (e.hint or f"pip install 'edgecv[{e.extra}]'"))
-    module, cls = e.target.split(":")
+    module, cls = e.runtime.split(":")
     return getattr(importlib.import_module(f".{module}", __package__), cls)

@@ -76,7 +76,7 @@ def test_detector_preprocess_matches_the_plain_way(make_detector):
                   for i, shape in enumerate([(480, 640, 3), (50, 300), (720, 400, 4)])]
         batch, params = det.preprocess(frames)
         for i, f in enumerate(frames):
-            assert np.array_equal(batch[i], _reference_letterbox(det.letterbox, to_model_input(f, "bgr", det.model_color)))
+            assert np.array_equal(batch[i], _reference_letterbox(det.placer, to_model_input(f, "bgr", det.model_color)))
             assert params[i].orig_shape == f.shape[:2]
     finally:
         det.close()

@@ -207,6 +207,17 @@ def can_build_here() -> str | None:
     return None
 
 
+def usable_here() -> tuple[bool, str]:
+    """For ``edgecv env``: whether plans build and run here, and on what GPU or why not."""
+    reason = can_build_here()
+    if reason is not None:
+        return False, f"{reason}; export still writes the TensorRT graph and checks it (edgecv doctor)"
+    from .cuda import open_cuda
+
+    d = open_cuda().device()
+    return True, f"plans build and run here ({d.name}, compute capability {d.compute_capability})"
+
+
 def describe(entry: dict) -> str:
     """The machine a plan's entry was built for, in words."""
     extra = []
