@@ -21,11 +21,13 @@ import json
 from pathlib import Path
 
 from _common import setup
-from edgecv.bench import machine
+from edgecv.cpu import machine
 from edgecv.data import shapes
 from edgecv.errors import EdgecvError
 from edgecv.export import default_source, export, load_source
-from edgecv.harness import _table, compare, open_model
+from edgecv.console import table as _table
+from edgecv.evaluation import compare
+from edgecv.pipeline import open_model
 
 CELLS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
          ("tensorrt", "fp32"), ("tensorrt", "int8")]

@@ -20,7 +20,8 @@ from edgecv.bench import bench, bench_table
 from edgecv.data import shapes
 from edgecv.datasets import load_dataset
 from edgecv.export import default_source, export
-from edgecv.harness import compare, compare_table, metrics_table, open_model
+from edgecv.evaluation import compare, compare_table, metrics_table
+from edgecv.pipeline import open_model
 from edgecv.images import read_image
 
 

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgecv import latency as L  # noqa: E402
-from edgecv.bench import bench, machine  # noqa: E402
+from edgecv.bench import bench  # noqa: E402
+from edgecv.cpu import machine  # noqa: E402
 
 LIMIT = 0.10
 

@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edgecv import load  # noqa: E402
-from edgecv.bench import machine, synthetic_image  # noqa: E402
+from edgecv.bench import synthetic_image  # noqa: E402
+from edgecv.cpu import machine  # noqa: E402
 from edgecv.latency import ReferenceWorkload  # noqa: E402
 
 

@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 
 from _common import setup
-from edgecv.bench import machine
+from edgecv.cpu import machine
 from edgecv.export import default_source, export, load_source
-from edgecv.harness import _table, compare, open_model
+from edgecv.console import table as _table
+from edgecv.evaluation import compare
+from edgecv.pipeline import open_model
 from edgecv.images import read_image
 
 VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-from . import __version__
+from .cpu import machine
 from .errors import EdgecvError
 
 STAGES = ("preprocess", "infer", "postprocess", "e2e")
@@ -27,26 +25,6 @@ def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
     a = np.asarray(samples_ms, dtype=np.float64)
     return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
             "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
-
-
-def machine() -> dict:
-    """The machine a run was measured on."""
-    cpu = platform.processor()
-    try:
-        line = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
-        cpu = line.split(":", 1)[1].strip()
-    except (OSError, StopIteration):
-        pass
-    versions = {"edgecv": __version__, "numpy": np.__version__}
-    for dist in ("onnxruntime", "openvino", "torch"):
-        try:
-            versions[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
-    from .cpu import isa
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa(), "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
 
 
 def synthetic_image(h: int = 480, w: int = 640) -> np.ndarray:
@@ -146,7 +124,10 @@ def computed_precision(det) -> str:
     ran = getattr(det, "inference_precision", None)
     if ran:
         return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(ran, ran)
-    return "fp16" if det.manifest.get("precision") == "fp16" and det.key == "tensorrt" else "fp32"
+    from .targets import get
+
+    # a GPU computes an FP16 graph in FP16; CPU backends run its heavy layers in FP32
+    return "fp16" if det.manifest.get("precision") == "fp16" and get(det.key).needs_gpu else "fp32"
 
 
 def limit_of(det, row: dict, peaks: dict, say: Callable[[str], None] | None = None) -> dict:
@@ -154,9 +135,10 @@ def limit_of(det, row: dict, peaks: dict, say: Callable[[str], None] | None = No
     in (measured once per backend and precision, kept in ``peaks``) and the fraction of it
     achieved, by inference alone and end to end. Empty where it cannot be counted or measured."""
     from .limits import count_operations, measure_peak
+    from .targets import get
 
     f = model_file(det)
-    if f is None or det.key not in ("onnxruntime", "openvino"):
+    if f is None or not get(det.key).peak:
         return {}
     prec = computed_precision(det)
     key = (det.key, prec, row["threads"])
@@ -193,8 +175,8 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
         peak: also count the model's operations, measure the backend's peak at the same
             precision and report the fraction achieved (see :mod:`edgecv.limits`).
     """
-    from .harness import model_name
-    from .harness import open_model as default_open
+    from .comparison import model_name
+    from .pipeline import open_model as default_open
 
     opener = open_model or default_open
     imgs = list(images) if images else [synthetic_image()]
@@ -230,7 +212,7 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
 
 
 def bench_table(result: BenchResult) -> str:
-    from .harness import _table
+    from .console import table
 
     rows = []
     stream = any("stream_fps" in r for r in result.rows)
@@ -256,5 +238,5 @@ def bench_table(result: BenchResult) -> str:
         head.append("stream fps")
     if peak:
         head += ["GOPs/img", "peak GOP/s", "of peak infer / e2e"]
-    return _table(tuple(head + ["iters"]), rows, left=1) + \
+    return table(tuple(head + ["iters"]), rows, left=1) + \
         "\n(ms per call; threads: asked (used))"

@@ -4,6 +4,8 @@ every CPU backend) and the vector extensions that decide which kernels backends 
 from __future__ import annotations
 
 import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 
@@ -48,3 +50,29 @@ def isa(cpuinfo: str | None = None) -> list[str]:
             return []
     have = set(next((ln for ln in cpuinfo.splitlines() if ln.startswith("flags")), "").split(":", 1)[-1].split())
     return [f for f in ISA_FLAGS if f in have]
+
+
+def model_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what the platform module says."""
+    try:
+        line = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        return line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return platform.processor()
+
+
+def machine() -> dict:
+    """The machine a run was measured on: CPU model, cores, ISA, Python, platform and the
+    versions of the libraries that decide speed. Recorded with every benchmark figure."""
+    import numpy as np
+
+    from . import __version__
+
+    versions = {"edgecv": __version__, "numpy": np.__version__}
+    for dist in ("onnxruntime", "openvino", "torch"):
+        try:
+            versions[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return {"cpu": model_name(), "cores": os.cpu_count(), "isa": isa(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}

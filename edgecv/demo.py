@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 
 from .data import shapes
 from .datasets import load_dataset
-from .harness import _table, run_dataset
+from .console import table
+from .harness import run_dataset
 from .runtimes import is_available, load
 
 DEMO_TARGETS = ("onnxruntime", "openvino")
@@ -63,4 +64,4 @@ def format_table(rows: list[dict]) -> str:
     body = [(r["target"], r["precision"], f"{r['map']:.4f}", f"{r['map50']:.4f}",
              "—" if r["delta_map"] is None else f"{r['delta_map']:+.4f}", f"{r['median_ms']:.2f}",
              "—" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}") for r in rows]
-    return _table(head, body, left=2)
+    return table(head, body, left=2)

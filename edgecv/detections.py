@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import numpy as np
 
 
-def _frozen(a: np.ndarray) -> np.ndarray:
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` as a contiguous read-only array (a copy where it was writeable): result types are frozen."""
     a = np.ascontiguousarray(a)
     if a.flags.writeable:
         a = a.copy() if a.base is not None else a
@@ -55,10 +56,10 @@ class Detections:
             masks = np.asarray(masks, dtype=bool)
             if masks.ndim != 3 or len(masks) != n:
                 raise ValueError(f"Detections: masks must be [N, H, W] with N={n}, got {masks.shape}")
-            masks = _frozen(masks)
-        object.__setattr__(self, "xyxy", _frozen(xyxy))
-        object.__setattr__(self, "scores", _frozen(scores))
-        object.__setattr__(self, "class_ids", _frozen(class_ids))
+            masks = frozen(masks)
+        object.__setattr__(self, "xyxy", frozen(xyxy))
+        object.__setattr__(self, "scores", frozen(scores))
+        object.__setattr__(self, "class_ids", frozen(class_ids))
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "masks", masks)
 

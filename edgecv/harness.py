@@ -8,14 +8,14 @@ import copy
 import dataclasses
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .comparison import gate_failures, model_name
+from .console import points, progress_bar, table
 from .detections import Detections
 from .errors import EdgecvError
 from .images import read_image
@@ -26,17 +26,6 @@ from .nms import box_iou
 EVAL_CONF = 0.001
 PARITY_CONF = 0.25
 PARITY_IOU = 0.5
-
-
-def progress_bar(iterable, total: int, desc: str, enabled: bool = True):
-    """tqdm on stderr when it is installed and ``enabled``; the iterable itself otherwise."""
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
 @dataclass
@@ -50,44 +39,11 @@ class Run:
     metrics: Metrics | None = None
     info: dict = field(default_factory=dict)
     mask_metrics: Metrics | None = None  # COCO segm, for models that return instance masks
+    task: str = "detect"
 
     @property
     def median_ms(self) -> float:
         return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
-
-
-def open_model(spec: Any, **options: Any):
-    """A detector from a bundle directory, or the ``torch`` reference of a source model.
-
-    Args:
-        spec: a bundle directory, a model file / ``edgecv-tiny`` / nn.Module (run as the reference).
-        **options: detector options (conf, threads, ...); for sources also export options
-            (names, imgsz, layout, ...) under ``source_options``.
-    """
-    from .bundle import MANIFEST_NAME
-    from .runtimes import load
-
-    source_options = options.pop("source_options", {}) or {}
-    if isinstance(spec, (str, os.PathLike)) and (Path(spec) / MANIFEST_NAME).is_file():
-        from .bundle import Bundle
-
-        if Bundle.open(spec, verify=False).target == "tensorrt":  # its graph, measured on this CPU
-            return load(spec, backend="onnxruntime", **options)
-        return load(spec, **options)
-    try:
-        from .export import reference
-    except ImportError as e:
-        raise EdgecvError(f"'{spec}' is not a bundle; running a source model needs the exporter ({e.name} is missing): "
-                          "pip install 'edgecv[export]'") from None
-    return reference(spec, detector_options=options, **source_options)
-
-
-def model_name(spec: Any, det: Any) -> str:
-    if getattr(det, "bundle", None) is not None:
-        if det.bundle.target != det.key:
-            return f"{det.bundle.path.name} [{det.key}]"
-        return det.bundle.path.name
-    return f"{det.manifest['name']} (torch)"
 
 
 def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, warmup: int = 3,
@@ -194,9 +150,9 @@ class _Resampler:
 
 
 def _evaluator_classes():
-    from .metrics import _evaluator
+    from .metrics import coco_classes
 
-    return _evaluator()
+    return coco_classes()
 
 
 def paired_bootstrap(gt: dict, ref: list[dict], cands: Sequence[list[dict]], n: int = 200, seed: int = 0,
@@ -291,6 +247,7 @@ class CompareResult:
     runs: list[Run]
     comparisons: list[Comparison]
     settings: dict
+    task: str = "detect"
 
     def failures(self, max_map_drop: float | None) -> list[str]:
         """Messages for each candidate that loses more than ``max_map_drop`` mAP50-95 points."""
@@ -305,36 +262,6 @@ class CompareResult:
         }
 
 
-def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: float | None) -> list[str]:
-    """Messages for each candidate that loses more than ``max_drop`` points of the primary metric
-    (mAP50-95, top-1 or mIoU) against the reference, ``runs[0]``."""
-    if max_drop is None:
-        return []
-    ref = runs[0]
-    what, base = ref.metrics.primary_name, ref.metrics.primary
-    out = []
-    for c in comparisons:
-        drop = -c.delta * 100
-        if drop > max_drop:
-            out.append(f"{c.name} loses {drop:.2f} {what} points against {ref.name} ({base * 100:.2f} -> "
-                       f"{(base + c.delta) * 100:.2f}; 95% CI of the difference [{c.ci['low'] * 100:+.2f}, "
-                       f"{c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}")
-    return out
-
-
-def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any):
-    """Run a model over a data set of its task: :func:`run_dataset` for a detector,
-    :func:`edgecv.taskeval.run_task_dataset` for a classifier or segmenter. The run's
-    ``metrics.primary`` is mAP50-95, top-1 or mIoU."""
-    if getattr(det, "task", "detect") != "detect":
-        from .taskeval import run_task_dataset
-
-        return run_task_dataset(det, dataset, name, warmup=warmup, progress=progress)
-    if not hasattr(dataset, "coco"):
-        raise EdgecvError(f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
-    return run_dataset(det, dataset, name=name, progress=progress, warmup=warmup, **kwargs)
-
-
 def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200, seed: int = 0, conf: float = EVAL_CONF,
             max_dets: int = 100, progress: bool = True, say: Callable[[str], None] | None = None) -> CompareResult:
     """Evaluate every model on the same images; compare each candidate with the first (the reference).
@@ -347,10 +274,6 @@ def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200,
     """
     if len(models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
-    if any(getattr(det, "task", "detect") != "detect" for _, det in models):
-        from .taskeval import compare_tasks
-
-        return compare_tasks(models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say)
     if not hasattr(dataset, "coco"):
         raise EdgecvError(f"detectors are compared on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
     runs = [run_dataset(det, dataset, conf, name, progress=progress, max_dets=max_dets) for name, det in models]
@@ -376,115 +299,90 @@ def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200,
 
 # --- tables -----------------------------------------------------------------------------------
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
-    lines = [tuple(map(str, head)), *[tuple(map(str, r)) for r in rows]]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    fmt = lambda line: "  ".join(v.ljust(w) if i < left else v.rjust(w) for i, (v, w) in enumerate(zip(line, widths)))  # noqa: E731
-    return "\n".join([fmt(lines[0]), "  ".join("-" * w for w in widths), *map(fmt, lines[1:])])
-
-
-def _pts(v: float) -> str:
-    return "—" if v is None or np.isnan(v) else f"{v * 100:.2f}"
-
-
 def metrics_table(runs: Sequence[Run]) -> str:
     """mAP50-95, mAP50, mAP75, AP S/M/L, AR1/10/100 (in points) and median latency per model."""
     keys = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "ar1", "ar10", "ar100")
     head = ("model", "mAP50-95", "mAP50", "mAP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "p50 ms")
-    rows = [(r.name, *(_pts(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs]
+    rows = [(r.name, *(points(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs]
     if any(r.mask_metrics is not None for r in runs):  # instance masks: COCO segm beside box AP
         head = (*head[:-1], "mask mAP50-95", "mask mAP50", head[-1])
-        rows = [(*row[:-1], _pts(r.mask_metrics.map if r.mask_metrics else np.nan),
-                 _pts(r.mask_metrics.stats["map50"] if r.mask_metrics else np.nan), row[-1]) for row, r in zip(rows, runs)]
-    return _table(head, rows)
+        rows = [(*row[:-1], points(r.mask_metrics.map if r.mask_metrics else np.nan),
+                 points(r.mask_metrics.stats["map50"] if r.mask_metrics else np.nan), row[-1]) for row, r in zip(rows, runs)]
+    return table(head, rows)
 
 
 def per_class_table(runs: Sequence[Run]) -> str:
     names = list(runs[0].metrics.per_class)
-    return _table(("class", *(r.name for r in runs)), [(n, *(_pts(r.metrics.per_class.get(n, np.nan)) for r in runs))
+    return table(("class", *(r.name for r in runs)), [(n, *(points(r.metrics.per_class.get(n, np.nan)) for r in runs))
                                                      for n in names])
 
 
 def compare_table(result: CompareResult) -> str:
     """One row per candidate: mAP and difference with its interval, worst class, box parity
     (a classifier's or segmenter's comparison: :func:`edgecv.taskeval.compare_table`)."""
-    if getattr(result, "task", "detect") != "detect":
-        from .taskeval import compare_table as task_table
-
-        return task_table(result)
     ref = result.runs[0]
-    rows = [(ref.name, _pts(ref.metrics.map), "reference", "", "", "", "", "", f"{ref.median_ms:.2f}")]
+    rows = [(ref.name, points(ref.metrics.map), "reference", "", "", "", "", "", f"{ref.median_ms:.2f}")]
     for run, c in zip(result.runs[1:], result.comparisons):
         p = c.parity
         worst = f"{c.per_class_delta[0][0]} {c.per_class_delta[0][1] * 100:+.2f}" if c.per_class_delta else "—"
         ci = "—" if np.isnan(c.ci["low"]) else f"[{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]"
-        rows.append((run.name, _pts(run.metrics.map), f"{c.delta_map * 100:+.2f}", ci, worst,
+        rows.append((run.name, points(run.metrics.map), f"{c.delta_map * 100:+.2f}", ci, worst,
                      "—" if np.isnan(p["matched_share"]) else f"{p['matched_share'] * 100:.1f}%",
                      "—" if np.isnan(p["mean_iou"]) else f"{p['mean_iou']:.4f}",
                      f"{p['missing']}/{p['extra']}", f"{run.median_ms:.2f}"))
     head = ("model", "mAP50-95", "Δ points", "95% CI", "worst class Δ", "boxes matched", "mean IoU", "missing/extra", "p50 ms")
     if ref.mask_metrics is not None:  # mask AP and its difference, after the box columns
         head = (*head[:-1], "mask mAP", "mask Δ", head[-1])
-        rows = [(*row[:-1], _pts(r.mask_metrics.map if r.mask_metrics else np.nan),
+        rows = [(*row[:-1], points(r.mask_metrics.map if r.mask_metrics else np.nan),
                  "reference" if r is ref else (f"{(r.mask_metrics.map - ref.mask_metrics.map) * 100:+.2f}"
                                                if r.mask_metrics else "—"), row[-1])
                 for row, r in zip(rows, result.runs)]
-    return _table(head, rows)
+    return table(head, rows)
 
 
-def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_options: dict | None = None,
-                    max_map_drop: float | None = None, bootstrap: int = 200, progress: bool = True,
-                    say: Callable[[str], None] | None = None) -> tuple[CompareResult, list[str]]:
-    """Compare a bundle with its source on ``dataset`` and record the results in its manifest.
+# --- the evaluator interface (see edgecv.evaluation) ---------------------------------------------
 
-    Returns the comparison and the gate's failure messages (empty when it passed or no gate was set).
-    """
-    import datetime as dt
+def load_data(data: str | os.PathLike, task: str = "detect", images: str | os.PathLike | None = None,
+              names: Sequence[str] | None = None, fmt: str | None = None):
+    """A detection data set: a COCO json, a folder of YOLO txt labels or of VOC xml."""
+    from .datasets import load_dataset
 
-    from .bench import machine
-    from .bundle import write_validation
-    from .runtimes import load
+    return load_dataset(data, images, names=names, fmt=fmt)
 
-    ref = open_model(source, source_options=dict(source_options or {}))
-    # a tensorrt bundle's graph is measured where this runs: on the CPU, with onnxruntime
-    from .bundle import Bundle
 
-    target = Bundle.open(bundle, verify=False).target
-    det = load(bundle, backend="onnxruntime" if target == "tensorrt" else None)
-    try:
-        result = compare([(model_name(source, ref), ref), (det.bundle.path.name, det)], dataset, bootstrap=bootstrap,
-                         progress=progress, say=say)
-    finally:
-        ref.close()
-        det.close()
-    failures = result.failures(max_map_drop)
+def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any) -> Run:
+    """:func:`run_dataset`, after checking that the data set is a detection set."""
+    if not hasattr(dataset, "coco"):
+        raise EdgecvError(f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
+    return run_dataset(det, dataset, name=name, progress=progress, warmup=warmup, **kwargs)
+
+
+def validation_figures(result: CompareResult) -> dict:
+    """A detector's figures in a bundle's validation record: box mAP (and mask mAP) of source and
+    bundle, and their difference."""
     src, cand = result.runs
-    c = result.comparisons[0]
-    gate_key = "max_map_drop" if det.task == "detect" else "max_drop"
-    gate = None if max_map_drop is None else {gate_key: max_map_drop, "passed": not failures}
-    if det.task == "detect":
-        figures = {
-            "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
-            "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
-            **({"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
-               if src.mask_metrics is not None and cand.mask_metrics is not None else {}),
-            "delta_map": c.delta_map,
-        }
-    else:  # a classifier's or segmenter's figures: every statistic of its task
-        figures = {"task": det.task, "metric": src.metrics.primary_name,
-                   "source": {**src.metrics.stats, "p50_ms": src.median_ms},
-                   "bundle": {**cand.metrics.stats, "p50_ms": cand.median_ms}, "delta": c.delta}
-    write_validation(bundle, {
-        "dataset": result.dataset,
-        "settings": result.settings,
-        **figures,
-        "ci95": [c.ci["low"], c.ci["high"]],
-        "parity": c.parity,
-        "gate": gate,
-        "machine": machine(),
-        "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,
-        # openvino: the compute type the CPU plugin actually used (a bf16 bundle runs f32 on CPUs without bf16)
-        **({"inference_precision": det.inference_precision} if hasattr(det, "inference_precision") else {}),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-    })
-    return result, failures
+    return {
+        "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
+        "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
+        **({"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
+           if src.mask_metrics is not None and cand.mask_metrics is not None else {}),
+        "delta_map": result.comparisons[0].delta_map,
+    }
+
+
+def val_headline(run: Run, dataset, conf: float, max_dets: int) -> str:
+    """The line ``edgecv val`` prints above a detector's tables."""
+    return f"{run.name} on {dataset.name} ({len(dataset)} images), score >= {conf}, up to {max_dets} per image:"
+
+
+def compare_headline(result: CompareResult, dataset, bootstrap: int, seed: int) -> str:
+    """The line ``edgecv compare`` prints above a detector comparison's tables."""
+    return (f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
+            f"95% CI from a paired bootstrap ({bootstrap} resamples, seed {seed}); boxes: reference score >= "
+            f"{PARITY_CONF}, same class, IoU >= {PARITY_IOU}")
+
+
+def run_record(run: Run, dataset) -> dict:
+    """``edgecv val --json``: a detector's metrics on a data set."""
+    return {"model": run.name, "dataset": dataset.name, "images": len(dataset), "metrics": run.metrics.to_dict(),
+            "median_ms": run.median_ms}

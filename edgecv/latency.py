@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import EdgecvError
+from .errors import BaselineError, BaselineMissing, EdgecvError, NoisyBaseline
 
 SCHEMA = "edgecv.latency-baseline/1"
 #: exit status of an inconclusive gate (0 ok, 1 regression, 2 user error)
@@ -49,20 +49,6 @@ MAX_REFERENCE_SHIFT = 0.10
 #: the least occasion spread (log scale) assumed between a baseline and a later run: a few
 #: recorded runs cannot show how far a run's level moves from one day to another
 MIN_OCCASION_SD = 0.02
-
-
-class BaselineError(EdgecvError):
-    """A latency baseline is missing, unreadable, of another schema, or refused as too noisy."""
-
-
-class BaselineMissing(BaselineError):
-    """No baseline file where one was expected, and writing one was not asked for."""
-
-
-class NoisyBaseline(BaselineError):
-    """A baseline was not written: the machine was too noisy to record one worth judging against."""
-
-    exit_code = EXIT_INCONCLUSIVE
 
 
 # --- statistics ----------------------------------------------------------------------------------
@@ -470,14 +456,14 @@ def _plan(seconds: float, block_ms: float, per_call_ms: Sequence[float], min_cal
 
 
 def _open(spec: Any, threads: int | None, opener: Callable[..., Any] | None):
-    from .harness import open_model
+    from .pipeline import open_model
 
     opener = opener or open_model
     return opener(spec, threads=threads) if threads else opener(spec)
 
 
 def _name(spec: Any, det: Any) -> str:
-    from .harness import model_name
+    from .comparison import model_name
 
     return model_name(spec, det)
 
@@ -495,7 +481,7 @@ def _progress(say: Callable[[str], None] | None, what: str) -> Callable[[int, in
 
 
 def _machine(threads_used: int | None) -> dict:
-    from .bench import machine
+    from .cpu import machine
     from .cpu import usable_cpus
 
     m = machine()

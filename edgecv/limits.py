@@ -161,7 +161,6 @@ class Peak:
 def _matmul_onnx(m: int, k: int, n: int, precision: str, seed: int = 0):
     """An ONNX graph [m, k] x [k, n]: FP32, or INT8 as QDQ (the form onnxruntime's quantizer writes,
     which it runs as an integer matrix product)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -20,7 +20,8 @@ STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
               "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
 
 
-def _evaluator():
+def coco_classes():
+    """faster-coco-eval's (COCO, COCOeval_faster); EdgecvError with the install command where it is missing."""
     try:
         from faster_coco_eval import COCO, COCOeval_faster
     except ImportError:
@@ -94,7 +95,7 @@ def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = 
         max_dets: detections per image counted (COCO: 100).
         iou_type: ``"bbox"`` or ``"segm"``.
     """
-    COCO, COCOeval = _evaluator()
+    COCO, COCOeval = coco_classes()
     coco_gt = COCO(gt)
     ids = sorted(int(i["id"]) for i in gt["images"]) if img_ids is None else sorted(set(int(i) for i in img_ids))
     cats = sorted(gt["categories"], key=lambda c: c["id"])

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .detections import _frozen
+from .detections import frozen
 
 
 @dataclass(frozen=True)
@@ -34,11 +34,11 @@ class Classifications:
         names = tuple(str(n) for n in self.names)
         if names and len(ids) and (ids.min() < 0 or ids.max() >= len(names)):
             raise ValueError(f"Classifications: class id out of range for {len(names)} class names")
-        object.__setattr__(self, "class_ids", _frozen(ids))
-        object.__setattr__(self, "scores", _frozen(scores))
+        object.__setattr__(self, "class_ids", frozen(ids))
+        object.__setattr__(self, "scores", frozen(scores))
         object.__setattr__(self, "names", names)
         if self.probabilities is not None:
-            object.__setattr__(self, "probabilities", _frozen(np.asarray(self.probabilities, dtype=np.float32).reshape(-1)))
+            object.__setattr__(self, "probabilities", frozen(np.asarray(self.probabilities, dtype=np.float32).reshape(-1)))
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -85,13 +85,13 @@ class SegmentationMap:
         names = tuple(str(n) for n in self.names)
         if names and m.size and (m.min() < 0 or m.max() >= len(names)):
             raise ValueError(f"SegmentationMap: class id out of range for {len(names)} class names")
-        object.__setattr__(self, "class_map", _frozen(m))
+        object.__setattr__(self, "class_map", frozen(m))
         object.__setattr__(self, "names", names)
         if self.probabilities is not None:
             p = np.asarray(self.probabilities, dtype=np.float32)
             if p.ndim != 3 or p.shape[1:] != m.shape:
                 raise ValueError(f"SegmentationMap: probabilities must be [C, {m.shape[0]}, {m.shape[1]}], got {p.shape}")
-            object.__setattr__(self, "probabilities", _frozen(p))
+            object.__setattr__(self, "probabilities", frozen(p))
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -10,18 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import EdgecvError
+from ..errors import AccuracyBudgetError
 from .calibration import CalibrationSet
-
-
-class AccuracyBudgetError(EdgecvError):
-    """The quantized model could not be brought within the accuracy budget (CLI exit status 1)."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, history: list[dict] | None = None) -> None:
-        super().__init__(message)
-        self.history = history or []
 
 
 def _with_float_layer(model, name: str):
@@ -29,7 +19,6 @@ def _with_float_layer(model, name: str):
     keeping that layer in float at export does. None when its weights are not quantized."""
     import copy
 
-    import onnx
     from onnx import numpy_helper
 
     m = copy.deepcopy(model)
@@ -117,7 +106,9 @@ def controllable(target: str, precision: str) -> bool:
     INT8 everywhere, and FP16 graphs (onnxruntime, tensorrt). OpenVINO's FP16 IR only stores its
     weights in FP16 and its bf16 mode is the CPU's choice: those are validated, not controlled.
     """
-    return precision == "int8" or (precision == "fp16" and target in ("onnxruntime", "tensorrt"))
+    from ..targets import export_target
+
+    return precision in export_target(target).accuracy_control
 
 
 def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, export_kwargs: dict) -> list[str]:
@@ -125,6 +116,7 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
     onnxruntime can run it: the onnxruntime INT8 graph with its integer kernels, the tensorrt INT8
     graph as float arithmetic. Elsewhere (openvino's NNCF model, FP16 graphs) a QDQ graph of the
     same network serves as the proxy."""
+    from .. import targets, tasks
     from ..bundle import Bundle
     from . import api
     from .calibration import calibration_set
@@ -134,10 +126,12 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
                       **{k: v for k, v in export_kwargs.items() if k != "precision"})
     cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]), src.in_spec.color,
                           src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0),
-                          crop=(export_kwargs.get("crop_resize") or True) if src.task == "classify" else False)
+                          crop=(export_kwargs.get("crop_resize") or True) if tasks.get(src.task).placement == "crop"
+                          else False)
     precision = export_kwargs.get("precision", "int8")
-    if precision == "int8" and target in ("onnxruntime", "tensorrt"):
-        quantized, level = first / "model.onnx", "all" if target == "onnxruntime" else "basic"
+    level = targets.export_target(target).int8_graph
+    if precision == "int8" and level:
+        quantized = first / "model.onnx"
     else:
         quantized, level = scratch / "proxy.onnx", "basic"
         quantize_qdq(fp32 / "model.onnx", quantized, cal)
@@ -157,10 +151,14 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     Raises:
         AccuracyBudgetError: the budget is not met after ``max_steps`` layers.
     """
-    from ..bundle import Bundle, write_validation
-    from ..harness import compare, evaluate
+    from ..bundle import write_validation
+    from ..evaluation import compare, evaluate, validation_record
     from ..runtimes import load
+    from ..targets import export_target
     from . import api
+
+    via = export_target(target).validation_backend  # where its graph runs here
+    be = {"backend": via} if via != target else {}
 
     out_dir = Path(export_kwargs.pop("out_dir", "build"))
     name = export_kwargs.pop("name", None)
@@ -179,7 +177,6 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     try:
         for step in range(max_steps + 1):
             b = api.export(src, target, out_dir=scratch, name=f"step{step}", calib=calib, exclude=excluded, **export_kwargs)
-            be = {"backend": "onnxruntime"} if target == "tensorrt" else {}
             with load(b, **be) as det:
                 run = evaluate(det, dataset, name=f"step {step}", progress=progress, warmup=0)
             drop = (ref_run.metrics.primary - run.metrics.primary) * 100
@@ -207,19 +204,9 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
         final = api.export(src, target, out_dir=out_dir, name=name, calib=calib, exclude=excluded, **export_kwargs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    be = {"backend": "onnxruntime"} if target == "tensorrt" else {}
     with load(final, **be) as det:
         result = compare([("source", ref), (final.name, det)], dataset, bootstrap=bootstrap, progress=progress)
-    c = result.comparisons[0]
-    write_validation(final, {
-        "dataset": result.dataset, "settings": result.settings,
-        **({"source": {"map": result.runs[0].metrics.map}, "bundle": {"map": result.runs[1].metrics.map},
-            "delta_map": c.delta_map} if what == "mAP50-95" else
-           {"task": src.task, "metric": what, "source": result.runs[0].metrics.stats,
-            "bundle": result.runs[1].metrics.stats, "delta": c.delta}), "ci95": [c.ci["low"], c.ci["high"]], "parity": c.parity,
-        "gate": {"max_map_drop": max_map_drop, "passed": True},
-        "accuracy_control": {"kept_in_float": excluded, "steps": history},
-        "measured_with": "onnxruntime (CPU)" if target == "tensorrt" else target,
-    })
+        write_validation(final, validation_record(result, target, det, max_map_drop, True,
+                                                  accuracy_control={"kept_in_float": excluded, "steps": history}))
     ref.close()
     return final

@@ -59,7 +59,7 @@ def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_
         crop: a classifier's placement (resize and centre crop) instead of the letterbox; an int
             is the resize of the shorter side (default: the size x 256 / 224).
     """
-    from ..harness import progress_bar
+    from ..console import progress_bar
 
     lb = CenterCrop(imgsz, None if crop is True else crop) if crop else Letterbox(imgsz, pad_value=pad_value)
     if isinstance(calib, (str, os.PathLike)):

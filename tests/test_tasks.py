@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from edgecv import Classifications, EdgecvError, InvalidImageError, SegmentationMap, load
+from edgecv import classify_eval as CE
+from edgecv import segment_eval as SE
 from edgecv import taskeval as TE
 from edgecv.bundle import Bundle, validate_manifest
 from edgecv.errors import BundleError
@@ -63,7 +65,7 @@ def test_fp32_segmenter_keeps_the_sources_miou(target, task_bundles, task_refere
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_int8_loses_at_most_one_point(task, target, task_bundles, task_reference, cls_set, seg_set):
-    from edgecv.harness import compare
+    from edgecv.evaluation import compare
 
     ds = _dataset(task, cls_set, seg_set)
     b = task_bundles(task, target, "int8")
@@ -229,9 +231,9 @@ def test_unnamed_classes_and_onnx_and_torchscript_sources(tmp_path, task_referen
 def test_segmentation_metrics_by_hand():
     gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255]])
     pred = np.array([[0, 1, 1, 1], [0, 0, 1, 1], [2, 0, 0, 0]])
-    conf = TE.confusion(np.where(gt == 255, 3, gt), pred, 3)
+    conf = SE.confusion(np.where(gt == 255, 3, gt), pred, 3)
     assert conf.sum() == 10  # the two ignored pixels are left out
-    m = TE.segmentation_metrics(conf, ("a", "b", "c"))
+    m = SE.segmentation_metrics(conf, ("a", "b", "c"))
     # a: inter 3, union 3 + 5 - 3... gt a = 4, pred a = 4 (3 + the 2 -> 0), inter 3 -> 3 / 5
     # b: gt 4, pred 5, inter 4 -> 4 / 5; c: gt 2, pred 1, inter 1 -> 1 / 2
     assert m.per_class == pytest.approx({"a": 3 / 5, "b": 4 / 5, "c": 1 / 2})
@@ -242,13 +244,13 @@ def test_segmentation_metrics_by_hand():
 def test_classification_metrics_and_bootstrap_by_hand():
     labels = np.array([0, 1, 2, 0, 1])
     ranks = np.array([0, 0, 3, 1, 7])  # the true class's place in each image's top k
-    m = TE.classification_metrics(ranks, labels, ("x", "y", "z"))
+    m = CE.classification_metrics(ranks, labels, ("x", "y", "z"))
     assert m.stats["top1"] == pytest.approx(0.4) and m.stats["top5"] == pytest.approx(0.8)
     assert m.per_class == pytest.approx({"x": 0.5, "y": 0.5, "z": 0.0})
 
     def run(r):
         return TE.TaskRun("r", "classify", np.asarray(r), np.zeros(5), [1.0], ("x", "y", "z"),
-                          TE.classification_metrics(np.asarray(r), labels, ("x", "y", "z")))
+                          CE.classification_metrics(np.asarray(r), labels, ("x", "y", "z")))
 
     same = TE.paired_bootstrap(run(ranks), [run(ranks)], n=50)[0]
     assert same["low"] == same["high"] == 0.0  # paired: the same predictions never differ

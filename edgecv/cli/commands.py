@@ -170,13 +170,9 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def open_dataset(a: argparse.Namespace, task: str = "detect"):
-    if task != "detect":
-        from ..taskeval import load_task_dataset
+    from ..evaluation import load_dataset
 
-        return load_task_dataset(a.data, task, names=_names(a.data_names), images=a.images)
-    from ..datasets import load_dataset
-
-    return load_dataset(a.data, a.images, names=_names(a.data_names), fmt=a.data_format)
+    return load_dataset(a.data, task, images=a.images, names=_names(a.data_names), fmt=a.data_format)
 
 
 def _quiet_torch() -> None:
@@ -188,14 +184,14 @@ def _quiet_torch() -> None:
 
 def run_export(a: argparse.Namespace) -> int:
     try:
-        from ..export import export
+        import torch  # noqa: F401
     except ImportError as e:
         raise EdgecvError(f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'") from None
     _quiet_torch()
-    from ..export.accuracy import controllable
+    from ..evaluation import compare_table
+    from ..pipeline import export_checked
 
     gated = a.validate or a.max_map_drop is not None
-    controlled = a.max_map_drop is not None and controllable(a.target, a.precision)
     if gated and not a.data:
         raise EdgecvError("--validate and --max-map-drop need a validation set: --data (and --images)")
     dataset = open_dataset(a, task_of(a.model, a)) if gated else None  # a bad data set fails before the work
@@ -203,38 +199,18 @@ def run_export(a: argparse.Namespace) -> int:
     if a.probabilities:
         opts["probabilities"] = True
     trt = tensorrt_options(a)
-    if trt and a.target != "tensorrt":
-        raise EdgecvError(f"--{', --'.join(k.replace('_', '-') for k in trt)} apply to --target tensorrt only")
-
     nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
-    if controlled:
-        from ..export.accuracy import export_within_budget
-
-        bundle = export_within_budget(
-            a.model, a.target, dataset, a.max_map_drop, calib=a.calib, bootstrap=a.bootstrap, say=_err,
-            max_steps=a.max_float_layers,
-            progress=sys.stderr.isatty(), out_dir=a.out_dir, name=a.name, precision=a.precision,
-            dynamic_batch=not a.static_batch, calib_size=a.calib_size, calib_method=a.calib_method,
-            tensorrt=trt or None, **nms, **opts)
-        print(bundle)
-        return 0
-    bundle = export(a.model, a.target, out_dir=a.out_dir, name=a.name, precision=a.precision,
-                    dynamic_batch=not a.static_batch, progress=_err, calib=a.calib, calib_size=a.calib_size,
-                    calib_method=a.calib_method, tensorrt=trt or None, **nms, **opts)
-    if dataset is not None:
-        from ..harness import compare_table, validate_bundle
-
-        _err(f"validating {bundle.name} against the source on {dataset.name} ({len(dataset)} images)")
-        result, failures = validate_bundle(bundle, a.model, dataset, source_options={**opts, **nms},
-                                           max_map_drop=a.max_map_drop, bootstrap=a.bootstrap,
-                                           progress=sys.stderr.isatty(), say=_err)
+    bundle, result, failures = export_checked(
+        a.model, a.target, dataset, max_drop=a.max_map_drop, validate=a.validate, bootstrap=a.bootstrap,
+        max_float_layers=a.max_float_layers, progress=sys.stderr.isatty(), say=_err, source_options=opts,
+        out_dir=a.out_dir, name=a.name, precision=a.precision, dynamic_batch=not a.static_batch, calib=a.calib,
+        calib_size=a.calib_size, calib_method=a.calib_method, tensorrt=trt or None, **nms)
+    if result is not None:
         print(compare_table(result), file=sys.stderr)
-        print(bundle)
-        for f in failures:
-            _err(f"edgecv: gate failed: {f}")
-        return 1 if failures else 0
     print(bundle)
-    return 0
+    for f in failures:
+        _err(f"edgecv: gate failed: {f}")
+    return 1 if failures else 0
 
 
 # --- predict ----------------------------------------------------------------------------------
@@ -251,42 +227,27 @@ def setup_predict(p: argparse.ArgumentParser) -> None:
 def run_predict(a: argparse.Namespace) -> int:
     import cv2
 
-    from ..draw import draw_classification, draw_detections, draw_segmentation
     from ..images import read_image
     from ..runtimes import load
 
     out: dict[str, Any] = {}
     with load(a.bundle, conf=a.conf) as det:
+        task = det.task_def
         for path in a.images:
             img = read_image(path)
-            dets = det(img)
-            ms = det.last_timing["infer"] * 1000
-            if det.task == "classify":
-                out[path] = dets.to_list()
-                if not a.json:
-                    print(f"{path}: {dets.label} ({ms:.1f} ms inference)")
-                    for d in out[path]:
-                        print(f"  {d['name']:<16} {d['score']:.3f}")
-            elif det.task == "segment":
-                out[path] = {"shape": list(dets.shape), "pixels": dets.areas()}
-                if not a.json:
-                    print(f"{path}: {dets.shape[1]}x{dets.shape[0]} ({ms:.1f} ms inference)")
-                    for n, c in dets.areas().items():
-                        print(f"  {n:<16} {c:>9d} px  {c / (dets.shape[0] * dets.shape[1]) * 100:5.1f}%")
-            else:
-                out[path] = dets.to_dict()
-                if not a.json:
-                    print(f"{path}: {len(dets)} objects ({ms:.1f} ms inference)")
-                    for d in out[path]:
-                        print(f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]")
+            result = det(img)
+            out[path] = task.to_json(result)
+            if not a.json:
+                lines = task.summary(result, det.last_timing["infer"] * 1000)
+                print(f"{path}: {lines[0]}")
+                for line in lines[1:]:
+                    print(line)
             if a.save:
                 dest = Path(a.save)
                 if len(a.images) > 1:
                     dest.mkdir(parents=True, exist_ok=True)
                     dest = dest / Path(path).name
-                drawn = (draw_classification(img, dets) if det.task == "classify" else draw_segmentation(img, dets)
-                         if det.task == "segment" else draw_detections(img, dets))
-                if not cv2.imwrite(str(dest), drawn):
+                if not cv2.imwrite(str(dest), task.draw(img, result)):
                     raise EdgecvError(f"could not write '{dest}' (unknown image extension or unwritable directory)")
     if a.json:
         print(json.dumps(out, indent=2))
@@ -320,8 +281,9 @@ def run_inspect(a: argparse.Namespace) -> int:
     print(f"model      {m['name']}  task {m['task']}  target {m['target']}  precision {m['precision']}  "
           f"schema v{m['schema_version']}")
     print(f"classes    {len(m['classes'])}: {', '.join(m['classes'][:20])}{' ...' if len(m['classes']) > 20 else ''}")
-    place = (f"letterbox pad {inp['letterbox']['pad_value']}" if "letterbox" in inp else
-             f"shorter side to {inp['crop']['resize']}, centre crop {inp['crop']['size'][0]}x{inp['crop']['size'][1]}")
+    from .. import tasks
+
+    place = tasks.get(m["task"]).describe_input(inp)
     print(f"input      {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']} (batch -1 = dynamic), {inp['color']}, "
           f"{place}, normalisation in graph: scale {inp['normalization']['scale']:.6g} "
           f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}")
@@ -401,13 +363,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _gpu() -> str:
-    from ..runtimes.tensorrt.cuda import open_cuda
-
-    d = open_cuda().device()
-    return f"{d.name}, compute capability {d.compute_capability}"
-
-
 def setup_env(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print as JSON")
 
@@ -418,25 +373,8 @@ def run_env(a: argparse.Namespace) -> int:
 
     rows = []
     for key in registry.keys():
-        lib = registry.entry(key).requires
-        installed = importlib.util.find_spec(lib) is not None
-        usable, note = False, ""
-        if key == "tensorrt":
-            from ..runtimes.tensorrt.plans import can_build_here
-
-            reason = can_build_here()
-            usable = reason is None
-            note = (f"plans build and run here ({_gpu()})" if usable else
-                    f"{reason}; export still writes the TensorRT graph and checks it (edgecv doctor)")
-        elif installed:
-            try:  # find_spec says it is there; importing says it works
-                __import__(lib)
-                usable = True
-            except Exception as e:  # a broken install raises all sorts
-                note = f"import failed: {type(e).__name__}: {e}"
-        else:
-            note = f"pip install 'edgecv[{registry.entry(key).extra}]'"
-        rows.append({"backend": key, "usable": usable, "version": _version(lib), "note": note})
+        usable, note = registry.usable_here(key)
+        rows.append({"backend": key, "usable": usable, "version": _version(registry.entry(key).requires), "note": note})
     from ..cpu import isa
 
     flags = " ".join(isa())
@@ -504,34 +442,20 @@ def setup_val(p: argparse.ArgumentParser) -> None:
 
 
 def run_val(a: argparse.Namespace) -> int:
-    from ..harness import metrics_table, open_model, per_class_table, run_dataset
+    from ..evaluation import evaluate, evaluator, metrics_table, per_class_table
+    from ..pipeline import open_model
 
     _quiet_torch()
-    task = task_of(a.model, a)
-    dataset = open_dataset(a, task)
-    if task != "detect":
-        from .. import taskeval as TE
-
-        with open_model(a.model, source_options=source_options(a)) as det:
-            run = TE.run_task_dataset(det, dataset, progress=sys.stderr.isatty(), keep_maps=False)
-        print(f"{run.name} on {dataset.name} ({len(dataset)} images), {task}:")
-        print(TE.metrics_table([run]))
-        print()
-        print(TE.per_class_table([run]))
-        if a.json:
-            Path(a.json).write_text(json.dumps({"model": run.name, "task": task, "dataset": dataset.name,
-                                                "images": len(dataset), "metrics": run.metrics.to_dict(),
-                                                "median_ms": run.median_ms}, indent=2))
-        return 0
+    dataset = open_dataset(a, task_of(a.model, a))
     with open_model(a.model, source_options=source_options(a)) as det:
-        run = run_dataset(det, dataset, conf=a.conf, progress=sys.stderr.isatty(), max_dets=a.max_det)
-    print(f"{run.name} on {dataset.name} ({len(dataset)} images), score >= {a.conf}, up to {a.max_det} per image:")
+        run = evaluate(det, dataset, progress=sys.stderr.isatty(), conf=a.conf, max_dets=a.max_det)
+    ev = evaluator(run.task)
+    print(ev.val_headline(run, dataset, a.conf, a.max_det))
     print(metrics_table([run]))
     print()
     print(per_class_table([run]))
     if a.json:
-        Path(a.json).write_text(json.dumps({"model": run.name, "dataset": dataset.name, "images": len(dataset),
-                                            "metrics": run.metrics.to_dict(), "median_ms": run.median_ms}, indent=2))
+        Path(a.json).write_text(json.dumps(ev.run_record(run, dataset), indent=2))
     return 0
 
 
@@ -551,16 +475,19 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
 
 
 def run_compare(a: argparse.Namespace) -> int:
-    from ..harness import compare, compare_table, metrics_table, model_name, open_model, per_class_table
+    from ..comparison import model_name
+    from ..evaluation import compare, compare_table, evaluator, metrics_table, per_class_table, reporter
+    from ..pipeline import open_model
 
     _quiet_torch()
     if len(a.models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
-    tasks = {task_of(m, a) for m in a.models}
-    if len(tasks) > 1:
-        raise EdgecvError(f"compare takes models of one task; these are {sorted(tasks)} (give --task for a source model)")
-    task = tasks.pop()
-    if task != "detect" and a.report:
+    kinds = {task_of(m, a) for m in a.models}
+    if len(kinds) > 1:
+        raise EdgecvError(f"compare takes models of one task; these are {sorted(kinds)} (give --task for a source model)")
+    task = kinds.pop()
+    ev = evaluator(task)
+    if a.report and reporter(task) is None:
         raise EdgecvError("--report is written for detectors; for a classifier or segmenter use --json")
     dataset = open_dataset(a, task)
     dets = [open_model(m, source_options=source_options(a)) for m in a.models]
@@ -571,27 +498,7 @@ def run_compare(a: argparse.Namespace) -> int:
         for d in dets:
             d.close()
     failures = result.failures(a.max_map_drop)
-    if task != "detect":
-        from .. import taskeval as TE
-
-        what = result.runs[0].metrics.primary_name
-        print(f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; {what} in points, 95% CI from "
-              f"a paired bootstrap ({a.bootstrap} resamples, seed {a.seed}); "
-              f"{'same top-1: images' if task == 'classify' else 'same pixels: pixels'} where the candidate predicts "
-              "what the reference predicts")
-        print(TE.compare_table(result))
-        print()
-        print(TE.metrics_table(result.runs))
-        print()
-        print(TE.per_class_table(result.runs))
-        if a.json:
-            Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
-        for f in failures:
-            _err(f"edgecv: gate failed: {f}")
-        return 1 if failures else 0
-    print(f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
-          f"95% CI from a paired bootstrap ({a.bootstrap} resamples, seed {a.seed}); boxes: reference score >= 0.25, "
-          "same class, IoU >= 0.5")
+    print(ev.compare_headline(result, dataset, a.bootstrap, a.seed))
     print(compare_table(result))
     print()
     print(metrics_table(result.runs))
@@ -600,9 +507,8 @@ def run_compare(a: argparse.Namespace) -> int:
     if a.json:
         Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
     if a.report:
-        from ..report import write_report
-
-        _err(f"report: {write_report(result, a.report, failures if a.max_map_drop is not None else None)}")
+        report = reporter(task).write_report(result, a.report, failures if a.max_map_drop is not None else None)
+        _err(f"report: {report}")
     for f in failures:
         _err(f"edgecv: gate failed: {f}")
     return 1 if failures else 0

@@ -1,0 +1,33 @@
+"""What every task's evaluation shares: how a model is named in results, and the accuracy gate
+on the primary metric (mAP50-95, top-1 or mIoU)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def model_name(spec: Any, det: Any) -> str:
+    """A model's name in tables and records: the bundle directory's (with the backend where its
+    graph runs on another one), or the source's with ``(torch)``."""
+    if getattr(det, "bundle", None) is not None:
+        if det.bundle.target != det.key:
+            return f"{det.bundle.path.name} [{det.key}]"
+        return det.bundle.path.name
+    return f"{det.manifest['name']} (torch)"
+
+
+def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: float | None) -> list[str]:
+    """Messages for each candidate that loses more than ``max_drop`` points of the primary metric
+    (mAP50-95, top-1 or mIoU) against the reference, ``runs[0]``."""
+    if max_drop is None:
+        return []
+    ref = runs[0]
+    what, base = ref.metrics.primary_name, ref.metrics.primary
+    out = []
+    for c in comparisons:
+        drop = -c.delta * 100
+        if drop > max_drop:
+            out.append(f"{c.name} loses {drop:.2f} {what} points against {ref.name} ({base * 100:.2f} -> "
+                       f"{(base + c.delta) * 100:.2f}; 95% CI of the difference [{c.ci['low'] * 100:+.2f}, "
+                       f"{c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}")
+    return out

@@ -1,0 +1,101 @@
+"""One evaluation stack for every task: data sets, runs, paired comparisons, tables and the
+validation record a bundle's manifest keeps. Each task names its evaluator module
+(:attr:`edgecv.tasks.base.Task.evaluator`: :mod:`edgecv.harness` for detectors,
+:mod:`edgecv.taskeval` for classifiers and segmenters); this module looks it up and holds
+what is the same for all.
+
+Every evaluator module provides ``load_data``, ``evaluate``, ``compare``, ``metrics_table``,
+``per_class_table``, ``compare_table`` and ``validation_figures``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import os
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+from . import tasks
+from .errors import EdgecvError
+
+
+def evaluator(task: str) -> ModuleType:
+    """The evaluator module of ``task``."""
+    return importlib.import_module(f".{tasks.get(task).evaluator}", __package__)
+
+
+def reporter(task: str) -> ModuleType | None:
+    """The module whose ``write_report`` writes ``compare --report`` for ``task``; None where
+    the task has none."""
+    name = tasks.get(task).report
+    return importlib.import_module(f".{name}", __package__) if name else None
+
+
+def load_dataset(data: str | os.PathLike, task: str = "detect", images: str | os.PathLike | None = None,
+                 names: Sequence[str] | None = None, fmt: str | None = None):
+    """A data set of ``task``: for detectors a COCO json, a YOLO or VOC folder (``fmt``, detected by
+    default); for classifiers a folder of class folders; for segmenters images/, masks/ and classes.txt."""
+    return evaluator(task).load_data(data, task, images=images, names=names, fmt=fmt)
+
+
+def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any):
+    """Run a model over a data set of its task; the run's ``metrics.primary`` is mAP50-95, top-1
+    or mIoU."""
+    return evaluator(det.task).evaluate(det, dataset, name, progress=progress, warmup=warmup, **kwargs)
+
+
+def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200, seed: int = 0, progress: bool = True,
+            say: Callable[[str], None] | None = None, **kwargs: Any):
+    """Evaluate every model on the same images and compare each candidate with the first (the
+    reference), paired: a bootstrap over images for the difference of the primary metric."""
+    if len(models) < 2:
+        raise EdgecvError("compare needs a reference and at least one candidate")
+    kinds = {det.task for _, det in models}
+    if len(kinds) > 1:
+        raise EdgecvError(f"compare takes models of one task; these are {sorted(kinds)}")
+    return evaluator(kinds.pop()).compare(models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say,
+                                          **kwargs)
+
+
+def metrics_table(runs: Sequence[Any]) -> str:
+    """Every statistic of the task's metrics, in points, and the median latency, per model."""
+    return evaluator(runs[0].task).metrics_table(runs)
+
+
+def per_class_table(runs: Sequence[Any]) -> str:
+    """The task's per-class metric (AP50-95, accuracy or IoU) per model."""
+    return evaluator(runs[0].task).per_class_table(runs)
+
+
+def compare_table(result: Any) -> str:
+    """One row per candidate: the primary metric, its difference with the interval, the worst
+    class and the parity of the outputs."""
+    return evaluator(result.task).compare_table(result)
+
+
+def validation_record(result: Any, target: str, det: Any = None, max_drop: float | None = None,
+                      passed: bool | None = None, machine: dict | None = None, **extra: Any) -> dict:
+    """The ``validation`` a bundle's manifest keeps after a comparison with its source (from
+    ``edgecv export --validate`` and from accuracy control alike): the data set and settings,
+    the task's figures (:func:`validation_figures` of its evaluator), the paired interval and
+    parity, the gate, how and where it was measured, and anything in ``extra``."""
+    from .targets import get as get_target
+
+    task = tasks.get(result.task)
+    c = result.comparisons[0]
+    record = {
+        "dataset": result.dataset,
+        "settings": result.settings,
+        **evaluator(result.task).validation_figures(result),
+        "ci95": [c.ci["low"], c.ci["high"]],
+        "parity": c.parity,
+        "gate": None if max_drop is None else {task.gate_key: max_drop, "passed": bool(passed)},
+        **({"machine": machine} if machine else {}),
+        "measured_with": get_target(target).describe_measurement(),
+        # openvino: the compute type the CPU plugin actually used (a bf16 bundle runs f32 on CPUs without bf16)
+        **({"inference_precision": det.inference_precision} if hasattr(det, "inference_precision") else {}),
+        **extra,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    return record
