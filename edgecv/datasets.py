@@ -1,6 +1,6 @@
 """Loading a detection data set given as COCO json, YOLO txt or Pascal VOC xml into one COCO-format dict.
 
-Every problem in the files is an EdgecvError that counts the cases and names a few of them: nothing is skipped silently.
+Every problem in the files is an DatasetError that counts the cases and names a few of them: nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable, NoReturn, Sequence
 import cv2
 import numpy as np
 
-from .errors import EdgecvError
+from .errors import DatasetError
 
 FORMATS = ("coco", "yolo", "voc")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -69,24 +69,24 @@ def load_dataset(data: str | os.PathLike, images: str | os.PathLike | None = Non
         1..C in ``names`` order.
 
     Raises:
-        EdgecvError: anything wrong with the files, with the number of cases and a few examples.
+        DatasetError: anything wrong with the files, with the number of cases and a few examples.
     """
     data = Path(data)
     if not data.exists():
-        raise EdgecvError(f"data set '{data}' does not exist")
+        raise DatasetError(f"data set '{data}' does not exist")
     if not (isinstance(box_tolerance, (int, float)) and math.isfinite(box_tolerance) and box_tolerance >= 0):
-        raise EdgecvError(f"box_tolerance must be a number of pixels >= 0, got {box_tolerance!r}")
+        raise DatasetError(f"box_tolerance must be a number of pixels >= 0, got {box_tolerance!r}")
     if fmt is None:
         fmt = _detect_format(data)
     elif fmt not in FORMATS:
-        raise EdgecvError(f"unknown data set format {fmt!r}; edgecv reads {', '.join(FORMATS)}")
+        raise DatasetError(f"unknown data set format {fmt!r}; edgecv reads {', '.join(FORMATS)}")
     if fmt == "coco" and not data.is_file():
-        raise EdgecvError(f"a COCO data set is a .json file, but '{data}' is a directory")
+        raise DatasetError(f"a COCO data set is a .json file, but '{data}' is a directory")
     if fmt != "coco" and not data.is_dir():
-        raise EdgecvError(f"a {fmt.upper()} data set is a directory of label files, but '{data}' is a file")
+        raise DatasetError(f"a {fmt.upper()} data set is a directory of label files, but '{data}' is a file")
     images_dir = Path(images) if images is not None else None
     if images_dir is not None and not images_dir.is_dir():
-        raise EdgecvError(f"images directory '{images_dir}' does not exist or is not a directory")
+        raise DatasetError(f"images directory '{images_dir}' does not exist or is not a directory")
     if names is not None:
         names = _check_names(names, "names")
     if fmt == "coco":
@@ -112,12 +112,12 @@ def category_map(model_names: Sequence[str], categories: Sequence[dict]) -> dict
         them are not scored).
 
     Raises:
-        EdgecvError: some data set categories are not model classes (their objects could never be found).
+        DatasetError: some data set categories are not model classes (their objects could never be found).
     """
     known = set(model_names)
     unknown = [str(c["name"]) for c in categories if c["name"] not in known]
     if unknown:
-        raise EdgecvError(f"the model does not know {len(unknown)} of the data set's categories: {_examples(unknown)}; "
+        raise DatasetError(f"the model does not know {len(unknown)} of the data set's categories: {_examples(unknown)}; "
                           f"the model's classes are {list(model_names)}. Evaluate with a model trained on these "
                           "categories, or remove their annotations from the data set")
     by_name = {c["name"]: int(c["id"]) for c in categories}
@@ -133,14 +133,14 @@ def _examples(cases: Sequence[str]) -> str:
 
 
 def _fail(what: str, cases: Sequence[str], fix: str) -> NoReturn:
-    raise EdgecvError(f"{what} ({len(cases)}): {_examples(cases)}. {fix}")
+    raise DatasetError(f"{what} ({len(cases)}): {_examples(cases)}. {fix}")
 
 
 def _fail_grouped(what: str, groups: dict[str, list[str]], fix: str) -> NoReturn:
     """One error for several kinds of problem, each with its count and examples."""
     groups = {k: v for k, v in groups.items() if v}
     parts = "; ".join(f"{kind} ({len(cases)}): {_examples(cases)}" for kind, cases in groups.items())
-    raise EdgecvError(f"{what} ({sum(len(v) for v in groups.values())}) - {parts}. {fix}")
+    raise DatasetError(f"{what} ({sum(len(v) for v in groups.values())}) - {parts}. {fix}")
 
 
 # --- shared ---------------------------------------------------------------------------------------------
@@ -152,32 +152,32 @@ def _detect_format(data: Path) -> str:
     if data.is_file():
         if data.suffix.lower() == ".json":
             return "coco"
-        raise EdgecvError(f"cannot tell the format of '{data}': {expected} (or pass the format explicitly)")
+        raise DatasetError(f"cannot tell the format of '{data}': {expected} (or pass the format explicitly)")
     has_xml = any(p.suffix.lower() == ".xml" for p in data.iterdir())
     has_txt = any(p.suffix.lower() == ".txt" and p.name.lower() not in NAME_FILES for p in data.iterdir())
     if has_xml and has_txt:
-        raise EdgecvError(f"'{data}' holds both .xml and .txt files: pass the format explicitly ('voc' or 'yolo')")
+        raise DatasetError(f"'{data}' holds both .xml and .txt files: pass the format explicitly ('voc' or 'yolo')")
     if has_xml:
         return "voc"
     if has_txt:
         return "yolo"
-    raise EdgecvError(f"cannot tell the format of '{data}': it holds no .xml or .txt label files; {expected}")
+    raise DatasetError(f"cannot tell the format of '{data}': it holds no .xml or .txt label files; {expected}")
 
 
 def _read_bytes(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_ANNOTATION_BYTES:
-        raise EdgecvError(f"annotation file '{path}' is {size / 2**20:.0f} MiB; edgecv reads annotation files of "
+        raise DatasetError(f"annotation file '{path}' is {size / 2**20:.0f} MiB; edgecv reads annotation files of "
                           f"at most {MAX_ANNOTATION_BYTES // 2**20} MiB. Split the data set into smaller files")
     return path.read_bytes()
 
 
 def _check_names(names: Sequence[str], source: str) -> list[str]:
     if isinstance(names, (str, bytes)) or not all(isinstance(n, str) and n.strip() for n in names):
-        raise EdgecvError(f"class names from {source} must be a list of non-empty strings, got {names!r:.200}")
+        raise DatasetError(f"class names from {source} must be a list of non-empty strings, got {names!r:.200}")
     names = [n.strip() for n in names]
     if not names:
-        raise EdgecvError(f"no class names in {source}")
+        raise DatasetError(f"no class names in {source}")
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         _fail(f"class names from {source} repeat", dups, "Each class needs a name of its own")
@@ -187,7 +187,7 @@ def _check_names(names: Sequence[str], source: str) -> list[str]:
 def _check_images_and_boxes(coco: dict, root: Path, where: list[str], tol: float, source: Path) -> None:
     """Refuse an empty set, missing image files and bad boxes; clip boxes out by at most ``tol`` px, fill areas."""
     if not coco["images"]:
-        raise EdgecvError(f"data set '{source}' has no images; a data set needs at least one")
+        raise DatasetError(f"data set '{source}' has no images; a data set needs at least one")
     missing = [info["file_name"] for info in coco["images"] if not (root / info["file_name"]).is_file()]
     if missing:
         _fail(f"image files of '{source}' are missing from '{root}'", missing,
@@ -333,16 +333,16 @@ def _load_coco(path: Path, images: Path | None) -> tuple[dict, Path, list[str]]:
     try:
         data = json.loads(_read_bytes(path))
     except json.JSONDecodeError as e:
-        raise EdgecvError(f"'{path}' is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        raise DatasetError(f"'{path}' is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except UnicodeDecodeError as e:
-        raise EdgecvError(f"'{path}' is not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
+        raise DatasetError(f"'{path}' is not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(data, dict):
-        raise EdgecvError(f"'{path}' holds a JSON {type(data).__name__}, not an object with 'images', "
+        raise DatasetError(f"'{path}' holds a JSON {type(data).__name__}, not an object with 'images', "
                           "'annotations' and 'categories': it is not a COCO detection file")
     wrong = [f"no '{k}'" if k not in data else f"'{k}' is a {type(data[k]).__name__}, not a list"
              for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
     if wrong:
-        raise EdgecvError(f"'{path}' is not a COCO detection file: {'; '.join(wrong)}. "
+        raise DatasetError(f"'{path}' is not a COCO detection file: {'; '.join(wrong)}. "
                           "A COCO detection json needs the lists 'images', 'annotations' and 'categories'")
     problems: list[str] = []
     imgs = _entries(data, "images", IMAGE_FIELDS, problems)
@@ -382,7 +382,7 @@ def _yolo_images_dir(labels: Path) -> Path:
         return labels.parent / "images"
     if labels.parent.name == "labels" and (labels.parent.parent / "images" / labels.name).is_dir():
         return labels.parent.parent / "images" / labels.name
-    raise EdgecvError(f"cannot find the images of the YOLO labels in '{labels}': pass the images directory "
+    raise DatasetError(f"cannot find the images of the YOLO labels in '{labels}': pass the images directory "
                       "(images=, --images)")
 
 
@@ -394,7 +394,7 @@ def _yolo_names(labels: Path) -> list[str]:
                 try:
                     lines = _read_bytes(p).decode("utf-8").splitlines()
                 except UnicodeDecodeError:
-                    raise EdgecvError(f"class names file '{p}' is not UTF-8 text") from None
+                    raise DatasetError(f"class names file '{p}' is not UTF-8 text") from None
                 while lines and not lines[-1].strip():  # an editor's trailing newline is no class
                     lines.pop()
                 blank = [f"line {k}" for k, line in enumerate(lines, 1) if not line.strip()]
@@ -402,7 +402,7 @@ def _yolo_names(labels: Path) -> list[str]:
                     _fail(f"class names file '{p}' has blank lines", blank,
                           "Write one name per line: a blank line would shift every class index after it")
                 return _check_names(lines, f"'{p}'")
-    raise EdgecvError(f"no class names for the YOLO labels in '{labels}': pass names (--data-names) or put a "
+    raise DatasetError(f"no class names for the YOLO labels in '{labels}': pass names (--data-names) or put a "
                       f"classes.txt (one name per line, in class index order) in '{labels}' or its parent")
 
 
@@ -501,11 +501,11 @@ def _load_voc(ann_dir: Path, images: Path | None, names: list[str] | None) -> tu
         from defusedxml import DefusedXmlException
         from defusedxml import ElementTree as SafeET
     except ImportError:
-        raise EdgecvError("reading Pascal VOC xml needs defusedxml: pip install 'edgecv[eval]'") from None
+        raise DatasetError("reading Pascal VOC xml needs defusedxml: pip install 'edgecv[eval]'") from None
     if images is None:
         images = ann_dir.parent / "JPEGImages"
         if not images.is_dir():
-            raise EdgecvError(f"cannot find the images of the VOC annotations in '{ann_dir}' (no '{images}'): "
+            raise DatasetError(f"cannot find the images of the VOC annotations in '{ann_dir}' (no '{images}'): "
                               "pass the images directory (images=, --images)")
     groups: dict[str, list[str]] = {"not well-formed XML": [],
                                     "XML declaring entities or external references (refused: entity expansion "

@@ -6,8 +6,12 @@ from __future__ import annotations
 class EdgecvError(Exception):
     """Base class of every error caused by input, files or settings a user controls.
 
-    The CLI prints the message without a traceback and exits with status 2.
+    The CLI prints the message without a traceback and exits with the class's
+    :attr:`exit_code`: 2 for a user error, 1 for a gate that could not be met, 3 for a
+    latency measurement too noisy to decide.
     """
+
+    exit_code: int = 2
 
 
 class InvalidImageError(EdgecvError, ValueError):
@@ -44,3 +48,33 @@ class UnknownTargetError(EdgecvError, KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message with quotes
         return str(self.args[0]) if self.args else ""
+
+
+class DatasetError(EdgecvError):
+    """A data set (validation, calibration) cannot be read: missing files, an unknown format,
+    annotations that do not fit its images or the model's classes."""
+
+
+class AccuracyBudgetError(EdgecvError):
+    """The quantized model could not be brought within the accuracy budget (CLI exit status 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, history: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.history = history or []
+
+
+class BaselineError(EdgecvError):
+    """A latency baseline is missing, unreadable, of another schema, or refused as too noisy."""
+
+
+class BaselineMissing(BaselineError):
+    """No baseline file where one was expected, and writing one was not asked for."""
+
+
+class NoisyBaseline(BaselineError):
+    """A baseline was not written: the machine was too noisy to record one worth judging against
+    (CLI exit status 3, as an inconclusive gate)."""
+
+    exit_code = 3

@@ -60,7 +60,7 @@ def check_latency(bundle: str | os.PathLike, baseline: str | os.PathLike | None 
 
     Raises:
         LatencyRegression: the whole interval of the slowdown lies above the limit.
-        edgecv.latency.BaselineMissing: no baseline and no update asked for.
+        edgecv.errors.BaselineMissing: no baseline and no update asked for.
         edgecv.latency.NoisyBaseline: asked to write a baseline on a machine too noisy for one.
     """
     from . import latency as L
@@ -111,7 +111,7 @@ try:  # the fixture exists only where pytest does
         missing baseline fails the test when ``CI`` is set and skips it otherwise.
         Other arguments: see :func:`check_latency`.
         """
-        from .latency import BaselineMissing
+        from .errors import BaselineMissing
 
         def gate(bundle, baseline=None, max_regression=0.10, *, on_inconclusive: str = "skip", **kwargs):
             if on_inconclusive not in ("skip", "retry", "fail"):

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     except EdgecvError as e:
         if args.debug:
             traceback.print_exc()
-        code = getattr(e, "exit_code", 2)  # a gate that could not be met exits 1, like other gates
+        code = e.exit_code  # 2; a gate that could not be met exits 1, like other gates; 3 inconclusive
         label = {1: "gate failed", 3: "inconclusive"}.get(code, "error")
         print(f"edgecv: {label}: {e}", file=sys.stderr)
         return code
