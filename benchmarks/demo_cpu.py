@@ -28,8 +28,12 @@ def machine() -> dict:
         flags = line.split(":", 1)[1].strip()
     except (OSError, StopIteration):
         pass
-    return {"cpu": flags or platform.processor(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpu": flags or platform.processor(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def main() -> None:
@@ -48,7 +52,8 @@ def main() -> None:
     (out / f"demo-{stamp}.json").write_text(json.dumps({"machine": info, "count": args.count, "rows": rows}, indent=2))
     (out / f"demo-{stamp}.md").write_text(
         f"# edgecv demo, {stamp}\n\nedgecv-tiny on {args.count} shapes validation images; {info['cpu']}, "
-        f"{info['cores']} cores, Python {info['python']}.\n\n```\n{table}\n```\n")
+        f"{info['cores']} cores, Python {info['python']}.\n\n```\n{table}\n```\n"
+    )
     print(table)
 
 

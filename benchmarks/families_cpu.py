@@ -29,12 +29,24 @@ from edgecv.console import table as _table
 from edgecv.evaluation import compare
 from edgecv.pipeline import open_model
 
-CELLS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
-         ("tensorrt", "fp32"), ("tensorrt", "int8")]
+CELLS = [
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "int8"),
+    ("tensorrt", "fp32"),
+    ("tensorrt", "int8"),
+]
 #: family key -> its label in the matrix
-FAMILIES = {"edgecv-tiny": "edgecv-tiny (YOLO-style)", "retinanet": "RetinaNet (torchvision)",
-            "fcos": "FCOS (torchvision)", "ssd": "SSD (torchvision)", "fasterrcnn": "Faster R-CNN (torchvision)",
-            "maskrcnn": "Mask R-CNN (torchvision)", "yolov8n": "YOLOv8n (Ultralytics)"}
+FAMILIES = {
+    "edgecv-tiny": "edgecv-tiny (YOLO-style)",
+    "retinanet": "RetinaNet (torchvision)",
+    "fcos": "FCOS (torchvision)",
+    "ssd": "SSD (torchvision)",
+    "fasterrcnn": "Faster R-CNN (torchvision)",
+    "maskrcnn": "Mask R-CNN (torchvision)",
+    "yolov8n": "YOLOv8n (Ultralytics)",
+}
 
 
 def source(key: str, fixtures: Path, names: list[str], work: Path) -> object:
@@ -65,11 +77,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100, help="validation images")
     ap.add_argument("--calib-size", type=int, default=64)
-    ap.add_argument("--fixtures", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "torchvision"))
+    ap.add_argument(
+        "--fixtures", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "torchvision")
+    )
     ap.add_argument("--work", default="build/bench-families")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    ap.add_argument("--only", help="comma-separated families to run (of: " + ", ".join(FAMILIES) + "); the other "
-                                   "rows are kept from today's results file")
+    ap.add_argument(
+        "--only",
+        help="comma-separated families to run (of: " + ", ".join(FAMILIES) + "); the other "
+        "rows are kept from today's results file",
+    )
     args = ap.parse_args()
     work, dataset, calib_dir, say = setup(args.work, args.count, args.calib_size)
     only = args.only.split(",") if args.only else list(FAMILIES)
@@ -95,16 +112,29 @@ def main() -> None:
         for target, precision in CELLS:
             row = {"family": label, "target": target, "precision": precision}
             try:
-                bundle = export(src, target, precision=precision, imgsz=320, out_dir=work / "bundles",
-                                name=f"{src.name}-{target}-{precision}", calib=str(calib_dir), calib_size=args.calib_size)
+                bundle = export(
+                    src,
+                    target,
+                    precision=precision,
+                    imgsz=320,
+                    out_dir=work / "bundles",
+                    name=f"{src.name}-{target}-{precision}",
+                    calib=str(calib_dir),
+                    calib_size=args.calib_size,
+                )
                 det = open_model(bundle)
                 try:
                     res = compare([("source", ref), (bundle.name, det)], dataset, bootstrap=0, progress=False)
                 finally:
                     det.close()
-                row.update(works=True, source_map=res.runs[0].metrics.map, map=res.runs[1].metrics.map,
-                           delta=res.comparisons[0].delta_map * 100, p50_ms=res.runs[1].median_ms,
-                           measured_with="onnxruntime (CPU)" if target == "tensorrt" else target)
+                row.update(
+                    works=True,
+                    source_map=res.runs[0].metrics.map,
+                    map=res.runs[1].metrics.map,
+                    delta=res.comparisons[0].delta_map * 100,
+                    p50_ms=res.runs[1].median_ms,
+                    measured_with="onnxruntime (CPU)" if target == "tensorrt" else target,
+                )
                 if res.runs[1].mask_metrics is not None:
                     row.update(source_mask_map=res.runs[0].mask_metrics.map, mask_map=res.runs[1].mask_metrics.map)
             except (EdgecvError, RuntimeError, ValueError) as e:
@@ -116,21 +146,47 @@ def main() -> None:
     def mask(r: dict) -> str:
         return f"{r['source_mask_map'] * 100:.2f} / {r['mask_map'] * 100:.2f}" if "mask_map" in r else ""
 
-    table = _table(("family", "target", "precision", "works", "source mAP", "bundle mAP", "Δ points", "mask mAP src / bundle",
-                    "p50 ms", "why not"),
-                   [(r["family"], r["target"] + (" [ort]" if r["target"] == "tensorrt" and r["works"] else ""),
-                     r["precision"], "yes" if r["works"] else "no",
-                     f"{r['source_map'] * 100:.2f}" if r["works"] else "", f"{r['map'] * 100:.2f}" if r["works"] else "",
-                     f"{r['delta']:+.2f}" if r["works"] else "", mask(r), f"{r['p50_ms']:.1f}" if r["works"] else "",
-                     r.get("why", "")) for r in rows], left=4)
+    table = _table(
+        (
+            "family",
+            "target",
+            "precision",
+            "works",
+            "source mAP",
+            "bundle mAP",
+            "Δ points",
+            "mask mAP src / bundle",
+            "p50 ms",
+            "why not",
+        ),
+        [
+            (
+                r["family"],
+                r["target"] + (" [ort]" if r["target"] == "tensorrt" and r["works"] else ""),
+                r["precision"],
+                "yes" if r["works"] else "no",
+                f"{r['source_map'] * 100:.2f}" if r["works"] else "",
+                f"{r['map'] * 100:.2f}" if r["works"] else "",
+                f"{r['delta']:+.2f}" if r["works"] else "",
+                mask(r),
+                f"{r['p50_ms']:.1f}" if r["works"] else "",
+                r.get("why", ""),
+            )
+            for r in rows
+        ],
+        left=4,
+    )
     m = machine()
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"families-{stamp}.json").write_text(json.dumps({"rows": rows, "machine": m, "settings": vars(args)}, indent=2))
+    (out / f"families-{stamp}.json").write_text(
+        json.dumps({"rows": rows, "machine": m, "settings": vars(args)}, indent=2)
+    )
     (out / f"families-{stamp}.md").write_text(
         f"# Capability matrix, {stamp}\n\n{args.count} shapes validation images at 320; INT8 calibrated on "
         f"{args.calib_size} training images; {m['cpu']}, {m['cores']} cores. tensorrt [ort]: the graph TensorRT "
         "builds, run in onnxruntime on the CPU (no TensorRT here). Δ: bundle minus source, mAP50-95 points.\n\n"
-        f"```\n{table}\n```\n")
+        f"```\n{table}\n```\n"
+    )
     print(table)
 
 

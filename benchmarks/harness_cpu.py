@@ -54,13 +54,15 @@ def main() -> None:
     stamp = dt.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"harness-{stamp}.json").write_text(json.dumps({"compare": result.to_dict(), "bench": bres.to_dict()},
-                                                          indent=2, default=float))
+    (out / f"harness-{stamp}.json").write_text(
+        json.dumps({"compare": result.to_dict(), "bench": bres.to_dict()}, indent=2, default=float)
+    )
     m = bres.machine
     (out / f"harness-{stamp}.md").write_text(
         f"# edgecv compare and bench, {stamp}\n\nedgecv-tiny on {args.count} shapes validation images; {m['cpu']}, "
         f"{m['cores']} cores, Python {m['python']}.\n\n## compare\n\n```\n{cmp_table}\n\n{met_table}\n```\n\n"
-        f"## bench (32 validation images, batch 1 and 4, >= {args.seconds:g} s per row)\n\n```\n{b_table}\n```\n")
+        f"## bench (32 validation images, batch 1 and 4, >= {args.seconds:g} s per row)\n\n```\n{b_table}\n```\n"
+    )
     print(cmp_table, met_table, b_table, sep="\n\n")
 
 

@@ -57,8 +57,11 @@ def main() -> None:
                 refs.append((time.perf_counter() - t0) * 1000)
         med = {s: float(np.median(v)) for s, v in stages.items()}
         r = float(np.median(refs)) if refs else float("nan")
-        print(f"{k + 1:>4} {np.median(e2e):>7.2f} {med['preprocess']:>6.2f} {med['infer']:>7.2f} "
-              f"{med['postprocess']:>6.2f} {r:>6.2f} {np.median(e2e) / r:>8.2f}", flush=True)
+        print(
+            f"{k + 1:>4} {np.median(e2e):>7.2f} {med['preprocess']:>6.2f} {med['infer']:>7.2f} "
+            f"{med['postprocess']:>6.2f} {r:>6.2f} {np.median(e2e) / r:>8.2f}",
+            flush=True,
+        )
         det.close()
 
 

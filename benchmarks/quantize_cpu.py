@@ -37,8 +37,15 @@ from edgecv.evaluation import compare
 from edgecv.pipeline import open_model
 from edgecv.images import read_image
 
-VARIANTS = [("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
-            ("openvino", "fp32"), ("openvino", "fp16"), ("openvino", "bf16"), ("openvino", "int8")]
+VARIANTS = [
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp16"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "fp16"),
+    ("openvino", "bf16"),
+    ("openvino", "int8"),
+]
 V8N_SIZED = ["--width", "96", "--neck", "96", "--steps", "400", "--batch", "16", "--samples", "6400", "--lr", "3e-3"]
 
 
@@ -74,9 +81,15 @@ def run_one(label: str, src, imgsz: int, dataset, calib: str, args, say) -> list
     bundles = {}
     for target, precision in VARIANTS:
         say(f"{label} @ {imgsz}: exporting {target} {precision}")
-        bundles[(target, precision)] = export(src, target, precision=precision, imgsz=imgsz, out_dir=work,
-                                              calib=calib if precision == "int8" else None,
-                                              calib_size=args.calib_size)
+        bundles[(target, precision)] = export(
+            src,
+            target,
+            precision=precision,
+            imgsz=imgsz,
+            out_dir=work,
+            calib=calib if precision == "int8" else None,
+            calib_size=args.calib_size,
+        )
     say(f"{label} @ {imgsz}: COCO mAP of the source and {len(bundles)} bundles on {len(dataset)} images")
     ref = open_model(src, source_options={"imgsz": imgsz})
     models = [("source", ref)] + [(f"{t} {p}", open_model(b)) for (t, p), b in bundles.items()]
@@ -95,15 +108,26 @@ def run_one(label: str, src, imgsz: int, dataset, calib: str, args, say) -> list
     rows = []
     runs = {r.name: r for r in result.runs}
     deltas = {c.name: c for c in result.comparisons}
-    for (target, precision) in VARIANTS:
+    for target, precision in VARIANTS:
         key = f"{target} {precision}"
         c = deltas[key]
         p50 = {s: statistics.median(times[key][s]) for s in ("infer", "e2e")}
-        rows.append({"model": label, "imgsz": imgsz, "target": target, "precision": precision,
-                     "computed_in": effective[key] or precision, "map": runs[key].metrics.map,
-                     "source_map": runs["source"].metrics.map, "drop": -c.delta_map * 100,
-                     "ci95": [-c.ci["high"] * 100, -c.ci["low"] * 100], "infer_p50": p50["infer"], "e2e_p50": p50["e2e"],
-                     "bundle_mb": sum(f.stat().st_size for f in bundles[(target, precision)].iterdir()) / 1e6})
+        rows.append(
+            {
+                "model": label,
+                "imgsz": imgsz,
+                "target": target,
+                "precision": precision,
+                "computed_in": effective[key] or precision,
+                "map": runs[key].metrics.map,
+                "source_map": runs["source"].metrics.map,
+                "drop": -c.delta_map * 100,
+                "ci95": [-c.ci["high"] * 100, -c.ci["low"] * 100],
+                "infer_p50": p50["infer"],
+                "e2e_p50": p50["e2e"],
+                "bundle_mb": sum(f.stat().st_size for f in bundles[(target, precision)].iterdir()) / 1e6,
+            }
+        )
     for r in rows:
         same = {x["precision"]: x for x in rows if x["target"] == r["target"]}
         r["speedup_vs_fp32"] = same["fp32"]["infer_p50"] / r["infer_p50"]
@@ -118,13 +142,38 @@ def table(rows: list[dict]) -> str:
         prec = r["precision"]
         if prec == "bf16" and r["computed_in"] != "bf16":  # the CPU plugin fell back: say so in the table
             prec = f"bf16 (ran {r['computed_in']})"
-        out.append((r["model"], r["imgsz"], r["target"], prec, f"{r['map'] * 100:.2f}",
-                    f"{r['drop']:+.2f}",
-                    f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]", f"{r['infer_p50']:.2f}", f"{r['e2e_p50']:.2f}",
-                    f"{r['speedup_vs_fp32']:.2f}x", f"{r['speedup_vs_bf16']:.2f}x" if r["speedup_vs_bf16"] else "—",
-                    f"{r['e2e_speedup_vs_fp32']:.2f}x", f"{r['bundle_mb']:.2f}"))
-    head = ("model", "imgsz", "target", "precision", "mAP50-95", "drop", "drop 95% CI", "infer p50", "e2e p50",
-            "infer vs fp32", "vs bf16", "e2e vs fp32", "MB")
+        out.append(
+            (
+                r["model"],
+                r["imgsz"],
+                r["target"],
+                prec,
+                f"{r['map'] * 100:.2f}",
+                f"{r['drop']:+.2f}",
+                f"[{r['ci95'][0]:+.2f}, {r['ci95'][1]:+.2f}]",
+                f"{r['infer_p50']:.2f}",
+                f"{r['e2e_p50']:.2f}",
+                f"{r['speedup_vs_fp32']:.2f}x",
+                f"{r['speedup_vs_bf16']:.2f}x" if r["speedup_vs_bf16"] else "—",
+                f"{r['e2e_speedup_vs_fp32']:.2f}x",
+                f"{r['bundle_mb']:.2f}",
+            )
+        )
+    head = (
+        "model",
+        "imgsz",
+        "target",
+        "precision",
+        "mAP50-95",
+        "drop",
+        "drop 95% CI",
+        "infer p50",
+        "e2e p50",
+        "infer vs fp32",
+        "vs bf16",
+        "e2e vs fp32",
+        "MB",
+    )
     return _table(head, out, left=4)
 
 
@@ -151,15 +200,17 @@ def main() -> None:
     stamp = dt.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"quantize-bench-{stamp}.json").write_text(json.dumps({"rows": rows, "machine": m, "settings": vars(args)},
-                                                                 indent=2))
+    (out / f"quantize-bench-{stamp}.json").write_text(
+        json.dumps({"rows": rows, "machine": m, "settings": vars(args)}, indent=2)
+    )
     (out / f"quantize-bench-{stamp}.md").write_text(
         f"# FP32 / FP16 / BF16 / INT8 side by side, {stamp}\n\n{args.count} shapes validation images, "
         f"{args.calib_size} training images for calibration, {args.rounds} latency rounds; {m['cpu']}, {m['cores']} "
         f"cores; onnxruntime {m['versions'].get('onnxruntime')}, openvino {m['versions'].get('openvino')}.\n"
         "drop: mAP50-95 points lost against the FP32 source, with its paired-bootstrap 95% interval. "
         "Latencies in ms per image (batch 1), medians; speed-ups are ratios of medians of the same run.\n\n"
-        f"```\n{text}\n```\n")
+        f"```\n{text}\n```\n"
+    )
     print(text)
 
 

@@ -61,14 +61,24 @@ from edgecv.images import read_image  # noqa: E402
 from edgecv.limits import count_operations, measure_peak  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-EDGECV = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "bf16"),
-          ("openvino", "int8")]
+EDGECV = [
+    ("onnxruntime", "fp32"),
+    ("onnxruntime", "int8"),
+    ("openvino", "fp32"),
+    ("openvino", "bf16"),
+    ("openvino", "int8"),
+]
 PEAKS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "int8")]
-ULTRALYTICS = [("PyTorch", None, False), ("ONNX", "onnx", False), ("OpenVINO", "openvino", False),
-               ("OpenVINO", "openvino", True)]
+ULTRALYTICS = [
+    ("PyTorch", None, False),
+    ("ONNX", "onnx", False),
+    ("OpenVINO", "openvino", False),
+    ("OpenVINO", "openvino", True),
+]
 
 
 # --- models -------------------------------------------------------------------------------------
+
 
 def yolov8n(work: Path, say) -> Path:
     built = ROOT / "build" / "bench-families" / "yolov8n-shapes.pt"
@@ -98,8 +108,11 @@ def yolo_dataset(work: Path, count: int) -> Path:
             s = shapes.render(shapes.SPLIT_SEEDS[seed], i)
             h, w = s.image.shape[:2]
             cv2.imwrite(str(root / "images" / split / f"{i:05d}.png"), s.image)
-            lines = [f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
-                     f"{(b[3] - b[1]) / h:.6f}" for b, c in zip(s.boxes, s.class_ids)]
+            lines = [
+                f"{c} {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
+                f"{(b[3] - b[1]) / h:.6f}"
+                for b, c in zip(s.boxes, s.class_ids)
+            ]
             (root / "labels" / split / f"{i:05d}.txt").write_text("\n".join(lines))
     names = "\n".join(f"  {i}: {n}" for i, n in enumerate(shapes.CLASSES))
     yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
@@ -112,12 +125,14 @@ def ultralytics_export(pt: Path, fmt: str, int8: bool, imgsz: int, work: Path, d
 
     from ultralytics import YOLO
 
-    dest = work / "ultralytics" / (f"yolov8n-{imgsz}-{'int8' if int8 else 'fp32'}" +
-                                   (".onnx" if fmt == "onnx" else "_openvino_model"))
+    dest = (
+        work
+        / "ultralytics"
+        / (f"yolov8n-{imgsz}-{'int8' if int8 else 'fp32'}" + (".onnx" if fmt == "onnx" else "_openvino_model"))
+    )
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        made = YOLO(str(pt)).export(format=fmt, imgsz=imgsz, int8=int8, data=str(data) if int8 else None,
-                                    verbose=False)
+        made = YOLO(str(pt)).export(format=fmt, imgsz=imgsz, int8=int8, data=str(data) if int8 else None, verbose=False)
         shutil.move(made, dest)
     return dest
 
@@ -138,14 +153,19 @@ class UltralyticsPath:
         r = self.yolo.predict(img, imgsz=self.imgsz, conf=conf, max_det=100, verbose=False)[0]
         self.last_host_ms = r.speed["preprocess"] + r.speed["postprocess"]
         b = r.boxes
-        return Detections(b.xyxy.numpy().astype(np.float32), b.conf.numpy().astype(np.float32),
-                          b.cls.numpy().astype(np.int64), self.names)
+        return Detections(
+            b.xyxy.numpy().astype(np.float32),
+            b.conf.numpy().astype(np.float32),
+            b.cls.numpy().astype(np.int64),
+            self.names,
+        )
 
     def close(self) -> None:
         pass
 
 
 # --- timing -------------------------------------------------------------------------------------
+
 
 def frames_640x480(dataset, n: int = 16) -> list[np.ndarray]:
     return [cv2.resize(read_image(dataset.image_path(i)), (640, 480)) for i in dataset.coco["images"][:n]]
@@ -180,6 +200,7 @@ def side_by_side(paths: dict, frames: list, rounds: int, batch: int, seed: int =
 
 # --- one model at one size ----------------------------------------------------------------------
 
+
 def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, frames, args, peaks, say) -> list[dict]:
     work = Path(args.work)
     bundles = {}
@@ -187,8 +208,15 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
         d = work / "bundles" / f"{label}-{imgsz}" / f"{target}-{precision}"
         if not (d / "edgecv.json").is_file():
             say(f"{label} @ {imgsz}: exporting edgecv {target} {precision}")
-            made = export(src, target, precision=precision, imgsz=imgsz, out_dir=d.parent / "staging",
-                          calib=calib if precision == "int8" else None, calib_size=args.calib_size)
+            made = export(
+                src,
+                target,
+                precision=precision,
+                imgsz=imgsz,
+                out_dir=d.parent / "staging",
+                calib=calib if precision == "int8" else None,
+                calib_size=args.calib_size,
+            )
             d.parent.mkdir(parents=True, exist_ok=True)
             os.replace(made, d)
         bundles[(target, precision)] = d
@@ -250,11 +278,23 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
         e2e1 = statistics.median(t1[k]["e2e"])
         host1 = statistics.median(t1[k]["host"])
         e2e8 = statistics.median(t8[k]["e2e"]) / 8 if k in t8 else None
-        row = {"model": label, "imgsz": imgsz, "path": k, "map": maps[k], "e2e_ms": e2e1, "host_ms": host1,
-               "host_share": host1 / e2e1, "b8_ms_per_image": e2e8, "b1_ips": 1000 / e2e1,
-               "b8_ips": 1000 / e2e8 if e2e8 else None, "stream_fps": fps.get(k), "gops": gops,
-               "computed_in": prec, "inference_precision": getattr(det, "inference_precision", None),
-               "threads_used": getattr(det, "threads_used", None)}
+        row = {
+            "model": label,
+            "imgsz": imgsz,
+            "path": k,
+            "map": maps[k],
+            "e2e_ms": e2e1,
+            "host_ms": host1,
+            "host_share": host1 / e2e1,
+            "b8_ms_per_image": e2e8,
+            "b1_ips": 1000 / e2e1,
+            "b8_ips": 1000 / e2e8 if e2e8 else None,
+            "stream_fps": fps.get(k),
+            "gops": gops,
+            "computed_in": prec,
+            "inference_precision": getattr(det, "inference_precision", None),
+            "threads_used": getattr(det, "threads_used", None),
+        }
         if k == pair[1] and h2h:
             row["vs_ultralytics_openvino_int8_blocks"] = h2h
         if peak is not None:
@@ -304,14 +344,24 @@ CHILD = textwrap.dedent("""
 
 
 def footprint_run(kind: str, model: Path, imgsz: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, kind, str(Path(model).resolve()), str(imgsz)],
-                          capture_output=True, text=True,
-                          cwd="/", env={**os.environ, "YOLO_OFFLINE": "1"}, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(Path(model).resolve()), str(imgsz)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        env={**os.environ, "YOLO_OFFLINE": "1"},
+        timeout=900,
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"{kind} footprint run failed: {proc.stderr[-2000:]}")
     _, peak, t_import, t_load, torch = line.split()
-    return {"peak_rss_mb": float(peak), "import_s": float(t_import), "load_s": float(t_load), "imports_torch": torch == "True"}
+    return {
+        "peak_rss_mb": float(peak),
+        "import_s": float(t_import),
+        "load_s": float(t_load),
+        "imports_torch": torch == "True",
+    }
 
 
 def closure_size(requirements: list[str]) -> tuple[float, list[tuple[str, float]]]:
@@ -341,8 +391,12 @@ def closure_size(requirements: list[str]) -> tuple[float, list[tuple[str, float]
                 except OSError:
                     pass
             if key == "edgecv":  # installed in place (editable): count what its wheel ships
-                size += sum(f.stat().st_size for d in ("edgecv", "export", "runtimes")
-                            for f in (ROOT / d).rglob("*") if f.is_file() and "__pycache__" not in f.parts)
+                size += sum(
+                    f.stat().st_size
+                    for d in ("edgecv", "export", "runtimes")
+                    for f in (ROOT / d).rglob("*")
+                    if f.is_file() and "__pycache__" not in f.parts
+                )
             seen[key] = size / 1e6
         for r in dist.requires or []:
             marker = r.split(";", 1)[1] if ";" in r else ""
@@ -366,12 +420,15 @@ def footprint(bundle: Path, ul_model: Path, imgsz: int, say) -> dict:
     say("footprint: installed size of each one's runtime dependencies")
     ec_mb, ec_dists = closure_size(["edgecv[openvino]"])
     ul_mb, ul_dists = closure_size(["ultralytics", "openvino"])
-    return {"edgecv": {**ec, "install_mb": ec_mb, "dists": ec_dists[:8]},
-            "ultralytics": {**ul, "install_mb": ul_mb, "dists": ul_dists[:8]},
-            "model": {"edgecv": str(bundle), "ultralytics": str(ul_model)}}
+    return {
+        "edgecv": {**ec, "install_mb": ec_mb, "dists": ec_dists[:8]},
+        "ultralytics": {**ul, "install_mb": ul_mb, "dists": ul_dists[:8]},
+        "model": {"edgecv": str(bundle), "ultralytics": str(ul_model)},
+    }
 
 
 # --- report -------------------------------------------------------------------------------------
+
 
 def table(rows: list[dict]) -> str:
     out = []
@@ -380,14 +437,36 @@ def table(rows: list[dict]) -> str:
         if r["path"].endswith("BF16") and r["inference_precision"] and r["inference_precision"] != "bf16":
             path += f" (ran {r['inference_precision']})"
         frac = r.get("fraction_of_peak")
-        out.append((r["model"], r["imgsz"], path, f"{r['map'] * 100:.2f}", f"{r['map_vs_eager']:+.2f}",
-                    f"{r['e2e_ms']:.2f}", f"{r['host_ms']:.2f} ({r['host_share'] * 100:.0f}%)", f"{r['vs_eager']:.2f}x",
-                    f"{r['b8_ms_per_image']:.2f}" if r["b8_ms_per_image"] else "—",
-                    f"{r['b8_ips'] / r['b1_ips']:.2f}x" if r["b8_ips"] else "—",
-                    f"{r['stream_fps']:.1f}" if r["stream_fps"] else "—",
-                    f"{frac * 100:.0f}% of {r['peak_gops_per_s']:.0f}" if frac else "—"))
-    head = ("model", "imgsz", "path", "mAP50-95", "vs eager", "e2e ms b1", "host ms (share)", "speed-up vs eager",
-            "ms/img b8", "b8 vs b1 img/s", "stream fps", "e2e GOP/s: of peak")
+        out.append(
+            (
+                r["model"],
+                r["imgsz"],
+                path,
+                f"{r['map'] * 100:.2f}",
+                f"{r['map_vs_eager']:+.2f}",
+                f"{r['e2e_ms']:.2f}",
+                f"{r['host_ms']:.2f} ({r['host_share'] * 100:.0f}%)",
+                f"{r['vs_eager']:.2f}x",
+                f"{r['b8_ms_per_image']:.2f}" if r["b8_ms_per_image"] else "—",
+                f"{r['b8_ips'] / r['b1_ips']:.2f}x" if r["b8_ips"] else "—",
+                f"{r['stream_fps']:.1f}" if r["stream_fps"] else "—",
+                f"{frac * 100:.0f}% of {r['peak_gops_per_s']:.0f}" if frac else "—",
+            )
+        )
+    head = (
+        "model",
+        "imgsz",
+        "path",
+        "mAP50-95",
+        "vs eager",
+        "e2e ms b1",
+        "host ms (share)",
+        "speed-up vs eager",
+        "ms/img b8",
+        "b8 vs b1 img/s",
+        "stream fps",
+        "e2e GOP/s: of peak",
+    )
     return _table(head, out, left=3)
 
 
@@ -395,14 +474,32 @@ def footprint_table(fp: dict) -> str:
     rows = []
     for k in ("edgecv", "ultralytics"):
         f = fp[k]
-        rows.append((k, f"{f['peak_rss_mb']:.0f}", f"{f['install_mb']:.0f}", f"{f['import_s']:.2f}", f"{f['load_s']:.2f}",
-                     "yes" if f["imports_torch"] else "no"))
+        rows.append(
+            (
+                k,
+                f"{f['peak_rss_mb']:.0f}",
+                f"{f['install_mb']:.0f}",
+                f"{f['import_s']:.2f}",
+                f"{f['load_s']:.2f}",
+                "yes" if f["imports_torch"] else "no",
+            )
+        )
     e, u = fp["edgecv"], fp["ultralytics"]
-    rows.append(("edgecv / ultralytics", f"{e['peak_rss_mb'] / u['peak_rss_mb']:.2f}",
-                 f"{e['install_mb'] / u['install_mb']:.3f}", f"{e['import_s'] / u['import_s']:.2f}",
-                 f"{e['load_s'] / u['load_s']:.2f}", ""))
-    return _table(("runtime", "peak RSS MB (load + 100 frames)", "installed MB", "import s", "load s", "imports torch"),
-                  rows, left=1)
+    rows.append(
+        (
+            "edgecv / ultralytics",
+            f"{e['peak_rss_mb'] / u['peak_rss_mb']:.2f}",
+            f"{e['install_mb'] / u['install_mb']:.3f}",
+            f"{e['import_s'] / u['import_s']:.2f}",
+            f"{e['load_s'] / u['load_s']:.2f}",
+            "",
+        )
+    )
+    return _table(
+        ("runtime", "peak RSS MB (load + 100 frames)", "installed MB", "import s", "load s", "imports torch"),
+        rows,
+        left=1,
+    )
 
 
 def main() -> None:
@@ -437,8 +534,9 @@ def main() -> None:
         else:
             src = default_source()
         for imgsz in args.sizes:
-            rows += run_one(label, src, pt if label == "yolov8n" else None, imgsz, dataset, str(calib_dir), frames,
-                            args, peaks, say)
+            rows += run_one(
+                label, src, pt if label == "yolov8n" else None, imgsz, dataset, str(calib_dir), frames, args, peaks, say
+            )
             say(table(rows))
     for key in PEAKS:
         say(f"peak of {key[0]} at {key[1]} (end of the run)")
@@ -453,33 +551,62 @@ def main() -> None:
     fp = None
     if not args.no_footprint and pt is not None:
         size = max(args.sizes)
-        fp = footprint(work / "bundles" / f"yolov8n-{size}" / "openvino-int8", work / "ultralytics" /
-                       f"yolov8n-{size}-int8_openvino_model", size, say)
+        fp = footprint(
+            work / "bundles" / f"yolov8n-{size}" / "openvino-int8",
+            work / "ultralytics" / f"yolov8n-{size}-int8_openvino_model",
+            size,
+            say,
+        )
     text = table(rows)
     m = machine()
     stamp = dt.date.today().isoformat()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     peak_line = "; ".join(f"{b} {p}: {pk.gops_per_s:.0f} GOP/s" for (b, p), pk in sorted(peaks.items()))
-    md = [f"# Speed, side by side, {stamp}", "",
-          f"{m['cpu']}, {m['cores']} cores; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
-          f"Frames 640x480 from the shapes validation split; batch 1: median of {args.rounds} rounds, batch 8: "
-          f"{args.rounds8} rounds, paths taking turns in a shuffled order. mAP50-95 on {args.count} images "
-          f"(conf 0.001). Operations counted from the graph; peaks measured in this run ({peak_line}).",
-          "", "```", text, "```"]
+    md = [
+        f"# Speed, side by side, {stamp}",
+        "",
+        f"{m['cpu']}, {m['cores']} cores; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"Frames 640x480 from the shapes validation split; batch 1: median of {args.rounds} rounds, batch 8: "
+        f"{args.rounds8} rounds, paths taking turns in a shuffled order. mAP50-95 on {args.count} images "
+        f"(conf 0.001). Operations counted from the graph; peaks measured in this run ({peak_line}).",
+        "",
+        "```",
+        text,
+        "```",
+    ]
     for r in rows:
         if r.get("vs_ultralytics_openvino_int8_blocks"):
             blocks = r["vs_ultralytics_openvino_int8_blocks"]
-            md += ["", f"Head to head at {r['imgsz']}, batch 1: Ultralytics' OpenVINO INT8 predictor time / edgecv "
-                       f"openvino INT8 `det(frame)` time, {len(blocks)} blocks of {args.h2h_rounds} rounds after the "
-                       f"table: " + ", ".join(f"{x:.2f}x" for x in blocks) + f" (median {statistics.median(blocks):.2f}x)."]
+            md += [
+                "",
+                f"Head to head at {r['imgsz']}, batch 1: Ultralytics' OpenVINO INT8 predictor time / edgecv "
+                f"openvino INT8 `det(frame)` time, {len(blocks)} blocks of {args.h2h_rounds} rounds after the "
+                f"table: " + ", ".join(f"{x:.2f}x" for x in blocks) + f" (median {statistics.median(blocks):.2f}x).",
+            ]
     if fp:
-        md += ["", "Footprint (YOLOv8n at 640, OpenVINO INT8; a fresh process loads the model and runs 100 frames):",
-               "", "```", footprint_table(fp), "```"]
+        md += [
+            "",
+            "Footprint (YOLOv8n at 640, OpenVINO INT8; a fresh process loads the model and runs 100 frames):",
+            "",
+            "```",
+            footprint_table(fp),
+            "```",
+        ]
     (out / f"speed-{stamp}.md").write_text("\n".join(md) + "\n")
-    (out / f"speed-{stamp}.json").write_text(json.dumps(
-        {"rows": rows, "footprint": fp, "peaks": {f"{b} {p}": vars(pk) for (b, p), pk in peaks.items()},
-         "machine": m, "settings": vars(args)}, indent=2, default=str))
+    (out / f"speed-{stamp}.json").write_text(
+        json.dumps(
+            {
+                "rows": rows,
+                "footprint": fp,
+                "peaks": {f"{b} {p}": vars(pk) for (b, p), pk in peaks.items()},
+                "machine": m,
+                "settings": vars(args),
+            },
+            indent=2,
+            default=str,
+        )
+    )
     print("\n".join(md))
 
 

@@ -10,13 +10,36 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .detections import Detections
-from .errors import (AccuracyBudgetError, BackendUnavailableError, BundleError, DatasetError, EdgecvError, ExportError,
-                     InferenceError, InvalidImageError, SourceError)
+from .errors import (
+    AccuracyBudgetError,
+    BackendUnavailableError,
+    BundleError,
+    DatasetError,
+    EdgecvError,
+    ExportError,
+    InferenceError,
+    InvalidImageError,
+    SourceError,
+)
 from .letterbox import CenterCrop, Letterbox
 from .results import Classifications, SegmentationMap
 from .runtimes import load
 
 __all__ = [
-    "AccuracyBudgetError", "BackendUnavailableError", "DatasetError", "BundleError", "CenterCrop", "Classifications", "Detections", "EdgecvError", "ExportError",
-    "InferenceError", "InvalidImageError", "Letterbox", "SegmentationMap", "SourceError", "load", "__version__",
+    "AccuracyBudgetError",
+    "BackendUnavailableError",
+    "DatasetError",
+    "BundleError",
+    "CenterCrop",
+    "Classifications",
+    "Detections",
+    "EdgecvError",
+    "ExportError",
+    "InferenceError",
+    "InvalidImageError",
+    "Letterbox",
+    "SegmentationMap",
+    "SourceError",
+    "load",
+    "__version__",
 ]

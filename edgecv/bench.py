@@ -23,8 +23,15 @@ STAGES = ("preprocess", "infer", "postprocess", "e2e")
 def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
     """p50, p90, p99, mean, std, min, max of a list of milliseconds."""
     a = np.asarray(samples_ms, dtype=np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99)),
-            "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()), "max": float(a.max())}
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p90": float(np.percentile(a, 90)),
+        "p99": float(np.percentile(a, 99)),
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "min": float(a.min()),
+        "max": float(a.max()),
+    }
 
 
 def synthetic_image(h: int = 480, w: int = 640) -> np.ndarray:
@@ -59,8 +66,15 @@ class BenchResult:
         os.replace(tmp, p)
 
 
-def bench_detector(det, images: Sequence[np.ndarray], batch: int = 1, seconds: float = 10.0, min_iters: int = 30,
-                   warmup: int = 5, warmup_seconds: float = 1.0) -> dict:
+def bench_detector(
+    det,
+    images: Sequence[np.ndarray],
+    batch: int = 1,
+    seconds: float = 10.0,
+    min_iters: int = 30,
+    warmup: int = 5,
+    warmup_seconds: float = 1.0,
+) -> dict:
     """Time ``det.predict`` on batches cycled from ``images``.
 
     Warm-up: at least ``warmup`` calls and ``warmup_seconds``; then at least ``min_iters`` calls
@@ -84,8 +98,12 @@ def bench_detector(det, images: Sequence[np.ndarray], batch: int = 1, seconds: f
         samples["e2e"].append(e2e)
         n += 1
     stats = {s: summarize(v) for s, v in samples.items()}
-    return {"iterations": n, "warmup": warmup, "stages_ms": stats,
-            "throughput_ips": batch * 1000 / stats["e2e"]["mean"]}
+    return {
+        "iterations": n,
+        "warmup": warmup,
+        "stages_ms": stats,
+        "throughput_ips": batch * 1000 / stats["e2e"]["mean"],
+    }
 
 
 def stream_fps(det, images: Sequence[np.ndarray], frames: int = 60, depth: int = 3) -> float:
@@ -156,16 +174,27 @@ def limit_of(det, row: dict, peaks: dict, say: Callable[[str], None] | None = No
     st = row["stages_ms"]
     infer = ops.gops * row["batch"] / (st["infer"]["p50"] / 1000)
     e2e = ops.gops * row["batch"] / (st["e2e"]["p50"] / 1000)
-    return {"gops_per_image": ops.gops, "peak": {"precision": peak.precision, "gops_per_s": peak.gops_per_s,
-                                                 "shape": list(peak.shape)},
-            "achieved_gops_per_s": {"infer": infer, "e2e": e2e},
-            "fraction_of_peak": {"infer": infer / peak.gops_per_s, "e2e": e2e / peak.gops_per_s}}
+    return {
+        "gops_per_image": ops.gops,
+        "peak": {"precision": peak.precision, "gops_per_s": peak.gops_per_s, "shape": list(peak.shape)},
+        "achieved_gops_per_s": {"infer": infer, "e2e": e2e},
+        "fraction_of_peak": {"infer": infer / peak.gops_per_s, "e2e": e2e / peak.gops_per_s},
+    }
 
 
-def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequence[int | None] = (None,),
-          seconds: float = 10.0, min_iters: int = 30, warmup: int = 5, images: Sequence[np.ndarray] | None = None,
-          open_model: Callable[..., Any] | None = None, say: Callable[[str], None] | None = None,
-          stream: bool = False, peak: bool = False) -> BenchResult:
+def bench(
+    models: Sequence[Any],
+    batches: Sequence[int] = (1,),
+    threads: Sequence[int | None] = (None,),
+    seconds: float = 10.0,
+    min_iters: int = 30,
+    warmup: int = 5,
+    images: Sequence[np.ndarray] | None = None,
+    open_model: Callable[..., Any] | None = None,
+    say: Callable[[str], None] | None = None,
+    stream: bool = False,
+    peak: bool = False,
+) -> BenchResult:
     """Benchmark each model at each batch size and thread count, side by side in one run.
 
     Args:
@@ -192,8 +221,15 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
                     if say:
                         say(f"bench {name}: batch {b}, threads {t or 'default'}")
                     r = bench_detector(det, imgs, b, seconds, min_iters, warmup)
-                    row = {"model": name, "target": det.manifest["target"], "precision": det.manifest["precision"],
-                           "batch": b, "threads": t or "default", "threads_used": getattr(det, "threads_used", None), **r}
+                    row = {
+                        "model": name,
+                        "target": det.manifest["target"],
+                        "precision": det.manifest["precision"],
+                        "batch": b,
+                        "threads": t or "default",
+                        "threads_used": getattr(det, "threads_used", None),
+                        **r,
+                    }
                     if stream and fps is None:
                         if say:
                             say(f"bench {name}: stream, threads {t or 'default'}")
@@ -205,9 +241,16 @@ def bench(models: Sequence[Any], batches: Sequence[int] = (1,), threads: Sequenc
                     rows.append(row)
             finally:
                 det.close()
-    settings = {"batches": list(batches), "threads": [t or "default" for t in threads], "seconds": seconds,
-                "min_iters": min_iters, "warmup": warmup, "images": "dataset" if images else "synthetic 640x480",
-                "stream": stream, "peak": peak}
+    settings = {
+        "batches": list(batches),
+        "threads": [t or "default" for t in threads],
+        "seconds": seconds,
+        "min_iters": min_iters,
+        "warmup": warmup,
+        "images": "dataset" if images else "synthetic 640x480",
+        "stream": stream,
+        "peak": peak,
+    }
     return BenchResult(rows, machine(), settings)
 
 
@@ -221,22 +264,44 @@ def bench_table(result: BenchResult) -> str:
         s = r["stages_ms"]
         used = r.get("threads_used")
         threads = f"{r['threads']} ({used})" if r["threads"] == "default" and used else r["threads"]
-        row = [r["model"], r["batch"], threads, f"{s['preprocess']['p50']:.2f}", f"{s['infer']['p50']:.2f}",
-               f"{s['postprocess']['p50']:.2f}", f"{s['e2e']['p50']:.2f}", f"{s['e2e']['p90']:.2f}",
-               f"{s['e2e']['p99']:.2f}", f"{s['e2e']['mean']:.2f}±{s['e2e']['std']:.2f}",
-               f"{r['throughput_ips']:.1f}"]
+        row = [
+            r["model"],
+            r["batch"],
+            threads,
+            f"{s['preprocess']['p50']:.2f}",
+            f"{s['infer']['p50']:.2f}",
+            f"{s['postprocess']['p50']:.2f}",
+            f"{s['e2e']['p50']:.2f}",
+            f"{s['e2e']['p90']:.2f}",
+            f"{s['e2e']['p99']:.2f}",
+            f"{s['e2e']['mean']:.2f}±{s['e2e']['std']:.2f}",
+            f"{r['throughput_ips']:.1f}",
+        ]
         if stream:
             row.append(f"{r['stream_fps']:.1f}" if r.get("stream_fps") else "—")
         if peak:
             f = r.get("fraction_of_peak")
-            row += [f"{r['gops_per_image']:.2f}" if "gops_per_image" in r else "—",
-                    f"{r['peak']['gops_per_s']:.0f} {r['peak']['precision']}" if f else "—",
-                    f"{f['infer'] * 100:.0f}% / {f['e2e'] * 100:.0f}%" if f else "—"]
+            row += [
+                f"{r['gops_per_image']:.2f}" if "gops_per_image" in r else "—",
+                f"{r['peak']['gops_per_s']:.0f} {r['peak']['precision']}" if f else "—",
+                f"{f['infer'] * 100:.0f}% / {f['e2e'] * 100:.0f}%" if f else "—",
+            ]
         rows.append((*row, r["iterations"]))
-    head = ["model", "batch", "threads", "pre p50", "infer p50", "post p50", "e2e p50", "p90", "p99", "mean±std", "img/s"]
+    head = [
+        "model",
+        "batch",
+        "threads",
+        "pre p50",
+        "infer p50",
+        "post p50",
+        "e2e p50",
+        "p90",
+        "p99",
+        "mean±std",
+        "img/s",
+    ]
     if stream:
         head.append("stream fps")
     if peak:
         head += ["GOPs/img", "peak GOP/s", "of peak infer / e2e"]
-    return table(tuple(head + ["iters"]), rows, left=1) + \
-        "\n(ms per call; threads: asked (used))"
+    return table(tuple(head + ["iters"]), rows, left=1) + "\n(ms per call; threads: asked (used))"

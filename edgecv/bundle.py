@@ -58,7 +58,12 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "validation": (dict, type(None)),
 }
 _INPUT: dict[str, type | tuple[type, ...]] = {
-    "name": str, "shape": list, "layout": str, "dtype": str, "color": str, "normalization": dict,
+    "name": str,
+    "shape": list,
+    "layout": str,
+    "dtype": str,
+    "color": str,
+    "normalization": dict,
 }
 
 
@@ -83,7 +88,8 @@ def validate_manifest(m: Any) -> dict:
     if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
         raise BundleError(
             f"manifest: schema version {version} is newer than this edgecv understands ({SCHEMA_VERSION}); "
-            "upgrade edgecv to load this bundle")
+            "upgrade edgecv to load this bundle"
+        )
     check_fields(m, _REQUIRED, _OPTIONAL, "manifest")
     if version != SCHEMA_VERSION:
         raise BundleError(f"manifest: unsupported schema version {version} (this edgecv reads {SCHEMA_VERSION})")
@@ -116,9 +122,14 @@ def validate_manifest(m: Any) -> dict:
             raise BundleError(f"manifest: file {f['path']!r} has a malformed hash or size")
     check_fields(m["input"], {**_INPUT, task.placement: dict}, {}, "input")
     shape = m["input"]["shape"]
-    if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape) \
-            or not all(0 < d <= 16384 for d in shape[1:]):
-        raise BundleError(f"manifest: input.shape {shape} must be [batch, H, W, 3] with sizes 1..16384 (batch -1 = dynamic)")
+    if (
+        len(shape) != 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)
+        or not all(0 < d <= 16384 for d in shape[1:])
+    ):
+        raise BundleError(
+            f"manifest: input.shape {shape} must be [batch, H, W, 3] with sizes 1..16384 (batch -1 = dynamic)"
+        )
     if m["input"]["layout"] != "NHWC" or m["input"]["dtype"] != "uint8" or m["input"]["color"] not in ("RGB", "BGR"):
         raise BundleError("manifest: this edgecv runs uint8 NHWC inputs in RGB or BGR order only")
     task.validate_input(m)
@@ -127,6 +138,7 @@ def validate_manifest(m: Any) -> dict:
 
 
 # --- reading ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Bundle:
@@ -180,11 +192,15 @@ class Bundle:
             if not p.is_file():
                 raise BundleError(f"bundle '{self.path}' is missing {f['path']}: re-export it")
             if p.stat().st_size != f["size"]:
-                raise BundleError(f"bundle file {f['path']} is {p.stat().st_size} bytes, the manifest says {f['size']}: "
-                                  "the file is truncated or was replaced; re-export the bundle")
+                raise BundleError(
+                    f"bundle file {f['path']} is {p.stat().st_size} bytes, the manifest says {f['size']}: "
+                    "the file is truncated or was replaced; re-export the bundle"
+                )
             if sha256_file(p) != f["sha256"]:
-                raise BundleError(f"bundle file {f['path']} does not match its sha256 in the manifest: "
-                                  "it was modified after export; re-export the bundle")
+                raise BundleError(
+                    f"bundle file {f['path']} does not match its sha256 in the manifest: "
+                    "it was modified after export; re-export the bundle"
+                )
 
     @property
     def target(self) -> str:
@@ -200,6 +216,7 @@ class Bundle:
 
 
 # --- writing ----------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def staging(dest: str | os.PathLike) -> Iterator[Path]:
@@ -300,7 +317,9 @@ def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, 
                 raise
     if dest.exists():
         if not (dest / MANIFEST_NAME).is_file() and any(dest.iterdir()):
-            raise BundleError(f"'{dest}' exists and is not an edgecv bundle: refusing to replace it; choose another output")
+            raise BundleError(
+                f"'{dest}' exists and is not an edgecv bundle: refusing to replace it; choose another output"
+            )
         # One atomic swap: at every instant dest is the previous bundle or the new one. The
         # previous one is then in the staging directory's place, renamed to .old and removed.
         old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{threading.get_ident()}")

@@ -23,8 +23,12 @@ def classification_metrics(ranks: np.ndarray, labels: np.ndarray, names: Sequenc
         sel = labels == k
         if sel.any():
             per[n] = float((ranks[sel] == 0).mean())
-    return T.TaskMetrics("classify", {"top1": float((ranks < 1).mean()), "top5": float((ranks < 5).mean()),
-                                      "images": float(len(ranks))}, per, "top1")
+    return T.TaskMetrics(
+        "classify",
+        {"top1": float((ranks < 1).mean()), "top5": float((ranks < 5).mean()), "images": float(len(ranks))},
+        per,
+        "top1",
+    )
 
 
 class ClassifyScorer(T.Scorer):
@@ -33,13 +37,16 @@ class ClassifyScorer(T.Scorer):
     per_class_label = "accuracy"
     same_label, same_unit = "same top-1", "images"
 
-    def load(self, data: str | os.PathLike, names: Sequence[str] | None,
-             images: str | os.PathLike | None) -> T.TaskDataset:
+    def load(
+        self, data: str | os.PathLike, names: Sequence[str] | None, images: str | os.PathLike | None
+    ) -> T.TaskDataset:
         """The root's sub-folders are the classes (in name order), their images the samples."""
         root = Path(data)
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not folders:
-            raise DatasetError(f"'{root}' has no class folders: a classification set holds one folder of images per class")
+            raise DatasetError(
+                f"'{root}' has no class folders: a classification set holds one folder of images per class"
+            )
         paths: list[Path] = []
         labels: list[int] = []
         for k, f in enumerate(folders):
@@ -49,8 +56,16 @@ class ClassifyScorer(T.Scorer):
         if not paths:
             raise DatasetError(f"the class folders of '{root}' hold no images ({', '.join(IMAGE_SUFFIXES)})")
         digest = T.dataset_hash([f"{p.relative_to(root)}\t{k}" for p, k in zip(paths, labels)])
-        return T.TaskDataset("classify", root.name, root, tuple(paths), tuple(labels), tuple(f.name for f in folders),
-                             digest, "image-folder")
+        return T.TaskDataset(
+            "classify",
+            root.name,
+            root,
+            tuple(paths),
+            tuple(labels),
+            tuple(f.name for f in folders),
+            digest,
+            "image-folder",
+        )
 
     def start(self, det: Any, dataset: T.TaskDataset, to_model: np.ndarray) -> Any:
         return to_model
@@ -60,8 +75,9 @@ class ClassifyScorer(T.Scorer):
         hit = np.flatnonzero(result.class_ids == truth)
         return (int(hit[0]) if hit.size else len(result.class_ids) + 100), result.top1, None
 
-    def finish(self, det: Any, dataset: T.TaskDataset, to_model: np.ndarray, per: np.ndarray,
-               info: dict) -> T.TaskMetrics:
+    def finish(
+        self, det: Any, dataset: T.TaskDataset, to_model: np.ndarray, per: np.ndarray, info: dict
+    ) -> T.TaskMetrics:
         labels = np.asarray([int(to_model[k]) for k in dataset.labels])
         if det.top_k < 5:
             info["note"] = f"top-5 counts the model's top {det.top_k} only"
@@ -73,8 +89,12 @@ class ClassifyScorer(T.Scorer):
 
     def parity(self, ref: T.TaskRun, cand: T.TaskRun) -> dict:
         same = ref.top1 == cand.top1
-        return {"same_top1": int(same.sum()), "images": int(len(same)), "same_top1_share": float(same.mean()),
-                "differing_images": [int(i) for i in np.flatnonzero(~same)[:20]]}
+        return {
+            "same_top1": int(same.sum()),
+            "images": int(len(same)),
+            "same_top1_share": float(same.mean()),
+            "differing_images": [int(i) for i in np.flatnonzero(~same)[:20]],
+        }
 
     def share(self, parity: dict) -> float:
         return float(parity.get("same_top1_share", float("nan")))

@@ -27,7 +27,9 @@ def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: flo
     for c in comparisons:
         drop = -c.delta * 100
         if drop > max_drop:
-            out.append(f"{c.name} loses {drop:.2f} {what} points against {ref.name} ({base * 100:.2f} -> "
-                       f"{(base + c.delta) * 100:.2f}; 95% CI of the difference [{c.ci['low'] * 100:+.2f}, "
-                       f"{c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}")
+            out.append(
+                f"{c.name} loses {drop:.2f} {what} points against {ref.name} ({base * 100:.2f} -> "
+                f"{(base + c.delta) * 100:.2f}; 95% CI of the difference [{c.ci['low'] * 100:+.2f}, "
+                f"{c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}"
+            )
     return out

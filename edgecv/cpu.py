@@ -29,8 +29,9 @@ def physical_cores() -> int:
     for c in cpus:
         topo = Path(f"/sys/devices/system/cpu/cpu{c}/topology")
         try:
-            cores.add((topo.joinpath("physical_package_id").read_text().strip(),
-                       topo.joinpath("core_id").read_text().strip()))
+            cores.add(
+                (topo.joinpath("physical_package_id").read_text().strip(), topo.joinpath("core_id").read_text().strip())
+            )
         except OSError:
             return len(cpus)
     return max(1, len(cores))
@@ -74,5 +75,11 @@ def machine() -> dict:
             versions[dist] = version(dist)
         except PackageNotFoundError:
             pass
-    return {"cpu": model_name(), "cores": os.cpu_count(), "isa": isa(), "python": platform.python_version(),
-            "platform": platform.platform(), "versions": versions}
+    return {
+        "cpu": model_name(),
+        "cores": os.cpu_count(),
+        "isa": isa(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+    }

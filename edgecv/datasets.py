@@ -46,9 +46,13 @@ class Dataset:
         return len(self.coco["images"])
 
 
-def load_dataset(data: str | os.PathLike, images: str | os.PathLike | None = None,
-                 names: Sequence[str] | None = None, fmt: str | None = None,
-                 box_tolerance: float = 1.0) -> Dataset:
+def load_dataset(
+    data: str | os.PathLike,
+    images: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
+    fmt: str | None = None,
+    box_tolerance: float = 1.0,
+) -> Dataset:
     """Load and validate a detection data set.
 
     Args:
@@ -117,9 +121,11 @@ def category_map(model_names: Sequence[str], categories: Sequence[dict]) -> dict
     known = set(model_names)
     unknown = [str(c["name"]) for c in categories if c["name"] not in known]
     if unknown:
-        raise DatasetError(f"the model does not know {len(unknown)} of the data set's categories: {_examples(unknown)}; "
-                          f"the model's classes are {list(model_names)}. Evaluate with a model trained on these "
-                          "categories, or remove their annotations from the data set")
+        raise DatasetError(
+            f"the model does not know {len(unknown)} of the data set's categories: {_examples(unknown)}; "
+            f"the model's classes are {list(model_names)}. Evaluate with a model trained on these "
+            "categories, or remove their annotations from the data set"
+        )
     by_name = {c["name"]: int(c["id"]) for c in categories}
     return {i: by_name[n] for i, n in enumerate(model_names) if n in by_name}
 
@@ -147,8 +153,9 @@ def _fail_grouped(what: str, groups: dict[str, list[str]], fix: str) -> NoReturn
 
 
 def _detect_format(data: Path) -> str:
-    expected = ("expected a COCO .json file, a directory of YOLO .txt label files or a directory of "
-                "Pascal VOC .xml files")
+    expected = (
+        "expected a COCO .json file, a directory of YOLO .txt label files or a directory of Pascal VOC .xml files"
+    )
     if data.is_file():
         if data.suffix.lower() == ".json":
             return "coco"
@@ -167,8 +174,10 @@ def _detect_format(data: Path) -> str:
 def _read_bytes(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_ANNOTATION_BYTES:
-        raise DatasetError(f"annotation file '{path}' is {size / 2**20:.0f} MiB; edgecv reads annotation files of "
-                          f"at most {MAX_ANNOTATION_BYTES // 2**20} MiB. Split the data set into smaller files")
+        raise DatasetError(
+            f"annotation file '{path}' is {size / 2**20:.0f} MiB; edgecv reads annotation files of "
+            f"at most {MAX_ANNOTATION_BYTES // 2**20} MiB. Split the data set into smaller files"
+        )
     return path.read_bytes()
 
 
@@ -190,8 +199,11 @@ def _check_images_and_boxes(coco: dict, root: Path, where: list[str], tol: float
         raise DatasetError(f"data set '{source}' has no images; a data set needs at least one")
     missing = [info["file_name"] for info in coco["images"] if not (root / info["file_name"]).is_file()]
     if missing:
-        _fail(f"image files of '{source}' are missing from '{root}'", missing,
-              "Check that the images directory (images=, --images) is the right one and holds every image")
+        _fail(
+            f"image files of '{source}' are missing from '{root}'",
+            missing,
+            "Check that the images directory (images=, --images) is the right one and holds every image",
+        )
     sizes = {info["id"]: (info["width"], info["height"]) for info in coco["images"]}
     names = {info["id"]: info["file_name"] for info in coco["images"]}
     empty, outside = [], []
@@ -213,8 +225,11 @@ def _check_images_and_boxes(coco: dict, root: Path, where: list[str], tol: float
     if empty:
         _fail(f"boxes in '{source}' have width or height <= 0", empty, "Fix or remove these annotations")
     if outside:
-        _fail(f"boxes in '{source}' lie outside their image by more than {tol:g} px", outside,
-              "Fix these annotations, check the image sizes, or raise box_tolerance if small overshoots are expected")
+        _fail(
+            f"boxes in '{source}' lie outside their image by more than {tol:g} px",
+            outside,
+            "Fix these annotations, check the image sizes, or raise box_tolerance if small overshoots are expected",
+        )
 
 
 # --- COCO -----------------------------------------------------------------------------------------------
@@ -268,8 +283,14 @@ def _segmentation(v):
         size = v.get("size")
         ok = isinstance(size, list) and len(size) == 2 and all(_positive_int(x) for x in size)
         return v if ok and isinstance(v.get("counts"), (str, list)) else None
-    if isinstance(v, list) and v and all(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and
-                                         all(_number(x) is not None for x in p) for p in v):
+    if (
+        isinstance(v, list)
+        and v
+        and all(
+            isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 and all(_number(x) is not None for x in p)
+            for p in v
+        )
+    ):
         return v
     return None
 
@@ -281,15 +302,21 @@ def _name(v) -> str | None:
 # field -> (conversion returning None when the value is unusable, what it must be, default when missing;
 # ... marks a required field)
 _Spec = dict[str, tuple[Callable, str, object]]
-IMAGE_FIELDS: _Spec = {"id": (_int, "an integer", ...), "file_name": (_file_name, "a non-empty string", ...),
-                       "width": (_positive_int, "a positive integer", ...),
-                       "height": (_positive_int, "a positive integer", ...)}
-ANNOTATION_FIELDS: _Spec = {"id": (_int, "an integer", ...), "image_id": (_int, "an integer", ...),
-                            "category_id": (_int, "an integer", ...),
-                            "bbox": (_bbox, "a list of 4 finite numbers [x, y, w, h]", ...),
-                            "area": (_number, "a finite number", None), "iscrowd": (_crowd, "0 or 1", 0),
-                            "segmentation": (_segmentation, "polygons [[x, y, ...], ...] or an RLE {size, counts}",
-                                             None)}
+IMAGE_FIELDS: _Spec = {
+    "id": (_int, "an integer", ...),
+    "file_name": (_file_name, "a non-empty string", ...),
+    "width": (_positive_int, "a positive integer", ...),
+    "height": (_positive_int, "a positive integer", ...),
+}
+ANNOTATION_FIELDS: _Spec = {
+    "id": (_int, "an integer", ...),
+    "image_id": (_int, "an integer", ...),
+    "category_id": (_int, "an integer", ...),
+    "bbox": (_bbox, "a list of 4 finite numbers [x, y, w, h]", ...),
+    "area": (_number, "a finite number", None),
+    "iscrowd": (_crowd, "0 or 1", 0),
+    "segmentation": (_segmentation, "polygons [[x, y, ...], ...] or an RLE {size, counts}", None),
+}
 CATEGORY_FIELDS: _Spec = {"id": (_int, "an integer", ...), "name": (_name, "a non-empty string", ...)}
 
 
@@ -337,36 +364,54 @@ def _load_coco(path: Path, images: Path | None) -> tuple[dict, Path, list[str]]:
     except UnicodeDecodeError as e:
         raise DatasetError(f"'{path}' is not valid JSON: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(data, dict):
-        raise DatasetError(f"'{path}' holds a JSON {type(data).__name__}, not an object with 'images', "
-                          "'annotations' and 'categories': it is not a COCO detection file")
-    wrong = [f"no '{k}'" if k not in data else f"'{k}' is a {type(data[k]).__name__}, not a list"
-             for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+        raise DatasetError(
+            f"'{path}' holds a JSON {type(data).__name__}, not an object with 'images', "
+            "'annotations' and 'categories': it is not a COCO detection file"
+        )
+    wrong = [
+        f"no '{k}'" if k not in data else f"'{k}' is a {type(data[k]).__name__}, not a list"
+        for k in ("images", "annotations", "categories")
+        if not isinstance(data.get(k), list)
+    ]
     if wrong:
-        raise DatasetError(f"'{path}' is not a COCO detection file: {'; '.join(wrong)}. "
-                          "A COCO detection json needs the lists 'images', 'annotations' and 'categories'")
+        raise DatasetError(
+            f"'{path}' is not a COCO detection file: {'; '.join(wrong)}. "
+            "A COCO detection json needs the lists 'images', 'annotations' and 'categories'"
+        )
     problems: list[str] = []
     imgs = _entries(data, "images", IMAGE_FIELDS, problems)
     anns = _entries(data, "annotations", ANNOTATION_FIELDS, problems)
     cats = _entries(data, "categories", CATEGORY_FIELDS, problems)
     if problems:
-        _fail(f"entries of '{path}' have missing or wrongly typed fields", problems,
-              "Images need id, file_name, width, height; annotations id, image_id, category_id, bbox [x, y, w, h]; "
-              "categories id, name")
-    for what, dups in (("duplicate image ids", _duplicates([i["id"] for i in imgs])),
-                       ("duplicate annotation ids", _duplicates([a["id"] for a in anns])),
-                       ("duplicate category ids", _duplicates([c["id"] for c in cats])),
-                       ("duplicate category names", _duplicates([c["name"] for c in cats]))):
+        _fail(
+            f"entries of '{path}' have missing or wrongly typed fields",
+            problems,
+            "Images need id, file_name, width, height; annotations id, image_id, category_id, bbox [x, y, w, h]; "
+            "categories id, name",
+        )
+    for what, dups in (
+        ("duplicate image ids", _duplicates([i["id"] for i in imgs])),
+        ("duplicate annotation ids", _duplicates([a["id"] for a in anns])),
+        ("duplicate category ids", _duplicates([c["id"] for c in cats])),
+        ("duplicate category names", _duplicates([c["name"] for c in cats])),
+    ):
         if dups:
             _fail(f"'{path}' has {what}", dups, "Ids and category names must be unique")
     image_ids, cat_ids = {i["id"] for i in imgs}, {c["id"] for c in cats}
     bad_img = [f"annotation {a['id']} -> image {a['image_id']}" for a in anns if a["image_id"] not in image_ids]
     if bad_img:
-        _fail(f"annotations in '{path}' point at unknown image ids", bad_img,
-              "Every annotation's image_id must be the id of an entry of 'images'")
+        _fail(
+            f"annotations in '{path}' point at unknown image ids",
+            bad_img,
+            "Every annotation's image_id must be the id of an entry of 'images'",
+        )
     bad_cat = [f"annotation {a['id']} -> category {a['category_id']}" for a in anns if a["category_id"] not in cat_ids]
     if bad_cat:
-        _fail(f"annotations in '{path}' use undeclared category ids", bad_cat,
-              f"Every category_id must be declared in 'categories' (declared: {sorted(cat_ids)})")
+        _fail(
+            f"annotations in '{path}' use undeclared category ids",
+            bad_cat,
+            f"Every category_id must be declared in 'categories' (declared: {sorted(cat_ids)})",
+        )
     if images is None:
         images = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
     where = [f"annotation {a['id']}" for a in anns]
@@ -382,8 +427,9 @@ def _yolo_images_dir(labels: Path) -> Path:
         return labels.parent / "images"
     if labels.parent.name == "labels" and (labels.parent.parent / "images" / labels.name).is_dir():
         return labels.parent.parent / "images" / labels.name
-    raise DatasetError(f"cannot find the images of the YOLO labels in '{labels}': pass the images directory "
-                      "(images=, --images)")
+    raise DatasetError(
+        f"cannot find the images of the YOLO labels in '{labels}': pass the images directory (images=, --images)"
+    )
 
 
 def _yolo_names(labels: Path) -> list[str]:
@@ -399,11 +445,16 @@ def _yolo_names(labels: Path) -> list[str]:
                     lines.pop()
                 blank = [f"line {k}" for k, line in enumerate(lines, 1) if not line.strip()]
                 if blank:
-                    _fail(f"class names file '{p}' has blank lines", blank,
-                          "Write one name per line: a blank line would shift every class index after it")
+                    _fail(
+                        f"class names file '{p}' has blank lines",
+                        blank,
+                        "Write one name per line: a blank line would shift every class index after it",
+                    )
                 return _check_names(lines, f"'{p}'")
-    raise DatasetError(f"no class names for the YOLO labels in '{labels}': pass names (--data-names) or put a "
-                      f"classes.txt (one name per line, in class index order) in '{labels}' or its parent")
+    raise DatasetError(
+        f"no class names for the YOLO labels in '{labels}': pass names (--data-names) or put a "
+        f"classes.txt (one name per line, in class index order) in '{labels}' or its parent"
+    )
 
 
 def _parse_yolo(path: Path, n_names: int, groups: dict[str, list[str]]) -> list[tuple[int, float, ...]]:
@@ -435,8 +486,9 @@ def _parse_yolo(path: Path, n_names: int, groups: dict[str, list[str]]) -> list[
             continue
         cls = values[0]
         if not cls.is_integer() or not 0 <= cls < n_names:
-            problem(f"lines with a class index not in 0..{n_names - 1} ({n_names} class names)",
-                    f"{loc} has {parts[0]}")
+            problem(
+                f"lines with a class index not in 0..{n_names - 1} ({n_names} class names)", f"{loc} has {parts[0]}"
+            )
             continue
         if any(not -YOLO_TOLERANCE <= v <= 1 + YOLO_TOLERANCE for v in values[1:]):
             problem("lines with values outside 0..1", loc)
@@ -454,28 +506,41 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 def _load_yolo(labels: Path, images: Path | None, names: list[str] | None) -> tuple[dict, Path, list[str]]:
     root = images if images is not None else _yolo_images_dir(labels)
     names = names if names is not None else _yolo_names(labels)
-    image_files = sorted((p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS),
-                         key=lambda p: p.name)
-    label_files = {p.stem: p for p in labels.iterdir()
-                   if p.is_file() and p.suffix.lower() == ".txt" and p.name.lower() not in NAME_FILES}
+    image_files = sorted(
+        (p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS), key=lambda p: p.name
+    )
+    label_files = {
+        p.stem: p
+        for p in labels.iterdir()
+        if p.is_file() and p.suffix.lower() == ".txt" and p.name.lower() not in NAME_FILES
+    }
     by_stem: dict[str, list[str]] = {}
     for p in image_files:
         by_stem.setdefault(p.stem, []).append(p.name)
     shared = [" and ".join(v) for v in by_stem.values() if len(v) > 1]
     if shared:
-        _fail(f"images in '{root}' share a name stem, so a YOLO label file cannot tell which it belongs to", shared,
-              "Rename or remove one image of each pair")
+        _fail(
+            f"images in '{root}' share a name stem, so a YOLO label file cannot tell which it belongs to",
+            shared,
+            "Rename or remove one image of each pair",
+        )
     orphans = sorted(p.name for stem, p in label_files.items() if stem not in by_stem)
     if orphans:
-        _fail(f"YOLO label files in '{labels}' have no image in '{root}'", orphans,
-              f"Add the images ({' '.join(IMAGE_EXTENSIONS)}, same name stem as the label file), check the "
-              "images directory, or remove the label files")
+        _fail(
+            f"YOLO label files in '{labels}' have no image in '{root}'",
+            orphans,
+            f"Add the images ({' '.join(IMAGE_EXTENSIONS)}, same name stem as the label file), check the "
+            "images directory, or remove the label files",
+        )
     groups: dict[str, list[str]] = {}
     rows = {stem: _parse_yolo(label_files[stem], len(names), groups) for stem in sorted(label_files)}
     if groups:
-        _fail_grouped(f"malformed lines in the YOLO label files of '{labels}'", groups,
-                      "Each line must be 'class cx cy w h': an integer class index into the names and a box "
-                      "normalised by the image size (0..1)")
+        _fail_grouped(
+            f"malformed lines in the YOLO label files of '{labels}'",
+            groups,
+            "Each line must be 'class cx cy w h': an integer class index into the names and a box "
+            "normalised by the image size (0..1)",
+        )
     sizes = {p.name: _image_size(p) for p in image_files}
     unreadable = [name for name, size in sizes.items() if size is None]
     if unreadable:
@@ -485,9 +550,16 @@ def _load_yolo(labels: Path, images: Path | None, names: list[str] | None) -> tu
         w_img, h_img = sizes[p.name]
         imgs.append({"id": image_id, "file_name": p.name, "width": w_img, "height": h_img})
         for k, (cls, cx, cy, w, h) in enumerate(rows.get(p.stem, []), 1):
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cls + 1,
-                         "bbox": [(cx - w / 2) * w_img, (cy - h / 2) * h_img, w * w_img, h * h_img],
-                         "area": None, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cls + 1,
+                    "bbox": [(cx - w / 2) * w_img, (cy - h / 2) * h_img, w * w_img, h * h_img],
+                    "area": None,
+                    "iscrowd": 0,
+                }
+            )
             where.append(f"{p.stem}.txt box {k}")
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
     return {"images": imgs, "annotations": anns, "categories": cats}, root, where
@@ -505,12 +577,15 @@ def _load_voc(ann_dir: Path, images: Path | None, names: list[str] | None) -> tu
     if images is None:
         images = ann_dir.parent / "JPEGImages"
         if not images.is_dir():
-            raise DatasetError(f"cannot find the images of the VOC annotations in '{ann_dir}' (no '{images}'): "
-                              "pass the images directory (images=, --images)")
-    groups: dict[str, list[str]] = {"not well-formed XML": [],
-                                    "XML declaring entities or external references (refused: entity expansion "
-                                    "is a known attack)": [],
-                                    "missing or invalid fields": []}
+            raise DatasetError(
+                f"cannot find the images of the VOC annotations in '{ann_dir}' (no '{images}'): "
+                "pass the images directory (images=, --images)"
+            )
+    groups: dict[str, list[str]] = {
+        "not well-formed XML": [],
+        "XML declaring entities or external references (refused: entity expansion is a known attack)": [],
+        "missing or invalid fields": [],
+    }
     refused = list(groups)[1]
     records = []  # (file_name, width, height, [(name, difficult, xmin, ymin, xmax, ymax, where)], xml name)
     for path in sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml"):
@@ -546,30 +621,47 @@ def _load_voc(ann_dir: Path, images: Path | None, names: list[str] | None) -> tu
                 objects.append((name, difficult, *coords, loc))
         records.append((file_name, *size, objects, path.name))
     if any(groups.values()):
-        _fail_grouped(f"Pascal VOC files in '{ann_dir}' cannot be read", groups,
-                      "Each file needs <filename>, <size> with <width> and <height>, and for every <object> a "
-                      "<name> and a <bndbox> with <xmin> <ymin> <xmax> <ymax>; "
-                      "remove any <!DOCTYPE> entity declarations")
+        _fail_grouped(
+            f"Pascal VOC files in '{ann_dir}' cannot be read",
+            groups,
+            "Each file needs <filename>, <size> with <width> and <height>, and for every <object> a "
+            "<name> and a <bndbox> with <xmin> <ymin> <xmax> <ymax>; "
+            "remove any <!DOCTYPE> entity declarations",
+        )
     dups = _duplicates([r[0] for r in records])
     if dups:
-        _fail(f"VOC files in '{ann_dir}' describe the same image more than once", dups,
-              "Keep one annotation file per image")
+        _fail(
+            f"VOC files in '{ann_dir}' describe the same image more than once",
+            dups,
+            "Keep one annotation file per image",
+        )
     seen = sorted({o[0] for r in records for o in r[3]})
     if names is None:
         names = seen
     else:
         unknown = [f"{o[-1]} is '{o[0]}'" for r in records for o in r[3] if o[0] not in names]
         if unknown:
-            _fail(f"VOC objects in '{ann_dir}' have names that are not among the given names {names}", unknown,
-                  "Add these names to the names, or fix the objects")
+            _fail(
+                f"VOC objects in '{ann_dir}' have names that are not among the given names {names}",
+                unknown,
+                "Add these names to the names, or fix the objects",
+            )
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
     imgs, anns, where = [], [], []
     for image_id, (file_name, w_img, h_img, objects, _) in enumerate(sorted(records, key=lambda r: r[0]), 1):
         imgs.append({"id": image_id, "file_name": file_name, "width": w_img, "height": h_img})
         for name, difficult, x0, y0, x1, y1, loc in objects:
             # VOC counts pixels from 1 and includes both edges
-            anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cat_ids[name],
-                         "bbox": [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1], "area": None, "iscrowd": difficult})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": cat_ids[name],
+                    "bbox": [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1],
+                    "area": None,
+                    "iscrowd": difficult,
+                }
+            )
             where.append(loc)
     cats = [{"id": i, "name": n} for n, i in cat_ids.items()]
     return {"images": imgs, "annotations": anns, "categories": cats}, images, where

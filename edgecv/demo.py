@@ -19,8 +19,13 @@ from .runtimes import is_available, load
 DEMO_TARGETS = ("onnxruntime", "openvino")
 
 
-def run_demo(out_dir: str | os.PathLike = "build/demo", count: int = 200, targets: Sequence[str] = DEMO_TARGETS,
-             say: Callable[[str], None] = print, progress: bool = True) -> list[dict]:
+def run_demo(
+    out_dir: str | os.PathLike = "build/demo",
+    count: int = 200,
+    targets: Sequence[str] = DEMO_TARGETS,
+    say: Callable[[str], None] = print,
+    progress: bool = True,
+) -> list[dict]:
     """Export, validate and time the default detector; one dict per row of the table."""
     from .export import default_source, export, reference
 
@@ -53,15 +58,31 @@ def _row(target: str, precision: str, res, bundle: Path | None, base: float | No
 
         size = Bundle.open(bundle, verify=False).size_bytes()
     m = res.metrics.stats
-    return {"target": target, "precision": precision, "map": m["map"], "map50": m["map50"],
-            "delta_map": None if base is None else m["map"] - base, "median_ms": res.median_ms,
-            "size_bytes": size, "bundle": str(bundle) if bundle else None}
+    return {
+        "target": target,
+        "precision": precision,
+        "map": m["map"],
+        "map50": m["map50"],
+        "delta_map": None if base is None else m["map"] - base,
+        "median_ms": res.median_ms,
+        "size_bytes": size,
+        "bundle": str(bundle) if bundle else None,
+    }
 
 
 def format_table(rows: list[dict]) -> str:
     """The demo table as aligned text."""
     head = ("target", "precision", "mAP50-95", "mAP50", "ΔmAP vs source", "median ms/img", "bundle MB")
-    body = [(r["target"], r["precision"], f"{r['map']:.4f}", f"{r['map50']:.4f}",
-             "—" if r["delta_map"] is None else f"{r['delta_map']:+.4f}", f"{r['median_ms']:.2f}",
-             "—" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}") for r in rows]
+    body = [
+        (
+            r["target"],
+            r["precision"],
+            f"{r['map']:.4f}",
+            f"{r['map50']:.4f}",
+            "—" if r["delta_map"] is None else f"{r['delta_map']:+.4f}",
+            f"{r['median_ms']:.2f}",
+            "—" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}",
+        )
+        for r in rows
+    ]
     return table(head, body, left=2)

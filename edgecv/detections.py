@@ -38,12 +38,18 @@ class Detections:
     masks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4) if np.size(self.xyxy) else np.zeros((0, 4), np.float32)
+        xyxy = (
+            np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+            if np.size(self.xyxy)
+            else np.zeros((0, 4), np.float32)
+        )
         scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         class_ids = np.asarray(self.class_ids).reshape(-1)
         n = len(xyxy)
         if len(scores) != n or len(class_ids) != n:
-            raise ValueError(f"Detections: xyxy has {n} rows but scores has {len(scores)} and class_ids {len(class_ids)}")
+            raise ValueError(
+                f"Detections: xyxy has {n} rows but scores has {len(scores)} and class_ids {len(class_ids)}"
+            )
         if class_ids.size and not np.issubdtype(class_ids.dtype, np.integer):
             if not np.all(np.equal(np.mod(class_ids, 1), 0)):
                 raise ValueError("Detections: class_ids must be whole numbers")
@@ -76,7 +82,10 @@ class Detections:
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
         return Detections(
-            self.xyxy[index], self.scores[index], self.class_ids[index], self.names,
+            self.xyxy[index],
+            self.scores[index],
+            self.class_ids[index],
+            self.names,
             None if self.masks is None else self.masks[index],
         )
 

@@ -9,8 +9,23 @@ from __future__ import annotations
 import re
 from importlib.metadata import PackageNotFoundError, requires, version
 
-DISTS = ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime", "openvino", "nncf", "onnx", "onnxslim",
-         "torch", "torchvision", "ultralytics", "faster-coco-eval", "defusedxml", "cuda-python", "tensorrt")
+DISTS = (
+    "numpy",
+    "opencv-python-headless",
+    "opencv-python",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "onnx",
+    "onnxslim",
+    "torch",
+    "torchvision",
+    "ultralytics",
+    "faster-coco-eval",
+    "defusedxml",
+    "cuda-python",
+    "tensorrt",
+)
 
 
 def installed() -> dict[str, str | None]:
@@ -38,19 +53,27 @@ def problems(v: dict[str, str | None], ranges: dict[str, str] | None = None) -> 
     out = []
     torch, tv = _v(v.get("torch")), _v(v.get("torchvision"))
     if torch[:3] == (2, 13, 0) and tv:
-        out.append("torch 2.13.0 (the CPU build) breaks torchvision ('torchvision::nms does not exist'): "
-                   "pip install torch==2.14.1 torchvision==0.29.1")
+        out.append(
+            "torch 2.13.0 (the CPU build) breaks torchvision ('torchvision::nms does not exist'): "
+            "pip install torch==2.14.1 torchvision==0.29.1"
+        )
     if len(torch) >= 2 and len(tv) >= 2 and torch[0] == 2 and tv[0] == 0 and tv[1] != torch[1] + 15:
-        out.append(f"torchvision {v['torchvision']} is not built for torch {v['torch']} (torch 2.N pairs with "
-                   "torchvision 0.(N+15)): pip install torch==2.14.1 torchvision==0.29.1")
+        out.append(
+            f"torchvision {v['torchvision']} is not built for torch {v['torch']} (torch 2.N pairs with "
+            "torchvision 0.(N+15)): pip install torch==2.14.1 torchvision==0.29.1"
+        )
     head, full = v.get("opencv-python-headless"), v.get("opencv-python")
     if head and full and head != full:
-        out.append(f"opencv-python {full} and opencv-python-headless {head} both provide cv2 and differ: whichever "
-                   f"was installed last wins; install the same version of both (pip install opencv-python=={head})")
+        out.append(
+            f"opencv-python {full} and opencv-python-headless {head} both provide cv2 and differ: whichever "
+            f"was installed last wins; install the same version of both (pip install opencv-python=={head})"
+        )
     ort, np_ = _v(v.get("onnxruntime")), _v(v.get("numpy"))
     if ort and np_ and np_[0] >= 2 and ort < (1, 19):
-        out.append(f"onnxruntime {v['onnxruntime']} was built for numpy 1 and fails with numpy {v['numpy']}: "
-                   "pip install 'onnxruntime>=1.19'")
+        out.append(
+            f"onnxruntime {v['onnxruntime']} was built for numpy 1 and fails with numpy {v['numpy']}: "
+            "pip install 'onnxruntime>=1.19'"
+        )
     ov, nncf = _v(v.get("openvino")), _v(v.get("nncf"))
     if ov and nncf and nncf[0] >= 3 and ov < (2025, 0):
         out.append(f"nncf {v['nncf']} needs OpenVINO 2025 or later (found {v['openvino']}): pip install -U openvino")

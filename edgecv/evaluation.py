@@ -32,8 +32,13 @@ def reporter(task: str) -> ModuleType | None:
     return importlib.import_module(f".{name}", __package__) if name else None
 
 
-def load_dataset(data: str | os.PathLike, task: str = "detect", images: str | os.PathLike | None = None,
-                 names: Sequence[str] | None = None, fmt: str | None = None):
+def load_dataset(
+    data: str | os.PathLike,
+    task: str = "detect",
+    images: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
+    fmt: str | None = None,
+):
     """A data set of ``task``: for detectors a COCO json, a YOLO or VOC folder (``fmt``, detected by
     default); for classifiers a folder of class folders; for segmenters images/, masks/ and classes.txt."""
     return evaluator(task).load_data(data, task, images=images, names=names, fmt=fmt)
@@ -45,8 +50,16 @@ def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmu
     return evaluator(det.task).evaluate(det, dataset, name, progress=progress, warmup=warmup, **kwargs)
 
 
-def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200, seed: int = 0, progress: bool = True,
-            say: Callable[[str], None] | None = None, **kwargs: Any):
+def compare(
+    models: Sequence[tuple[str, Any]],
+    dataset,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+    **kwargs: Any,
+):
     """Evaluate every model on the same images and compare each candidate with the first (the
     reference), paired: a bootstrap over images for the difference of the primary metric."""
     if len(models) < 2:
@@ -54,8 +67,9 @@ def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200,
     kinds = {det.task for _, det in models}
     if len(kinds) > 1:
         raise EdgecvError(f"compare takes models of one task; these are {sorted(kinds)}")
-    return evaluator(kinds.pop()).compare(models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say,
-                                          **kwargs)
+    return evaluator(kinds.pop()).compare(
+        models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say, **kwargs
+    )
 
 
 def metrics_table(runs: Sequence[Any]) -> str:
@@ -74,8 +88,15 @@ def compare_table(result: Any) -> str:
     return evaluator(result.task).compare_table(result)
 
 
-def validation_record(result: Any, target: str, det: Any = None, max_drop: float | None = None,
-                      passed: bool | None = None, machine: dict | None = None, **extra: Any) -> dict:
+def validation_record(
+    result: Any,
+    target: str,
+    det: Any = None,
+    max_drop: float | None = None,
+    passed: bool | None = None,
+    machine: dict | None = None,
+    **extra: Any,
+) -> dict:
     """The ``validation`` a bundle's manifest keeps after a comparison with its source (from
     ``edgecv export --validate`` and from accuracy control alike): the data set and settings,
     the task's figures (:func:`validation_figures` of its evaluator), the paired interval and

@@ -46,8 +46,15 @@ class Run:
         return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
 
 
-def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, warmup: int = 3,
-                progress: bool = True, max_dets: int = 100) -> Run:
+def run_dataset(
+    det,
+    dataset,
+    conf: float = EVAL_CONF,
+    name: str | None = None,
+    warmup: int = 3,
+    progress: bool = True,
+    max_dets: int = 100,
+) -> Run:
     """Run ``det`` over every image of ``dataset`` and compute its COCO metrics.
 
     Images are decoded before the clock starts; ``warmup`` untimed calls come first.
@@ -75,8 +82,13 @@ def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, 
             segm.extend(to_coco_results({int(info["id"]): d}, cat_of, masks=True))
             d = dataclasses.replace(d, masks=None)
         dets[int(info["id"])] = d
-    run = Run(name, dets, times, tuple(det.names), info={"target": det.manifest["target"],
-                                                         "precision": det.manifest["precision"], "cat_of": cat_of})
+    run = Run(
+        name,
+        dets,
+        times,
+        tuple(det.names),
+        info={"target": det.manifest["target"], "precision": det.manifest["precision"], "cat_of": cat_of},
+    )
     run.metrics = coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets)
     if has_masks:  # instance masks: COCO segm AP beside box AP
         anns = dataset.coco.get("annotations", [])
@@ -88,6 +100,7 @@ def run_dataset(det, dataset, conf: float = EVAL_CONF, name: str | None = None, 
 
 
 # --- paired comparison ------------------------------------------------------------------------
+
 
 class _Resampler:
     """mAP50-95 of one model on a draw of images with replacement, from one COCO evaluation.
@@ -126,8 +139,9 @@ class _Resampler:
             p = copy.copy(ev._paramsEval)
             p.imgIds = list(draw)
             ious = [[ev.ious[i, c] for c in p.catIds] for i in draw]
-            e = self._c.COCOevalEvaluateAccumulate(p, ious, ev.gt_dataset, ev.dt_dataset, list(draw), p.catIds,
-                                                   bool(p.useCats))
+            e = self._c.COCOevalEvaluateAccumulate(
+                p, ious, ev.gt_dataset, ev.dt_dataset, list(draw), p.catIds, bool(p.useCats)
+            )
             prec = np.asarray(e["precision"])[:, :, :, 0, -1]
             return float(prec[prec > -1].mean()) if (prec > -1).any() else float("nan")
         return self._slow(draw)
@@ -143,7 +157,9 @@ class _Resampler:
         images, annotations, results = [], [], []
         for new_id, old in enumerate(draw, 1):
             images.append({**info[old], "id": new_id})
-            annotations += [{**a, "id": len(annotations) + j + 1, "image_id": new_id} for j, a in enumerate(anns.get(old, []))]
+            annotations += [
+                {**a, "id": len(annotations) + j + 1, "image_id": new_id} for j, a in enumerate(anns.get(old, []))
+            ]
             results += [{**r, "image_id": new_id} for r in res.get(old, [])]
         g = {"images": images, "annotations": annotations, "categories": self.gt["categories"]}
         return coco_metrics(g, results, max_dets=self.max_dets).map
@@ -155,8 +171,17 @@ def _evaluator_classes():
     return coco_classes()
 
 
-def paired_bootstrap(gt: dict, ref: list[dict], cands: Sequence[list[dict]], n: int = 200, seed: int = 0,
-                     level: float = 0.95, progress: bool = False, max_dets: int = 100, fast: bool = True) -> list[dict]:
+def paired_bootstrap(
+    gt: dict,
+    ref: list[dict],
+    cands: Sequence[list[dict]],
+    n: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+    progress: bool = False,
+    max_dets: int = 100,
+    fast: bool = True,
+) -> list[dict]:
     """Bootstrap over images of the mAP50-95 difference (candidate - reference).
 
     Each resample draws the images with replacement and evaluates the reference and every
@@ -180,12 +205,22 @@ def paired_bootstrap(gt: dict, ref: list[dict], cands: Sequence[list[dict]], n: 
         for j, o in enumerate(others):
             diffs[j].append(o.map(draw) - b)
     alpha = (1 - level) / 2
-    return [{"low": float(np.quantile(d, alpha)), "high": float(np.quantile(d, 1 - alpha)), "mean": float(np.mean(d)),
-             "n": n, "seed": seed, "level": level} for d in diffs]
+    return [
+        {
+            "low": float(np.quantile(d, alpha)),
+            "high": float(np.quantile(d, 1 - alpha)),
+            "mean": float(np.mean(d)),
+            "n": n,
+            "seed": seed,
+            "level": level,
+        }
+        for d in diffs
+    ]
 
 
-def box_parity(ref: dict[int, Detections], cand: dict[int, Detections], conf: float = PARITY_CONF,
-               iou: float = PARITY_IOU) -> dict:
+def box_parity(
+    ref: dict[int, Detections], cand: dict[int, Detections], conf: float = PARITY_CONF, iou: float = PARITY_IOU
+) -> dict:
     """How well the candidate reproduces the reference's detections, box by box.
 
     Reference detections with score >= ``conf`` are matched greedily (best score first) to an
@@ -216,10 +251,17 @@ def box_parity(ref: dict[int, Detections], cand: dict[int, Detections], conf: fl
                     ious.append(float(m[i, j]))
                     sdiff.append(abs(float(r.scores[i]) - float(c.scores[j])))
         extra += int((~used).sum())
-    return {"reference_boxes": n_ref, "matched": matched, "matched_share": matched / n_ref if n_ref else float("nan"),
-            "mean_iou": float(np.mean(ious)) if ious else float("nan"),
-            "mean_abs_score_diff": float(np.mean(sdiff)) if sdiff else float("nan"),
-            "missing": n_ref - matched, "extra": extra, "conf": conf, "iou": iou}
+    return {
+        "reference_boxes": n_ref,
+        "matched": matched,
+        "matched_share": matched / n_ref if n_ref else float("nan"),
+        "mean_iou": float(np.mean(ious)) if ious else float("nan"),
+        "mean_abs_score_diff": float(np.mean(sdiff)) if sdiff else float("nan"),
+        "missing": n_ref - matched,
+        "extra": extra,
+        "conf": conf,
+        "iou": iou,
+    }
 
 
 @dataclass
@@ -237,8 +279,13 @@ class Comparison:
         return self.delta_map
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "delta_map": self.delta_map, "ci": self.ci,
-                "per_class_delta": [{"class": c, "delta": d} for c, d in self.per_class_delta], "parity": self.parity}
+        return {
+            "name": self.name,
+            "delta_map": self.delta_map,
+            "ci": self.ci,
+            "per_class_delta": [{"class": c, "delta": d} for c, d in self.per_class_delta],
+            "parity": self.parity,
+        }
 
 
 @dataclass
@@ -255,15 +302,32 @@ class CompareResult:
 
     def to_dict(self) -> dict:
         return {
-            "dataset": self.dataset, "settings": self.settings,
-            "models": [{"name": r.name, **{k: v for k, v in r.info.items() if k != "cat_of"}, "metrics": r.metrics.to_dict(),
-                        "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))}} for r in self.runs],
+            "dataset": self.dataset,
+            "settings": self.settings,
+            "models": [
+                {
+                    "name": r.name,
+                    **{k: v for k, v in r.info.items() if k != "cat_of"},
+                    "metrics": r.metrics.to_dict(),
+                    "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))},
+                }
+                for r in self.runs
+            ],
             "comparisons": [c.to_dict() for c in self.comparisons],
         }
 
 
-def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200, seed: int = 0, conf: float = EVAL_CONF,
-            max_dets: int = 100, progress: bool = True, say: Callable[[str], None] | None = None) -> CompareResult:
+def compare(
+    models: Sequence[tuple[str, Any]],
+    dataset,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    conf: float = EVAL_CONF,
+    max_dets: int = 100,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> CompareResult:
     """Evaluate every model on the same images; compare each candidate with the first (the reference).
 
     Args:
@@ -282,22 +346,33 @@ def compare(models: Sequence[tuple[str, Any]], dataset, *, bootstrap: int = 200,
     if bootstrap:
         if say:
             say(f"paired bootstrap over {len(dataset)} images, {bootstrap} resamples, seed {seed}")
-        cis = paired_bootstrap(dataset.coco, results[0], results[1:], bootstrap, seed, progress=progress, max_dets=max_dets)
+        cis = paired_bootstrap(
+            dataset.coco, results[0], results[1:], bootstrap, seed, progress=progress, max_dets=max_dets
+        )
     else:
-        cis = [{"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
-               for _ in runs[1:]]
+        cis = [
+            {"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
+            for _ in runs[1:]
+        ]
     comps = []
     for run, ci in zip(runs[1:], cis):
-        deltas = [(k, run.metrics.per_class[k] - v) for k, v in ref.metrics.per_class.items()
-                  if not (np.isnan(v) or np.isnan(run.metrics.per_class.get(k, np.nan)))]
+        deltas = [
+            (k, run.metrics.per_class[k] - v)
+            for k, v in ref.metrics.per_class.items()
+            if not (np.isnan(v) or np.isnan(run.metrics.per_class.get(k, np.nan)))
+        ]
         deltas.sort(key=lambda kv: kv[1])
-        comps.append(Comparison(run.name, run.metrics.map - ref.metrics.map, ci, deltas,
-                                box_parity(ref.detections, run.detections)))
+        comps.append(
+            Comparison(
+                run.name, run.metrics.map - ref.metrics.map, ci, deltas, box_parity(ref.detections, run.detections)
+            )
+        )
     info = {"name": dataset.name, "format": dataset.format, "images": len(dataset), "sha256": dataset.sha256}
     return CompareResult(info, runs, comps, {"conf": conf, "max_dets": max_dets, "bootstrap": bootstrap, "seed": seed})
 
 
 # --- tables -----------------------------------------------------------------------------------
+
 
 def metrics_table(runs: Sequence[Run]) -> str:
     """mAP50-95, mAP50, mAP75, AP S/M/L, AR1/10/100 (in points) and median latency per model."""
@@ -306,15 +381,24 @@ def metrics_table(runs: Sequence[Run]) -> str:
     rows = [(r.name, *(points(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs]
     if any(r.mask_metrics is not None for r in runs):  # instance masks: COCO segm beside box AP
         head = (*head[:-1], "mask mAP50-95", "mask mAP50", head[-1])
-        rows = [(*row[:-1], points(r.mask_metrics.map if r.mask_metrics else np.nan),
-                 points(r.mask_metrics.stats["map50"] if r.mask_metrics else np.nan), row[-1]) for row, r in zip(rows, runs)]
+        rows = [
+            (
+                *row[:-1],
+                points(r.mask_metrics.map if r.mask_metrics else np.nan),
+                points(r.mask_metrics.stats["map50"] if r.mask_metrics else np.nan),
+                row[-1],
+            )
+            for row, r in zip(rows, runs)
+        ]
     return table(head, rows)
 
 
 def per_class_table(runs: Sequence[Run]) -> str:
     names = list(runs[0].metrics.per_class)
-    return table(("class", *(r.name for r in runs)), [(n, *(points(r.metrics.per_class.get(n, np.nan)) for r in runs))
-                                                     for n in names])
+    return table(
+        ("class", *(r.name for r in runs)),
+        [(n, *(points(r.metrics.per_class.get(n, np.nan)) for r in runs)) for n in names],
+    )
 
 
 def compare_table(result: CompareResult) -> str:
@@ -326,24 +410,56 @@ def compare_table(result: CompareResult) -> str:
         p = c.parity
         worst = f"{c.per_class_delta[0][0]} {c.per_class_delta[0][1] * 100:+.2f}" if c.per_class_delta else "—"
         ci = "—" if np.isnan(c.ci["low"]) else f"[{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]"
-        rows.append((run.name, points(run.metrics.map), f"{c.delta_map * 100:+.2f}", ci, worst,
-                     "—" if np.isnan(p["matched_share"]) else f"{p['matched_share'] * 100:.1f}%",
-                     "—" if np.isnan(p["mean_iou"]) else f"{p['mean_iou']:.4f}",
-                     f"{p['missing']}/{p['extra']}", f"{run.median_ms:.2f}"))
-    head = ("model", "mAP50-95", "Δ points", "95% CI", "worst class Δ", "boxes matched", "mean IoU", "missing/extra", "p50 ms")
+        rows.append(
+            (
+                run.name,
+                points(run.metrics.map),
+                f"{c.delta_map * 100:+.2f}",
+                ci,
+                worst,
+                "—" if np.isnan(p["matched_share"]) else f"{p['matched_share'] * 100:.1f}%",
+                "—" if np.isnan(p["mean_iou"]) else f"{p['mean_iou']:.4f}",
+                f"{p['missing']}/{p['extra']}",
+                f"{run.median_ms:.2f}",
+            )
+        )
+    head = (
+        "model",
+        "mAP50-95",
+        "Δ points",
+        "95% CI",
+        "worst class Δ",
+        "boxes matched",
+        "mean IoU",
+        "missing/extra",
+        "p50 ms",
+    )
     if ref.mask_metrics is not None:  # mask AP and its difference, after the box columns
         head = (*head[:-1], "mask mAP", "mask Δ", head[-1])
-        rows = [(*row[:-1], points(r.mask_metrics.map if r.mask_metrics else np.nan),
-                 "reference" if r is ref else (f"{(r.mask_metrics.map - ref.mask_metrics.map) * 100:+.2f}"
-                                               if r.mask_metrics else "—"), row[-1])
-                for row, r in zip(rows, result.runs)]
+        rows = [
+            (
+                *row[:-1],
+                points(r.mask_metrics.map if r.mask_metrics else np.nan),
+                "reference"
+                if r is ref
+                else (f"{(r.mask_metrics.map - ref.mask_metrics.map) * 100:+.2f}" if r.mask_metrics else "—"),
+                row[-1],
+            )
+            for row, r in zip(rows, result.runs)
+        ]
     return table(head, rows)
 
 
 # --- the evaluator interface (see edgecv.evaluation) ---------------------------------------------
 
-def load_data(data: str | os.PathLike, task: str = "detect", images: str | os.PathLike | None = None,
-              names: Sequence[str] | None = None, fmt: str | None = None):
+
+def load_data(
+    data: str | os.PathLike,
+    task: str = "detect",
+    images: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
+    fmt: str | None = None,
+):
     """A detection data set: a COCO json, a folder of YOLO txt labels or of VOC xml."""
     from .datasets import load_dataset
 
@@ -353,7 +469,9 @@ def load_data(data: str | os.PathLike, task: str = "detect", images: str | os.Pa
 def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any) -> Run:
     """:func:`run_dataset`, after checking that the data set is a detection set."""
     if not hasattr(dataset, "coco"):
-        raise EdgecvError(f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
+        raise EdgecvError(
+            f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set"
+        )
     return run_dataset(det, dataset, name=name, progress=progress, warmup=warmup, **kwargs)
 
 
@@ -364,8 +482,11 @@ def validation_figures(result: CompareResult) -> dict:
     return {
         "source": {"map": src.metrics.stats["map"], "map50": src.metrics.stats["map50"], "p50_ms": src.median_ms},
         "bundle": {"map": cand.metrics.stats["map"], "map50": cand.metrics.stats["map50"], "p50_ms": cand.median_ms},
-        **({"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
-           if src.mask_metrics is not None and cand.mask_metrics is not None else {}),
+        **(
+            {"mask_map": {"source": src.mask_metrics.map, "bundle": cand.mask_metrics.map}}
+            if src.mask_metrics is not None and cand.mask_metrics is not None
+            else {}
+        ),
         "delta_map": result.comparisons[0].delta_map,
     }
 
@@ -377,12 +498,19 @@ def val_headline(run: Run, dataset, conf: float, max_dets: int) -> str:
 
 def compare_headline(result: CompareResult, dataset, bootstrap: int, seed: int) -> str:
     """The line ``edgecv compare`` prints above a detector comparison's tables."""
-    return (f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
-            f"95% CI from a paired bootstrap ({bootstrap} resamples, seed {seed}); boxes: reference score >= "
-            f"{PARITY_CONF}, same class, IoU >= {PARITY_IOU}")
+    return (
+        f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
+        f"95% CI from a paired bootstrap ({bootstrap} resamples, seed {seed}); boxes: reference score >= "
+        f"{PARITY_CONF}, same class, IoU >= {PARITY_IOU}"
+    )
 
 
 def run_record(run: Run, dataset) -> dict:
     """``edgecv val --json``: a detector's metrics on a data set."""
-    return {"model": run.name, "dataset": dataset.name, "images": len(dataset), "metrics": run.metrics.to_dict(),
-            "median_ms": run.median_ms}
+    return {
+        "model": run.name,
+        "dataset": dataset.name,
+        "images": len(dataset),
+        "metrics": run.metrics.to_dict(),
+        "median_ms": run.median_ms,
+    }

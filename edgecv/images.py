@@ -28,12 +28,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not p.is_file():
         raise InvalidImageError(f"image file '{p}' does not exist")
     if p.stat().st_size > MAX_FILE_BYTES:
-        raise InvalidImageError(f"image file '{p}' is {p.stat().st_size / 2**20:.0f} MB, over edgecv's limit of "
-                                f"{MAX_FILE_BYTES // 2**20} MB: not read")
+        raise InvalidImageError(
+            f"image file '{p}' is {p.stat().st_size / 2**20:.0f} MB, over edgecv's limit of "
+            f"{MAX_FILE_BYTES // 2**20} MB: not read"
+        )
     data = np.fromfile(p, dtype=np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
-        raise InvalidImageError(f"'{p}' could not be decoded as an image (truncated, or not an image format OpenCV reads)")
+        raise InvalidImageError(
+            f"'{p}' could not be decoded as an image (truncated, or not an image format OpenCV reads)"
+        )
     return img
 
 
@@ -57,12 +61,14 @@ def prepare(image: ImageLike, color: str, model_color: str = "RGB") -> tuple[np.
     if image.dtype != np.uint8:
         raise InvalidImageError(
             f"image dtype is {image.dtype}; edgecv takes 8-bit images (uint8, 0..255). "
-            "Convert 16-bit or float frames first, e.g. (img / 257).astype(np.uint8) or (img * 255).clip(0, 255).astype(np.uint8)")
+            "Convert 16-bit or float frames first, e.g. (img / 257).astype(np.uint8) or (img * 255).clip(0, 255).astype(np.uint8)"
+        )
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
         raise InvalidImageError(
-            f"image shape {image.shape} is not HxW (grey), HxWx1, HxWx3 or HxWx4; a batch goes to predict() as a list")
+            f"image shape {image.shape} is not HxW (grey), HxWx1, HxWx3 or HxWx4; a batch goes to predict() as a list"
+        )
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
         raise InvalidImageError(f"image is {w}x{h} pixels; edgecv takes sides from {MIN_SIDE} to {MAX_SIDE} pixels")

@@ -53,6 +53,7 @@ MIN_OCCASION_SD = 0.02
 
 # --- statistics ----------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of a gate: the slowdown ``ratio`` (new / old, 1.10 = 10% slower) with its
@@ -76,8 +77,10 @@ class Verdict:
     def summary(self) -> str:
         """One line: the change, its interval, the limit and the verdict."""
         pct = lambda r: f"{(r - 1) * 100:+.1f}%"  # noqa: E731
-        return (f"{pct(self.ratio)} [{pct(self.low)}, {pct(self.high)}] against a limit of {pct(self.limit)}: "
-                f"{self.verdict}" + (f" ({self.reason})" if self.reason else ""))
+        return (
+            f"{pct(self.ratio)} [{pct(self.low)}, {pct(self.high)}] against a limit of {pct(self.limit)}: "
+            f"{self.verdict}" + (f" ({self.reason})" if self.reason else "")
+        )
 
 
 def _bootstrap_medians(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,8 +94,13 @@ def _interval(draws: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def paired_ratio(old: Sequence[float], new: Sequence[float], confidence: float = CONFIDENCE,
-                 bootstrap: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
+def paired_ratio(
+    old: Sequence[float],
+    new: Sequence[float],
+    confidence: float = CONFIDENCE,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Slowdown of ``new`` over ``old`` from paired block medians (one pair per round).
 
     Returns (ratio, low, high): the median over rounds of new/old, and its ``confidence``
@@ -109,8 +117,13 @@ def paired_ratio(old: Sequence[float], new: Sequence[float], confidence: float =
     return float(np.exp(np.median(d))), math.exp(lo), math.exp(hi)
 
 
-def independent_ratio(old: Sequence[float], new: Sequence[float], confidence: float = CONFIDENCE,
-                      bootstrap: int = BOOTSTRAP, seed: int = 0) -> tuple[float, float, float]:
+def independent_ratio(
+    old: Sequence[float],
+    new: Sequence[float],
+    confidence: float = CONFIDENCE,
+    bootstrap: int = BOOTSTRAP,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Slowdown of ``new`` over ``old`` from two independent samples of block values.
 
     Returns (ratio, low, high): median(new) / median(old), and its ``confidence`` interval from
@@ -125,8 +138,9 @@ def independent_ratio(old: Sequence[float], new: Sequence[float], confidence: fl
     return float(np.median(b) / np.median(a)), math.exp(lo), math.exp(hi)
 
 
-def decide(ratio: float, low: float, high: float, max_regression: float, blocks: tuple[int, int],
-           reason: str = "") -> Verdict:
+def decide(
+    ratio: float, low: float, high: float, max_regression: float, blocks: tuple[int, int], reason: str = ""
+) -> Verdict:
     """The verdict for a slowdown interval against ``1 + max_regression``.
 
     regression: the whole interval above the limit; ok: the whole interval at or below it;
@@ -152,6 +166,7 @@ def decide(ratio: float, low: float, high: float, max_regression: float, blocks:
 
 # --- interleaved measurement ----------------------------------------------------------------------
 
+
 def block_orders(runners: int, rounds: int, seed: int = 0) -> list[tuple[int, ...]]:
     """The order of the ``runners`` blocks in each of ``rounds`` rounds: the rotations of
     ``0..runners-1`` (a cyclic Latin square: every runner takes every position equally often
@@ -164,8 +179,13 @@ def block_orders(runners: int, rounds: int, seed: int = 0) -> list[tuple[int, ..
     return head + orders[full:]
 
 
-def measure_blocks(runners: Sequence[Callable[[], Any]], calls: Sequence[int], rounds: int, seed: int = 0,
-                   progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+def measure_blocks(
+    runners: Sequence[Callable[[], Any]],
+    calls: Sequence[int],
+    rounds: int,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
     """Run each runner in blocks of ``calls[i]`` calls, interleaved over ``rounds`` rounds.
 
     Returns the block medians in ms, shape [runners, rounds]. Every call of a block is timed on
@@ -204,8 +224,10 @@ class ReferenceWorkload:
 
         have = [k for k in ("onnxruntime", "openvino") if find_spec(k) is not None]
         if not have:
-            raise EdgecvError("the latency baseline's reference workload runs in onnxruntime or openvino; install one "
-                              "(pip install 'edgecv[onnxruntime]') or gate paired (edgecv bench OLD NEW --compare)")
+            raise EdgecvError(
+                "the latency baseline's reference workload runs in onnxruntime or openvino; install one "
+                "(pip install 'edgecv[onnxruntime]') or gate paired (edgecv bench OLD NEW --compare)"
+            )
         self.backend = backend if backend in have else have[0]
         self.threads = threads
         x = np.random.default_rng(0).random((1, 3, SIZE, SIZE), dtype=np.float32)
@@ -237,6 +259,7 @@ class ReferenceWorkload:
 
 
 # --- the machine's noise -------------------------------------------------------------------------
+
 
 def _proc_stat() -> list[int] | None:
     try:
@@ -271,8 +294,12 @@ class CpuLoad:
         tick = os.sysconf("SC_CLK_TCK")
         own = ((own1.user - self.own0.user) + (own1.system - self.own0.system)) * tick
         busy = user + nice + system + irq + softirq
-        self.result = {"steal_share": steal / total, "others_share": max(0.0, busy - own) / total,
-                       "own_share": min(1.0, own / total), "cpus": os.cpu_count() or 1}
+        self.result = {
+            "steal_share": steal / total,
+            "others_share": max(0.0, busy - own) / total,
+            "own_share": min(1.0, own / total),
+            "cpus": os.cpu_count() or 1,
+        }
         try:
             self.result["loadavg_1m"] = float(Path("/proc/loadavg").read_text().split()[0])
         except (OSError, ValueError, IndexError):
@@ -297,6 +324,7 @@ def robust_spread(x: Sequence[float]) -> float:
 
 
 # --- what the machine and model are ----------------------------------------------------------------
+
 
 def machine_key(machine: dict) -> dict:
     """What must match for two runs' ratios to be comparable: CPU model, ISA, usable CPUs."""
@@ -341,6 +369,7 @@ def describe_change(base: dict, now: dict) -> str:
 
 # --- the gate --------------------------------------------------------------------------------------
 
+
 @dataclass
 class Timing:
     """One model's side of a gate run: its block medians (ms) and, against a stored baseline,
@@ -374,9 +403,16 @@ class GateResult:
         return self.verdict.exit_code
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "verdict": asdict(self.verdict), "timings": [asdict(t) for t in self.timings],
-                "load": self.load, "settings": self.settings, "machine": self.machine, "notes": self.notes,
-                "fingerprints": self.fingerprints}
+        return {
+            "mode": self.mode,
+            "verdict": asdict(self.verdict),
+            "timings": [asdict(t) for t in self.timings],
+            "load": self.load,
+            "settings": self.settings,
+            "machine": self.machine,
+            "notes": self.notes,
+            "fingerprints": self.fingerprints,
+        }
 
     def report(self) -> str:
         """The gate's outcome for a person: what ran, the noise, the change, the verdict and what to do."""
@@ -384,29 +420,41 @@ class GateResult:
         lines = []
         if self.mode == "paired":
             old, new = self.timings
-            lines.append(f"paired: old {old.model}, new {new.model}: {v.blocks[0]} rounds of "
-                         f"{old.calls_per_block} calls each, alternating in a balanced seeded order")
-            lines.append(f"  old median {old.median_ms():.2f} ms (block spread {robust_spread(old.blocks_ms) * 100:.1f}%), "
-                         f"new median {new.median_ms():.2f} ms (block spread {robust_spread(new.blocks_ms) * 100:.1f}%)")
+            lines.append(
+                f"paired: old {old.model}, new {new.model}: {v.blocks[0]} rounds of "
+                f"{old.calls_per_block} calls each, alternating in a balanced seeded order"
+            )
+            lines.append(
+                f"  old median {old.median_ms():.2f} ms (block spread {robust_spread(old.blocks_ms) * 100:.1f}%), "
+                f"new median {new.median_ms():.2f} ms (block spread {robust_spread(new.blocks_ms) * 100:.1f}%)"
+            )
         else:
             t = self.timings[0]
             meds = self.settings.get("run_medians", [])
-            lines.append(f"against the baseline: {t.model}, the fastest of {len(meds)} runs (median ratios "
-                         f"{', '.join(f'{m:.3f}' for m in meds)}): {v.blocks[1]} blocks of {t.calls_per_block} calls, "
-                         "each beside a block of the reference workload")
+            lines.append(
+                f"against the baseline: {t.model}, the fastest of {len(meds)} runs (median ratios "
+                f"{', '.join(f'{m:.3f}' for m in meds)}): {v.blocks[1]} blocks of {t.calls_per_block} calls, "
+                "each beside a block of the reference workload"
+            )
             base = self.settings.get("baseline", {})
-            lines.append(f"  now: median {t.median_ms():.2f} ms = {np.median(t.ratios):.3f} x reference "
-                         f"({np.median(t.reference_ms):.2f} ms), block spread {robust_spread(t.ratios) * 100:.1f}%")
+            lines.append(
+                f"  now: median {t.median_ms():.2f} ms = {np.median(t.ratios):.3f} x reference "
+                f"({np.median(t.reference_ms):.2f} ms), block spread {robust_spread(t.ratios) * 100:.1f}%"
+            )
             if base:
-                lines.append(f"  baseline: median {base['median_ms']:.2f} ms = {base['median_ratio']:.3f} x reference "
-                             f"({base['reference_ms']:.2f} ms), block spread {base['spread'] * 100:.1f}%, "
-                             f"fastest of {base.get('runs', 1)} runs, the two fastest "
-                             f"{base.get('occasion_sd', 0) * 100:.1f}% apart, "
-                             f"recorded {base.get('recorded', '?')}")
+                lines.append(
+                    f"  baseline: median {base['median_ms']:.2f} ms = {base['median_ratio']:.3f} x reference "
+                    f"({base['reference_ms']:.2f} ms), block spread {base['spread'] * 100:.1f}%, "
+                    f"fastest of {base.get('runs', 1)} runs, the two fastest "
+                    f"{base.get('occasion_sd', 0) * 100:.1f}% apart, "
+                    f"recorded {base.get('recorded', '?')}"
+                )
         load = self.load
         if load:
-            lines.append(f"  machine: other processes {load.get('others_share', 0) * 100:.0f}% of the CPUs, steal "
-                         f"{load.get('steal_share', 0) * 100:.0f}%, load average {load.get('loadavg_1m', float('nan')):.2f}")
+            lines.append(
+                f"  machine: other processes {load.get('others_share', 0) * 100:.0f}% of the CPUs, steal "
+                f"{load.get('steal_share', 0) * 100:.0f}%, load average {load.get('loadavg_1m', float('nan')):.2f}"
+            )
         lines += [f"  note: {n}" for n in self.notes]
         lines.append(f"slowdown {v.summary()}")
         if v.verdict == "inconclusive":
@@ -418,8 +466,10 @@ def advice(v: Verdict, seconds: float | None, runs: bool = False) -> str:
     """What to do about an inconclusive verdict (``runs``: against a stored baseline, where
     more runs also narrow the interval)."""
     if v.longer_by is None:
-        return (f"the change ({(v.ratio - 1) * 100:+.1f}%) is too close to the limit ({(v.limit - 1) * 100:+.1f}%) to "
-                "settle by measuring longer; if it matters, look at it by hand or set the limit with the noise in mind")
+        return (
+            f"the change ({(v.ratio - 1) * 100:+.1f}%) is too close to the limit ({(v.limit - 1) * 100:+.1f}%) to "
+            "settle by measuring longer; if it matters, look at it by hand or set the limit with the noise in mind"
+        )
     more = " (or over more --runs)" if runs else ""
     if seconds:
         return f"measure longer to settle it: about --seconds {math.ceil(seconds * v.longer_by)}{more}"
@@ -444,11 +494,12 @@ def _warm(run: Callable[[], Any], calls: int, seconds: float) -> float:
         t0 = time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
-    return float(np.median(times[len(times) // 2:])) * 1000
+    return float(np.median(times[len(times) // 2 :])) * 1000
 
 
-def _plan(seconds: float, block_ms: float, per_call_ms: Sequence[float], min_calls: int, min_rounds: int
-          ) -> tuple[list[int], int]:
+def _plan(
+    seconds: float, block_ms: float, per_call_ms: Sequence[float], min_calls: int, min_rounds: int
+) -> tuple[list[int], int]:
     """Calls per block for each runner (filling ``block_ms``) and rounds filling ``seconds``."""
     calls = [max(min_calls, math.ceil(block_ms / max(t, 1e-3))) for t in per_call_ms]
     round_ms = sum(c * t for c, t in zip(calls, per_call_ms))
@@ -477,6 +528,7 @@ def _progress(say: Callable[[str], None] | None, what: str) -> Callable[[int, in
         if done / total >= step["next"] or done == total:
             say(f"{what}: {done}/{total} rounds")
             step["next"] = done / total + 0.25
+
     return report
 
 
@@ -490,10 +542,20 @@ def _machine(threads_used: int | None) -> dict:
     return m
 
 
-def compare_latency(old: Any, new: Any, max_regression: float = 0.10, seconds: float = 8.0, batch: int = 1,
-                    threads: int | None = None, images: Sequence[np.ndarray] | None = None, seed: int = 0,
-                    block_ms: float = 100.0, warmup_seconds: float = 1.0, open_model: Callable[..., Any] | None = None,
-                    say: Callable[[str], None] | None = None) -> GateResult:
+def compare_latency(
+    old: Any,
+    new: Any,
+    max_regression: float = 0.10,
+    seconds: float = 8.0,
+    batch: int = 1,
+    threads: int | None = None,
+    images: Sequence[np.ndarray] | None = None,
+    seed: int = 0,
+    block_ms: float = 100.0,
+    warmup_seconds: float = 1.0,
+    open_model: Callable[..., Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> GateResult:
     """Paired A/B latency gate: ``new`` against ``old``, both run in this process.
 
     The two alternate in blocks of the same number of calls (about ``block_ms`` each), in a
@@ -532,22 +594,44 @@ def compare_latency(old: Any, new: Any, max_regression: float = 0.10, seconds: f
         notes = []
         change = describe_change(fps[0], fps[1])
         notes.append(change or ("the same model files on both sides" if fps[0].get("graph_sha256") else ""))
-        settings = {"batch": batch, "threads": threads or "default", "seconds": seconds, "seconds_flag": seconds,
-                    "seed": seed,
-                    "max_regression": max_regression, "block_ms": block_ms,
-                    "images": "dataset" if images else "synthetic 640x480"}
+        settings = {
+            "batch": batch,
+            "threads": threads or "default",
+            "seconds": seconds,
+            "seconds_flag": seconds,
+            "seed": seed,
+            "max_regression": max_regression,
+            "block_ms": block_ms,
+            "images": "dataset" if images else "synthetic 640x480",
+        }
         timings = [Timing(n, [float(x) for x in b], calls[0]) for n, b in zip(names, blocks)]
-        return GateResult("paired", verdict, timings, load.result, settings,
-                          _machine(getattr(dets[1], "threads_used", None)), [n for n in notes if n], fps)
+        return GateResult(
+            "paired",
+            verdict,
+            timings,
+            load.result,
+            settings,
+            _machine(getattr(dets[1], "threads_used", None)),
+            [n for n in notes if n],
+            fps,
+        )
     finally:
         for d in opened:
             d.close()
 
 
-def measure_against_reference(model: Any, seconds: float = 10.0, batch: int = 1, threads: int | None = None,
-                              images: Sequence[np.ndarray] | None = None, seed: int = 0, block_ms: float = 100.0,
-                              warmup_seconds: float = 0.5, open_model: Callable[..., Any] | None = None,
-                              say: Callable[[str], None] | None = None) -> tuple[Timing, dict, dict, dict]:
+def measure_against_reference(
+    model: Any,
+    seconds: float = 10.0,
+    batch: int = 1,
+    threads: int | None = None,
+    images: Sequence[np.ndarray] | None = None,
+    seed: int = 0,
+    block_ms: float = 100.0,
+    warmup_seconds: float = 0.5,
+    open_model: Callable[..., Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[Timing, dict, dict, dict]:
     """Time ``model`` in blocks, each beside a block of the reference workload run with the
     model's threads, in a balanced seeded order, for about ``seconds``. ``model`` is a bundle
     or source (loaded here and closed after) or a loaded detector (used as it is).
@@ -562,8 +646,10 @@ def measure_against_reference(model: Any, seconds: float = 10.0, batch: int = 1,
         runner = _Calls(det, cycled_batches(images, batch))
         reference = ReferenceWorkload(det.key, getattr(det, "threads_used", None) or threads)
         if say:
-            say(f"warming up {name} and the reference workload ({reference.backend}, "
-                f"{reference.threads or 'default'} threads)")
+            say(
+                f"warming up {name} and the reference workload ({reference.backend}, "
+                f"{reference.threads or 'default'} threads)"
+            )
         _warm(runner, 5, warmup_seconds)
         per_call = [_warm(runner, 3, 0.0), _warm(reference, 5, 0.2)]
         # the reference's block is a third of the model's: it only has to track the machine
@@ -572,8 +658,13 @@ def measure_against_reference(model: Any, seconds: float = 10.0, batch: int = 1,
         rounds += rounds % 2
         with CpuLoad() as load:
             blocks = measure_blocks([runner, reference], calls, rounds, seed, _progress(say, f"{name} blocks"))
-        timing = Timing(name, [float(x) for x in blocks[0]], calls[0], [float(x) for x in blocks[1]],
-                        [float(x) for x in blocks[0] / blocks[1]])
+        timing = Timing(
+            name,
+            [float(x) for x in blocks[0]],
+            calls[0],
+            [float(x) for x in blocks[1]],
+            [float(x) for x in blocks[0] / blocks[1]],
+        )
         return timing, load.result, _machine(getattr(det, "threads_used", None)), fingerprint(det)
     finally:
         if det is not model:
@@ -611,10 +702,20 @@ def occasion_sd(run_ratios: Sequence[Sequence[float]], seed: int = 0) -> float:
     return math.sqrt(max(0.0, between - within))
 
 
-def record_baseline(model: Any, path: str | os.PathLike, seconds: float = 3.0, runs: int = 3, batch: int = 1,
-                    threads: int | None = None, images: Sequence[np.ndarray] | None = None, seed: int = 0,
-                    max_noise: float = MAX_BASELINE_NOISE, force: bool = False,
-                    open_model: Callable[..., Any] | None = None, say: Callable[[str], None] | None = None) -> dict:
+def record_baseline(
+    model: Any,
+    path: str | os.PathLike,
+    seconds: float = 3.0,
+    runs: int = 3,
+    batch: int = 1,
+    threads: int | None = None,
+    images: Sequence[np.ndarray] | None = None,
+    seed: int = 0,
+    max_noise: float = MAX_BASELINE_NOISE,
+    force: bool = False,
+    open_model: Callable[..., Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> dict:
     """Measure ``model`` against the reference workload and write a baseline to ``path``.
 
     ``runs`` separate measurements of ``seconds`` each, the model loaded anew for each; the
@@ -631,8 +732,9 @@ def record_baseline(model: Any, path: str | os.PathLike, seconds: float = 3.0, r
     for k in range(runs):
         if say and runs > 1:
             say(f"baseline run {k + 1} of {runs}")
-        t, load, mach, fp = measure_against_reference(model, seconds, batch, threads, images, seed + k,
-                                                      open_model=open_model, say=say)
+        t, load, mach, fp = measure_against_reference(
+            model, seconds, batch, threads, images, seed + k, open_model=open_model, say=say
+        )
         timings.append(t)
         loads.append(load)
     best = timings[fastest_run([t.ratios for t in timings])]
@@ -640,40 +742,68 @@ def record_baseline(model: Any, path: str | os.PathLike, seconds: float = 3.0, r
     run_medians = [float(np.median(t.ratios)) for t in timings]
     ratio = float(np.median(ratios))
     lo, hi = _interval(_bootstrap_medians(ratios, BOOTSTRAP, np.random.default_rng(seed)), CONFIDENCE)
-    stats = {"median_ratio": ratio, "interval": [lo, hi], "half_width": max(ratio - lo, hi - ratio) / ratio,
-             "spread": robust_spread(ratios), "run_medians": run_medians,
-             "occasion_sd": occasion_sd([t.ratios for t in timings], seed),
-             "median_ms": best.median_ms(), "reference_ms": float(np.median(best.reference_ms)),
-             "reference_spread": robust_spread(best.reference_ms)}
+    stats = {
+        "median_ratio": ratio,
+        "interval": [lo, hi],
+        "half_width": max(ratio - lo, hi - ratio) / ratio,
+        "spread": robust_spread(ratios),
+        "run_medians": run_medians,
+        "occasion_sd": occasion_sd([t.ratios for t in timings], seed),
+        "median_ms": best.median_ms(),
+        "reference_ms": float(np.median(best.reference_ms)),
+        "reference_spread": robust_spread(best.reference_ms),
+    }
     problems = []
     if stats["half_width"] > max_noise:
-        problems.append(f"its median latency ratio is known only to ±{stats['half_width'] * 100:.1f}% (95%), above "
-                        f"the ±{max_noise * 100:.1f}% a baseline needs (block spread {stats['spread'] * 100:.1f}%)")
+        problems.append(
+            f"its median latency ratio is known only to ±{stats['half_width'] * 100:.1f}% (95%), above "
+            f"the ±{max_noise * 100:.1f}% a baseline needs (block spread {stats['spread'] * 100:.1f}%)"
+        )
     if stats["occasion_sd"] > max_noise:
-        problems.append(f"its fastest runs differ by {stats['occasion_sd'] * 100:.1f}% beyond their own noise (median "
-                        f"ratios of the {runs} runs: {', '.join(f'{r:.3f}' for r in run_medians)}), above "
-                        f"{max_noise * 100:.1f}%")
+        problems.append(
+            f"its fastest runs differ by {stats['occasion_sd'] * 100:.1f}% beyond their own noise (median "
+            f"ratios of the {runs} runs: {', '.join(f'{r:.3f}' for r in run_medians)}), above "
+            f"{max_noise * 100:.1f}%"
+        )
     busy = [busy_reason(ld) for ld in loads if busy_reason(ld)]
     if busy:
         problems.append(f"the machine was busy: {busy[0]}")
     if problems and not force:
-        raise NoisyBaseline(f"not writing the baseline {path}: " + "; ".join(problems) + ". Record it on a quieter "
-                            "machine or measure longer (--seconds), gate paired instead (edgecv bench OLD NEW "
-                            "--compare), or pass --force to write it anyway")
-    data = {"schema": SCHEMA, "model": timings[0].model, "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "settings": {"batch": batch, "threads": threads or "default", "seconds": seconds, "runs": runs,
-                         "seed": seed, "images": "dataset" if images else "synthetic 640x480"},
-            "machine": mach, "load": loads, "fingerprint": fp, "stats": stats,
-            "timings": [asdict(t) for t in timings], "forced": problems}
+        raise NoisyBaseline(
+            f"not writing the baseline {path}: " + "; ".join(problems) + ". Record it on a quieter "
+            "machine or measure longer (--seconds), gate paired instead (edgecv bench OLD NEW "
+            "--compare), or pass --force to write it anyway"
+        )
+    data = {
+        "schema": SCHEMA,
+        "model": timings[0].model,
+        "recorded": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": {
+            "batch": batch,
+            "threads": threads or "default",
+            "seconds": seconds,
+            "runs": runs,
+            "seed": seed,
+            "images": "dataset" if images else "synthetic 640x480",
+        },
+        "machine": mach,
+        "load": loads,
+        "fingerprint": fp,
+        "stats": stats,
+        "timings": [asdict(t) for t in timings],
+        "forced": problems,
+    }
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_name(p.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, p)
     if say:
-        say(f"baseline written: {p} ({timings[0].model}: {stats['median_ms']:.2f} ms = {ratio:.3f} x reference, "
+        say(
+            f"baseline written: {p} ({timings[0].model}: {stats['median_ms']:.2f} ms = {ratio:.3f} x reference, "
             f"±{stats['half_width'] * 100:.1f}% within, fastest runs {stats['occasion_sd'] * 100:.1f}% apart beyond "
-            "that)")
+            "that)"
+        )
     return data
 
 
@@ -681,23 +811,32 @@ def read_baseline(path: str | os.PathLike) -> dict:
     """A stored baseline, checked for its schema; :class:`BaselineMissing` when there is none."""
     p = Path(path)
     if not p.is_file():
-        raise BaselineMissing(f"no latency baseline at {p}: record one with `edgecv bench MODEL --save-baseline {p}` "
-                              "(in pytest: EDGECV_UPDATE_BASELINE=1) and commit it")
+        raise BaselineMissing(
+            f"no latency baseline at {p}: record one with `edgecv bench MODEL --save-baseline {p}` "
+            "(in pytest: EDGECV_UPDATE_BASELINE=1) and commit it"
+        )
     try:
         data = json.loads(p.read_text())
     except (OSError, ValueError) as e:
         raise BaselineError(f"cannot read the latency baseline {p}: {e}") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        what = ("a bench result of an older edgecv (a single ratio to a reference timed before and after)"
-                if isinstance(data, dict) and "rows" in data and "reference_ms" in data
-                else f"of schema {data.get('schema')!r}" if isinstance(data, dict) else "not a JSON object")
-        raise BaselineError(f"{p} is {what}, not an edgecv latency baseline ({SCHEMA}): record it again with "
-                            f"`edgecv bench MODEL --save-baseline {p}`")
+        what = (
+            "a bench result of an older edgecv (a single ratio to a reference timed before and after)"
+            if isinstance(data, dict) and "rows" in data and "reference_ms" in data
+            else f"of schema {data.get('schema')!r}"
+            if isinstance(data, dict)
+            else "not a JSON object"
+        )
+        raise BaselineError(
+            f"{p} is {what}, not an edgecv latency baseline ({SCHEMA}): record it again with "
+            f"`edgecv bench MODEL --save-baseline {p}`"
+        )
     return data
 
 
-def baseline_interval(base_ratios: Sequence[float], new_ratios: Sequence[float], occasion_sd: float,
-                      seed: int = 0) -> tuple[float, float, float]:
+def baseline_interval(
+    base_ratios: Sequence[float], new_ratios: Sequence[float], occasion_sd: float, seed: int = 0
+) -> tuple[float, float, float]:
     """Slowdown of a run over a stored baseline (each side its fastest run), with its interval.
 
     The bootstrap interval over blocks sees only the noise within the two runs; the level of a
@@ -714,11 +853,19 @@ def baseline_interval(base_ratios: Sequence[float], new_ratios: Sequence[float],
     return ratio, math.exp(c - down), math.exp(c + up)
 
 
-def check_baseline(model: Any, path: str | os.PathLike, max_regression: float = 0.10, seconds: float | None = None,
-                   runs: int | None = None, threads: int | None = None, images: Sequence[np.ndarray] | None = None,
-                   seed: int = 1000, max_reference_shift: float = MAX_REFERENCE_SHIFT,
-                   open_model: Callable[..., Any] | None = None, say: Callable[[str], None] | None = None
-                   ) -> GateResult:
+def check_baseline(
+    model: Any,
+    path: str | os.PathLike,
+    max_regression: float = 0.10,
+    seconds: float | None = None,
+    runs: int | None = None,
+    threads: int | None = None,
+    images: Sequence[np.ndarray] | None = None,
+    seed: int = 1000,
+    max_reference_shift: float = MAX_REFERENCE_SHIFT,
+    open_model: Callable[..., Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> GateResult:
     """Gate ``model`` against the stored baseline at ``path``.
 
     Runs as the baseline was recorded (batch, threads, images kind; ``seconds`` per run and
@@ -732,8 +879,10 @@ def check_baseline(model: Any, path: str | os.PathLike, max_regression: float = 
     base = read_baseline(path)
     bs = base["settings"]
     if bs["images"] != ("dataset" if images else "synthetic 640x480"):
-        raise BaselineError(f"the baseline {path} was recorded on {bs['images']} images, this run has "
-                            f"{'a data set' if images else 'the synthetic image'}: give the same images")
+        raise BaselineError(
+            f"the baseline {path} was recorded on {bs['images']} images, this run has "
+            f"{'a data set' if images else 'the synthetic image'}: give the same images"
+        )
     t_arg = threads if threads is not None else (bs["threads"] if bs["threads"] != "default" else None)
     secs = float(seconds if seconds is not None else bs["seconds"])
     runs = int(runs if runs is not None else bs.get("runs", 1))
@@ -741,8 +890,9 @@ def check_baseline(model: Any, path: str | os.PathLike, max_regression: float = 
         raise EdgecvError(f"a gate needs at least 1 run (got {runs})")
     parts, loads = [], []
     for k in range(runs):
-        t, load, mach, fp = measure_against_reference(model, secs, int(bs["batch"]), t_arg, images, seed + k,
-                                                      open_model=open_model, say=say)
+        t, load, mach, fp = measure_against_reference(
+            model, secs, int(bs["batch"]), t_arg, images, seed + k, open_model=open_model, say=say
+        )
         parts.append(t)
         loads.append(load)
     timing = parts[fastest_run([t.ratios for t in parts])]
@@ -761,18 +911,24 @@ def check_baseline(model: Any, path: str | os.PathLike, max_regression: float = 
     versions = {k: (bv[k], nv.get(k)) for k in bv if k in ("onnxruntime", "openvino") and bv[k] != nv.get(k)}
     if other:
         reason = "the baseline was recorded on another machine: " + ", ".join(
-            f"{k} {a} there, {b} here" for k, (a, b) in other.items())
+            f"{k} {a} there, {b} here" for k, (a, b) in other.items()
+        )
     elif versions:
         reason = "the baseline was recorded with other versions: " + ", ".join(
-            f"{k} {a} there, {b} here" for k, (a, b) in versions.items())
+            f"{k} {a} there, {b} here" for k, (a, b) in versions.items()
+        )
     elif busy_reason(load):
-        reason = f"this run was busy ({busy_reason(load)}): a slowdown under load is not judged against a quiet baseline"
+        reason = (
+            f"this run was busy ({busy_reason(load)}): a slowdown under load is not judged against a quiet baseline"
+        )
     else:
         shift = float(np.median(timing.reference_ms)) / base["stats"]["reference_ms"] - 1
         if abs(shift) > max_reference_shift:
-            reason = (f"the reference workload ran {shift * 100:+.0f}% against the baseline's "
-                      f"({np.median(timing.reference_ms):.2f} vs {base['stats']['reference_ms']:.2f} ms): the machine "
-                      "is not in the state the baseline was recorded in, and the ratio is not trusted that far")
+            reason = (
+                f"the reference workload ran {shift * 100:+.0f}% against the baseline's "
+                f"({np.median(timing.reference_ms):.2f} vs {base['stats']['reference_ms']:.2f} ms): the machine "
+                "is not in the state the baseline was recorded in, and the ratio is not trusted that far"
+            )
     verdict = decide(ratio, lo, hi, max_regression, (len(base_ratios), len(timing.ratios)))
     if reason and verdict.verdict == "regression":
         verdict = Verdict("inconclusive", ratio, lo, hi, verdict.limit, verdict.blocks, reason, None)
@@ -782,11 +938,19 @@ def check_baseline(model: Any, path: str | os.PathLike, max_regression: float = 
         notes.append("keep one baseline per kind of machine, or gate paired (edgecv bench OLD NEW --compare)")
     if base.get("forced"):
         notes.append("the baseline was written with --force despite: " + "; ".join(base["forced"]))
-    settings = {"batch": int(bs["batch"]), "threads": t_arg or "default", "seconds": secs * runs, "seconds_flag": secs,
-                "runs": runs, "run_medians": [float(np.median(t.ratios)) for t in parts],
-                "seed": seed,
-                "max_regression": max_regression, "images": bs["images"], "baseline_path": str(path),
-                "baseline": {**base["stats"], "recorded": base.get("recorded"), "runs": len(base["timings"])}}
+    settings = {
+        "batch": int(bs["batch"]),
+        "threads": t_arg or "default",
+        "seconds": secs * runs,
+        "seconds_flag": secs,
+        "runs": runs,
+        "run_medians": [float(np.median(t.ratios)) for t in parts],
+        "seed": seed,
+        "max_regression": max_regression,
+        "images": bs["images"],
+        "baseline_path": str(path),
+        "baseline": {**base["stats"], "recorded": base.get("recorded"), "runs": len(base["timings"])},
+    }
     return GateResult("baseline", verdict, [timing], load, settings, mach, notes, [base.get("fingerprint", {}), fp])
 
 

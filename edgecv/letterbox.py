@@ -55,8 +55,9 @@ class Letterbox:
         nh = max(1, min(h, int(round(oh * r))))
         return LetterboxParams(nw / ow, nh / oh, (w - nw) // 2, (h - nh) // 2, (oh, ow))
 
-    def forward(self, image: np.ndarray, out: np.ndarray | None = None,
-                convert: int | None = None) -> tuple[np.ndarray, LetterboxParams]:
+    def forward(
+        self, image: np.ndarray, out: np.ndarray | None = None, convert: int | None = None
+    ) -> tuple[np.ndarray, LetterboxParams]:
         """Letterbox an HxWxC (or HxW) uint8 image.
 
         The resized image is written straight into its place in the canvas and only the border
@@ -80,9 +81,9 @@ class Letterbox:
             out = np.empty((h, w, channels), dtype=np.uint8)
         y0, x0 = p.pad_y, p.pad_x
         out[:y0] = self.pad_value
-        out[y0 + nh:] = self.pad_value
+        out[y0 + nh :] = self.pad_value
         out[y0 : y0 + nh, :x0] = self.pad_value
-        out[y0 : y0 + nh, x0 + nw:] = self.pad_value
+        out[y0 : y0 + nh, x0 + nw :] = self.pad_value
         view = out[y0 : y0 + nh, x0 : x0 + nw]
         if (nh, nw) == image.shape[:2]:
             _write(view, image, convert)
@@ -200,8 +201,9 @@ class CenterCrop:
         y1, x1 = max(y0 + 1, min(oh, int(round(y0 + ch)))), max(x0 + 1, min(ow, int(round(x0 + cw))))
         return CropParams(x0, y0, x1, y1, (oh, ow))
 
-    def forward(self, image: np.ndarray, out: np.ndarray | None = None,
-                convert: int | None = None) -> tuple[np.ndarray, CropParams]:
+    def forward(
+        self, image: np.ndarray, out: np.ndarray | None = None, convert: int | None = None
+    ) -> tuple[np.ndarray, CropParams]:
         """Crop and resize an HxWxC (or HxW) uint8 image into the (H, W) canvas; ``out`` and
         ``convert`` as for :meth:`Letterbox.forward`."""
         p = self.params(image.shape[:2])

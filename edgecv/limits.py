@@ -44,8 +44,10 @@ def _static(model, batch: int):
         for i, d in enumerate(inp.type.tensor_type.shape.dim):
             if not d.HasField("dim_value"):
                 if i != 0:
-                    raise EdgecvError(f"input '{inp.name}' has a symbolic dimension {i} ('{d.dim_param}'); only the "
-                                      "batch may be symbolic to count operations")
+                    raise EdgecvError(
+                        f"input '{inp.name}' has a symbolic dimension {i} ('{d.dim_param}'); only the "
+                        "batch may be symbolic to count operations"
+                    )
                 d.Clear()
                 d.dim_value = batch
     return m
@@ -81,8 +83,10 @@ def count_operations(model, batch: int = 1) -> Operations:
     def shape(name: str, node) -> list[int]:
         s = shapes.get(name)
         if s is None or any(d < 0 for d in s):
-            raise EdgecvError(f"cannot count the operations of {node.op_type} node '{node.name}': the shape of "
-                              f"'{name}' is not known after shape inference")
+            raise EdgecvError(
+                f"cannot count the operations of {node.op_type} node '{node.name}': the shape of "
+                f"'{name}' is not known after shape inference"
+            )
         return s
 
     by_op: dict[str, float] = {}
@@ -140,7 +144,9 @@ def _count_openvino(xml: Path, batch: int) -> Operations:
         else:
             a = list(op.get_input_partial_shape(0).to_shape())
             macs = int(np.prod(y)) * (a[-2] if op.get_attributes().get("transpose_a") else a[-1])
-        name = {"Convolution": "Conv", "GroupConvolution": "Conv", "ConvolutionBackpropData": "ConvTranspose"}.get(kind, kind)
+        name = {"Convolution": "Conv", "GroupConvolution": "Conv", "ConvolutionBackpropData": "ConvTranspose"}.get(
+            kind, kind
+        )
         by_op[name] = by_op.get(name, 0.0) + 2 * macs / 1e9 / batch
         nodes += 1
     return Operations(sum(by_op.values()), by_op, nodes)
@@ -171,14 +177,19 @@ def _matmul_onnx(m: int, k: int, n: int, precision: str, seed: int = 0):
         # full-range weights, as the exporter writes them, so the peak runs the model's kernels
         scale = np.abs(w).max(0) / 127
         wq = np.round(w / scale).clip(-127, 127).astype(np.int8)
-        inits = [numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(scale.astype(np.float32), "ws"),
-                 numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
-                 numpy_helper.from_array(np.array(4 / 255, np.float32), "xs"),
-                 numpy_helper.from_array(np.array(128, np.uint8), "xz")]
-        nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-                 helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-                 helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
-                 helper.make_node("MatMul", ["xd", "wd"], ["y"])]
+        inits = [
+            numpy_helper.from_array(wq, "wq"),
+            numpy_helper.from_array(scale.astype(np.float32), "ws"),
+            numpy_helper.from_array(np.zeros(n, np.int8), "wz"),
+            numpy_helper.from_array(np.array(4 / 255, np.float32), "xs"),
+            numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+        ]
+        nodes = [
+            helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
+            helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"], axis=1),
+            helper.make_node("MatMul", ["xd", "wd"], ["y"]),
+        ]
     else:
         inits = [numpy_helper.from_array(w, "w")]
         nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
@@ -200,8 +211,14 @@ def _time(run, x, flops: float, repeats: int, seconds: float) -> tuple[float, fl
     return max(rates), statistics.median(rates)
 
 
-def measure_peak(backend: str, precision: str, threads: int | None = None, size: tuple[int, int, int] = (512, 2048, 2048),
-                 repeats: int = 10, seconds: float = 3.0) -> Peak:
+def measure_peak(
+    backend: str,
+    precision: str,
+    threads: int | None = None,
+    size: tuple[int, int, int] = (512, 2048, 2048),
+    repeats: int = 10,
+    seconds: float = 3.0,
+) -> Peak:
     """The machine's peak in ``backend`` (onnxruntime or openvino) at ``precision`` (fp32, bf16
     for openvino, int8): the best rate of an [M, K] x [K, N] product, in 10^9 operations per second.
 
@@ -221,8 +238,9 @@ def measure_peak(backend: str, precision: str, threads: int | None = None, size:
         so.log_severity_level = 3
         if threads:
             so.intra_op_num_threads = threads
-        sess = ort.InferenceSession(_matmul_onnx(m, k, n, precision).SerializeToString(), so,
-                                    providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(
+            _matmul_onnx(m, k, n, precision).SerializeToString(), so, providers=["CPUExecutionProvider"]
+        )
         best, med = _time(lambda a: sess.run(None, {"x": a}), x, flops, repeats, seconds)
         return Peak(backend, precision, best, med, size, threads)
     if backend == "openvino":

@@ -26,12 +26,12 @@ def paste(probs: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], threshol
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) / 2 * scale
     grown = np.trunc(np.concatenate([centre - half, centre + half], 1)).astype(np.int64)  # as torchvision: truncated,
-    for k, (x0, y0, x1, y1) in enumerate(grown):                                             # edges inclusive
+    for k, (x0, y0, x1, y1) in enumerate(grown):  # edges inclusive
         bw, bh = max(int(x1 - x0 + 1), 1), max(int(y1 - y0 + 1), 1)
         resized = cv2.resize(padded[k], (bw, bh), interpolation=cv2.INTER_LINEAR) > threshold
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + bw, w), min(y0 + bh, h)
         if cx1 > cx0 and cy1 > cy0:
-            out[k, cy0:cy1, cx0:cx1] = resized[cy0 - y0:cy1 - y0, cx0 - x0:cx1 - x0]
+            out[k, cy0:cy1, cx0:cx1] = resized[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
     return out
 
 

@@ -16,8 +16,20 @@ from .detections import Detections
 from .errors import EdgecvError
 
 #: Names of COCOeval's 12 summary figures, in its order.
-STAT_NAMES = ("map", "map50", "map75", "map_small", "map_medium", "map_large",
-              "ar1", "ar10", "ar100", "ar_small", "ar_medium", "ar_large")
+STAT_NAMES = (
+    "map",
+    "map50",
+    "map75",
+    "map_small",
+    "map_medium",
+    "map_large",
+    "ar1",
+    "ar10",
+    "ar100",
+    "ar_small",
+    "ar_medium",
+    "ar_large",
+)
 
 
 def coco_classes():
@@ -73,8 +85,10 @@ def to_coco_results(dets: Mapping[int, Detections], cat_of: Mapping[int, int], m
                 r = {"image_id": int(image_id), "category_id": int(cat_of[c]), "bbox": box, "score": float(s)}
                 if masks:
                     rle = mask_utils.encode(np.asfortranarray(d.masks[k].astype(np.uint8)))
-                    r["segmentation"] = {"size": list(rle["size"]), "counts": rle["counts"].decode("ascii")
-                                         if isinstance(rle["counts"], bytes) else rle["counts"]}
+                    r["segmentation"] = {
+                        "size": list(rle["size"]),
+                        "counts": rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"],
+                    }
                 out.append(r)
     return out
 
@@ -83,8 +97,9 @@ def _nan(v: float) -> float:
     return float("nan") if v < 0 else float(v)
 
 
-def coco_metrics(gt: dict, results: list[dict], img_ids: Iterable[int] | None = None, max_dets: int = 100,
-                 iou_type: str = "bbox") -> Metrics:
+def coco_metrics(
+    gt: dict, results: list[dict], img_ids: Iterable[int] | None = None, max_dets: int = 100, iou_type: str = "bbox"
+) -> Metrics:
     """Run the COCO box (or, with ``iou_type="segm"``, mask) evaluation of ``results`` against
     the COCO dict ``gt``.
 

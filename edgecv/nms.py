@@ -42,8 +42,14 @@ def _nms_single(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, lim
     return np.asarray(keep, dtype=np.int64)
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.45, score_threshold: float = 0.001,
-        max_det: int = 100, class_aware: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    iou_threshold: float = 0.45,
+    score_threshold: float = 0.001,
+    max_det: int = 100,
+    class_aware: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Suppress overlapping boxes of one image.
 
     Args:

@@ -33,14 +33,23 @@ def open_model(spec: Any, **options: Any):
     try:
         from .export import reference
     except ImportError as e:
-        raise EdgecvError(f"'{spec}' is not a bundle; running a source model needs the exporter ({e.name} is missing): "
-                          "pip install 'edgecv[export]'") from None
+        raise EdgecvError(
+            f"'{spec}' is not a bundle; running a source model needs the exporter ({e.name} is missing): "
+            "pip install 'edgecv[export]'"
+        ) from None
     return reference(spec, detector_options=options, **source_options)
 
 
-def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_options: dict | None = None,
-                    max_map_drop: float | None = None, bootstrap: int = 200, progress: bool = True,
-                    say: Callable[[str], None] | None = None):
+def validate_bundle(
+    bundle: str | os.PathLike,
+    source: Any,
+    dataset,
+    source_options: dict | None = None,
+    max_map_drop: float | None = None,
+    bootstrap: int = 200,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+):
     """Compare a bundle with its source on ``dataset`` and record the results in its manifest
     (:func:`edgecv.evaluation.validation_record`).
 
@@ -55,8 +64,13 @@ def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_opti
     det = open_model(bundle)  # a tensorrt bundle's graph is measured where this runs: on the CPU
     target = Bundle.open(bundle, verify=False).target
     try:
-        result = compare([(model_name(source, ref), ref), (det.bundle.path.name, det)], dataset, bootstrap=bootstrap,
-                         progress=progress, say=say)
+        result = compare(
+            [(model_name(source, ref), ref), (det.bundle.path.name, det)],
+            dataset,
+            bootstrap=bootstrap,
+            progress=progress,
+            say=say,
+        )
         failures = result.failures(max_map_drop)
         write_validation(bundle, validation_record(result, target, det, max_map_drop, not failures, machine()))
     finally:
@@ -65,10 +79,20 @@ def validate_bundle(bundle: str | os.PathLike, source: Any, dataset, source_opti
     return result, failures
 
 
-def export_checked(model: Any, target: str, dataset=None, *, max_drop: float | None = None, validate: bool = False,
-                   bootstrap: int = 200, max_float_layers: int = 8, progress: bool = False,
-                   say: Callable[[str], None] | None = None, source_options: dict | None = None,
-                   **export_options: Any) -> tuple[Path, Any, list[str]]:
+def export_checked(
+    model: Any,
+    target: str,
+    dataset=None,
+    *,
+    max_drop: float | None = None,
+    validate: bool = False,
+    bootstrap: int = 200,
+    max_float_layers: int = 8,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+    source_options: dict | None = None,
+    **export_options: Any,
+) -> tuple[Path, Any, list[str]]:
     """Export ``model`` for ``target`` and, with a data set, hold it to its source's accuracy.
 
     Where keeping layers in float can change the bundle's accuracy (INT8, and FP16 graphs on
@@ -99,8 +123,18 @@ def export_checked(model: Any, target: str, dataset=None, *, max_drop: float | N
     if max_drop is not None and precision in targets.export_target(target).accuracy_control:
         from .export.accuracy import export_within_budget
 
-        bundle = export_within_budget(model, target, dataset, max_drop, bootstrap=bootstrap, say=say or (lambda m: None),
-                                      max_steps=max_float_layers, progress=progress, **export_options, **opts)
+        bundle = export_within_budget(
+            model,
+            target,
+            dataset,
+            max_drop,
+            bootstrap=bootstrap,
+            say=say or (lambda m: None),
+            max_steps=max_float_layers,
+            progress=progress,
+            **export_options,
+            **opts,
+        )
         return bundle, None, []
     bundle = export(model, target, progress=say, **export_options, **opts)
     if not gated:
@@ -108,6 +142,14 @@ def export_checked(model: Any, target: str, dataset=None, *, max_drop: float | N
     if say:
         say(f"validating {bundle.name} against the source on {dataset.name} ({len(dataset)} images)")
     nms = {k: export_options[k] for k in ("conf", "iou", "max_det", "class_aware", "mode") if k in export_options}
-    result, failures = validate_bundle(bundle, model, dataset, source_options={**opts, **nms}, max_map_drop=max_drop,
-                                       bootstrap=bootstrap, progress=progress, say=say)
+    result, failures = validate_bundle(
+        bundle,
+        model,
+        dataset,
+        source_options={**opts, **nms},
+        max_map_drop=max_drop,
+        bootstrap=bootstrap,
+        progress=progress,
+        say=say,
+    )
     return bundle, result, failures

@@ -38,7 +38,9 @@ class Classifications:
         object.__setattr__(self, "scores", frozen(scores))
         object.__setattr__(self, "names", names)
         if self.probabilities is not None:
-            object.__setattr__(self, "probabilities", frozen(np.asarray(self.probabilities, dtype=np.float32).reshape(-1)))
+            object.__setattr__(
+                self, "probabilities", frozen(np.asarray(self.probabilities, dtype=np.float32).reshape(-1))
+            )
 
     def __len__(self) -> int:
         return len(self.class_ids)
@@ -54,8 +56,10 @@ class Classifications:
         return self.names[self.top1] if self.names else str(self.top1)
 
     def to_list(self) -> list[dict]:
-        return [{"class_id": int(c), "name": self.names[c] if self.names else str(c), "score": float(s)}
-                for c, s in zip(self.class_ids, self.scores)]
+        return [
+            {"class_id": int(c), "name": self.names[c] if self.names else str(c), "score": float(s)}
+            for c, s in zip(self.class_ids, self.scores)
+        ]
 
     def __repr__(self) -> str:
         top = ", ".join(f"{d['name']} {d['score']:.3f}" for d in self.to_list()[:5])
@@ -90,7 +94,9 @@ class SegmentationMap:
         if self.probabilities is not None:
             p = np.asarray(self.probabilities, dtype=np.float32)
             if p.ndim != 3 or p.shape[1:] != m.shape:
-                raise ValueError(f"SegmentationMap: probabilities must be [C, {m.shape[0]}, {m.shape[1]}], got {p.shape}")
+                raise ValueError(
+                    f"SegmentationMap: probabilities must be [C, {m.shape[0]}, {m.shape[1]}], got {p.shape}"
+                )
             object.__setattr__(self, "probabilities", frozen(p))
 
     @property

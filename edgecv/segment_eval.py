@@ -48,9 +48,11 @@ def segmentation_metrics(conf: np.ndarray, names: Sequence[str]) -> T.TaskMetric
     iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
     acc = np.where(gt > 0, inter / np.maximum(gt, 1), np.nan)
     total = conf.sum()
-    stats = {"miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
-             "pixel_acc": float(inter.sum() / total) if total else float("nan"),
-             "mean_acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan")}
+    stats = {
+        "miou": float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        "pixel_acc": float(inter.sum() / total) if total else float("nan"),
+        "mean_acc": float(np.nanmean(acc)) if np.isfinite(acc).any() else float("nan"),
+    }
     return T.TaskMetrics("segment", stats, {n: float(v) for n, v in zip(names, iou) if np.isfinite(v)}, "miou")
 
 
@@ -60,36 +62,44 @@ class SegmentScorer(T.Scorer):
     per_class_label = "IoU"
     same_label, same_unit = "same pixels", "pixels"
 
-    def load(self, data: str | os.PathLike, names: Sequence[str] | None,
-             images: str | os.PathLike | None) -> T.TaskDataset:
+    def load(
+        self, data: str | os.PathLike, names: Sequence[str] | None, images: str | os.PathLike | None
+    ) -> T.TaskDataset:
         """``data`` holds ``images/`` and ``masks/`` (and ``classes.txt``), or is the masks folder
         with ``images`` given; ``names`` are the classes in mask-value order."""
         root = Path(data)
         masks_dir = root / "masks" if (root / "masks").is_dir() else root
         images_dir = Path(images) if images else root / "images"
         if not images_dir.is_dir():
-            raise DatasetError(f"segmentation data '{root}': no images folder at '{images_dir}' (expected images/ and "
-                               "masks/ side by side, or --images)")
+            raise DatasetError(
+                f"segmentation data '{root}': no images folder at '{images_dir}' (expected images/ and "
+                "masks/ side by side, or --images)"
+            )
         if names is None:
             for cand in (root / "classes.txt", masks_dir / "classes.txt"):
                 if cand.is_file():
                     names = [ln.strip() for ln in cand.read_text().splitlines() if ln.strip()]
                     break
         if not names:
-            raise DatasetError(f"segmentation data '{root}' has no classes.txt: give the class names in mask-value "
-                               "order (--data-names)")
+            raise DatasetError(
+                f"segmentation data '{root}' has no classes.txt: give the class names in mask-value "
+                "order (--data-names)"
+            )
         masks = {p.stem: p for p in masks_dir.iterdir() if p.suffix.lower() == ".png"}
         paths = T.images_in(images_dir)
         missing = [p.name for p in paths if p.stem not in masks]
         if missing:
-            raise DatasetError(f"{len(missing)} image(s) of '{images_dir}' have no mask in '{masks_dir}' (a PNG of the "
-                               f"same name), e.g. {', '.join(missing[:3])}")
+            raise DatasetError(
+                f"{len(missing)} image(s) of '{images_dir}' have no mask in '{masks_dir}' (a PNG of the "
+                f"same name), e.g. {', '.join(missing[:3])}"
+            )
         if not paths:
             raise DatasetError(f"'{images_dir}' holds no images")
         labels = [masks[p.stem] for p in paths]
         digest = T.dataset_hash([f"{p.name}\t{m.stat().st_size}" for p, m in zip(paths, labels)] + list(names))
-        return T.TaskDataset("segment", root.name, images_dir, tuple(paths), tuple(labels), tuple(names), digest,
-                             "image-mask")
+        return T.TaskDataset(
+            "segment", root.name, images_dir, tuple(paths), tuple(labels), tuple(names), digest, "image-mask"
+        )
 
     def start(self, det: Any, dataset: T.TaskDataset, to_model: np.ndarray) -> Any:
         c = len(det.names)  # mask value (uint8) -> model class; c (IGNORE, unknown values): left out by confusion()
@@ -106,8 +116,9 @@ class SegmentScorer(T.Scorer):
         kept = result.class_map.astype(np.int16 if c < 32768 else np.int32) if keep_maps else None
         return confusion(lut[label], result.class_map, c), None, kept
 
-    def finish(self, det: Any, dataset: T.TaskDataset, to_model: np.ndarray, per: np.ndarray,
-               info: dict) -> T.TaskMetrics:
+    def finish(
+        self, det: Any, dataset: T.TaskDataset, to_model: np.ndarray, per: np.ndarray, info: dict
+    ) -> T.TaskMetrics:
         return segmentation_metrics(per.sum(0), det.names)
 
     def metric_on(self, run: T.TaskRun, counts: np.ndarray) -> float:

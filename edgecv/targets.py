@@ -85,19 +85,50 @@ def register(target: Target) -> None:
     _TARGETS[target.key] = target
 
 
-register(Target("onnxruntime", "onnxruntime:OnnxRuntimeDetector", "onnxruntime", "onnxruntime",
-                exporter="onnxruntime", precisions=("fp32", "fp16", "int8"), accuracy_control=("fp16", "int8"),
-                peak=True, int8_graph="all"))
-register(Target("openvino", "openvino:OpenVinoDetector", "openvino", "openvino",
-                exporter="openvino", precisions=("fp32", "fp16", "bf16", "int8"), accuracy_control=("int8",),
-                peak=True))
-register(Target("tensorrt", "tensorrt.backend:TensorRtDetector", "tensorrt", "tensorrt",
-                hint="TensorRT comes from NVIDIA: on x86-64 `pip install 'edgecv[tensorrt]' tensorrt`; on a Jetson, "
-                     "JetPack's python3-libnvinfer (a virtual environment needs --system-site-packages) and `pip install "
-                     "'edgecv[tensorrt]'`. To check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')",
-                exporter="tensorrt", precisions=("fp32", "fp16", "int8"), needs_gpu=True, measured_on="onnxruntime",
-                accuracy_control=("fp16", "int8"), build_settings=True, int8_graph="basic",
-                usable_check="tensorrt.plans:usable_here"))
+register(
+    Target(
+        "onnxruntime",
+        "onnxruntime:OnnxRuntimeDetector",
+        "onnxruntime",
+        "onnxruntime",
+        exporter="onnxruntime",
+        precisions=("fp32", "fp16", "int8"),
+        accuracy_control=("fp16", "int8"),
+        peak=True,
+        int8_graph="all",
+    )
+)
+register(
+    Target(
+        "openvino",
+        "openvino:OpenVinoDetector",
+        "openvino",
+        "openvino",
+        exporter="openvino",
+        precisions=("fp32", "fp16", "bf16", "int8"),
+        accuracy_control=("int8",),
+        peak=True,
+    )
+)
+register(
+    Target(
+        "tensorrt",
+        "tensorrt.backend:TensorRtDetector",
+        "tensorrt",
+        "tensorrt",
+        hint="TensorRT comes from NVIDIA: on x86-64 `pip install 'edgecv[tensorrt]' tensorrt`; on a Jetson, "
+        "JetPack's python3-libnvinfer (a virtual environment needs --system-site-packages) and `pip install "
+        "'edgecv[tensorrt]'`. To check a tensorrt bundle's graph on a CPU: load(bundle, backend='onnxruntime')",
+        exporter="tensorrt",
+        precisions=("fp32", "fp16", "int8"),
+        needs_gpu=True,
+        measured_on="onnxruntime",
+        accuracy_control=("fp16", "int8"),
+        build_settings=True,
+        int8_graph="basic",
+        usable_check="tensorrt.plans:usable_here",
+    )
+)
 # the eager PyTorch reference every bundle is compared with: a runtime, not an export target
 register(Target("torch", "torch:TorchDetector", "torch", "export", precisions=("fp32",)))
 

@@ -35,7 +35,6 @@ from .errors import BundleError, DatasetError, EdgecvError
 from .images import IMAGE_SUFFIXES, read_image
 
 
-
 class Scorer:
     """What a classifier's or segmenter's evaluator provides to the shared machinery."""
 
@@ -47,8 +46,9 @@ class Scorer:
     same_label: str = ""
     same_unit: str = ""
 
-    def load(self, data: str | os.PathLike, names: Sequence[str] | None,
-             images: str | os.PathLike | None) -> "TaskDataset":
+    def load(
+        self, data: str | os.PathLike, names: Sequence[str] | None, images: str | os.PathLike | None
+    ) -> "TaskDataset":
         raise NotImplementedError
 
     def start(self, det: Any, dataset: "TaskDataset", to_model: np.ndarray) -> Any:
@@ -63,8 +63,9 @@ class Scorer:
         """The image's ground truth, read before the clock starts."""
         return label
 
-    def finish(self, det: Any, dataset: "TaskDataset", to_model: np.ndarray, per: np.ndarray,
-               info: dict) -> "TaskMetrics":
+    def finish(
+        self, det: Any, dataset: "TaskDataset", to_model: np.ndarray, per: np.ndarray, info: dict
+    ) -> "TaskMetrics":
         raise NotImplementedError
 
     def metric_on(self, run: "TaskRun", counts: np.ndarray) -> float:
@@ -85,6 +86,7 @@ def scorer_for(task: str) -> Scorer:
 
 
 # --- data sets ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TaskDataset:
@@ -114,8 +116,9 @@ def images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def load_task_dataset(data: str | os.PathLike, task: str, names: Sequence[str] | None = None,
-                      images: str | os.PathLike | None = None) -> TaskDataset:
+def load_task_dataset(
+    data: str | os.PathLike, task: str, names: Sequence[str] | None = None, images: str | os.PathLike | None = None
+) -> TaskDataset:
     """Load a classification (image folders) or segmentation (images + masks) data set; see
     :func:`edgecv.classify_eval.ClassifyScorer.load` and :func:`edgecv.segment_eval.SegmentScorer.load`.
 
@@ -124,8 +127,10 @@ def load_task_dataset(data: str | os.PathLike, task: str, names: Sequence[str] |
     """
     root = Path(data)
     if not root.is_dir():
-        raise DatasetError(f"{task} data '{root}' is not a folder: a classification set is one folder per class, a "
-                           "segmentation set a folder with images/ and masks/")
+        raise DatasetError(
+            f"{task} data '{root}' is not a folder: a classification set is one folder per class, a "
+            "segmentation set a folder with images/ and masks/"
+        )
     try:
         scorer = scorer_for(task)
     except (BundleError, AttributeError):  # an unknown task, or one evaluated elsewhere (detect)
@@ -145,12 +150,15 @@ def class_index(model_names: Sequence[str], data_names: Sequence[str]) -> np.nda
         return np.arange(len(model))
     unknown = [n for n in data_names if n not in model]
     if unknown:
-        raise DatasetError(f"the model does not know {len(unknown)} of the data set's classes: {unknown[:5]}; the "
-                          f"model's classes are {model}")
+        raise DatasetError(
+            f"the model does not know {len(unknown)} of the data set's classes: {unknown[:5]}; the "
+            f"model's classes are {model}"
+        )
     return np.asarray([model.index(n) for n in data_names])
 
 
 # --- metrics --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TaskMetrics:
@@ -177,6 +185,7 @@ class TaskMetrics:
 
 # --- runs -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class TaskRun:
     """One model's pass over a classification or segmentation set."""
@@ -196,8 +205,9 @@ class TaskRun:
         return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
 
 
-def run_task_dataset(det, dataset: TaskDataset, name: str | None = None, warmup: int = 3, progress: bool = True,
-                     keep_maps: bool = True) -> TaskRun:
+def run_task_dataset(
+    det, dataset: TaskDataset, name: str | None = None, warmup: int = 3, progress: bool = True, keep_maps: bool = True
+) -> TaskRun:
     """Run a classifier or segmenter over every image of ``dataset`` and compute its metrics.
     Images are decoded before the clock starts; ``warmup`` untimed calls come first."""
     task = det.task
@@ -227,12 +237,22 @@ def run_task_dataset(det, dataset: TaskDataset, name: str | None = None, warmup:
     per_arr = np.asarray(per)
     info = {"target": det.manifest["target"], "precision": det.manifest["precision"], "task": task}
     metrics = scorer.finish(det, dataset, to_model, per_arr, info)
-    return TaskRun(name, task, per_arr, np.asarray(top1) if top1 else np.zeros(0), times, tuple(det.names), metrics,
-                   info, maps if keep_maps and maps else None)
+    return TaskRun(
+        name,
+        task,
+        per_arr,
+        np.asarray(top1) if top1 else np.zeros(0),
+        times,
+        tuple(det.names),
+        metrics,
+        info,
+        maps if keep_maps and maps else None,
+    )
 
 
-def paired_bootstrap(ref: TaskRun, cands: Sequence[TaskRun], n: int = 200, seed: int = 0,
-                     level: float = 0.95) -> list[dict]:
+def paired_bootstrap(
+    ref: TaskRun, cands: Sequence[TaskRun], n: int = 200, seed: int = 0, level: float = 0.95
+) -> list[dict]:
     """Bootstrap over images of the difference of the primary metric (candidate - reference);
     every model is scored on the same draws."""
     scorer = scorer_for(ref.task)
@@ -245,8 +265,17 @@ def paired_bootstrap(ref: TaskRun, cands: Sequence[TaskRun], n: int = 200, seed:
         for j, c in enumerate(cands):
             diffs[j].append(scorer.metric_on(c, counts) - b)
     alpha = (1 - level) / 2
-    return [{"low": float(np.quantile(d, alpha)), "high": float(np.quantile(d, 1 - alpha)), "mean": float(np.mean(d)),
-             "n": n, "seed": seed, "level": level} for d in diffs]
+    return [
+        {
+            "low": float(np.quantile(d, alpha)),
+            "high": float(np.quantile(d, 1 - alpha)),
+            "mean": float(np.mean(d)),
+            "n": n,
+            "seed": seed,
+            "level": level,
+        }
+        for d in diffs
+    ]
 
 
 def parity(ref: TaskRun, cand: TaskRun) -> dict:
@@ -268,8 +297,13 @@ class TaskComparison:
         return self.delta
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "delta": self.delta, "ci": self.ci,
-                "per_class_delta": [{"class": c, "delta": d} for c, d in self.per_class_delta], "parity": self.parity}
+        return {
+            "name": self.name,
+            "delta": self.delta,
+            "ci": self.ci,
+            "per_class_delta": [{"class": c, "delta": d} for c, d in self.per_class_delta],
+            "parity": self.parity,
+        }
 
 
 @dataclass
@@ -285,20 +319,38 @@ class TaskCompareResult:
         return gate_failures(self.runs, self.comparisons, max_drop)
 
     def to_dict(self) -> dict:
-        return {"task": self.task, "dataset": self.dataset, "settings": self.settings,
-                "models": [{"name": r.name, **{k: v for k, v in r.info.items() if k != "labels"},
-                            "metrics": r.metrics.to_dict(),
-                            "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))}} for r in self.runs],
-                "comparisons": [c.to_dict() for c in self.comparisons]}
+        return {
+            "task": self.task,
+            "dataset": self.dataset,
+            "settings": self.settings,
+            "models": [
+                {
+                    "name": r.name,
+                    **{k: v for k, v in r.info.items() if k != "labels"},
+                    "metrics": r.metrics.to_dict(),
+                    "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))},
+                }
+                for r in self.runs
+            ],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+        }
 
 
 def dataset_info(dataset: TaskDataset) -> dict:
     return {"name": dataset.name, "format": dataset.format, "images": len(dataset), "sha256": dataset.sha256}
 
 
-def compare(models: Sequence[tuple[str, Any]], dataset: TaskDataset, *, bootstrap: int = 200, seed: int = 0,
-            progress: bool = True, say: Callable[[str], None] | None = None, conf: float | None = None,
-            max_dets: int | None = None) -> TaskCompareResult:
+def compare(
+    models: Sequence[tuple[str, Any]],
+    dataset: TaskDataset,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+    conf: float | None = None,
+    max_dets: int | None = None,
+) -> TaskCompareResult:
     """Evaluate every model on the same images; compare each candidate with the first, paired
     (``conf`` and ``max_dets`` are a detector's; ignored here)."""
     if len(models) < 2:
@@ -313,17 +365,22 @@ def compare(models: Sequence[tuple[str, Any]], dataset: TaskDataset, *, bootstra
             say(f"paired bootstrap over {len(dataset)} images, {bootstrap} resamples, seed {seed}")
         cis = paired_bootstrap(ref, runs[1:], bootstrap, seed)
     else:
-        cis = [{"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
-               for _ in runs[1:]]
+        cis = [
+            {"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
+            for _ in runs[1:]
+        ]
     comps = []
     for run, ci in zip(runs[1:], cis):
-        deltas = sorted(((k, run.metrics.per_class[k] - v) for k, v in ref.metrics.per_class.items()
-                         if k in run.metrics.per_class), key=lambda kv: kv[1])
+        deltas = sorted(
+            ((k, run.metrics.per_class[k] - v) for k, v in ref.metrics.per_class.items() if k in run.metrics.per_class),
+            key=lambda kv: kv[1],
+        )
         comps.append(TaskComparison(run.name, run.metrics.primary - ref.metrics.primary, ci, deltas, parity(ref, run)))
     return TaskCompareResult(ref.task, dataset_info(dataset), runs, comps, {"bootstrap": bootstrap, "seed": seed})
 
 
 # --- tables ---------------------------------------------------------------------------------------
+
 
 def metrics_table(runs: Sequence[TaskRun]) -> str:
     """Every statistic of the task's metrics in points, and the median latency, per model."""
@@ -335,8 +392,10 @@ def metrics_table(runs: Sequence[TaskRun]) -> str:
 def per_class_table(runs: Sequence[TaskRun]) -> str:
     """The per-class metric (accuracy, IoU) per model."""
     names = list(runs[0].metrics.per_class)
-    return table((f"class ({scorer_for(runs[0].task).per_class_label})", *(r.name for r in runs)),
-                  [(n, *(points(r.metrics.per_class.get(n, np.nan)) for r in runs)) for n in names])
+    return table(
+        (f"class ({scorer_for(runs[0].task).per_class_label})", *(r.name for r in runs)),
+        [(n, *(points(r.metrics.per_class.get(n, np.nan)) for r in runs)) for n in names],
+    )
 
 
 def compare_table(result: TaskCompareResult) -> str:
@@ -352,21 +411,44 @@ def compare_table(result: TaskCompareResult) -> str:
         share = scorer.share(p)
         worst = f"{c.per_class_delta[0][0]} {c.per_class_delta[0][1] * 100:+.2f}" if c.per_class_delta else "—"
         ci = "—" if np.isnan(c.ci["low"]) else f"[{c.ci['low'] * 100:+.2f}, {c.ci['high'] * 100:+.2f}]"
-        rows.append((run.name, points(run.metrics.primary), f"{c.delta * 100:+.2f}", ci, worst,
-                     "—" if np.isnan(share) else f"{share * 100:.2f}%", f"{run.median_ms:.2f}"))
+        rows.append(
+            (
+                run.name,
+                points(run.metrics.primary),
+                f"{c.delta * 100:+.2f}",
+                ci,
+                worst,
+                "—" if np.isnan(share) else f"{share * 100:.2f}%",
+                f"{run.median_ms:.2f}",
+            )
+        )
     return table(("model", what, "Δ points", "95% CI", "worst class Δ", same, "p50 ms"), rows)
 
 
 # --- the evaluator interface (see edgecv.evaluation) ---------------------------------------------
 
-def load_data(data: str | os.PathLike, task: str, images: str | os.PathLike | None = None,
-              names: Sequence[str] | None = None, fmt: str | None = None) -> TaskDataset:
+
+def load_data(
+    data: str | os.PathLike,
+    task: str,
+    images: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
+    fmt: str | None = None,
+) -> TaskDataset:
     """:func:`load_task_dataset` (``fmt`` has no use here: each task has one layout)."""
     return load_task_dataset(data, task, names=names, images=images)
 
 
-def evaluate(det, dataset: TaskDataset, name: str | None = None, progress: bool = True, warmup: int = 3,
-             conf: float | None = None, max_dets: int | None = None, keep_maps: bool = False) -> TaskRun:
+def evaluate(
+    det,
+    dataset: TaskDataset,
+    name: str | None = None,
+    progress: bool = True,
+    warmup: int = 3,
+    conf: float | None = None,
+    max_dets: int | None = None,
+    keep_maps: bool = False,
+) -> TaskRun:
     """:func:`run_task_dataset` (``conf`` and ``max_dets`` are a detector's; ignored here)."""
     return run_task_dataset(det, dataset, name, warmup=warmup, progress=progress, keep_maps=keep_maps)
 
@@ -381,21 +463,33 @@ def compare_headline(result: TaskCompareResult, dataset: TaskDataset, bootstrap:
     what = result.runs[0].metrics.primary_name
     scorer = scorer_for(result.task)
     same = f"{scorer.same_label}: {scorer.same_unit}"
-    return (f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; {what} in points, 95% CI from "
-            f"a paired bootstrap ({bootstrap} resamples, seed {seed}); {same} where the candidate predicts what the "
-            "reference predicts")
+    return (
+        f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; {what} in points, 95% CI from "
+        f"a paired bootstrap ({bootstrap} resamples, seed {seed}); {same} where the candidate predicts what the "
+        "reference predicts"
+    )
 
 
 def run_record(run: TaskRun, dataset: TaskDataset) -> dict:
     """``edgecv val --json``: a classifier's or segmenter's metrics on a data set."""
-    return {"model": run.name, "task": run.task, "dataset": dataset.name, "images": len(dataset),
-            "metrics": run.metrics.to_dict(), "median_ms": run.median_ms}
+    return {
+        "model": run.name,
+        "task": run.task,
+        "dataset": dataset.name,
+        "images": len(dataset),
+        "metrics": run.metrics.to_dict(),
+        "median_ms": run.median_ms,
+    }
 
 
 def validation_figures(result: TaskCompareResult) -> dict:
     """A classifier's or segmenter's figures in a bundle's validation record: every statistic of
     its task for source and bundle, and the primary metric's difference."""
     src, cand = result.runs
-    return {"task": result.task, "metric": src.metrics.primary_name,
-            "source": {**src.metrics.stats, "p50_ms": src.median_ms},
-            "bundle": {**cand.metrics.stats, "p50_ms": cand.median_ms}, "delta": result.comparisons[0].delta}
+    return {
+        "task": result.task,
+        "metric": src.metrics.primary_name,
+        "source": {**src.metrics.stats, "p50_ms": src.median_ms},
+        "bundle": {**cand.metrics.stats, "p50_ms": cand.median_ms},
+        "delta": result.comparisons[0].delta,
+    }

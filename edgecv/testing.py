@@ -39,11 +39,22 @@ def in_ci() -> bool:
     return _flag("CI")
 
 
-def check_latency(bundle: str | os.PathLike, baseline: str | os.PathLike | None = None, max_regression: float = 0.10,
-                  *, against: str | os.PathLike | None = None, batch: int = 1, threads: int | None = None,
-                  seconds: float | None = None, runs: int | None = None, images: Sequence[Any] | None = None,
-                  update: bool | None = None, retry: bool = False, max_reference_shift: float | None = None,
-                  say: Any = None):
+def check_latency(
+    bundle: str | os.PathLike,
+    baseline: str | os.PathLike | None = None,
+    max_regression: float = 0.10,
+    *,
+    against: str | os.PathLike | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    seconds: float | None = None,
+    runs: int | None = None,
+    images: Sequence[Any] | None = None,
+    update: bool | None = None,
+    retry: bool = False,
+    max_reference_shift: float | None = None,
+    say: Any = None,
+):
     """Gate ``bundle``'s latency; raise :class:`LatencyRegression` on a regression.
 
     Args:
@@ -73,21 +84,33 @@ def check_latency(bundle: str | os.PathLike, baseline: str | os.PathLike | None 
         return {} if secs is None else {"seconds": secs}
 
     if against is not None:
+
         def gate(secs: float | None):
-            return L.compare_latency(against, bundle, max_regression, batch=batch, threads=threads, images=images,
-                                     say=say, **measured(secs))
+            return L.compare_latency(
+                against, bundle, max_regression, batch=batch, threads=threads, images=images, say=say, **measured(secs)
+            )
     else:
         path = Path(baseline)  # type: ignore[arg-type]
         if update is None:
             update = _flag(UPDATE_ENV)
         if update:
-            return L.record_baseline(bundle, path, batch=batch, threads=threads, images=images, say=say,
-                                     **measured(seconds), **({} if runs is None else {"runs": runs}))
+            return L.record_baseline(
+                bundle,
+                path,
+                batch=batch,
+                threads=threads,
+                images=images,
+                say=say,
+                **measured(seconds),
+                **({} if runs is None else {"runs": runs}),
+            )
 
         def gate(secs: float | None):
             shift = L.MAX_REFERENCE_SHIFT if max_reference_shift is None else max_reference_shift
-            return L.check_baseline(bundle, path, max_regression, secs, runs, threads, images, say=say,
-                                    max_reference_shift=shift)
+            return L.check_baseline(
+                bundle, path, max_regression, secs, runs, threads, images, say=say, max_reference_shift=shift
+            )
+
     result = gate(seconds)
     v = result.verdict
     if retry and v.verdict == "inconclusive" and v.longer_by:
@@ -127,12 +150,15 @@ try:  # the fixture exists only where pytest does
             if result.verdict.verdict == "inconclusive":
                 from .latency import advice
 
-                text = (f"latency inconclusive: {result.verdict.summary()}; "
-                        f"{advice(result.verdict, result.settings.get('seconds_flag'), result.mode == 'baseline')}")
+                text = (
+                    f"latency inconclusive: {result.verdict.summary()}; "
+                    f"{advice(result.verdict, result.settings.get('seconds_flag'), result.mode == 'baseline')}"
+                )
                 if on_inconclusive == "fail":
                     pytest.fail(text, pytrace=False)
                 pytest.skip(text)
             return result
+
         return gate
 except ImportError:  # pragma: no cover - a device install without pytest
     pass

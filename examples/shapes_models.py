@@ -35,10 +35,17 @@ class ShapesNet(nn.Module):
         super().__init__()
         w = width
         self.features = nn.Sequential(
-            conv_bn(3, w, 2), conv_bn(w, w), SqueezeExcite(w),
-            conv_bn(w, 2 * w, 2), conv_bn(2 * w, 2 * w), SqueezeExcite(2 * w),
-            conv_bn(2 * w, 4 * w, 2), conv_bn(4 * w, 4 * w), SqueezeExcite(4 * w),
-            conv_bn(4 * w, 4 * w, 2))
+            conv_bn(3, w, 2),
+            conv_bn(w, w),
+            SqueezeExcite(w),
+            conv_bn(w, 2 * w, 2),
+            conv_bn(2 * w, 2 * w),
+            SqueezeExcite(2 * w),
+            conv_bn(2 * w, 4 * w, 2),
+            conv_bn(4 * w, 4 * w),
+            SqueezeExcite(4 * w),
+            conv_bn(4 * w, 4 * w, 2),
+        )
         self.head = nn.Linear(4 * w, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -52,14 +59,26 @@ class UNet(nn.Module):
     def __init__(self, num_classes: int = 7, width: int = 16) -> None:
         super().__init__()
         w = width
-        self.enc = nn.ModuleList([nn.Sequential(conv_bn(3, w), conv_bn(w, w)),
-                                  nn.Sequential(conv_bn(w, 2 * w, 2), conv_bn(2 * w, 2 * w)),
-                                  nn.Sequential(conv_bn(2 * w, 4 * w, 2), conv_bn(4 * w, 4 * w)),
-                                  nn.Sequential(conv_bn(4 * w, 8 * w, 2), conv_bn(8 * w, 8 * w)),
-                                  nn.Sequential(conv_bn(8 * w, 16 * w, 2), conv_bn(16 * w, 16 * w))])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(16 * w, 8 * w, 2, 2), nn.ConvTranspose2d(8 * w, 4 * w, 2, 2),
-                                 nn.ConvTranspose2d(4 * w, 2 * w, 2, 2), nn.ConvTranspose2d(2 * w, w, 2, 2)])
-        self.dec = nn.ModuleList([conv_bn(16 * w, 8 * w), conv_bn(8 * w, 4 * w), conv_bn(4 * w, 2 * w), conv_bn(2 * w, w)])
+        self.enc = nn.ModuleList(
+            [
+                nn.Sequential(conv_bn(3, w), conv_bn(w, w)),
+                nn.Sequential(conv_bn(w, 2 * w, 2), conv_bn(2 * w, 2 * w)),
+                nn.Sequential(conv_bn(2 * w, 4 * w, 2), conv_bn(4 * w, 4 * w)),
+                nn.Sequential(conv_bn(4 * w, 8 * w, 2), conv_bn(8 * w, 8 * w)),
+                nn.Sequential(conv_bn(8 * w, 16 * w, 2), conv_bn(16 * w, 16 * w)),
+            ]
+        )
+        self.up = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(16 * w, 8 * w, 2, 2),
+                nn.ConvTranspose2d(8 * w, 4 * w, 2, 2),
+                nn.ConvTranspose2d(4 * w, 2 * w, 2, 2),
+                nn.ConvTranspose2d(2 * w, w, 2, 2),
+            ]
+        )
+        self.dec = nn.ModuleList(
+            [conv_bn(16 * w, 8 * w), conv_bn(8 * w, 4 * w), conv_bn(4 * w, 2 * w), conv_bn(2 * w, w)]
+        )
         self.out = nn.Conv2d(w, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -52,8 +52,9 @@ def segmentation_data(n_images: int) -> tuple[torch.Tensor, torch.Tensor]:
         p = lb.params(s.image.shape[:2])
         nh, nw = int(round(s.image.shape[0] * p.scale_y)), int(round(s.image.shape[1] * p.scale_x))
         m = np.zeros((SEG_SIZE, SEG_SIZE), np.uint8)
-        m[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = cv2.resize(shapes.class_map(s), (nw, nh),
-                                                                       interpolation=cv2.INTER_NEAREST)
+        m[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = cv2.resize(
+            shapes.class_map(s), (nw, nh), interpolation=cv2.INTER_NEAREST
+        )
         xs.append(canvas)
         ys.append(m)
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys)).long()

@@ -10,6 +10,16 @@ from .sources import DEFAULT_MODEL, Source, default_source, load_source
 from .spec import InputSpec, NmsSpec, OutputSpec
 
 __all__ = [
-    "DEFAULT_MODEL", "InputSpec", "NmsSpec", "OutputSpec", "PRECISIONS", "Source", "TARGETS",
-    "build_manifest", "default_source", "export", "load_source", "reference",
+    "DEFAULT_MODEL",
+    "InputSpec",
+    "NmsSpec",
+    "OutputSpec",
+    "PRECISIONS",
+    "Source",
+    "TARGETS",
+    "build_manifest",
+    "default_source",
+    "export",
+    "load_source",
+    "reference",
 ]

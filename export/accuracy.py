@@ -48,8 +48,9 @@ def _with_float_layer(model, name: str):
     return m if changed else None
 
 
-def layer_sensitivity(fp32_path: Path, quantized_path: Path, calib: CalibrationSet, samples: int = 8,
-                      level: str = "all") -> list[tuple[str, float]]:
+def layer_sensitivity(
+    fp32_path: Path, quantized_path: Path, calib: CalibrationSet, samples: int = 8, level: str = "all"
+) -> list[tuple[str, float]]:
     """Rank the quantized layers by how much keeping each alone in float brings the network's
     outputs back to FP32.
 
@@ -76,8 +77,9 @@ def layer_sensitivity(fp32_path: Path, quantized_path: Path, calib: CalibrationS
         m = onnx.ModelProto()
         m.CopyFrom(model)
         have = {o.name for o in m.graph.output}
-        m.graph.output.extend([onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                               for t in heads if t not in have])
+        m.graph.output.extend(
+            [onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in heads if t not in have]
+        )
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[level]
         so.log_severity_level = 3
@@ -87,8 +89,14 @@ def layer_sensitivity(fp32_path: Path, quantized_path: Path, calib: CalibrationS
     ref = outputs(fp32)
 
     def error(model) -> float:
-        return float(np.mean([sum(float(((q - f) ** 2).sum()) / (float((f ** 2).sum()) or 1.0) for q, f in zip(qs, fs))
-                              for qs, fs in zip(outputs(model), ref)]))
+        return float(
+            np.mean(
+                [
+                    sum(float(((q - f) ** 2).sum()) / (float((f**2).sum()) or 1.0) for q, f in zip(qs, fs))
+                    for qs, fs in zip(outputs(model), ref)
+                ]
+            )
+        )
 
     base = error(quantized)
     scores = []
@@ -122,12 +130,22 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
     from .calibration import calibration_set
     from .quantize import quantize_qdq
 
-    fp32 = api.export(src, "onnxruntime", out_dir=scratch / "fp32", name="fp32",
-                      **{k: v for k, v in export_kwargs.items() if k != "precision"})
-    cal = calibration_set(calib, tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]), src.in_spec.color,
-                          src.in_spec.pad_value, export_kwargs.get("calib_size", 300), export_kwargs.get("seed", 0),
-                          crop=(export_kwargs.get("crop_resize") or True) if tasks.get(src.task).placement == "crop"
-                          else False)
+    fp32 = api.export(
+        src,
+        "onnxruntime",
+        out_dir=scratch / "fp32",
+        name="fp32",
+        **{k: v for k, v in export_kwargs.items() if k != "precision"},
+    )
+    cal = calibration_set(
+        calib,
+        tuple(Bundle.open(fp32).manifest["input"]["shape"][1:3]),
+        src.in_spec.color,
+        src.in_spec.pad_value,
+        export_kwargs.get("calib_size", 300),
+        export_kwargs.get("seed", 0),
+        crop=(export_kwargs.get("crop_resize") or True) if tasks.get(src.task).placement == "crop" else False,
+    )
     precision = export_kwargs.get("precision", "int8")
     level = targets.export_target(target).int8_graph
     if precision == "int8" and level:
@@ -138,9 +156,19 @@ def _ranking(src: Any, target: str, first: Path, scratch: Path, calib: Any, expo
     return [n for n, _ in layer_sensitivity(fp32 / "model.onnx", quantized, cal, level=level)]
 
 
-def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *, calib: Any, max_steps: int = 8,
-                         bootstrap: int = 200, say: Callable[[str], None] = lambda m: None, progress: bool = False,
-                         **export_kwargs: Any) -> Path:
+def export_within_budget(
+    src: Any,
+    target: str,
+    dataset,
+    max_map_drop: float,
+    *,
+    calib: Any,
+    max_steps: int = 8,
+    bootstrap: int = 200,
+    say: Callable[[str], None] = lambda m: None,
+    progress: bool = False,
+    **export_kwargs: Any,
+) -> Path:
     """Export ``src`` at reduced precision so that it loses at most ``max_map_drop`` mAP50-95 points.
 
     Each step exports to a scratch directory and runs the harness against the FP32 source (the
@@ -162,9 +190,31 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
 
     out_dir = Path(export_kwargs.pop("out_dir", "build"))
     name = export_kwargs.pop("name", None)
-    src = src if isinstance(src, api.Source) else api.load_source(src, **{k: export_kwargs.pop(k) for k in list(
-        export_kwargs) if k in ("names", "out_spec", "in_spec", "trust_pickle", "layout", "box_format", "objectness",
-                                "apply_sigmoid", "arch", "num_classes", "task")})
+    src = (
+        src
+        if isinstance(src, api.Source)
+        else api.load_source(
+            src,
+            **{
+                k: export_kwargs.pop(k)
+                for k in list(export_kwargs)
+                if k
+                in (
+                    "names",
+                    "out_spec",
+                    "in_spec",
+                    "trust_pickle",
+                    "layout",
+                    "box_format",
+                    "objectness",
+                    "apply_sigmoid",
+                    "arch",
+                    "num_classes",
+                    "task",
+                )
+            },
+        )
+    )
     nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode", "probabilities", "crop_resize")
     ref = api.reference(src, **{k: export_kwargs[k] for k in nms_keys if k in export_kwargs})
     say(f"accuracy control: evaluating the FP32 source on {dataset.name} ({len(dataset)} images)")
@@ -176,15 +226,26 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
     scratch = Path(tempfile.mkdtemp(prefix="edgecv-ac-"))
     try:
         for step in range(max_steps + 1):
-            b = api.export(src, target, out_dir=scratch, name=f"step{step}", calib=calib, exclude=excluded, **export_kwargs)
+            b = api.export(
+                src, target, out_dir=scratch, name=f"step{step}", calib=calib, exclude=excluded, **export_kwargs
+            )
             with load(b, **be) as det:
                 run = evaluate(det, dataset, name=f"step {step}", progress=progress, warmup=0)
             drop = (ref_run.metrics.primary - run.metrics.primary) * 100
-            history.append({"kept_in_float": list(excluded), "metric": what, "value": run.metrics.primary, "drop": drop,
-                            **({"map": run.metrics.primary} if what == "mAP50-95" else {})})
-            say(f"accuracy control step {step}: {len(excluded)} layer(s) kept in float, {what} "
+            history.append(
+                {
+                    "kept_in_float": list(excluded),
+                    "metric": what,
+                    "value": run.metrics.primary,
+                    "drop": drop,
+                    **({"map": run.metrics.primary} if what == "mAP50-95" else {}),
+                }
+            )
+            say(
+                f"accuracy control step {step}: {len(excluded)} layer(s) kept in float, {what} "
                 f"{run.metrics.primary * 100:.2f} (source {ref_run.metrics.primary * 100:.2f}), drop {drop:.2f} points "
-                f"(budget {max_map_drop:g})")
+                f"(budget {max_map_drop:g})"
+            )
             if drop <= max_map_drop:
                 break
             if step == max_steps:
@@ -193,20 +254,27 @@ def export_within_budget(src: Any, target: str, dataset, max_map_drop: float, *,
                     f"{what} points: with {len(excluded)} layer(s) kept in float it still loses {drop:.2f} "
                     f"({ref_run.metrics.primary * 100:.2f} -> {run.metrics.primary * 100:.2f}). Kept in float: "
                     f"{', '.join(excluded) or 'none'}. Raise --max-map-drop, add calibration images, or export fp16",
-                    history)
+                    history,
+                )
             if ranking is None:
                 say("ranking layers by how much keeping each alone in float helps")
                 ranking = _ranking(src, target, b, scratch, calib, export_kwargs)
             nxt = next((n for n in ranking if n not in excluded), None)
             if nxt is None:
-                raise AccuracyBudgetError("every quantized layer is already kept in float and the budget is still not met")
+                raise AccuracyBudgetError(
+                    "every quantized layer is already kept in float and the budget is still not met"
+                )
             excluded.append(nxt)
         final = api.export(src, target, out_dir=out_dir, name=name, calib=calib, exclude=excluded, **export_kwargs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     with load(final, **be) as det:
         result = compare([("source", ref), (final.name, det)], dataset, bootstrap=bootstrap, progress=progress)
-        write_validation(final, validation_record(result, target, det, max_map_drop, True,
-                                                  accuracy_control={"kept_in_float": excluded, "steps": history}))
+        write_validation(
+            final,
+            validation_record(
+                result, target, det, max_map_drop, True, accuracy_control={"kept_in_float": excluded, "steps": history}
+            ),
+        )
     ref.close()
     return final

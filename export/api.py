@@ -52,9 +52,18 @@ def _imgsz(value: int | Sequence[int] | None, src: Source) -> tuple[int, int]:
     return h, w
 
 
-def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, int], nms: NmsSpec, mode: str,
-                   dynamic_batch: bool, runtime: dict | None = None, options: dict | None = None,
-                   probabilities: bool = False) -> dict:
+def build_manifest(
+    src: Source,
+    target: str,
+    precision: str,
+    imgsz: tuple[int, int],
+    nms: NmsSpec,
+    mode: str,
+    dynamic_batch: bool,
+    runtime: dict | None = None,
+    options: dict | None = None,
+    probabilities: bool = False,
+) -> dict:
     """The manifest (without ``files``) of a bundle or in-memory reference model: the common
     fields, with the input placement and the output section of the source's task."""
     from .tasks import output_tensors
@@ -81,11 +90,17 @@ def build_manifest(src: Source, target: str, precision: str, imgsz: tuple[int, i
         "output": task.output_section(tensors=tensors, num_classes=len(src.names), mode=mode, nms=nms.to_dict()),
         "runtime": {target: runtime or {}},
         "provenance": {
-            "source": {"kind": src.kind, "path": os.path.basename(src.path) if src.path else None, "sha256": src.sha256,
-                       "output_spec": src.out_spec.to_dict() if task.name == "detect"
-                       else {"num_classes": len(src.names)}},
-            "versions": {"edgecv": __version__, "python": platform.python_version(),
-                         **_versions("numpy", "torch", "torchvision", "onnx", "onnxslim")},
+            "source": {
+                "kind": src.kind,
+                "path": os.path.basename(src.path) if src.path else None,
+                "sha256": src.sha256,
+                "output_spec": src.out_spec.to_dict() if task.name == "detect" else {"num_classes": len(src.names)},
+            },
+            "versions": {
+                "edgecv": __version__,
+                "python": platform.python_version(),
+                **_versions("numpy", "torch", "torchvision", "onnx", "onnxslim"),
+            },
             "options": options or {},
             "opset": G.OPSET,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -107,8 +122,10 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
     size = _imgsz(imgsz, src)
     if crop_resize is not None:
         if tasks.get(src.task).placement != "crop":
-            raise ExportError("crop_resize (--crop-resize) sets a classifier's resize before its centre crop; this is a "
-                              f"{src.task} model")
+            raise ExportError(
+                "crop_resize (--crop-resize) sets a classifier's resize before its centre crop; this is a "
+                f"{src.task} model"
+            )
         if not max(size) <= int(crop_resize) <= 16384:
             raise ExportError(f"crop_resize {crop_resize} must be at least the input's longer side ({max(size)})")
         src = dataclasses.replace(src, meta={**src.meta, "crop_resize": int(crop_resize)})
@@ -122,8 +139,17 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
     return src, size, nms
 
 
-def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, conf: float = 0.001, iou: float = 0.5,
-              max_det: int = 100, class_aware: bool = True, mode: str = "nms", **kwargs: Any):
+def reference(
+    model: Any = None,
+    *,
+    imgsz: int | Sequence[int] | None = None,
+    conf: float = 0.001,
+    iou: float = 0.5,
+    max_det: int = 100,
+    class_aware: bool = True,
+    mode: str = "nms",
+    **kwargs: Any,
+):
     """The source model as a ``torch`` backend detector: the graph that :func:`export` writes,
     run eagerly in PyTorch. Arguments as for :func:`export`; detector options (``conf`` of
     results aside) go in ``detector_options``."""
@@ -139,12 +165,30 @@ def reference(model: Any = None, *, imgsz: int | Sequence[int] | None = None, co
     return get_backend("torch")(manifest, None, module=g, **det_opts)
 
 
-def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.PathLike = "build",
-           name: str | None = None, imgsz: int | Sequence[int] | None = None, precision: str = "fp32",
-           conf: float = 0.001, iou: float = 0.5, max_det: int = 100, class_aware: bool = True, mode: str = "nms",
-           dynamic_batch: bool = True, progress: Callable[[str], None] | None = None, calib: Any = None,
-           calib_size: int = 300, calib_method: str = "percentile", seed: int = 0, exclude: Sequence[str] = (),
-           tensorrt: dict | None = None, probabilities: bool = False, **kwargs: Any) -> Path:
+def export(
+    model: Any = None,
+    target: str = "onnxruntime",
+    *,
+    out_dir: str | os.PathLike = "build",
+    name: str | None = None,
+    imgsz: int | Sequence[int] | None = None,
+    precision: str = "fp32",
+    conf: float = 0.001,
+    iou: float = 0.5,
+    max_det: int = 100,
+    class_aware: bool = True,
+    mode: str = "nms",
+    dynamic_batch: bool = True,
+    progress: Callable[[str], None] | None = None,
+    calib: Any = None,
+    calib_size: int = 300,
+    calib_method: str = "percentile",
+    seed: int = 0,
+    exclude: Sequence[str] = (),
+    tensorrt: dict | None = None,
+    probabilities: bool = False,
+    **kwargs: Any,
+) -> Path:
     """Export a detector, classifier or segmenter to a bundle directory for ``target``.
 
     Args:
@@ -190,8 +234,9 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         raise ExportError(f"{target} exports {', '.join(t.precisions)}, not {precision}{why}")
     if tensorrt and not t.build_settings:
         build = [k for k in targets.export_keys() if targets.get(k).build_settings]
-        raise ExportError(f"build settings ({', '.join(tensorrt)}) apply to --target {' or '.join(build)} only, not "
-                          f"{target}")
+        raise ExportError(
+            f"build settings ({', '.join(tensorrt)}) apply to --target {' or '.join(build)} only, not {target}"
+        )
     builder = importlib.import_module(f".targets.{t.exporter}", __package__)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"
@@ -200,8 +245,7 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
     dest = Path(out_dir) / name
     from .tasks import check_options, export_options, task_graph
 
-    say(f"source: {src.kind} '{src.name}' ({src.task}), {len(src.names)} "
-        f"classes, input {size[0]}x{size[1]}")
+    say(f"source: {src.kind} '{src.name}' ({src.task}), {len(src.names)} classes, input {size[0]}x{size[1]}")
     check_options(src, probabilities)
     if src.meta.get("batch") == 1 and dynamic_batch:
         say(f"{src.meta.get('family', src.name)} is exported for batch 1: the bundle runs one image per call")
@@ -231,24 +275,43 @@ def export(model: Any = None, target: str = "onnxruntime", *, out_dir: str | os.
         if precision == "int8" and calib is not None:  # without it the target's int8 step says what to pass
             from .calibration import calibration_set
 
-            cal = calibration_set(calib, size, src.in_spec.color, src.in_spec.pad_value, calib_size, seed,
-                                  progress=progress is not None and sys.stderr.isatty(),
-                                  crop=src.meta.get("crop_resize", True) if tasks.get(src.task).placement == "crop"
-                                  else False)
+            cal = calibration_set(
+                calib,
+                size,
+                src.in_spec.color,
+                src.in_spec.pad_value,
+                calib_size,
+                seed,
+                progress=progress is not None and sys.stderr.isatty(),
+                crop=src.meta.get("crop_resize", True) if tasks.get(src.task).placement == "crop" else False,
+            )
             say(f"calibration: {cal.size} images from {cal.source} (sha256 {cal.sha256[:12]}…)")
         say(f"building the {target} model")
         try:
-            roles, runtime, record = builder.build(onnx_path, tmp, precision, calib=cal, calib_method=calib_method,
-                                                   exclude=tuple(exclude), tensorrt=tensorrt, progress=say)
+            roles, runtime, record = builder.build(
+                onnx_path,
+                tmp,
+                precision,
+                calib=cal,
+                calib_method=calib_method,
+                exclude=tuple(exclude),
+                tensorrt=tensorrt,
+                progress=say,
+            )
         except EdgecvError:
             raise
         except Exception as e:
             raise ExportError(f"the {target} build failed: {type(e).__name__}: {e}") from e
-        options = {"imgsz": list(size), "precision": precision, "dynamic_batch": dynamic_batch,
-                   **export_options(src, mode, nms),
-                   **({"probabilities": True} if probabilities else {})}
-        manifest = build_manifest(src, target, precision, size, nms, mode, dynamic_batch, runtime, options,
-                                  probabilities)
+        options = {
+            "imgsz": list(size),
+            "precision": precision,
+            "dynamic_batch": dynamic_batch,
+            **export_options(src, mode, nms),
+            **({"probabilities": True} if probabilities else {}),
+        }
+        manifest = build_manifest(
+            src, target, precision, size, nms, mode, dynamic_batch, runtime, options, probabilities
+        )
         manifest["provenance"]["versions"].update(builder.versions())
         if record:
             manifest["provenance"]["quantization"] = record

@@ -47,8 +47,16 @@ def _image_paths(calib: Path) -> list[Path]:
     return [ds.image_path(i) for i in ds.coco["images"]]
 
 
-def calibration_set(calib: Any, imgsz: tuple[int, int], color: str = "RGB", pad_value: int = 114, size: int = 300,
-                    seed: int = 0, progress: bool = False, crop: bool | int = False) -> CalibrationSet:
+def calibration_set(
+    calib: Any,
+    imgsz: tuple[int, int],
+    color: str = "RGB",
+    pad_value: int = 114,
+    size: int = 300,
+    seed: int = 0,
+    progress: bool = False,
+    crop: bool | int = False,
+) -> CalibrationSet:
     """Select and letterbox calibration images.
 
     Args:

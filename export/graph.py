@@ -56,7 +56,7 @@ class Decode(nn.Module):
         if s.layout == "bcn":
             raw = raw.transpose(1, 2)
         box = raw[..., :4]
-        scores = raw[..., 4 + int(s.objectness):]
+        scores = raw[..., 4 + int(s.objectness) :]
         if s.apply_sigmoid:
             scores = scores.sigmoid()
         if s.objectness:
@@ -73,7 +73,9 @@ class _OnnxNMS(torch.autograd.Function):
     score > threshold, suppress IoU > threshold) through torchvision."""
 
     @staticmethod
-    def forward(ctx, boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int, iou: float, score: float) -> torch.Tensor:
+    def forward(
+        ctx, boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int, iou: float, score: float
+    ) -> torch.Tensor:
         # boxes [B, N, 4], scores [B, C, N] -> selected [M, 3] (batch, class, box)
         out = []
         for b in range(scores.shape[0]):
@@ -89,7 +91,9 @@ class _OnnxNMS(torch.autograd.Function):
     @staticmethod
     def symbolic(g, boxes, scores, max_per_class, iou, score):  # pragma: no cover - used by the exporter
         return g.op(
-            "NonMaxSuppression", boxes, scores,
+            "NonMaxSuppression",
+            boxes,
+            scores,
             g.op("Constant", value_t=torch.tensor([max_per_class], dtype=torch.int64)),
             g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)),
             g.op("Constant", value_t=torch.tensor([score], dtype=torch.float32)),
@@ -103,7 +107,9 @@ class FixedNMS(nn.Module):
     def __init__(self, nms: NmsSpec, num_classes: int, num_candidates: int) -> None:
         super().__init__()
         if nms.max_detections > num_classes * num_candidates:
-            raise ExportError(f"max detections {nms.max_detections} exceeds the model's {num_classes * num_candidates} candidates")
+            raise ExportError(
+                f"max detections {nms.max_detections} exceeds the model's {num_classes * num_candidates} candidates"
+            )
         self.nms = nms
         self.c, self.n = num_classes, num_candidates
 
@@ -148,8 +154,15 @@ class DetectorGraph(nn.Module):
         in_spec / out_spec / nms: the contracts; ``num_candidates`` is N of the raw output.
     """
 
-    def __init__(self, model: nn.Module | None, in_spec: InputSpec, out_spec: OutputSpec, nms: NmsSpec,
-                 num_candidates: int, mode: str = "nms") -> None:
+    def __init__(
+        self,
+        model: nn.Module | None,
+        in_spec: InputSpec,
+        out_spec: OutputSpec,
+        nms: NmsSpec,
+        num_candidates: int,
+        mode: str = "nms",
+    ) -> None:
         super().__init__()
         if mode not in ("nms", "raw"):
             raise ExportError(f"output mode must be 'nms' or 'raw', got {mode!r}")
@@ -161,8 +174,10 @@ class DetectorGraph(nn.Module):
         # instance masks (Mask R-CNN): the model's mask head runs on the boxes NMS kept
         self.with_masks = has_masks(model)
         if self.with_masks and mode != "nms":
-            raise ExportError("a model with instance masks computes them for the boxes NMS keeps: export it with "
-                              "mode 'nms' (the default), not 'raw'")
+            raise ExportError(
+                "a model with instance masks computes them for the boxes NMS keeps: export it with "
+                "mode 'nms' (the default), not 'raw'"
+            )
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -197,7 +212,11 @@ class _Post(nn.Module):
 
 def has_masks(model: nn.Module | None) -> bool:
     """Whether a source module has an instance-mask head (``forward_features`` and ``masks``)."""
-    return model is not None and callable(getattr(model, "masks", None)) and callable(getattr(model, "forward_features", None))
+    return (
+        model is not None
+        and callable(getattr(model, "masks", None))
+        and callable(getattr(model, "forward_features", None))
+    )
 
 
 def output_names(mode: str, masks: bool = False) -> tuple[str, ...]:
@@ -206,8 +225,15 @@ def output_names(mode: str, masks: bool = False) -> tuple[str, ...]:
     return (NMS_OUTPUTS + ("masks",) if masks else NMS_OUTPUTS) if mode == "nms" else RAW_OUTPUTS
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, out_names: tuple[str, ...],
-            dynamic_batch: bool, opset: int) -> None:
+def _export(
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    in_name: str,
+    out_names: tuple[str, ...],
+    dynamic_batch: bool,
+    opset: int,
+) -> None:
     axes = {in_name: {0: "batch"}} if dynamic_batch else None
     if axes:
         axes.update({n: {0: "batch"} for n in out_names})
@@ -216,8 +242,17 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, in_name: str, 
     # noise for a user, since the graph is checked below.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), str(path), input_names=[in_name], output_names=list(out_names),
-                          dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            input_names=[in_name],
+            output_names=list(out_names),
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
 
 
 def finish(model_proto, path: Path) -> None:
@@ -244,7 +279,9 @@ def finish(model_proto, path: Path) -> None:
     onnx.save(model_proto, str(path))
 
 
-def export_torch(graph: DetectorGraph, imgsz: tuple[int, int], path: Path, dynamic_batch: bool = True, opset: int = OPSET) -> None:
+def export_torch(
+    graph: DetectorGraph, imgsz: tuple[int, int], path: Path, dynamic_batch: bool = True, opset: int = OPSET
+) -> None:
     """Export a torch :class:`DetectorGraph` to a checked, slimmed ONNX file at ``path``."""
     import onnx
 
@@ -257,7 +294,9 @@ def export_torch(graph: DetectorGraph, imgsz: tuple[int, int], path: Path, dynam
         raw_path.unlink(missing_ok=True)
 
 
-def export_model(module: nn.Module, imgsz: tuple[int, int], path: Path, dynamic_batch: bool = True, opset: int = OPSET) -> None:
+def export_model(
+    module: nn.Module, imgsz: tuple[int, int], path: Path, dynamic_batch: bool = True, opset: int = OPSET
+) -> None:
     """Export a raw-prediction model alone (float NCHW in, its first output out) to ONNX."""
     example = torch.zeros((1, 3, imgsz[0], imgsz[1]), dtype=torch.float32)
     _export(module, example, path, "input", ("raw",), dynamic_batch, opset)
@@ -271,8 +310,9 @@ def fixed_batch(onnx_path: Path) -> bool:
     return bool(dims) and dims[0].HasField("dim_value")
 
 
-def export_onnx_source(src_path: Path, graph: nn.Module, imgsz: tuple[int, int], raw_shape: tuple,
-                       path: Path, dynamic_batch: bool = True) -> None:
+def export_onnx_source(
+    src_path: Path, graph: nn.Module, imgsz: tuple[int, int], raw_shape: tuple, path: Path, dynamic_batch: bool = True
+) -> None:
     """Wrap an ONNX model with the pre/post graphs of ``graph`` (whose model is None): a
     :class:`DetectorGraph`, or a classifier's or segmenter's graph (:mod:`edgecv.export.tasks`)."""
     import onnx
@@ -288,9 +328,18 @@ def export_onnx_source(src_path: Path, graph: nn.Module, imgsz: tuple[int, int],
     tmp = path.parent
     pre_p, post_p = tmp / "_pre.onnx", tmp / "_post.onnx"
     try:
-        _export(graph.normalize, torch.zeros((1, imgsz[0], imgsz[1], 3), dtype=torch.uint8), pre_p, INPUT_NAME,
-                ("pre_out",), dynamic_batch, opset)
-        example = torch.zeros(tuple(1 if not isinstance(d, int) else d for d in (1, *raw_shape[1:])), dtype=torch.float32)
+        _export(
+            graph.normalize,
+            torch.zeros((1, imgsz[0], imgsz[1], 3), dtype=torch.uint8),
+            pre_p,
+            INPUT_NAME,
+            ("pre_out",),
+            dynamic_batch,
+            opset,
+        )
+        example = torch.zeros(
+            tuple(1 if not isinstance(d, int) else d for d in (1, *raw_shape[1:])), dtype=torch.float32
+        )
         _export(_Post(graph), example, post_p, "post_in", tuple(graph.output_names), dynamic_batch, opset)
         pre, post = onnx.load(str(pre_p)), onnx.load(str(post_p))
     finally:
@@ -310,7 +359,9 @@ def export_onnx_source(src_path: Path, graph: nn.Module, imgsz: tuple[int, int],
         merged = compose.merge_models(pre, src, io_map=[("pre_out", "model/" + src_in)])
         merged = compose.merge_models(merged, post, io_map=[("model/" + src_out, "post_in")])
     except Exception as e:  # onnx raises plain ValueError/ValidationError here
-        raise SourceError(f"could not join the ONNX model '{src_path}' with edgecv's pre/post-processing: {e}") from None
+        raise SourceError(
+            f"could not join the ONNX model '{src_path}' with edgecv's pre/post-processing: {e}"
+        ) from None
     # merge_models lists each part's opset imports: keep one per domain (quantizers insist)
     versions: dict[str, int] = {}
     for o in merged.opset_import:

@@ -27,8 +27,21 @@ HEAVY_OPS = ("Conv", "Gemm", "MatMul", "ConvTranspose")
 #: activations flow from one convolution to the next in INT8. With the heavy operators alone,
 #: every convolution's output is dequantized, activated in float and quantized again, and those
 #: conversions eat most of what the integer convolutions save.
-CPU_OPS = HEAVY_OPS[:3] + ("Add", "Mul", "Sigmoid", "LeakyRelu", "Relu", "Clip", "HardSigmoid", "Resize", "Concat",
-                           "MaxPool", "AveragePool", "GlobalAveragePool", "Split")
+CPU_OPS = HEAVY_OPS[:3] + (
+    "Add",
+    "Mul",
+    "Sigmoid",
+    "LeakyRelu",
+    "Relu",
+    "Clip",
+    "HardSigmoid",
+    "Resize",
+    "Concat",
+    "MaxPool",
+    "AveragePool",
+    "GlobalAveragePool",
+    "Split",
+)
 METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -86,6 +99,7 @@ def output_layers(model) -> list[str]:
 
 # --- the calibration cache ---------------------------------------------------------------------
 
+
 def cache_root() -> Path:
     return Path(os.environ.get("EDGECV_CACHE", Path.home() / ".cache" / "edgecv")) / "quantized"
 
@@ -124,8 +138,15 @@ def _store(key: str, files: Sequence[str], out_dir: Path, record: dict) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def int8_build(onnx_path: Path, out_dir: Path, calib: CalibrationSet | None, settings: dict, files: Sequence[str],
-               make: Callable[[tuple[str, ...]], dict], exclude: Sequence[str] = ()) -> dict:
+def int8_build(
+    onnx_path: Path,
+    out_dir: Path,
+    calib: CalibrationSet | None,
+    settings: dict,
+    files: Sequence[str],
+    make: Callable[[tuple[str, ...]], dict],
+    exclude: Sequence[str] = (),
+) -> dict:
     """The INT8 step every target shares: the head's output layers join ``exclude``, then the
     quantized files come from the cache or from ``make(exclude)``. Returns the quantization record."""
     import onnx
@@ -143,6 +164,7 @@ def int8_build(onnx_path: Path, out_dir: Path, calib: CalibrationSet | None, set
 
 
 # --- onnxruntime / TensorRT-style QDQ ------------------------------------------------------------
+
 
 class CountingReader:
     """onnxruntime CalibrationDataReader over a calibration set, counting the batches it serves."""
@@ -184,9 +206,18 @@ def _chunk(n: int) -> int:
     return max(d for d in range(1, min(CHUNK, n) + 1) if n % d == 0)
 
 
-def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symmetric: bool = False,
-                 per_channel: bool = True, method: str = "percentile", exclude: Sequence[str] = (),
-                 ops: Sequence[str] = HEAVY_OPS[:3], reduce_range: bool = False) -> dict:
+def quantize_qdq(
+    fp32_path: Path,
+    out_path: Path,
+    calib: CalibrationSet,
+    *,
+    symmetric: bool = False,
+    per_channel: bool = True,
+    method: str = "percentile",
+    exclude: Sequence[str] = (),
+    ops: Sequence[str] = HEAVY_OPS[:3],
+    reduce_range: bool = False,
+) -> dict:
     """Static INT8 quantization in QDQ format with onnxruntime's quantizer.
 
     The operator types in ``ops`` are quantized, never a post-processing node (decode, score
@@ -195,7 +226,13 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symm
     Returns the settings used.
     """
     import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if method not in METHODS:
@@ -214,21 +251,44 @@ def quantize_qdq(fp32_path: Path, out_path: Path, calib: CalibrationSet, *, symm
     class Reader(CountingReader, CalibrationDataReader):
         pass
 
-    settings = {"format": "QDQ", "per_channel": per_channel, "method": method, "symmetric": symmetric,
-                "activations": "int8" if symmetric else "uint8", "weights": "int8", "ops": list(ops),
-                "reduce_range": reduce_range, "excluded_nodes": excluded}
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-               "percentile": CalibrationMethod.Percentile}
+    settings = {
+        "format": "QDQ",
+        "per_channel": per_channel,
+        "method": method,
+        "symmetric": symmetric,
+        "activations": "int8" if symmetric else "uint8",
+        "weights": "int8",
+        "ops": list(ops),
+        "reduce_range": reduce_range,
+        "excluded_nodes": excluded,
+    }
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
         quantize_static(
-            str(pre), str(out_path), Reader(calib, input_name), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(ops), nodes_to_exclude=floats, calibrate_method=methods[method],
+            str(pre),
+            str(out_path),
+            Reader(calib, input_name),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(ops),
+            nodes_to_exclude=floats,
+            calibrate_method=methods[method],
             reduce_range=reduce_range,
             # TensorRT takes INT8 Q/DQ only: biases stay float there (onnxruntime's CPU kernels
             # want them as INT32)
-            extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True, "QuantizeBias": not symmetric,
-                           "CalibStridedMinMax": _chunk(calib.size)})
+            extra_options={
+                "ActivationSymmetric": symmetric,
+                "WeightSymmetric": True,
+                "QuantizeBias": not symmetric,
+                "CalibStridedMinMax": _chunk(calib.size),
+            },
+        )
     pre.unlink(missing_ok=True)
     for extra in out_path.parent.glob("pre-*"):  # augmented models the calibrator leaves behind
         extra.unlink(missing_ok=True)
@@ -243,7 +303,9 @@ def fp16_graph(fp32_path: Path, out_path: Path, keep: Sequence[str] = ()) -> dic
 
     model = onnx.load(str(fp32_path))
     kept = sorted(set(keep))
-    floats = sorted(set(postprocess_nodes(model)) | set(output_layers(model)) | set(kept) | set(_control_flow(model.graph)))
+    floats = sorted(
+        set(postprocess_nodes(model)) | set(output_layers(model)) | set(kept) | set(_control_flow(model.graph))
+    )
     half = convert_float_to_float16(model, keep_io_types=True, node_block_list=floats)
     _outer_reads_in_fp32(half.graph)
     _toposort(half.graph)  # the converter appends its Cast nodes at the end; parsers want order
@@ -282,9 +344,14 @@ def _outer_reads_in_fp32(graph) -> None:
     ``<t>_cast_to_fp16_node`` after a node kept in FP32) back at the FP32 tensor."""
     from onnx import TensorProto
 
-    recast = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Cast" and n.output
-              and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)
-              and n.input[0] == f"{n.output[0]}_cast_to_fp16"}
+    recast = {
+        n.output[0]: n.input[0]
+        for n in graph.node
+        if n.op_type == "Cast"
+        and n.output
+        and any(a.name == "to" and a.i == TensorProto.FLOAT16 for a in n.attribute)
+        and n.input[0] == f"{n.output[0]}_cast_to_fp16"
+    }
 
     def walk(g, top: bool) -> None:
         for n in g.node:
@@ -322,6 +389,7 @@ def _toposort(graph) -> None:
 
 # --- OpenVINO / NNCF -----------------------------------------------------------------------------
 
+
 def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[str] = (), preset: str = "mixed"):
     """NNCF post-training quantization of the OpenVINO model; post-processing nodes ignored."""
     import nncf
@@ -333,16 +401,27 @@ def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[
     model = ov.convert_model(str(fp32_onnx))
     # OpenVINO splits an ONNX Conv with bias into Convolution + Add: the Add keeps the ONNX name,
     # the Convolution gets "<name>/WithoutBiases". Ignore both.
-    names = sorted(op.get_friendly_name() for op in model.get_ops()
-                   if op.get_friendly_name() in wanted or op.get_friendly_name().split("/WithoutBiases")[0] in wanted)
+    names = sorted(
+        op.get_friendly_name()
+        for op in model.get_ops()
+        if op.get_friendly_name() in wanted or op.get_friendly_name().split("/WithoutBiases")[0] in wanted
+    )
     # As for onnxruntime, only convolutions and matrix products are quantized: every other
     # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
     heavy = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
     types = sorted({op.get_type_name() for op in model.get_ops()} - heavy - {"Parameter", "Result", "Constant"})
     dataset = nncf.Dataset(calib.samples)
     q = nncf.quantize(
-        model, dataset, subset_size=calib.size,
+        model,
+        dataset,
+        subset_size=calib.size,
         preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-        ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False))
-    return q, {"method": "nncf.quantize", "preset": preset, "subset_size": calib.size,
-               "quantized_types": sorted(heavy), "ignored_nodes": len(names)}
+        ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False),
+    )
+    return q, {
+        "method": "nncf.quantize",
+        "preset": preset,
+        "subset_size": calib.size,
+        "quantized_types": sorted(heavy),
+        "ignored_nodes": len(names),
+    }

@@ -62,7 +62,11 @@ def _module_hash(module: nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in module.state_dict().items():
         h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes() if v.dtype != torch.bfloat16 else v.float().numpy().tobytes())
+        h.update(
+            v.detach().cpu().contiguous().numpy().tobytes()
+            if v.dtype != torch.bfloat16
+            else v.float().numpy().tobytes()
+        )
     return h.hexdigest()
 
 
@@ -84,9 +88,15 @@ def from_checkpoint(ckpt: dict, path: str | None = None) -> Source:
     model.eval()
     names = tuple(ckpt["names"])
     return Source(
-        name=Path(path).stem if path else DEFAULT_MODEL, kind="checkpoint", names=names,
-        out_spec=OutputSpec(len(names), "bcn", "cxcywh"), module=model, imgsz=tuple(ckpt.get("imgsz", (320, 320))),
-        sha256=sha256_file(path) if path else _module_hash(model), path=path, meta={"train": ckpt.get("train", {})},
+        name=Path(path).stem if path else DEFAULT_MODEL,
+        kind="checkpoint",
+        names=names,
+        out_spec=OutputSpec(len(names), "bcn", "cxcywh"),
+        module=model,
+        imgsz=tuple(ckpt.get("imgsz", (320, 320))),
+        sha256=sha256_file(path) if path else _module_hash(model),
+        path=path,
+        meta={"train": ckpt.get("train", {})},
     )
 
 
@@ -94,7 +104,9 @@ def default_source() -> Source:
     """edgecv-tiny, the bundled default detector."""
     p = default_weights()
     if not p.is_file():
-        raise SourceError(f"the default detector's weights are missing at {p}; retrain them: python -m edgecv.export.models.train")
+        raise SourceError(
+            f"the default detector's weights are missing at {p}; retrain them: python -m edgecv.export.models.train"
+        )
     src = from_checkpoint(torch.load(p, map_location="cpu", weights_only=True), str(p))
     src.name = DEFAULT_MODEL
     return src
@@ -108,31 +120,51 @@ def _is_torchscript(path: Path) -> bool:
         return False
 
 
-def torchvision_source(model: nn.Module, name: str, kind: str, names: Sequence[str] | None, sha256: str = "",
-                       path: str | None = None) -> Source:
+def torchvision_source(
+    model: nn.Module, name: str, kind: str, names: Sequence[str] | None, sha256: str = "", path: str | None = None
+) -> Source:
     """A torchvision detector as a Source (see :mod:`edgecv.export.torchvision_models`)."""
     from . import torchvision_models as TV
 
     fam = TV.family(model)
     if fam is None:
-        raise SourceError(f"torchvision {type(model).__name__} models are not supported yet; edgecv takes RetinaNet, "
-                          "FCOS, SSD, SSDlite, Faster R-CNN and Mask R-CNN")
+        raise SourceError(
+            f"torchvision {type(model).__name__} models are not supported yet; edgecv takes RetinaNet, "
+            "FCOS, SSD, SSDlite, Faster R-CNN and Mask R-CNN"
+        )
     c = TV.num_classes(model)
     if names and len(names) != c:
-        raise SourceError(f"{len(names)} class names for a {type(model).__name__} with {c} classes"
-                          + (" (torchvision's num_classes counts the background class, which edgecv drops)"
-                             if fam == "ssd" else ""))
+        raise SourceError(
+            f"{len(names)} class names for a {type(model).__name__} with {c} classes"
+            + (" (torchvision's num_classes counts the background class, which edgecv drops)" if fam == "ssd" else "")
+        )
     size = (320, 320) if fam == "ssd" else (640, 640)
     meta = {"torchvision": model, "family": fam}
     if fam in ("fasterrcnn", "maskrcnn"):
         meta["batch"] = 1  # the RPN's proposals and RoI heads are exported for one image
-    return Source(name, kind, _names(names, c), OutputSpec(c, "bnc", "xyxy"), TV.input_spec(model),
-                  module=TV.raw_module(model.eval(), size), imgsz=size, sha256=sha256 or _module_hash(model),
-                  path=path, meta=meta)
+    return Source(
+        name,
+        kind,
+        _names(names, c),
+        OutputSpec(c, "bnc", "xyxy"),
+        TV.input_spec(model),
+        module=TV.raw_module(model.eval(), size),
+        imgsz=size,
+        sha256=sha256 or _module_hash(model),
+        path=path,
+        meta=meta,
+    )
 
 
-def ultralytics_source(model: nn.Module, name: str, kind: str, names: Sequence[str] | None, ckpt: dict | None = None,
-                       sha256: str = "", path: str | None = None) -> Source:
+def ultralytics_source(
+    model: nn.Module,
+    name: str,
+    kind: str,
+    names: Sequence[str] | None,
+    ckpt: dict | None = None,
+    sha256: str = "",
+    path: str | None = None,
+) -> Source:
     """An Ultralytics YOLO detection model as a Source (see :mod:`edgecv.export.ultralytics_models`)."""
     from . import ultralytics_models as U
 
@@ -142,14 +174,32 @@ def ultralytics_source(model: nn.Module, name: str, kind: str, names: Sequence[s
     if names and len(names) != c:
         raise SourceError(f"{len(names)} class names for an Ultralytics model with {c} classes")
     head = U.prepare(model)
-    return Source(name, kind, tuple(names) if names else tuple(info["names"]), OutputSpec(c, "bcn", "cxcywh"),
-                  InputSpec(), module=head, imgsz=info["imgsz"], sha256=sha256 or _module_hash(head), path=path,
-                  meta={"family": "ultralytics", "ultralytics": {k: info[k] for k in ("version", "yaml")}})
+    return Source(
+        name,
+        kind,
+        tuple(names) if names else tuple(info["names"]),
+        OutputSpec(c, "bcn", "cxcywh"),
+        InputSpec(),
+        module=head,
+        imgsz=info["imgsz"],
+        sha256=sha256 or _module_hash(head),
+        path=path,
+        meta={"family": "ultralytics", "ultralytics": {k: info[k] for k in ("version", "yaml")}},
+    )
 
 
-def task_source(model: nn.Module | None, task: str, name: str, kind: str, names: Sequence[str] | None,
-                in_spec: InputSpec | None = None, sha256: str = "", path: str | None = None,
-                onnx_path: Path | None = None, imgsz: tuple[int, int] | None = None) -> Source:
+def task_source(
+    model: nn.Module | None,
+    task: str,
+    name: str,
+    kind: str,
+    names: Sequence[str] | None,
+    in_spec: InputSpec | None = None,
+    sha256: str = "",
+    path: str | None = None,
+    onnx_path: Path | None = None,
+    imgsz: tuple[int, int] | None = None,
+) -> Source:
     """A classifier or segmenter as a Source: a torchvision one (ImageNet normalisation, its
     evaluation size) or any module / TorchScript / ONNX model that outputs logits."""
     from . import tasks as T
@@ -166,14 +216,34 @@ def task_source(model: nn.Module | None, task: str, name: str, kind: str, names:
         meta["family"] = f"torchvision {type(model).__name__}"
     # the class count is read from the output once the input size is known (export checks it)
     nm = tuple(str(n) for n in names) if names else ()
-    return Source(name, kind, nm, OutputSpec(max(1, len(nm))), in_spec or InputSpec(), module=model.eval() if model
-                  is not None else None, onnx_path=onnx_path, imgsz=imgsz,
-                  sha256=sha256 or (_module_hash(model) if model is not None else ""), path=path, meta=meta, task=task)
+    return Source(
+        name,
+        kind,
+        nm,
+        OutputSpec(max(1, len(nm))),
+        in_spec or InputSpec(),
+        module=model.eval() if model is not None else None,
+        onnx_path=onnx_path,
+        imgsz=imgsz,
+        sha256=sha256 or (_module_hash(model) if model is not None else ""),
+        path=path,
+        meta=meta,
+        task=task,
+    )
 
 
-def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: OutputSpec | None = None,
-                in_spec: InputSpec | None = None, trust_pickle: bool = False, arch: str | None = None,
-                num_classes: int | None = None, task: str | None = None, **spec_kw: Any) -> Source:
+def load_source(
+    model: Any,
+    *,
+    names: Sequence[str] | None = None,
+    out_spec: OutputSpec | None = None,
+    in_spec: InputSpec | None = None,
+    trust_pickle: bool = False,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    task: str | None = None,
+    **spec_kw: Any,
+) -> Source:
     """Load what the user handed in as a :class:`Source`.
 
     Args:
@@ -220,7 +290,9 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         return torchvision_source(model, type(model).__name__, "module", names)
     if isinstance(model, nn.Module):
         nm, spec = spec_for(None)
-        return Source(type(model).__name__, "module", nm, spec, in_spec, module=model.eval(), sha256=_module_hash(model))
+        return Source(
+            type(model).__name__, "module", nm, spec, in_spec, module=model.eval(), sha256=_module_hash(model)
+        )
     if not isinstance(model, (str, os.PathLike)):
         raise SourceError(f"a model source is an nn.Module or a file path, got {type(model).__name__}")
     path = Path(model)
@@ -237,16 +309,22 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         except Exception as e:  # protobuf's DecodeError and friends
             raise SourceError(f"'{path}' is not a readable ONNX model (truncated or corrupt?): {e}") from None
         if len(proto.graph.input) != 1:
-            raise SourceError(f"ONNX source '{path}' has {len(proto.graph.input)} inputs; edgecv expects one image input")
+            raise SourceError(
+                f"ONNX source '{path}' has {len(proto.graph.input)} inputs; edgecv expects one image input"
+            )
         if task in ("classify", "segment"):
             return task_source(None, task, path.stem, "onnx", names, given_in_spec, digest, str(path), onnx_path=path)
         nm, spec = spec_for(None)
         return Source(path.stem, "onnx", nm, spec, in_spec, onnx_path=path, sha256=digest, path=str(path))
     if path.suffix.lower() not in (".pt", ".pth", ".torchscript", ".ts"):
-        raise SourceError(f"'{path}': unknown model file type '{path.suffix}'; edgecv takes .pt/.pth, .torchscript or .onnx")
+        raise SourceError(
+            f"'{path}': unknown model file type '{path.suffix}'; edgecv takes .pt/.pth, .torchscript or .onnx"
+        )
     if not zipfile.is_zipfile(path):
-        raise SourceError(f"'{path}' is not a PyTorch file (a zip archive written by torch.save or torch.jit.save); "
-                          "it may be truncated")
+        raise SourceError(
+            f"'{path}' is not a PyTorch file (a zip archive written by torch.save or torch.jit.save); "
+            "it may be truncated"
+        )
     if _is_torchscript(path):
         try:
             with warnings.catch_warnings():  # torch.jit.load is deprecated, yet TorchScript files are still handed in
@@ -267,12 +345,15 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         if "weights_only" not in str(e) and "Unsupported global" not in str(e):
-            raise SourceError(f"'{path}' could not be read as a PyTorch file (truncated or corrupt?): {type(e).__name__}") from None
+            raise SourceError(
+                f"'{path}' could not be read as a PyTorch file (truncated or corrupt?): {type(e).__name__}"
+            ) from None
         if not trust_pickle:
             raise SourceError(
                 f"'{path}' holds pickled Python objects (a whole model, not only weights). Unpickling it runs code "
                 "from the file. If you trust where it came from, pass --trust-pickle (Python: trust_pickle=True); "
-                "otherwise save a state dict or a TorchScript file instead") from None
+                "otherwise save a state dict or a TorchScript file instead"
+            ) from None
         obj = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(obj, dict) and obj.get("format") == "edgecv-checkpoint":
         src = from_checkpoint(obj, str(path))
@@ -286,20 +367,27 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
         from . import torchvision_models as TV
 
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-            raise SourceError(f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}")
+            raise SourceError(
+                f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}"
+            )
         if arch in T.CLASSIFIERS + T.SEGMENTERS:  # a classifier or segmenter
             if num_classes is None:
                 raise SourceError(f"--arch {arch} needs --num-classes")
             module = T.build(arch, num_classes, obj)
-            return task_source(module, T.torchvision_task(module), path.stem, "state_dict", names, given_in_spec,
-                               digest, str(path))
+            return task_source(
+                module, T.torchvision_task(module), path.stem, "state_dict", names, given_in_spec, digest, str(path)
+            )
         if arch not in TV.CONSTRUCTORS:
-            raise SourceError(f"unknown torchvision constructor '{arch}'; edgecv takes detectors "
-                              f"({', '.join(sorted(TV.CONSTRUCTORS))}), classifiers ({', '.join(T.CLASSIFIERS)}) and "
-                              f"segmenters ({', '.join(T.SEGMENTERS)})")
+            raise SourceError(
+                f"unknown torchvision constructor '{arch}'; edgecv takes detectors "
+                f"({', '.join(sorted(TV.CONSTRUCTORS))}), classifiers ({', '.join(T.CLASSIFIERS)}) and "
+                f"segmenters ({', '.join(T.SEGMENTERS)})"
+            )
         if num_classes is None:
-            raise SourceError(f"--arch {arch} needs --num-classes (torchvision's count, with the background class for "
-                              "SSD and the R-CNNs)")
+            raise SourceError(
+                f"--arch {arch} needs --num-classes (torchvision's count, with the background class for "
+                "SSD and the R-CNNs)"
+            )
         model = TV.build(arch, num_classes, obj)
         return torchvision_source(model, path.stem, "state_dict", names, digest, str(path))
     if isinstance(obj, nn.Module) and _torchvision_family(obj):
@@ -316,7 +404,8 @@ def load_source(model: Any, *, names: Sequence[str] | None = None, out_spec: Out
     raise SourceError(
         f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
         "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
-        "nn.Module in Python and call edgecv.export.export(module, ...)")
+        "nn.Module in Python and call edgecv.export.export(module, ...)"
+    )
 
 
 def _is_ultralytics(obj: Any) -> bool:
@@ -356,7 +445,9 @@ def probe_output_shape(src: Source, imgsz: tuple[int, int]) -> tuple:
             with torch.no_grad():
                 out = src.module(x)
         except Exception as e:
-            raise SourceError(f"the model failed on a 1x3x{imgsz[0]}x{imgsz[1]} input: {type(e).__name__}: {e}") from None
+            raise SourceError(
+                f"the model failed on a 1x3x{imgsz[0]}x{imgsz[1]} input: {type(e).__name__}: {e}"
+            ) from None
         if src.task != "detect":
             from .tasks import main_output
 

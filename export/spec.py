@@ -49,15 +49,18 @@ class OutputSpec:
             SourceError: the shape does not have the layout this spec describes.
         """
         if len(shape) != 3:
-            raise SourceError(f"model output has shape {list(shape)}; the spec expects a rank-3 tensor "
-                              f"({'[B, 4+C, N]' if self.layout == 'bcn' else '[B, N, 4+C]'})")
+            raise SourceError(
+                f"model output has shape {list(shape)}; the spec expects a rank-3 tensor "
+                f"({'[B, 4+C, N]' if self.layout == 'bcn' else '[B, N, 4+C]'})"
+            )
         ch, n = (shape[1], shape[2]) if self.layout == "bcn" else (shape[2], shape[1])
         if isinstance(ch, int) and ch != self.channels:
             other = shape[2] if self.layout == "bcn" else shape[1]
             hint = " (the other layout would fit: set layout)" if other == self.channels else ""
             raise SourceError(
                 f"model output has shape {list(shape)}, but the spec (layout {self.layout}, {self.num_classes} classes"
-                f"{', objectness' if self.objectness else ''}) expects {self.channels} values per candidate{hint}")
+                f"{', objectness' if self.objectness else ''}) expects {self.channels} values per candidate{hint}"
+            )
         if not isinstance(n, int):
             raise SourceError(f"model output shape {list(shape)}: the number of candidates must be static")
         return n
@@ -94,8 +97,14 @@ class NmsSpec:
     def __post_init__(self) -> None:
         from ..errors import ExportError
 
-        if not 0 <= self.score_threshold < 1 or not 0 < self.iou_threshold <= 1 or not 1 <= self.max_detections <= 10000:
-            raise ExportError(f"NMS settings out of range: {self}; need 0 <= score < 1, 0 < iou <= 1, 1 <= max_det <= 10000")
+        if (
+            not 0 <= self.score_threshold < 1
+            or not 0 < self.iou_threshold <= 1
+            or not 1 <= self.max_detections <= 10000
+        ):
+            raise ExportError(
+                f"NMS settings out of range: {self}; need 0 <= score < 1, 0 < iou <= 1, 1 <= max_det <= 10000"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

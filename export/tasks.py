@@ -29,13 +29,43 @@ from .spec import InputSpec
 TASKS = task_names()  # detect, classify, segment
 
 #: torchvision's classification and segmentation constructors a state dict can be loaded into
-CLASSIFIERS = ("alexnet", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18", "resnet34", "resnet50", "resnet101",
-               "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "googlenet", "inception_v3",
-               "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0", "efficientnet_b1",
-               "efficientnet_b2", "efficientnet_b3", "regnet_y_400mf", "shufflenet_v2_x1_0", "squeezenet1_1",
-               "densenet121", "mnasnet1_0", "convnext_tiny")
-SEGMENTERS = ("fcn_resnet50", "fcn_resnet101", "deeplabv3_resnet50", "deeplabv3_resnet101",
-              "deeplabv3_mobilenet_v3_large", "lraspp_mobilenet_v3_large")
+CLASSIFIERS = (
+    "alexnet",
+    "vgg11",
+    "vgg11_bn",
+    "vgg16",
+    "vgg16_bn",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnext50_32x4d",
+    "resnext101_32x8d",
+    "wide_resnet50_2",
+    "googlenet",
+    "inception_v3",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "efficientnet_b1",
+    "efficientnet_b2",
+    "efficientnet_b3",
+    "regnet_y_400mf",
+    "shufflenet_v2_x1_0",
+    "squeezenet1_1",
+    "densenet121",
+    "mnasnet1_0",
+    "convnext_tiny",
+)
+SEGMENTERS = (
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+)
 
 #: ImageNet's normalisation, which torchvision's classifiers and segmenters are trained with
 IMAGENET = InputSpec(scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), color="RGB", pad_value=114)
@@ -78,8 +108,9 @@ class SegmenterGraph(nn.Module):
 
     mode = "segment"
 
-    def __init__(self, model: nn.Module | None, in_spec: InputSpec, imgsz: tuple[int, int],
-                 probabilities: bool = False) -> None:
+    def __init__(
+        self, model: nn.Module | None, in_spec: InputSpec, imgsz: tuple[int, int], probabilities: bool = False
+    ) -> None:
         super().__init__()
         self.normalize = Normalize(in_spec)
         self.model = model
@@ -101,8 +132,15 @@ class SegmenterGraph(nn.Module):
         return self.postprocess(self.model(self.normalize(images)))
 
 
-def task_graph(src: Any, module: nn.Module | None, imgsz: tuple[int, int], nms: Any, mode: str,
-               probabilities: bool, probe: Callable[[], tuple]) -> nn.Module:
+def task_graph(
+    src: Any,
+    module: nn.Module | None,
+    imgsz: tuple[int, int],
+    nms: Any,
+    mode: str,
+    probabilities: bool,
+    probe: Callable[[], tuple],
+) -> nn.Module:
     """The graph edgecv exports around ``module`` (None: an ONNX source's, joined later) for the
     source's task: a detector's decode and NMS, a classifier's softmax, a segmenter's argmax.
     ``probe`` gives the network's output shape (a detector's candidate count), when needed."""
@@ -155,6 +193,7 @@ def check_output(task: str, shape: tuple, num_classes: int) -> None:
 
 # --- torchvision ---------------------------------------------------------------------------------
 
+
 def torchvision_task(module: Any) -> str | None:
     """``classify`` or ``segment`` for a torchvision classification or segmentation model."""
     try:
@@ -164,9 +203,26 @@ def torchvision_task(module: Any) -> str | None:
         return None
     if isinstance(module, (S.FCN, S.DeepLabV3, S.LRASPP)):
         return "segment"
-    classifiers = tuple(getattr(M, n) for n in (
-        "AlexNet", "VGG", "ResNet", "GoogLeNet", "Inception3", "MobileNetV2", "MobileNetV3", "EfficientNet", "RegNet",
-        "ShuffleNetV2", "SqueezeNet", "DenseNet", "MNASNet", "ConvNeXt") if hasattr(M, n))
+    classifiers = tuple(
+        getattr(M, n)
+        for n in (
+            "AlexNet",
+            "VGG",
+            "ResNet",
+            "GoogLeNet",
+            "Inception3",
+            "MobileNetV2",
+            "MobileNetV3",
+            "EfficientNet",
+            "RegNet",
+            "ShuffleNetV2",
+            "SqueezeNet",
+            "DenseNet",
+            "MNASNet",
+            "ConvNeXt",
+        )
+        if hasattr(M, n)
+    )
     return "classify" if isinstance(module, classifiers) else None
 
 
@@ -189,8 +245,10 @@ def build(arch: str, num_classes: int, state_dict: dict) -> nn.Module:
         raise SourceError(f"unknown torchvision constructor '{arch}'")
     kw: dict[str, Any] = {"weights": None, "num_classes": num_classes}
     if arch in SEGMENTERS:
-        kw.update(weights_backbone=None, **({"aux_loss": True} if any(k.startswith("aux_classifier") for k in state_dict)
-                                            else {}))
+        kw.update(
+            weights_backbone=None,
+            **({"aux_loss": True} if any(k.startswith("aux_classifier") for k in state_dict) else {}),
+        )
     elif arch in ("googlenet", "inception_v3"):
         kw.update(aux_logits=any(k.startswith("aux") for k in state_dict), init_weights=False)
     model = models.get_model(arch, **kw)

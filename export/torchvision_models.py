@@ -32,13 +32,19 @@ from .spec import InputSpec, OutputSpec
 
 #: Constructors a state dict can be loaded into (``--arch``), by family.
 SINGLE_STAGE = {
-    "retinanet_resnet50_fpn": "retinanet", "retinanet_resnet50_fpn_v2": "retinanet", "fcos_resnet50_fpn": "fcos",
-    "ssd300_vgg16": "ssd", "ssdlite320_mobilenet_v3_large": "ssd",
+    "retinanet_resnet50_fpn": "retinanet",
+    "retinanet_resnet50_fpn_v2": "retinanet",
+    "fcos_resnet50_fpn": "fcos",
+    "ssd300_vgg16": "ssd",
+    "ssdlite320_mobilenet_v3_large": "ssd",
 }
 TWO_STAGE = {
-    "fasterrcnn_resnet50_fpn": "fasterrcnn", "fasterrcnn_resnet50_fpn_v2": "fasterrcnn",
-    "fasterrcnn_mobilenet_v3_large_fpn": "fasterrcnn", "fasterrcnn_mobilenet_v3_large_320_fpn": "fasterrcnn",
-    "maskrcnn_resnet50_fpn": "maskrcnn", "maskrcnn_resnet50_fpn_v2": "maskrcnn",
+    "fasterrcnn_resnet50_fpn": "fasterrcnn",
+    "fasterrcnn_resnet50_fpn_v2": "fasterrcnn",
+    "fasterrcnn_mobilenet_v3_large_fpn": "fasterrcnn",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": "fasterrcnn",
+    "maskrcnn_resnet50_fpn": "maskrcnn",
+    "maskrcnn_resnet50_fpn_v2": "maskrcnn",
 }
 CONSTRUCTORS = {**SINGLE_STAGE, **TWO_STAGE}
 
@@ -49,8 +55,13 @@ def family(module: Any) -> str | None:
         from torchvision.models.detection import fcos, mask_rcnn, faster_rcnn, retinanet, ssd
     except ImportError:
         return None
-    for cls, name in ((retinanet.RetinaNet, "retinanet"), (fcos.FCOS, "fcos"), (ssd.SSD, "ssd"),
-                      (mask_rcnn.MaskRCNN, "maskrcnn"), (faster_rcnn.FasterRCNN, "fasterrcnn")):
+    for cls, name in (
+        (retinanet.RetinaNet, "retinanet"),
+        (fcos.FCOS, "fcos"),
+        (ssd.SSD, "ssd"),
+        (mask_rcnn.MaskRCNN, "maskrcnn"),
+        (faster_rcnn.FasterRCNN, "fasterrcnn"),
+    ):
         if isinstance(module, cls):
             return name
     return None
@@ -69,8 +80,13 @@ def num_classes(module: nn.Module) -> int:
 def input_spec(module: nn.Module) -> InputSpec:
     """torchvision's normalisation, ``(x / 255 - mean) / std`` on RGB."""
     t = module.transform
-    return InputSpec(scale=1 / 255, mean=tuple(float(v) for v in t.image_mean), std=tuple(float(v) for v in t.image_std),
-                     color="RGB", pad_value=114)
+    return InputSpec(
+        scale=1 / 255,
+        mean=tuple(float(v) for v in t.image_mean),
+        std=tuple(float(v) for v in t.image_std),
+        color="RGB",
+        pad_value=114,
+    )
 
 
 def build(arch: str, classes: int, state_dict: dict | None = None) -> nn.Module:
@@ -98,11 +114,13 @@ def build(arch: str, classes: int, state_dict: dict | None = None) -> nn.Module:
                 f"the state dict does not fit {arch} with {classes} classes: '{k}' is {list(state_dict[k].shape)} in the "
                 f"file, {list(mine[k].shape)} in the model ({len(bad)} tensor(s) differ). Check --num-classes "
                 f"(torchvision counts the background class for {', '.join(sorted(set(CONSTRUCTORS.values()) - {'retinanet', 'fcos'}))}) "
-                "and --arch")
+                "and --arch"
+            )
         if missing or unexpected:
             raise SourceError(
                 f"the state dict is not a {arch}: {len(missing)} of its tensors are missing (e.g. "
-                f"{missing[:2]}) and {len(unexpected)} are unknown (e.g. {unexpected[:2]}). Check --arch")
+                f"{missing[:2]}) and {len(unexpected)} are unknown (e.g. {unexpected[:2]}). Check --arch"
+            )
         model.load_state_dict(state_dict)
     return model.eval()
 
@@ -209,7 +227,9 @@ class MaskTwoStage(TwoStage):
             raise SourceError(f"{type(model).__name__} is not a torchvision Mask R-CNN")
         super().__init__(model, imgsz)
 
-    def masks(self, features: "OrderedDict[str, torch.Tensor]", boxes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def masks(
+        self, features: "OrderedDict[str, torch.Tensor]", boxes: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
         """Mask probabilities [1, K, M, M] of the kept ``boxes`` [1, K, 4] (input pixels) for
         their ``labels`` [1, K] (edgecv's class index; -1 on padding rows)."""
         rh = self.roi_heads

@@ -30,7 +30,9 @@ def require() -> Any:
     try:
         import ultralytics
     except ImportError:
-        raise SourceError(f"this is an Ultralytics YOLO model; reading it needs the ultralytics package: {INSTALL_HINT}") from None
+        raise SourceError(
+            f"this is an Ultralytics YOLO model; reading it needs the ultralytics package: {INSTALL_HINT}"
+        ) from None
     return ultralytics
 
 
@@ -67,10 +69,17 @@ def _head(model: nn.Module) -> nn.Module:
     head = seq[-1] if isinstance(seq, nn.Sequential) else None
     kind = type(head).__name__ if head is not None else type(model).__name__
     if kind != "Detect":
-        task = {"Segment": "segmentation", "Pose": "pose", "OBB": "oriented-box", "Classify": "classification",
-                "RTDETRDecoder": "RT-DETR"}.get(kind, kind)
-        raise SourceError(f"this Ultralytics model has a {task} head ({kind}); edgecv takes Ultralytics detection "
-                          "models (a Detect head: YOLOv3, YOLOv5u, YOLOv8, YOLO11)")
+        task = {
+            "Segment": "segmentation",
+            "Pose": "pose",
+            "OBB": "oriented-box",
+            "Classify": "classification",
+            "RTDETRDecoder": "RT-DETR",
+        }.get(kind, kind)
+        raise SourceError(
+            f"this Ultralytics model has a {task} head ({kind}); edgecv takes Ultralytics detection "
+            "models (a Detect head: YOLOv3, YOLOv5u, YOLOv8, YOLO11)"
+        )
     return head
 
 
@@ -80,8 +89,10 @@ def prepare(model: nn.Module) -> RawHead:
     head = _head(model)
     if getattr(head, "one2one_cv2", None) is not None:
         if getattr(head, "cv2", None) is None:
-            raise SourceError("this Ultralytics model keeps only its NMS-free (one-to-one) head; edgecv needs the "
-                              "one-to-many head to apply its own NMS: export the checkpoint before fusing it")
+            raise SourceError(
+                "this Ultralytics model keeps only its NMS-free (one-to-one) head; edgecv needs the "
+                "one-to-many head to apply its own NMS: export the checkpoint before fusing it"
+            )
         head.end2end = False
     for p in model.parameters():
         p.requires_grad_(False)
@@ -113,22 +124,30 @@ def describe(model: nn.Module, ckpt: dict | None = None) -> dict:
     args = (ckpt or {}).get("train_args") or getattr(model, "args", None) or {}
     if not isinstance(args, dict):
         args = vars(args) if hasattr(args, "__dict__") else {}
-    return {"names": [str(n) for n in names], "imgsz": _imgsz(args.get("imgsz")),
-            "version": (ckpt or {}).get("version"), "yaml": (getattr(model, "yaml", None) or {}).get("yaml_file")}
+    return {
+        "names": [str(n) for n in names],
+        "imgsz": _imgsz(args.get("imgsz")),
+        "version": (ckpt or {}).get("version"),
+        "yaml": (getattr(model, "yaml", None) or {}).get("yaml_file"),
+    }
 
 
 def load_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict]:
     """Read an Ultralytics checkpoint: ``(model, checkpoint dict)``."""
     require()
     if not trust_pickle:
-        raise SourceError(f"'{path}' is an Ultralytics checkpoint, which is a pickle of the whole model: loading it runs "
-                          "code from the file. If you trust where it came from, pass --trust-pickle (Python: "
-                          "trust_pickle=True)")
+        raise SourceError(
+            f"'{path}' is an Ultralytics checkpoint, which is a pickle of the whole model: loading it runs "
+            "code from the file. If you trust where it came from, pass --trust-pickle (Python: "
+            "trust_pickle=True)"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise SourceError(f"'{path}' could not be read as an Ultralytics checkpoint ({type(e).__name__}: {e}); it may "
-                          "be truncated, or written by an ultralytics version newer than the one installed") from None
+        raise SourceError(
+            f"'{path}' could not be read as an Ultralytics checkpoint ({type(e).__name__}: {e}); it may "
+            "be truncated, or written by an ultralytics version newer than the one installed"
+        ) from None
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else ckpt
     if not isinstance(model, nn.Module):
         raise SourceError(f"'{path}' holds no Ultralytics model (no 'model' or 'ema' entry)")
@@ -139,10 +158,21 @@ def unwrap(obj: Any) -> nn.Module:
     """The ``nn.Module`` of a ``YOLO`` object (or the module itself)."""
     model = obj if isinstance(getattr(obj, "model", None), nn.Sequential) else getattr(obj, "model", None)
     if not isinstance(model, nn.Module):
-        raise SourceError(f"this {type(obj).__name__} holds no PyTorch model (an exported Ultralytics model?); hand in "
-                          "the .pt checkpoint instead")
+        raise SourceError(
+            f"this {type(obj).__name__} holds no PyTorch model (an exported Ultralytics model?); hand in "
+            "the .pt checkpoint instead"
+        )
     return model
 
 
-__all__ = ["INSTALL_HINT", "RawHead", "describe", "is_checkpoint", "is_model", "load_checkpoint", "prepare", "require",
-           "unwrap"]
+__all__ = [
+    "INSTALL_HINT",
+    "RawHead",
+    "describe",
+    "is_checkpoint",
+    "is_model",
+    "load_checkpoint",
+    "prepare",
+    "require",
+    "unwrap",
+]

@@ -37,8 +37,10 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
         if backend != "onnxruntime" or bundle.file("model").suffix != ".onnx":
             from ..errors import BackendUnavailableError
 
-            raise BackendUnavailableError(f"a {bundle.target} bundle can run on its own backend, or on onnxruntime "
-                                          f"when its model is an ONNX graph; not on {backend}")
+            raise BackendUnavailableError(
+                f"a {bundle.target} bundle can run on its own backend, or on onnxruntime "
+                f"when its model is an ONNX graph; not on {backend}"
+            )
         # Run Q/DQ as float arithmetic (no fusion into onnxruntime's integer kernels): that is the
         # exact math TensorRT's INT8 layers approximate, while onnxruntime's x86 S8S8 kernels
         # saturate on CPUs without VNNI and would misreport the graph's accuracy.

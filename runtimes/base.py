@@ -50,9 +50,19 @@ class Detector:
     #: whether the backend object may be entered by several threads at once
     thread_safe: ClassVar[bool] = False
 
-    def __init__(self, manifest: dict, bundle: Bundle | None = None, *, conf: float | None = None,
-                 color: str = "bgr", threads: int | None = None, batch_size: int = 8, top_k: int | None = None,
-                 probabilities: bool = False, **options: Any) -> None:
+    def __init__(
+        self,
+        manifest: dict,
+        bundle: Bundle | None = None,
+        *,
+        conf: float | None = None,
+        color: str = "bgr",
+        threads: int | None = None,
+        batch_size: int = 8,
+        top_k: int | None = None,
+        probabilities: bool = False,
+        **options: Any,
+    ) -> None:
         self.manifest = manifest
         self.bundle = bundle
         inp, out = manifest["input"], manifest["output"]
@@ -133,7 +143,9 @@ class Detector:
 
     # -- the contract ----------------------------------------------------------------------------
 
-    def preprocess(self, images: Sequence[ImageLike], color: str | None = None) -> tuple[np.ndarray, list[LetterboxParams]]:
+    def preprocess(
+        self, images: Sequence[ImageLike], color: str | None = None
+    ) -> tuple[np.ndarray, list[LetterboxParams]]:
         """Validate and letterbox images into one uint8 batch [B, H, W, 3]."""
         h, w = self.input_size
         batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
@@ -156,19 +168,29 @@ class Detector:
         except EdgecvError:
             raise
         except MemoryError as e:
-            raise InferenceError(f"{self.key} ran out of memory on a batch of {len(batch)}: {e}; the detector is still "
-                                 "usable (try smaller batches)") from e
+            raise InferenceError(
+                f"{self.key} ran out of memory on a batch of {len(batch)}: {e}; the detector is still "
+                "usable (try smaller batches)"
+            ) from e
         except Exception as e:  # the backend's own error (out of memory, a corrupted model, a driver fault)
-            raise InferenceError(f"{self.key} inference failed: {type(e).__name__}: {e}. The detector is still loaded; "
-                                 "if this repeats, close it and load the bundle again") from e
+            raise InferenceError(
+                f"{self.key} inference failed: {type(e).__name__}: {e}. The detector is still loaded; "
+                "if this repeats, close it and load the bundle again"
+            ) from e
 
     def postprocess(self, outputs: dict[str, np.ndarray], params: Sequence[Any], conf: float) -> list[Result]:
         """Turn backend outputs into one result per image (:class:`Detections` in original pixels,
         :class:`Classifications`, or a :class:`SegmentationMap` in original pixels): the task's decoder."""
         return self.decode(outputs, params, conf)
 
-    def predict(self, images: Sequence[ImageLike], conf: float | None = None, color: str | None = None,
-                *, _streaming: bool = False) -> list[Result]:
+    def predict(
+        self,
+        images: Sequence[ImageLike],
+        conf: float | None = None,
+        color: str | None = None,
+        *,
+        _streaming: bool = False,
+    ) -> list[Result]:
         """Run the model on each image of a list; returns one result per image
         (:class:`Detections`, :class:`Classifications` or :class:`SegmentationMap`, by task).
 
@@ -201,8 +223,9 @@ class Detector:
         self.last_timing = timing
         return results
 
-    def stream(self, frames: Iterable[ImageLike], conf: float | None = None, color: str | None = None,
-               depth: int = 3) -> Iterator[Result]:
+    def stream(
+        self, frames: Iterable[ImageLike], conf: float | None = None, color: str | None = None, depth: int = 3
+    ) -> Iterator[Result]:
         """Detect objects in a stream of frames, results in order, with the work of consecutive
         frames overlapped: while one frame is in the backend, the next ones are letterboxed and
         the previous one post-processed. Backends that run calls in parallel (onnxruntime, and

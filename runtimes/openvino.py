@@ -34,7 +34,9 @@ class _Compiled:
         self.made = 0
         self.lock = threading.Lock()
         # a port carries several tensor names after conversion; take the one the manifest names
-        self.outputs = [(o, next((n for n in o.get_names() if n in wanted), o.get_any_name())) for o in compiled.outputs]
+        self.outputs = [
+            (o, next((n for n in o.get_names() if n in wanted), o.get_any_name())) for o in compiled.outputs
+        ]
 
     def take(self):
         try:
@@ -79,7 +81,8 @@ class OpenVinoDetector(Detector):
         self._dims = [d.get_length() if d.is_static else -1 for d in self._model.inputs[0].get_partial_shape()]
         # This CPU plugin runs bf16 by default where the CPU has it: FP32 bundles pin f32.
         self._hint = self.options.get("inference_precision") or self.manifest.get("runtime", {}).get(
-            "openvino", {}).get("inference_precision", "f32")
+            "openvino", {}
+        ).get("inference_precision", "f32")
         self._static = bool(self.options.get("static_shapes", True)) and not self.fixed_batch
         self._wanted = set(self.output_names.values())
         self._compiled: dict[tuple, _Compiled] = {}
@@ -89,8 +92,9 @@ class OpenVinoDetector(Detector):
         effective = first.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.inference_precision = effective.to_string() if hasattr(effective, "to_string") else str(effective)
         if self.inference_precision != self._hint:
-            log.warning("openvino: this CPU does not compute in %s; the bundle runs in %s", self._hint,
-                        self.inference_precision)
+            log.warning(
+                "openvino: this CPU does not compute in %s; the bundle runs in %s", self._hint, self.inference_precision
+            )
         self.threads_used = int(first.compiled.get_property("INFERENCE_NUM_THREADS"))
 
     def _compilation(self, batch: int, mode: str) -> _Compiled:
@@ -116,9 +120,12 @@ class OpenVinoDetector(Detector):
         if isinstance(size, int) and self._static:
             model = self._model.clone()
             model.reshape({model.inputs[0]: [size, *self._dims[1:]]})
-        hint = (self.options.get("stream_hint", "THROUGHPUT") if mode == "throughput"
-                else self.options.get("performance_hint") or self.manifest.get("runtime", {}).get(
-                    "openvino", {}).get("performance_hint", "LATENCY"))
+        hint = (
+            self.options.get("stream_hint", "THROUGHPUT")
+            if mode == "throughput"
+            else self.options.get("performance_hint")
+            or self.manifest.get("runtime", {}).get("openvino", {}).get("performance_hint", "LATENCY")
+        )
         config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": self._hint}
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = int(self.threads)

@@ -60,6 +60,7 @@ def get_backend(key: str) -> type:
     if not is_available(key):
         raise BackendUnavailableError(
             f"the {key} backend needs the '{e.requires}' package, which is not installed here: "
-            + (e.hint or f"pip install 'edgecv[{e.extra}]'"))
+            + (e.hint or f"pip install 'edgecv[{e.extra}]'")
+        )
     module, cls = e.runtime.split(":")
     return getattr(importlib.import_module(f".{module}", __package__), cls)

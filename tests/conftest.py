@@ -96,8 +96,14 @@ def default_int8_bundle(default_src, calib_images, tmp_path_factory) -> Path:
     pytest.importorskip("onnxruntime")
     from edgecv.export import export
 
-    return export(default_src, "onnxruntime", precision="int8", out_dir=tmp_path_factory.mktemp("int8"),
-                  calib=calib_images, calib_size=16)
+    return export(
+        default_src,
+        "onnxruntime",
+        precision="int8",
+        out_dir=tmp_path_factory.mktemp("int8"),
+        calib=calib_images,
+        calib_size=16,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -168,8 +174,10 @@ def seg_set(tmp_path_factory):
 def task_calib(tmp_path_factory):
     """INT8 calibration data of each task, from the shapes calibration split."""
     root = tmp_path_factory.mktemp("taskcalib")
-    return {"classify": shapes.write_classification(root / "classify", "calib", 200),
-            "segment": shapes.write_segmentation(root / "segment", "calib", 60)}
+    return {
+        "classify": shapes.write_classification(root / "classify", "calib", 200),
+        "segment": shapes.write_segmentation(root / "segment", "calib", 60),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -183,10 +191,17 @@ def task_bundles(tmp_path_factory, task_calib):
     def get(task: str, target: str, precision: str = "fp32"):
         key = (task, target, precision)
         if key not in made:
-            made[key] = export(example_model(task), target, task=task, names=task_names(task), imgsz=TASK_SIZES[task],
-                               precision=precision, out_dir=out,
-                               name=f"{task}-{target}-{precision}",
-                               calib=task_calib[task] if precision == "int8" else None)
+            made[key] = export(
+                example_model(task),
+                target,
+                task=task,
+                names=task_names(task),
+                imgsz=TASK_SIZES[task],
+                precision=precision,
+                out_dir=out,
+                name=f"{task}-{target}-{precision}",
+                calib=task_calib[task] if precision == "int8" else None,
+            )
         return made[key]
 
     return get
@@ -201,8 +216,9 @@ def task_reference():
 
     def get(task: str, **options):
         if options:
-            return reference(example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task],
-                             detector_options=options)
+            return reference(
+                example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task], detector_options=options
+            )
         if task not in made:
             made[task] = reference(example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task])
         return made[task]

@@ -18,15 +18,56 @@ PACKAGES = {"edgecv": ROOT / "edgecv", "edgecv.export": ROOT / "export", "edgecv
 #: the layers, lowest first: (name, module prefixes). A module belongs to the layer of its
 #: longest matching prefix. docs/architecture.md draws the same table.
 LAYERS = [
-    ("core", ["edgecv.errors", "edgecv.schema", "edgecv.targets", "edgecv.tasks", "edgecv.images", "edgecv.letterbox",
-              "edgecv.nms", "edgecv.masks", "edgecv.detections", "edgecv.results", "edgecv.bundle", "edgecv.draw",
-              "edgecv.cpu", "edgecv.envcheck", "edgecv.data", "edgecv.assets"]),
+    (
+        "core",
+        [
+            "edgecv.errors",
+            "edgecv.schema",
+            "edgecv.targets",
+            "edgecv.tasks",
+            "edgecv.images",
+            "edgecv.letterbox",
+            "edgecv.nms",
+            "edgecv.masks",
+            "edgecv.detections",
+            "edgecv.results",
+            "edgecv.bundle",
+            "edgecv.draw",
+            "edgecv.cpu",
+            "edgecv.envcheck",
+            "edgecv.data",
+            "edgecv.assets",
+        ],
+    ),
     ("runtimes", ["edgecv.runtimes"]),
-    ("evaluation", ["edgecv.metrics", "edgecv.datasets", "edgecv.console", "edgecv.comparison", "edgecv.harness",
-                    "edgecv.taskeval", "edgecv.classify_eval", "edgecv.segment_eval", "edgecv.evaluation", "edgecv.report"]),
+    (
+        "evaluation",
+        [
+            "edgecv.metrics",
+            "edgecv.datasets",
+            "edgecv.console",
+            "edgecv.comparison",
+            "edgecv.harness",
+            "edgecv.taskeval",
+            "edgecv.classify_eval",
+            "edgecv.segment_eval",
+            "edgecv.evaluation",
+            "edgecv.report",
+        ],
+    ),
     ("export", ["edgecv.export"]),
-    ("tools", ["edgecv.pipeline", "edgecv.limits", "edgecv.bench", "edgecv.latency", "edgecv.demo", "edgecv.testing",
-               "edgecv.cli"]),
+    (
+        "tools",
+        [
+            "edgecv.pipeline",
+            "edgecv.limits",
+            "edgecv.bench",
+            "edgecv.latency",
+            "edgecv.demo",
+            "edgecv.testing",
+            "edgecv.cli",
+        ],
+    ),
 ]
 
 
@@ -149,12 +190,17 @@ def test_no_circular_imports_between_modules():
         if v not in index:
             visit(v)
     assert not cycles, "modules that import each other (directly or around a loop): " + "; ".join(
-        " <-> ".join(c) for c in cycles)
+        " <-> ".join(c) for c in cycles
+    )
 
 
 def test_no_private_names_imported_across_modules():
-    bad = [f"{m}:{line} imports {name} from {target}" for m in MODULES for target, name, line in imports(m)
-           if name.startswith("_") and not name.startswith("__") and target != m]
+    bad = [
+        f"{m}:{line} imports {name} from {target}"
+        for m in MODULES
+        for target, name, line in imports(m)
+        if name.startswith("_") and not name.startswith("__") and target != m
+    ]
     assert not bad, "private names imported from other modules:\n" + "\n".join(bad)
 
 
@@ -162,14 +208,19 @@ def test_no_private_names_imported_across_modules():
 def test_the_checks_catch_what_they_look_for(rule, monkeypatch, tmp_path):
     """Each rule fails on a module written to break it (so the checks above can fail)."""
     probe = tmp_path / "probe.py"
-    probe.write_text({"lower": "from .cli import commands\n",  # core importing the CLI
-                      "cycle": "from . import bench\n",  # bench is made to import the probe back, below
-                      "private": "from .harness import _Resampler\n"}[rule])
+    probe.write_text(
+        {
+            "lower": "from .cli import commands\n",  # core importing the CLI
+            "cycle": "from . import bench\n",  # bench is made to import the probe back, below
+            "private": "from .harness import _Resampler\n",
+        }[rule]
+    )
     monkeypatch.setitem(MODULES, "edgecv.probe", probe)
     if rule == "cycle":
         real = imports
-        monkeypatch.setitem(globals(), "imports",
-                            lambda m: real(m) + ([("edgecv.probe", "", 1)] if m == "edgecv.bench" else []))
+        monkeypatch.setitem(
+            globals(), "imports", lambda m: real(m) + ([("edgecv.probe", "", 1)] if m == "edgecv.bench" else [])
+        )
         check, what = test_no_circular_imports_between_modules, "import each other"
     elif rule == "lower":
         check, what = test_no_import_from_a_lower_layer_to_a_higher_one, r"edgecv.probe:1 \(core\) imports edgecv.cli"

@@ -11,18 +11,21 @@ def det(make_detector):
     return make_detector("onnxruntime")
 
 
-@pytest.mark.parametrize("image, msg", [
-    (np.zeros((64, 64, 3), np.float32), "dtype is float32"),
-    (np.zeros((64, 64, 3), np.uint16), "dtype is uint16"),
-    (np.zeros((64, 64, 2), np.uint8), "shape"),
-    (np.zeros((64, 64, 5), np.uint8), "shape"),
-    (np.zeros((2, 64, 64, 3), np.uint8), "shape"),
-    (np.zeros((0, 64, 3), np.uint8), "pixels"),
-    (np.zeros((1, 1, 3), np.uint8), "1x1 pixels"),
-    (np.zeros((64,), np.uint8), "shape"),
-    ([[1, 2], [3, 4]], "one image"),
-    ("no/such/file.jpg", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "image, msg",
+    [
+        (np.zeros((64, 64, 3), np.float32), "dtype is float32"),
+        (np.zeros((64, 64, 3), np.uint16), "dtype is uint16"),
+        (np.zeros((64, 64, 2), np.uint8), "shape"),
+        (np.zeros((64, 64, 5), np.uint8), "shape"),
+        (np.zeros((2, 64, 64, 3), np.uint8), "shape"),
+        (np.zeros((0, 64, 3), np.uint8), "pixels"),
+        (np.zeros((1, 1, 3), np.uint8), "1x1 pixels"),
+        (np.zeros((64,), np.uint8), "shape"),
+        ([[1, 2], [3, 4]], "one image"),
+        ("no/such/file.jpg", "does not exist"),
+    ],
+)
 def test_bad_images_are_refused(det, image, msg):
     with pytest.raises(InvalidImageError, match=msg):
         det(image)

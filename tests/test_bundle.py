@@ -128,6 +128,9 @@ def test_a_tensorrt_bundle_without_tensorrt_says_how_to_get_it(bundle_copy):
     from edgecv import BackendUnavailableError
 
     edit_manifest(bundle_copy, lambda m: m.update(target="tensorrt"))
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'edgecv\[tensorrt\]' tensorrt.*JetPack.*"
-                                                      r"backend='onnxruntime'"):
+    with pytest.raises(
+        BackendUnavailableError,
+        match=r"pip install 'edgecv\[tensorrt\]' tensorrt.*JetPack.*"
+        r"backend='onnxruntime'",
+    ):
         load(bundle_copy)

@@ -47,12 +47,15 @@ def test_predict_prints_and_draws(default_bundles, val_set, tmp_path, capsys):
     assert drawn.shape == orig.shape and not np.array_equal(drawn, orig)
 
 
-@pytest.mark.parametrize("argv, msg", [
-    (["export", "missing.pt"], "does not exist"),
-    (["export", "--target", "coreml"], "unknown target 'coreml'"),
-    (["inspect", "nowhere"], "no bundle"),
-    (["predict", "nowhere", "x.jpg"], "no bundle"),
-])
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["export", "missing.pt"], "does not exist"),
+        (["export", "--target", "coreml"], "unknown target 'coreml'"),
+        (["inspect", "nowhere"], "no bundle"),
+        (["predict", "nowhere", "x.jpg"], "no bundle"),
+    ],
+)
 def test_user_errors_exit_2_without_traceback(argv, msg, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
@@ -77,6 +80,8 @@ def test_demo_prints_the_table(tmp_path, capsys):
     assert "mAP50-95" in out and "torch (source)" in out
     rows = json.loads((tmp_path / "rows.json").read_text())
     targets = [r["target"] for r in rows]
-    assert targets[0] == "torch (source)" and set(targets[1:]) == {t for t in ("onnxruntime", "openvino") if is_available(t)}
+    assert targets[0] == "torch (source)" and set(targets[1:]) == {
+        t for t in ("onnxruntime", "openvino") if is_available(t)
+    }
     for r in rows[1:]:
         assert abs(r["delta_map"]) < 1e-3 and r["size_bytes"] > 0

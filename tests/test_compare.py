@@ -19,10 +19,14 @@ def perfect_and_damaged(seed: int = 0):
     """Reference: every ground-truth box exactly; candidate: the same, but on a third of the
     images the boxes are shifted off their objects."""
     gt, _ = constructed_case(seed)
-    ref = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9}
-           for a in gt["annotations"]]
-    cand = [dict(r, bbox=[r["bbox"][0] + (r["bbox"][2] * 0.6 if r["image_id"] % 3 == 0 else 0), *r["bbox"][1:]])
-            for r in ref]
+    ref = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": 0.9}
+        for a in gt["annotations"]
+    ]
+    cand = [
+        dict(r, bbox=[r["bbox"][0] + (r["bbox"][2] * 0.6 if r["image_id"] % 3 == 0 else 0), *r["bbox"][1:]])
+        for r in ref
+    ]
     return gt, ref, cand
 
 
@@ -49,10 +53,14 @@ def dets(boxes, scores, classes):
 
 
 def test_box_parity_counts():
-    ref = {1: dets([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [0.9, 0.8, 0.1], [0, 1, 0]),
-           2: dets([[0, 0, 10, 10]], [0.7], [0])}
-    cand = {1: dets([[0, 0, 10, 11], [20, 20, 40, 40], [100, 100, 120, 120]], [0.85, 0.8, 0.5], [0, 0, 1]),
-            2: dets([[0, 0, 10, 10]], [0.7], [0])}
+    ref = {
+        1: dets([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 60, 60]], [0.9, 0.8, 0.1], [0, 1, 0]),
+        2: dets([[0, 0, 10, 10]], [0.7], [0]),
+    }
+    cand = {
+        1: dets([[0, 0, 10, 11], [20, 20, 40, 40], [100, 100, 120, 120]], [0.85, 0.8, 0.5], [0, 0, 1]),
+        2: dets([[0, 0, 10, 10]], [0.7], [0]),
+    }
     p = box_parity(ref, cand)
     # image 1: the first box matches (IoU 10/11), the second has the wrong class; the third is under 0.25
     assert p["reference_boxes"] == 3 and p["matched"] == 2 and p["missing"] == 1 and p["extra"] == 2
@@ -80,13 +88,16 @@ def perturbed_bundle(default_src, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_compare_gate_fails_a_worse_candidate_and_passes_an_identical_one(default_bundles, perturbed_bundle, val_set,
-                                                                          tmp_path, capsys):
+def test_compare_gate_fails_a_worse_candidate_and_passes_an_identical_one(
+    default_bundles, perturbed_bundle, val_set, tmp_path, capsys
+):
     from edgecv.cli import main
 
     images_dir, ann = val_set
     common = ["--data", str(ann), "--images", str(images_dir), "--bootstrap", "20", "--max-map-drop", "0.5"]
-    code = main(["compare", "edgecv-tiny", str(default_bundles["onnxruntime"]), *common, "--json", str(tmp_path / "ok.json")])
+    code = main(
+        ["compare", "edgecv-tiny", str(default_bundles["onnxruntime"]), *common, "--json", str(tmp_path / "ok.json")]
+    )
     out = capsys.readouterr()
     assert code == 0, out.err
     ok = json.loads((tmp_path / "ok.json").read_text())
@@ -107,8 +118,21 @@ def test_val_prints_metrics_and_per_class_ap(default_bundles, val_set, tmp_path,
     from edgecv.cli import main
 
     images_dir, ann = val_set
-    assert main(["val", str(default_bundles["onnxruntime"]), "--data", str(ann), "--images", str(images_dir),
-                 "--json", str(tmp_path / "m.json")]) == 0
+    assert (
+        main(
+            [
+                "val",
+                str(default_bundles["onnxruntime"]),
+                "--data",
+                str(ann),
+                "--images",
+                str(images_dir),
+                "--json",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "mAP50-95" in out and "circle" in out
     m = json.loads((tmp_path / "m.json").read_text())["metrics"]
@@ -120,8 +144,24 @@ def test_export_validate_records_results_in_the_manifest(val_set, tmp_path, caps
     from edgecv.cli import main
 
     images_dir, ann = val_set
-    code = main(["export", "--target", "onnxruntime", "-o", str(tmp_path), "--validate", "--data", str(ann),
-                 "--images", str(images_dir), "--bootstrap", "10", "--max-map-drop", "0.5"])
+    code = main(
+        [
+            "export",
+            "--target",
+            "onnxruntime",
+            "-o",
+            str(tmp_path),
+            "--validate",
+            "--data",
+            str(ann),
+            "--images",
+            str(images_dir),
+            "--bootstrap",
+            "10",
+            "--max-map-drop",
+            "0.5",
+        ]
+    )
     assert code == 0
     bundle = Bundle.open(capsys.readouterr().out.strip())  # hashes still verify after the manifest update
     v = bundle.manifest["validation"]

@@ -34,8 +34,9 @@ def make(make_detector, default_src, tmp_path_factory, task_bundles):
         from .conftest import TASK_SIZES, example_model, task_names
 
         if task != "detect" and key == "torch":
-            return reference(example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task],
-                             detector_options=options)
+            return reference(
+                example_model(task), task=task, names=task_names(task), imgsz=TASK_SIZES[task], detector_options=options
+            )
         if task != "detect" and key != TRT_DOUBLE:
             return load(task_bundles(task, key), **options)
         if key != TRT_DOUBLE:
@@ -53,8 +54,9 @@ def make(make_detector, default_src, tmp_path_factory, task_bundles):
                 mp.setattr(cuda_mod, "open_cuda", lambda prefer=None: cuda)
             src = default_src if task == "detect" else example_model(task)
             kw = {} if task == "detect" else {"task": task, "names": task_names(task), "imgsz": TASK_SIZES[task]}
-            state[task] = export(src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), tensorrt={"build_plan": True},
-                                 **kw)
+            state[task] = export(
+                src, "tensorrt", out_dir=tmp_path_factory.mktemp("trt"), tensorrt={"build_plan": True}, **kw
+            )
         return load(state[task], **options)
 
     yield make
@@ -169,8 +171,10 @@ def test_stream_yields_every_frame_in_order(det, val_images):
 
 # --- the same contract for classifiers and segmenters ---------------------------------------------------
 
-@pytest.fixture(scope="module", params=[(k, t) for t in ("classify", "segment") for k in BACKENDS],
-                ids=lambda p: f"{p[1]}-{p[0]}")
+
+@pytest.fixture(
+    scope="module", params=[(k, t) for t in ("classify", "segment") for k in BACKENDS], ids=lambda p: f"{p[1]}-{p[0]}"
+)
 def task_det(request, make):
     d = make(request.param[0], request.param[1])
     yield d
@@ -185,8 +189,11 @@ def _same(a, b) -> bool:
 
 def test_task_results_follow_the_contract(task_det, val_images):
     kind = Classifications if task_det.task == "classify" else SegmentationMap
-    assert task_det.names == (("circle", "square", "triangle", "diamond", "star", "cross") if task_det.task ==
-                              "classify" else ("background", "circle", "square", "triangle", "diamond", "star", "cross"))
+    assert task_det.names == (
+        ("circle", "square", "triangle", "diamond", "star", "cross")
+        if task_det.task == "classify"
+        else ("background", "circle", "square", "triangle", "diamond", "star", "cross")
+    )
     imgs = val_images[:4]
     single = [task_det(i) for i in imgs]
     for img, r in zip(imgs, single):

@@ -34,8 +34,16 @@ def coco_dict():
     anns = []
     for i, objects in enumerate(BOXES.values()):
         for cls, box in objects:
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cls + 1, "bbox": list(box),
-                         "area": box[2] * box[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": cls + 1,
+                    "bbox": list(box),
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
     cats = [{"id": i + 1, "name": n} for i, n in enumerate(NAMES)]
     return {"images": images, "annotations": anns, "categories": cats}
 
@@ -53,8 +61,10 @@ def write_yolo(tmp_path, classes_file=True):
     labels.mkdir()
     for name, objects in BOXES.items():
         if objects:  # c.png gets no label file: an image without objects
-            lines = [f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}"
-                     for c, (x, y, w, h) in objects]
+            lines = [
+                f"{c} {(x + w / 2) / W:.6f} {(y + h / 2) / H:.6f} {w / W:.6f} {h / H:.6f}"
+                for c, (x, y, w, h) in objects
+            ]
             (labels / name.replace(".png", ".txt")).write_text("\n".join(lines) + "\n")
     if classes_file:
         (labels / "classes.txt").write_text("\n".join(NAMES) + "\n")
@@ -65,9 +75,12 @@ def voc_xml(file_name, objects, difficult=()):
     objs = "".join(
         f"<object><name>{NAMES[c]}</name><difficult>{int(k in difficult)}</difficult><bndbox><xmin>{x + 1:g}</xmin>"
         f"<ymin>{y + 1:g}</ymin><xmax>{x + w:g}</xmax><ymax>{y + h:g}</ymax></bndbox></object>"
-        for k, (c, (x, y, w, h)) in enumerate(objects))
-    return (f"<annotation><filename>{file_name}</filename><size><width>{W}</width><height>{H}</height>"
-            f"<depth>3</depth></size>{objs}</annotation>")
+        for k, (c, (x, y, w, h)) in enumerate(objects)
+    )
+    return (
+        f"<annotation><filename>{file_name}</filename><size><width>{W}</width><height>{H}</height>"
+        f"<depth>3</depth></size>{objs}</annotation>"
+    )
 
 
 def write_voc(tmp_path):
@@ -107,8 +120,14 @@ def test_coco_extra_keys_dropped_and_defaults_filled(tmp_path):
     ds = load_dataset(write_coco(tmp_path, data))
     assert set(ds.coco) == {"images", "annotations", "categories"}
     assert set(ds.coco["images"][0]) == {"id", "file_name", "width", "height"}
-    assert ds.coco["annotations"][0] == {"id": 1, "image_id": 1, "category_id": 1, "bbox": [4.0, 6.0, 20.0, 10.0],
-                                         "area": 200.0, "iscrowd": 0}
+    assert ds.coco["annotations"][0] == {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 1,
+        "bbox": [4.0, 6.0, 20.0, 10.0],
+        "area": 200.0,
+        "iscrowd": 0,
+    }
 
 
 def test_coco_images_default_to_the_json_directory(tmp_path):
@@ -176,30 +195,40 @@ def _set(entry, **fields):
     entry.update(fields)
 
 
-@pytest.mark.parametrize("mutate, msg", [
-    (lambda d: d["images"][0].pop("width"), r"missing or wrongly typed fields \(1\): images\[0\] has no 'width'"),
-    (lambda d: d["annotations"][0].pop("bbox"), r"annotations\[0\] has no 'bbox'"),
-    (lambda d: d["categories"][0].pop("name"), r"categories\[0\] has no 'name'"),
-    (lambda d: _set(d["images"][1], id="two"), r"images\[1\]\.id = \"two\" is not an integer"),
-    (lambda d: _set(d["images"][1], id=True), r"images\[1\]\.id = true is not an integer"),
-    (lambda d: _set(d["annotations"][0], bbox=[1, 2, 3]), r"bbox = \[1, 2, 3\] is not a list of 4"),
-    (lambda d: _set(d["annotations"][0], iscrowd=2), r"iscrowd = 2 is not 0 or 1"),
-    (lambda d: d["annotations"].__setitem__(0, "box"), r"annotations\[0\] is a str, not an object"),
-    (lambda d: _set(d["images"][1], id=1), r"duplicate image ids \(1\): 1"),
-    (lambda d: _set(d["annotations"][1], id=1), r"duplicate annotation ids \(1\): 1"),
-    (lambda d: _set(d["categories"][1], name="cat"), r"duplicate category names \(1\): cat"),
-    (lambda d: _set(d["annotations"][2], image_id=99), r"unknown image ids \(1\): annotation 3 -> image 99"),
-    (lambda d: _set(d["annotations"][0], category_id=7), r"undeclared category ids \(1\): annotation 1 -> category 7"),
-    (lambda d: [_set(i, file_name=f"gone{k}.png") for k, i in enumerate(d["images"])],
-     r"image files of .* are missing from .* \(3\): gone0\.png, gone1\.png, gone2\.png"),
-    (lambda d: _set(d["annotations"][0], bbox=[50, 6, 20, 10]),
-     r"outside their image by more than 1 px \(1\): annotation 1"),
-    (lambda d: _set(d["annotations"][0], bbox=[4, 6, 0, 10]), r"width or height <= 0 \(1\): annotation 1"),
-    (lambda d: _set(d["annotations"][0], bbox=[4, 6, 20, -1]), r"width or height <= 0"),
-    (lambda d: d.update(images=[], annotations=[]), "has no images"),
-    (lambda d: d.pop("annotations"), "not a COCO detection file: no 'annotations'"),
-    (lambda d: d.update(images={}), "'images' is a dict, not a list"),
-])
+@pytest.mark.parametrize(
+    "mutate, msg",
+    [
+        (lambda d: d["images"][0].pop("width"), r"missing or wrongly typed fields \(1\): images\[0\] has no 'width'"),
+        (lambda d: d["annotations"][0].pop("bbox"), r"annotations\[0\] has no 'bbox'"),
+        (lambda d: d["categories"][0].pop("name"), r"categories\[0\] has no 'name'"),
+        (lambda d: _set(d["images"][1], id="two"), r"images\[1\]\.id = \"two\" is not an integer"),
+        (lambda d: _set(d["images"][1], id=True), r"images\[1\]\.id = true is not an integer"),
+        (lambda d: _set(d["annotations"][0], bbox=[1, 2, 3]), r"bbox = \[1, 2, 3\] is not a list of 4"),
+        (lambda d: _set(d["annotations"][0], iscrowd=2), r"iscrowd = 2 is not 0 or 1"),
+        (lambda d: d["annotations"].__setitem__(0, "box"), r"annotations\[0\] is a str, not an object"),
+        (lambda d: _set(d["images"][1], id=1), r"duplicate image ids \(1\): 1"),
+        (lambda d: _set(d["annotations"][1], id=1), r"duplicate annotation ids \(1\): 1"),
+        (lambda d: _set(d["categories"][1], name="cat"), r"duplicate category names \(1\): cat"),
+        (lambda d: _set(d["annotations"][2], image_id=99), r"unknown image ids \(1\): annotation 3 -> image 99"),
+        (
+            lambda d: _set(d["annotations"][0], category_id=7),
+            r"undeclared category ids \(1\): annotation 1 -> category 7",
+        ),
+        (
+            lambda d: [_set(i, file_name=f"gone{k}.png") for k, i in enumerate(d["images"])],
+            r"image files of .* are missing from .* \(3\): gone0\.png, gone1\.png, gone2\.png",
+        ),
+        (
+            lambda d: _set(d["annotations"][0], bbox=[50, 6, 20, 10]),
+            r"outside their image by more than 1 px \(1\): annotation 1",
+        ),
+        (lambda d: _set(d["annotations"][0], bbox=[4, 6, 0, 10]), r"width or height <= 0 \(1\): annotation 1"),
+        (lambda d: _set(d["annotations"][0], bbox=[4, 6, 20, -1]), r"width or height <= 0"),
+        (lambda d: d.update(images=[], annotations=[]), "has no images"),
+        (lambda d: d.pop("annotations"), "not a COCO detection file: no 'annotations'"),
+        (lambda d: d.update(images={}), "'images' is a dict, not a list"),
+    ],
+)
 def test_bad_coco_is_refused(tmp_path, mutate, msg):
     data = coco_dict()
     mutate(data)
@@ -207,12 +236,15 @@ def test_bad_coco_is_refused(tmp_path, mutate, msg):
         load_dataset(write_coco(tmp_path, data))
 
 
-@pytest.mark.parametrize("text, msg", [
-    ('{"images": [}', r"not valid JSON: .* at line 1, column 13"),
-    ('{\n"images": []\n', r"not valid JSON: .* at line 3"),
-    ("[]", "holds a JSON list, not an object"),
-    ("", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ('{"images": [}', r"not valid JSON: .* at line 1, column 13"),
+        ('{\n"images": []\n', r"not valid JSON: .* at line 3"),
+        ("[]", "holds a JSON list, not an object"),
+        ("", "not valid JSON"),
+    ],
+)
 def test_malformed_json(tmp_path, text, msg):
     with pytest.raises(EdgecvError, match=msg):
         load_dataset(write_coco(tmp_path, text=text))
@@ -231,18 +263,21 @@ def test_oversized_annotation_file_is_refused(tmp_path, monkeypatch):
         load_dataset(write_coco(tmp_path))
 
 
-@pytest.mark.parametrize("text, msg", [
-    ("0 0.5 0.5 0.2\n", r"wrong number of values \(1\): a\.txt:1 has 4"),
-    ("0 0.5 0.5 0.2 0.2 0.1 0.1\n", r"wrong number of values \(1\): a\.txt:1 has 7"),
-    ("0 0.5 half 0.2 0.2\n", r"not numbers \(1\): a\.txt:1"),
-    ("0 0.5 nan 0.2 0.2\n", r"not numbers \(1\): a\.txt:1"),
-    ("0 0.5 0.5 0.2 0.2\n\n0 30 20 10 10\n", r"outside 0\.\.1 \(1\): a\.txt:3"),
-    ("2 0.5 0.5 0.2 0.2\n", r"class index not in 0\.\.1 \(2 class names\) \(1\): a\.txt:1 has 2"),
-    ("-1 0.5 0.5 0.2 0.2\n", r"class index not in 0\.\.1"),
-    ("0.5 0.5 0.5 0.2 0.2\n", r"class index not in 0\.\.1"),
-    ("0 0.5 0.5 0 0.2\n", r"width or height <= 0 \(1\): a\.txt box 1"),
-    ("0 0.99 0.5 0.2 0.2\n", r"outside their image by more than 1 px \(1\): a\.txt box 1"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        ("0 0.5 0.5 0.2\n", r"wrong number of values \(1\): a\.txt:1 has 4"),
+        ("0 0.5 0.5 0.2 0.2 0.1 0.1\n", r"wrong number of values \(1\): a\.txt:1 has 7"),
+        ("0 0.5 half 0.2 0.2\n", r"not numbers \(1\): a\.txt:1"),
+        ("0 0.5 nan 0.2 0.2\n", r"not numbers \(1\): a\.txt:1"),
+        ("0 0.5 0.5 0.2 0.2\n\n0 30 20 10 10\n", r"outside 0\.\.1 \(1\): a\.txt:3"),
+        ("2 0.5 0.5 0.2 0.2\n", r"class index not in 0\.\.1 \(2 class names\) \(1\): a\.txt:1 has 2"),
+        ("-1 0.5 0.5 0.2 0.2\n", r"class index not in 0\.\.1"),
+        ("0.5 0.5 0.5 0.2 0.2\n", r"class index not in 0\.\.1"),
+        ("0 0.5 0.5 0 0.2\n", r"width or height <= 0 \(1\): a\.txt box 1"),
+        ("0 0.99 0.5 0.2 0.2\n", r"outside their image by more than 1 px \(1\): a\.txt box 1"),
+    ],
+)
 def test_bad_yolo_lines(tmp_path, text, msg):
     labels = write_yolo(tmp_path)
     (labels / "a.txt").write_text(text)
@@ -254,8 +289,11 @@ def test_yolo_problems_across_files_are_counted_together(tmp_path):
     labels = write_yolo(tmp_path)
     (labels / "a.txt").write_text("0 0.5 0.5\n5 0.5 0.5 0.1 0.1\n")
     (labels / "b.txt").write_text("0 0.5 0.5\n")
-    with pytest.raises(EdgecvError, match=r"malformed lines .* \(3\) - .*wrong number of values \(2\): a\.txt:1 has 3, "
-                                          r"b\.txt:1 has 3; .*class index .* \(1\): a\.txt:2"):
+    with pytest.raises(
+        EdgecvError,
+        match=r"malformed lines .* \(3\) - .*wrong number of values \(2\): a\.txt:1 has 3, "
+        r"b\.txt:1 has 3; .*class index .* \(1\): a\.txt:2",
+    ):
         load_dataset(labels)
 
 
@@ -295,25 +333,34 @@ def test_yolo_unreadable_image(tmp_path):
         load_dataset(labels)
 
 
-BILLION_LAUGHS = ('<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>\n'
-                  "<annotation><filename>&b;</filename></annotation>")
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;&a;">]>\n'
+    "<annotation><filename>&b;</filename></annotation>"
+)
 
 
-@pytest.mark.parametrize("text, msg", [
-    (BILLION_LAUGHS, r"entities .* \(1\): a\.xml"),
-    ("<annotation><filename>a.png</filename>", r"not well-formed XML \(1\): a\.xml \(line 1"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<filename>a.png</filename>", ""), r"a\.xml: no <filename>"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<width>64</width>", "<width>0</width>"), r"a\.xml: <size>"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<xmin>5</xmin>", ""), r"a\.xml object 1: <bndbox> lacks"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<difficult>0</difficult>", "<difficult>yes</difficult>", 1),
-     r"a\.xml object 1: <difficult> is not 0 or 1"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<name>cat</name>", "<name></name>"), r"a\.xml object 1: no <name>"),
-    (voc_xml("b.png", BOXES["a.png"]), r"same image more than once \(1\): b\.png"),
-    (voc_xml("x.png", BOXES["a.png"]), r"missing from .* \(1\): x\.png"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<xmax>24</xmax>", "<xmax>4</xmax>"),
-     r"width or height <= 0 \(1\): a\.xml object 1"),
-    (voc_xml("a.png", BOXES["a.png"]).replace("<xmax>24</xmax>", "<xmax>70</xmax>"), r"outside .* a\.xml object 1"),
-])
+@pytest.mark.parametrize(
+    "text, msg",
+    [
+        (BILLION_LAUGHS, r"entities .* \(1\): a\.xml"),
+        ("<annotation><filename>a.png</filename>", r"not well-formed XML \(1\): a\.xml \(line 1"),
+        (voc_xml("a.png", BOXES["a.png"]).replace("<filename>a.png</filename>", ""), r"a\.xml: no <filename>"),
+        (voc_xml("a.png", BOXES["a.png"]).replace("<width>64</width>", "<width>0</width>"), r"a\.xml: <size>"),
+        (voc_xml("a.png", BOXES["a.png"]).replace("<xmin>5</xmin>", ""), r"a\.xml object 1: <bndbox> lacks"),
+        (
+            voc_xml("a.png", BOXES["a.png"]).replace("<difficult>0</difficult>", "<difficult>yes</difficult>", 1),
+            r"a\.xml object 1: <difficult> is not 0 or 1",
+        ),
+        (voc_xml("a.png", BOXES["a.png"]).replace("<name>cat</name>", "<name></name>"), r"a\.xml object 1: no <name>"),
+        (voc_xml("b.png", BOXES["a.png"]), r"same image more than once \(1\): b\.png"),
+        (voc_xml("x.png", BOXES["a.png"]), r"missing from .* \(1\): x\.png"),
+        (
+            voc_xml("a.png", BOXES["a.png"]).replace("<xmax>24</xmax>", "<xmax>4</xmax>"),
+            r"width or height <= 0 \(1\): a\.xml object 1",
+        ),
+        (voc_xml("a.png", BOXES["a.png"]).replace("<xmax>24</xmax>", "<xmax>70</xmax>"), r"outside .* a\.xml object 1"),
+    ],
+)
 def test_bad_voc_is_refused(tmp_path, text, msg):
     ann = write_voc(tmp_path)
     (ann / "a.xml").write_text(text)
@@ -322,8 +369,9 @@ def test_bad_voc_is_refused(tmp_path, text, msg):
 
 
 def test_voc_object_names_must_be_among_given_names(tmp_path):
-    with pytest.raises(EdgecvError,
-                       match=r"not among the given names .* \(2\): a\.xml object 2 is 'dog', b\.xml object 1 is 'dog'"):
+    with pytest.raises(
+        EdgecvError, match=r"not among the given names .* \(2\): a\.xml object 2 is 'dog', b\.xml object 1 is 'dog'"
+    ):
         load_dataset(write_voc(tmp_path), names=["cat", "bird"])
 
 

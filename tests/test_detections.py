@@ -44,12 +44,15 @@ def test_filter_and_labels():
     assert len(Detections.empty(NAMES)) == 0
 
 
-@pytest.mark.parametrize("kwargs, msg", [
-    (dict(xyxy=np.zeros((2, 4)), scores=[1.0], class_ids=[0, 1]), "rows"),
-    (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[3]), "out of range"),
-    (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0.5]), "whole numbers"),
-    (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0], masks=np.zeros((2, 5, 5))), "masks"),
-])
+@pytest.mark.parametrize(
+    "kwargs, msg",
+    [
+        (dict(xyxy=np.zeros((2, 4)), scores=[1.0], class_ids=[0, 1]), "rows"),
+        (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[3]), "out of range"),
+        (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0.5]), "whole numbers"),
+        (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0], masks=np.zeros((2, 5, 5))), "masks"),
+    ],
+)
 def test_invalid_detections_raise(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         Detections(names=NAMES, **kwargs)

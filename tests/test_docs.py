@@ -98,9 +98,13 @@ def test_link_check_finds_what_is_broken(tmp_path):
         "[ok](docs/a.md) [ok](docs/a.md#the-static-check-edgecv-doctor) [ok](docs/a.md#notes-1) [ok](#top-heading)\n"
         "[gone](docs/b.md) [bad anchor](docs/a.md#nowhere) [web](https://example.com/x.md)\n\n"
         "# Top heading\n\n```\n[in code](docs/c.md)\n```\n\n`[in a span](docs/d.md)`\n"
-        "[later](docs/architecture.md)\n")
-    assert broken_links(page, tmp_path) == ["docs/b.md: no file docs/b.md", "docs/a.md#nowhere: no heading #nowhere in docs/a.md",
-                                            "docs/architecture.md: no file docs/architecture.md"]
+        "[later](docs/architecture.md)\n"
+    )
+    assert broken_links(page, tmp_path) == [
+        "docs/b.md: no file docs/b.md",
+        "docs/a.md#nowhere: no heading #nowhere in docs/a.md",
+        "docs/architecture.md: no file docs/architecture.md",
+    ]
     assert broken_links(page, tmp_path, {"docs/architecture.md"}) == broken_links(page, tmp_path)[:2]
 
 

@@ -27,14 +27,18 @@ from edgecv.bundle import MANIFEST_NAME, Bundle, validate_manifest  # noqa: E402
 from edgecv.errors import BundleError, InvalidImageError  # noqa: E402
 
 FUZZ_EXAMPLES = int(os.environ.get("EDGECV_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True) | st.text(max_size=40),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=40),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-    max_leaves=20)
-
+    max_leaves=20,
+)
 
 
 @contextlib.contextmanager
@@ -46,6 +50,7 @@ def _scratch(tmp_path_factory, name: str):
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
 
 def _paths(obj, prefix=()):
     yield prefix
@@ -81,6 +86,7 @@ def manifest(request, default_bundles, task_bundles):
 
 # --- the manifest -----------------------------------------------------------------------------------
 
+
 @FUZZ
 @given(data=st.data())
 def test_manifest_mutations_are_accepted_or_refused_with_a_bundle_error(manifest, data):
@@ -107,6 +113,7 @@ def test_any_manifest_bytes_open_as_a_bundle_error(default_bundles, tmp_path_fac
 
 
 # --- data sets --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def coco_base(tmp_path_factory):
@@ -140,8 +147,15 @@ def test_coco_json_mutations(coco_base, tmp_path_factory, data):
 
 
 @FUZZ
-@given(text=st.text(max_size=300) | st.lists(st.lists(st.sampled_from(
-    ["0", "1", "5", "-1", "0.5", "1.5", "nan", "inf", "1e9", "x", ""]), max_size=7).map(" ".join), max_size=6).map("\n".join))
+@given(
+    text=st.text(max_size=300)
+    | st.lists(
+        st.lists(st.sampled_from(["0", "1", "5", "-1", "0.5", "1.5", "nan", "inf", "1e9", "x", ""]), max_size=7).map(
+            " ".join
+        ),
+        max_size=6,
+    ).map("\n".join)
+)
 def test_yolo_label_text(coco_base, tmp_path_factory, text):
     import cv2
 
@@ -162,9 +176,16 @@ VOC = """<annotation><filename>a.png</filename><size><width>{w}</width><height>{
 
 
 @FUZZ
-@given(fields=st.fixed_dictionaries({k: st.sampled_from(["0", "10", "-5", "1e9", "nan", "", "x", "<", "&amp;", "300"])
-                                     for k in ("w", "h", "d", "x1", "y1", "x2", "y2")}),
-       name=st.text(max_size=10), cut=st.integers(0, 400))
+@given(
+    fields=st.fixed_dictionaries(
+        {
+            k: st.sampled_from(["0", "10", "-5", "1e9", "nan", "", "x", "<", "&amp;", "300"])
+            for k in ("w", "h", "d", "x1", "y1", "x2", "y2")
+        }
+    ),
+    name=st.text(max_size=10),
+    cut=st.integers(0, 400),
+)
 def test_voc_xml(coco_base, tmp_path_factory, fields, name, cut):
     from xml.sax.saxutils import escape
 
@@ -177,13 +198,22 @@ def test_voc_xml(coco_base, tmp_path_factory, fields, name, cut):
         _load_or_refuse(root / "Annotations")
 
 
-@pytest.mark.parametrize("payload, what", [
-    ("""<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+@pytest.mark.parametrize(
+    "payload, what",
+    [
+        (
+            """<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
 <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;"><!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
-]><annotation><filename>&lol4;</filename></annotation>""", "entity expansion"),
-    ("""<?xml version="1.0"?><!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<annotation><filename>&xxe;</filename></annotation>""", "external entity"),
-])
+]><annotation><filename>&lol4;</filename></annotation>""",
+            "entity expansion",
+        ),
+        (
+            """<?xml version="1.0"?><!DOCTYPE a [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<annotation><filename>&xxe;</filename></annotation>""",
+            "external entity",
+        ),
+    ],
+)
 def test_voc_refuses_xml_entities(tmp_path, payload, what):
     from edgecv.datasets import load_dataset
 
@@ -196,6 +226,7 @@ def test_voc_refuses_xml_entities(tmp_path, payload, what):
 
 # --- images -----------------------------------------------------------------------------------------
 
+
 @FUZZ
 @given(raw=st.binary(max_size=2000), keep=st.integers(0, 4000))
 def test_image_files_decode_or_are_refused(tmp_path_factory, raw, keep):
@@ -205,7 +236,11 @@ def test_image_files_decode_or_are_refused(tmp_path_factory, raw, keep):
 
     ok, png = cv2.imencode(".png", np.random.default_rng(len(raw)).integers(0, 255, (20, 30, 3), dtype=np.uint8))
     with _scratch(tmp_path_factory, "img") as d:
-        for name, data in (("r.png", raw), ("t.png", png.tobytes()[:keep] + raw[:16]), ("j.jpg", b"\xff\xd8\xff" + raw)):
+        for name, data in (
+            ("r.png", raw),
+            ("t.png", png.tobytes()[:keep] + raw[:16]),
+            ("j.jpg", b"\xff\xd8\xff" + raw),
+        ):
             (d / name).write_bytes(data)
             try:
                 img = read_image(d / name)
@@ -215,9 +250,13 @@ def test_image_files_decode_or_are_refused(tmp_path_factory, raw, keep):
 
 
 @FUZZ
-@given(arr=hnp.arrays(dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.int8, np.bool_, np.float16]),
-                      shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=40)),
-       color=st.sampled_from(["bgr", "rgb", "BGR", "hsv"]))
+@given(
+    arr=hnp.arrays(
+        dtype=st.sampled_from([np.uint8, np.uint16, np.float32, np.int8, np.bool_, np.float16]),
+        shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=40),
+    ),
+    color=st.sampled_from(["bgr", "rgb", "BGR", "hsv"]),
+)
 def test_arrays_become_model_input_or_are_refused(arr, color):
     from edgecv.images import to_model_input
 

@@ -23,7 +23,9 @@ print(json.dumps({"before": before, "after": sorted(m for m in ("torch", "onnx",
 
 
 def run(bundle):
-    out = subprocess.run([sys.executable, "-c", CHECK, str(bundle)], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK, str(bundle)], capture_output=True, text=True, cwd=ROOT, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -41,7 +43,9 @@ def test_onnxruntime_bundle_imports_onnxruntime_only(default_bundles):
 
 
 def test_is_available_imports_nothing():
-    code = ("import sys; from edgecv.runtimes import available; available(); "
-            "print(sorted(m for m in ('torch','onnxruntime','openvino') if m in sys.modules))")
+    code = (
+        "import sys; from edgecv.runtimes import available; available(); "
+        "print(sorted(m for m in ('torch','onnxruntime','openvino') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"

@@ -18,6 +18,7 @@ QUICK = ["--seconds", "1"]
 
 # --- statistics on synthetic samples -----------------------------------------------------------------
 
+
 def _blocks(rng, n, level=10.0, noise=0.05):
     return level * np.exp(rng.normal(0, noise, n))
 
@@ -122,6 +123,7 @@ def test_bad_samples_are_refused():
 
 # --- interleaving ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("runners,rounds", [(2, 30), (2, 31), (3, 12)])
 def test_block_orders_are_balanced_and_seeded(runners, rounds):
     orders = L.block_orders(runners, rounds, seed=0)
@@ -145,6 +147,7 @@ def test_measure_blocks_gives_each_runner_its_calls_in_the_set_order():
 
 
 # --- a test double of a detector: sleeps instead of inferring (tests edgecv's own gate logic) ------------
+
 
 class SleepingDetector:
     """Not a model: ``predict`` sleeps ``ms``; with ``noisy``, the level jumps between 1x and 3x
@@ -214,6 +217,7 @@ def _scale(factor):
     def edit(data):
         for t in data["timings"]:
             t["ratios"] = [r * factor for r in t["ratios"]]
+
     return edit
 
 
@@ -222,8 +226,10 @@ def test_a_baseline_from_another_machine_is_reported_never_a_regression(default_
     def other(data):
         _scale(0.2)(data)  # five times faster there: a regression if it were this machine
         data["machine"]["cpu"] = "Some Other CPU"
-    v = L.check_baseline(str(default_bundles["onnxruntime"]), _edited(recorded, tmp_path, other), 0.10, seconds=0.8,
-                         runs=1)
+
+    v = L.check_baseline(
+        str(default_bundles["onnxruntime"]), _edited(recorded, tmp_path, other), 0.10, seconds=0.8, runs=1
+    )
     assert v.verdict.verdict == "inconclusive" and "another machine" in v.verdict.reason
     assert "Some Other CPU" in v.verdict.reason
 
@@ -233,8 +239,10 @@ def test_a_machine_in_another_state_is_not_judged(default_bundles, recorded, tmp
     def slower_then(data):
         _scale(0.2)(data)  # a regression, if the ratio could be trusted
         data["stats"]["reference_ms"] *= 0.3  # but the reference ran 3 times faster when it was recorded
-    r = L.check_baseline(str(default_bundles["onnxruntime"]), _edited(recorded, tmp_path, slower_then), 0.10,
-                         seconds=0.8, runs=1)
+
+    r = L.check_baseline(
+        str(default_bundles["onnxruntime"]), _edited(recorded, tmp_path, slower_then), 0.10, seconds=0.8, runs=1
+    )
     assert r.verdict.verdict == "inconclusive" and "the reference workload ran +" in r.verdict.reason
 
 
@@ -242,8 +250,10 @@ def test_a_machine_in_another_state_is_not_judged(default_bundles, recorded, tmp
 def test_the_fingerprint_reports_a_changed_model_exactly(default_bundles, recorded, tmp_path):
     def changed(data):
         data["fingerprint"]["graph_sha256"] = "0" * 64
-    r = L.check_baseline(str(default_bundles["onnxruntime"]), _edited(recorded, tmp_path, changed), 3.0, seconds=0.8,
-                         runs=1)
+
+    r = L.check_baseline(
+        str(default_bundles["onnxruntime"]), _edited(recorded, tmp_path, changed), 3.0, seconds=0.8, runs=1
+    )
     assert any(n.startswith("the model changed (files sha256 000000000000 ->") for n in r.notes)
     same = L.check_baseline(str(default_bundles["onnxruntime"]), recorded, 3.0, seconds=0.8, runs=1)
     assert "the same model files as the baseline" in same.notes
@@ -251,26 +261,59 @@ def test_the_fingerprint_reports_a_changed_model_exactly(default_bundles, record
 
 # --- the CLI's exit codes ------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_cli_exit_codes(default_bundles, recorded, tmp_path, capsys):
     from edgecv.cli import main
 
     b = str(default_bundles["onnxruntime"])
     # 0: the bundle against itself, paired, with a limit no noise reaches
-    assert main(["bench", b, b, "--compare", *QUICK, "--max-regression", "300%", "--json", str(tmp_path / "g.json")]) == 0
+    assert (
+        main(["bench", b, b, "--compare", *QUICK, "--max-regression", "300%", "--json", str(tmp_path / "g.json")]) == 0
+    )
     out = capsys.readouterr().out
     assert "paired:" in out and ": ok" in out
     g = json.loads((tmp_path / "g.json").read_text())
     assert g["mode"] == "paired" and g["verdict"]["verdict"] == "ok" and len(g["timings"][0]["blocks_ms"]) >= 16
     # 1: a baseline five times faster than this machine runs it
-    assert main(["bench", b, "--baseline", _edited(recorded, tmp_path, _scale(0.2)), *QUICK, "--runs", "1",
-                 "--max-reference-shift", "1000%"]) == 1
+    assert (
+        main(
+            [
+                "bench",
+                b,
+                "--baseline",
+                _edited(recorded, tmp_path, _scale(0.2)),
+                *QUICK,
+                "--runs",
+                "1",
+                "--max-reference-shift",
+                "1000%",
+            ]
+        )
+        == 1
+    )
     assert "gate failed" in capsys.readouterr().err
+
     # 3: a baseline whose runs were 20% apart cannot settle a 0% limit
     def spread(data):
         data["stats"]["occasion_sd"] = 0.2
-    assert main(["bench", b, "--baseline", _edited(recorded, tmp_path, spread), *QUICK, "--runs", "1",
-                 "--max-regression", "0%"]) == L.EXIT_INCONCLUSIVE
+
+    assert (
+        main(
+            [
+                "bench",
+                b,
+                "--baseline",
+                _edited(recorded, tmp_path, spread),
+                *QUICK,
+                "--runs",
+                "1",
+                "--max-regression",
+                "0%",
+            ]
+        )
+        == L.EXIT_INCONCLUSIVE
+    )
     assert "inconclusive" in capsys.readouterr().err
     # 2: user errors
     assert main(["bench", b, "--compare"]) == 2
@@ -297,6 +340,7 @@ def test_cli_saves_a_baseline(default_bundles, tmp_path, capsys):
 
 # --- the pytest fixture ---------------------------------------------------------------------------------
 
+
 def test_fixture_missing_baseline_fails_under_ci_and_skips_otherwise(pytester, default_bundles, monkeypatch):
     bundle = default_bundles["onnxruntime"]
     pytester.makepyfile(f"""
@@ -305,7 +349,8 @@ def test_fixture_missing_baseline_fails_under_ci_and_skips_otherwise(pytester, d
     """)
     monkeypatch.setenv("CI", "true")
     monkeypatch.delenv(  # the variable that asks for a baseline to be written
-        "EDGECV_UPDATE_BASELINE", raising=False)
+        "EDGECV_UPDATE_BASELINE", raising=False
+    )
     pytester.runpytest().assert_outcomes(failed=1)
     assert not (pytester.path / "latency.json").exists()
     monkeypatch.setenv("CI", "")
@@ -345,13 +390,19 @@ def test_check_latency_raises_on_a_regression(default_bundles, recorded, tmp_pat
     from edgecv.testing import LatencyRegression, check_latency
 
     with pytest.raises(LatencyRegression, match="latency regression"):
-        check_latency(default_bundles["onnxruntime"], _edited(recorded, tmp_path, _scale(0.2)), seconds=0.8, runs=1,
-                      max_reference_shift=10.0)
+        check_latency(
+            default_bundles["onnxruntime"],
+            _edited(recorded, tmp_path, _scale(0.2)),
+            seconds=0.8,
+            runs=1,
+            max_reference_shift=10.0,
+        )
     with pytest.raises(EdgecvError, match="either baseline= .* or against="):
         check_latency(default_bundles["onnxruntime"])
 
 
 # --- the machine's noise, the reference workload ---------------------------------------------------------
+
 
 def test_cpu_load_sees_this_process_working():
     with L.CpuLoad() as load:
@@ -363,9 +414,15 @@ def test_cpu_load_sees_this_process_working():
     assert load.result["own_share"] > 0.1 and 0 <= load.result["others_share"] <= 1
 
 
-@pytest.mark.parametrize("load,busy", [({"others_share": 0.02, "steal_share": 0.0}, False),
-                                       ({"others_share": 0.45, "steal_share": 0.0}, True),
-                                       ({"others_share": 0.0, "steal_share": 0.2}, True), ({}, False)])
+@pytest.mark.parametrize(
+    "load,busy",
+    [
+        ({"others_share": 0.02, "steal_share": 0.0}, False),
+        ({"others_share": 0.45, "steal_share": 0.0}, True),
+        ({"others_share": 0.0, "steal_share": 0.2}, True),
+        ({}, False),
+    ],
+)
 def test_busy_reason(load, busy):
     assert bool(L.busy_reason(load)) == busy
 
@@ -385,11 +442,18 @@ def test_reference_workload_runs_on_the_models_backend(backend):
     assert ref.describe() == {"workload": "reference-workload.onnx", "backend": backend, "threads": 1}
 
 
-@pytest.mark.parametrize("text,flags", [
-    ("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni\n", ["avx2", "avx512f", "avx512_vnni"]),
-    ("flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16\n", list(__import__(
-        "edgecv.cpu", fromlist=["ISA_FLAGS"]).ISA_FLAGS)),
-    ("flags\t\t: fpu sse sse2\n", []), ("", [])])
+@pytest.mark.parametrize(
+    "text,flags",
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni\n", ["avx2", "avx512f", "avx512_vnni"]),
+        (
+            "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16\n",
+            list(__import__("edgecv.cpu", fromlist=["ISA_FLAGS"]).ISA_FLAGS),
+        ),
+        ("flags\t\t: fpu sse sse2\n", []),
+        ("", []),
+    ],
+)
 def test_isa_is_read_from_the_flags_line(text, flags):
     from edgecv.cpu import isa
 

@@ -69,6 +69,7 @@ def test_writes_into_a_preallocated_buffer():
 
 # --- a classifier's centre crop, and the inverse letterbox of a segmentation map ------------------
 
+
 def test_center_crop_matches_torchvision_resize_and_crop():
     import torch
     from torchvision.transforms import functional as TF
@@ -106,7 +107,8 @@ def test_unletterbox_cuts_the_padding_and_restores_the_size():
         canvas = np.full((128, 128), 99, np.int32)  # the padding: a class that must not come back
         nh, nw = int(round(shape[0] * p.scale_y)), int(round(shape[1] * p.scale_x))
         canvas[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = cv2.resize(
-            labels.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST)
+            labels.astype(np.uint8), (nw, nh), interpolation=cv2.INTER_NEAREST
+        )
         back = unletterbox(canvas, p)
         assert back.shape == shape and back.dtype == np.int32 and 99 not in back
         assert (back == labels).mean() > 0.9

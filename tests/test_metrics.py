@@ -27,18 +27,38 @@ def constructed_case(seed: int = 0):
             w, h = rng.uniform(8, 120, 2)
             x, y = rng.uniform(0, 320 - w), rng.uniform(0, 240 - h)
             cat = int(rng.integers(1, 4))
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cat, "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": cat,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
             if i == 11:
                 continue  # image 11: objects, no detections
             if cat == 3 and i % 2:
                 continue  # class 3 found only on some images
             jitter = rng.normal(0, 3, 4)
-            results.append({"image_id": i, "category_id": cat, "bbox": [x + jitter[0], y + jitter[1],
-                            max(1, w + jitter[2]), max(1, h + jitter[3])], "score": float(rng.uniform(0.05, 1))})
+            results.append(
+                {
+                    "image_id": i,
+                    "category_id": cat,
+                    "bbox": [x + jitter[0], y + jitter[1], max(1, w + jitter[2]), max(1, h + jitter[3])],
+                    "score": float(rng.uniform(0.05, 1)),
+                }
+            )
         for _ in range(int(rng.integers(0, 3))):  # false positives, also of classes not in the image
-            results.append({"image_id": i, "category_id": int(rng.integers(1, 5)) if i != 11 else 4,
-                            "bbox": [float(v) for v in rng.uniform(0, 100, 4)], "score": float(rng.uniform(0, 0.6))})
+            results.append(
+                {
+                    "image_id": i,
+                    "category_id": int(rng.integers(1, 5)) if i != 11 else 4,
+                    "bbox": [float(v) for v in rng.uniform(0, 100, 4)],
+                    "score": float(rng.uniform(0, 0.6)),
+                }
+            )
     cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}, {"id": 3, "name": "c"}, {"id": 4, "name": "never"}]
     return {"images": images, "annotations": anns, "categories": cats}, results
 

@@ -27,8 +27,12 @@ def test_matches_torchvision(seed, class_aware):
     else:
         idx = np.nonzero(scores.max(1) > 0.3)[0]
         cls, sc = scores[idx].argmax(1), scores[idx].max(1)
-    keep = torchvision.ops.batched_nms(torch.from_numpy(boxes[idx]), torch.from_numpy(sc), torch.from_numpy(
-        cls if class_aware else np.zeros_like(cls)), 0.5).numpy()
+    keep = torchvision.ops.batched_nms(
+        torch.from_numpy(boxes[idx]),
+        torch.from_numpy(sc),
+        torch.from_numpy(cls if class_aware else np.zeros_like(cls)),
+        0.5,
+    ).numpy()
     expect = sorted(zip(sc[keep].tolist(), cls[keep].tolist()), reverse=True)
     assert sorted(zip(s.tolist(), c.tolist()), reverse=True) == expect
 

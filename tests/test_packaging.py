@@ -14,8 +14,12 @@ from .conftest import ROOT
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return next(out.glob("edgecv-*.whl"))
 
 
@@ -36,8 +40,10 @@ def test_wheel_has_no_plain_export_or_runtimes_package(wheel):
 
 
 def test_no_plain_export_or_runtimes_module_is_importable(tmp_path):
-    code = ("import importlib.util as u; import edgecv.export, edgecv.runtimes; "
-            "print(u.find_spec('export'), u.find_spec('runtimes'))")
+    code = (
+        "import importlib.util as u; import edgecv.export, edgecv.runtimes; "
+        "print(u.find_spec('export'), u.find_spec('runtimes'))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
     assert out.stdout.strip() == "None None"
 
@@ -52,7 +58,9 @@ def test_imports_across_the_three_folders_are_relative():
                     mods = [a.name for a in node.names]
                 elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                     mods = [node.module]
-                bad += [f"{py.relative_to(ROOT)}: {m}" for m in mods if m.split(".")[0] in ("export", "runtimes", "edgecv")]
+                bad += [
+                    f"{py.relative_to(ROOT)}: {m}" for m in mods if m.split(".")[0] in ("export", "runtimes", "edgecv")
+                ]
     assert not bad, f"absolute imports of the project's own packages: {bad}"
 
 

@@ -28,11 +28,17 @@ def unmatched(a, b) -> list[str]:
     problems = []
     a = a.filter(CONF)
     b = b.filter(SEARCH)
-    iou = torchvision.ops.box_iou(torch.from_numpy(np.array(a.xyxy)), torch.from_numpy(np.array(b.xyxy))).numpy() \
-        if len(a) and len(b) else np.zeros((len(a), len(b)))
+    iou = (
+        torchvision.ops.box_iou(torch.from_numpy(np.array(a.xyxy)), torch.from_numpy(np.array(b.xyxy))).numpy()
+        if len(a) and len(b)
+        else np.zeros((len(a), len(b)))
+    )
     for i in range(len(a)):
-        ok = (b.class_ids == a.class_ids[i]) & (iou[i] >= 0.99) & (np.abs(b.scores - a.scores[i]) <= 1e-3) \
-            if len(b) else np.zeros(0, bool)
+        ok = (
+            (b.class_ids == a.class_ids[i]) & (iou[i] >= 0.99) & (np.abs(b.scores - a.scores[i]) <= 1e-3)
+            if len(b)
+            else np.zeros(0, bool)
+        )
         if not ok.any():
             problems.append(f"{a.labels[i]} {a.scores[i]:.4f} {a.xyxy[i].round(1).tolist()}")
     return problems
@@ -68,14 +74,23 @@ def v5_sources(tmp_path_factory):
     with warnings.catch_warnings():  # both writers are deprecated in torch 2.14; users still bring such files
         warnings.simplefilter("ignore")
         torch.jit.trace(module, x).save(str(ts))
-        torch.onnx.export(module, (x,), str(onnx_path), input_names=["x"], output_names=["y"], opset_version=13,
-                          dynamo=False)
+        torch.onnx.export(
+            module, (x,), str(onnx_path), input_names=["x"], output_names=["y"], opset_version=13, dynamo=False
+        )
     return module, ts, onnx_path
 
 
 # score floor 0.2 and room for 500 boxes: the top-K cut never falls among the compared detections
-V5 = dict(names=["red", "green", "blue"], layout="bnc", box_format="cxcywh", objectness=True, apply_sigmoid=True, imgsz=256,
-          conf=0.2, max_det=500)
+V5 = dict(
+    names=["red", "green", "blue"],
+    layout="bnc",
+    box_format="cxcywh",
+    objectness=True,
+    apply_sigmoid=True,
+    imgsz=256,
+    conf=0.2,
+    max_det=500,
+)
 
 
 @pytest.mark.parametrize("kind", ["module", "torchscript", "onnx"])

@@ -39,8 +39,9 @@ def fp32_map(default_bundles, val60):
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_reduced_precision_keeps_map(target, precision, default_src, calib_images, val60, fp32_map, tmp_path):
-    bundle = export_mod.export(default_src, target, precision=precision, out_dir=tmp_path, calib=calib_images,
-                               calib_size=CALIB_SIZE)
+    bundle = export_mod.export(
+        default_src, target, precision=precision, out_dir=tmp_path, calib=calib_images, calib_size=CALIB_SIZE
+    )
     with load(bundle) as det:
         m = run_dataset(det, val60, progress=False, warmup=0).metrics.map
     drop = (fp32_map[target] - m) * 100
@@ -154,8 +155,9 @@ def test_tensorrt_graphs(precision, default_src, calib_images, val60, fp32_map, 
     """The graphs TensorRT builds in strongly typed mode, checked and measured with onnxruntime."""
     from onnx import numpy_helper
 
-    bundle = export_mod.export(default_src, "tensorrt", precision=precision, out_dir=tmp_path, calib=calib_images,
-                               calib_size=CALIB_SIZE)
+    bundle = export_mod.export(
+        default_src, "tensorrt", precision=precision, out_dir=tmp_path, calib=calib_images, calib_size=CALIB_SIZE
+    )
     model = onnx.load(str(bundle / "model.onnx"))
     onnx.checker.check_model(model, full_check=True)
     inits = {i.name: i for i in model.graph.initializer}
@@ -190,9 +192,27 @@ def test_accuracy_control_fails_with_exit_1_and_writes_nothing(val_set, tmp_path
 
     for i in range(16):
         cv2.imwrite(str(calib / f"{i}.png"), shapes.render(shapes.SPLIT_SEEDS["train"], i).image)
-    code = main(["export", "--target", "onnxruntime", "--precision", "int8", "--calib", str(calib), "-o",
-                 str(tmp_path / "out"), "--max-map-drop", "-1", "--max-float-layers", "1", "--data", str(ann),
-                 "--images", str(images_dir)])
+    code = main(
+        [
+            "export",
+            "--target",
+            "onnxruntime",
+            "--precision",
+            "int8",
+            "--calib",
+            str(calib),
+            "-o",
+            str(tmp_path / "out"),
+            "--max-map-drop",
+            "-1",
+            "--max-float-layers",
+            "1",
+            "--data",
+            str(ann),
+            "--images",
+            str(images_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "could not be brought within -1 mAP50-95 points" in err and "Kept in float: /model/" in err
@@ -213,14 +233,16 @@ def test_accuracy_control_keeps_layers_in_float_until_the_budget_is_met(default_
     best = min(range(1, 4), key=lambda k: drops[k])
     assert drops[best] < drops[0], f"keeping layers in float never helped: {drops}"
     budget = drops[best] + 1e-6  # plain INT8 (step 0) fails this budget; step `best` meets it
-    bundle = export_within_budget(default_src, "onnxruntime", val60, budget, max_steps=3, out_dir=tmp_path / "ok",
-                                  bootstrap=10, **kw)
+    bundle = export_within_budget(
+        default_src, "onnxruntime", val60, budget, max_steps=3, out_dir=tmp_path / "ok", bootstrap=10, **kw
+    )
     v = Bundle.open(bundle).manifest["validation"]
     assert len(v["accuracy_control"]["kept_in_float"]) == best
     assert v["gate"] == {"max_map_drop": budget, "passed": True}
     assert -v["delta_map"] * 100 <= budget + 1e-9
     assert set(v["accuracy_control"]["kept_in_float"]) <= set(
-        Bundle.open(bundle).manifest["provenance"]["quantization"]["excluded_nodes"])
+        Bundle.open(bundle).manifest["provenance"]["quantization"]["excluded_nodes"]
+    )
 
 
 @pytest.mark.slow
@@ -230,8 +252,27 @@ def test_openvino_fp16_budget_is_a_validation_gate(val_set, tmp_path, capsys):
     from edgecv.cli import main
 
     images_dir, ann = val_set
-    code = main(["export", "--target", "openvino", "--precision", "fp16", "-o", str(tmp_path), "--name", "b",
-                 "--max-map-drop", "-1", "--data", str(ann), "--images", str(images_dir), "--bootstrap", "10"])
+    code = main(
+        [
+            "export",
+            "--target",
+            "openvino",
+            "--precision",
+            "fp16",
+            "-o",
+            str(tmp_path),
+            "--name",
+            "b",
+            "--max-map-drop",
+            "-1",
+            "--data",
+            str(ann),
+            "--images",
+            str(images_dir),
+            "--bootstrap",
+            "10",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1 and "gate failed" in err and "accuracy control" not in err
     v = Bundle.open(tmp_path / "b").manifest["validation"]

@@ -49,6 +49,7 @@ def _check_boxes(d, h: int, w: int) -> None:
 
 # --- inputs ---------------------------------------------------------------------------------------
 
+
 def handled_inputs(base: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
     """kind -> (frame, the contiguous BGR frame it must give the same result as; None: no reference)."""
     big = np.ascontiguousarray(np.tile(base, (12, 12, 1)))  # ~3.6k x 4.8k
@@ -123,7 +124,10 @@ def test_boxes_are_clipped_finite_and_ordered_on_many_frames(det, val_images):
 
 # --- faults ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fault", [RuntimeError("simulated device fault: CUDA error 700"), MemoryError("cannot allocate")])
+
+@pytest.mark.parametrize(
+    "fault", [RuntimeError("simulated device fault: CUDA error 700"), MemoryError("cannot allocate")]
+)
 def test_a_backend_failure_is_an_edgecv_error_and_the_detector_stays_usable(det, val_images, monkeypatch, fault):
     real = det.infer_impl
 
@@ -139,6 +143,7 @@ def test_a_backend_failure_is_an_edgecv_error_and_the_detector_stays_usable(det,
 
 
 # --- threads --------------------------------------------------------------------------------------
+
 
 def test_eight_threads_on_one_detector_each_get_their_own_results(det, val_images, capsys):
     frames = val_images[:16]
@@ -164,11 +169,14 @@ def test_eight_threads_on_one_detector_each_get_their_own_results(det, val_image
     assert not errors, errors[0]
     assert sum(calls) == 96
     with capsys.disabled():
-        print(f"\n[reliability] {det.key}: 8 threads x 12 calls, every result its own frame's "
-              f"({'parallel calls' if det.thread_safe else 'calls serialised by a lock'})")
+        print(
+            f"\n[reliability] {det.key}: 8 threads x 12 calls, every result its own frame's "
+            f"({'parallel calls' if det.thread_safe else 'calls serialised by a lock'})"
+        )
 
 
 # --- long runs ------------------------------------------------------------------------------------
+
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
@@ -241,16 +249,23 @@ SOAK_CHILD = textwrap.dedent("""
 def test_soak_memory_threads_and_descriptors_stay_flat(target, small_bundles, capsys):
     """In a process of its own, as in a device app: the test process's other work (earlier
     tests' garbage, their threads) would otherwise move its resident memory by megabytes."""
-    proc = subprocess.run([sys.executable, "-c", SOAK_CHILD, str(small_bundles[target]), str(SOAK_CALLS),
-                           str(SOAK_SECONDS)], capture_output=True, text=True, cwd=ROOT, timeout=SOAK_SECONDS + 360)
+    proc = subprocess.run(
+        [sys.executable, "-c", SOAK_CHILD, str(small_bundles[target]), str(SOAK_CALLS), str(SOAK_SECONDS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=SOAK_SECONDS + 360,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     rss, n = r["rss"], r["n"]
     with capsys.disabled():
-        print(f"\n[reliability] soak {target}: {n} inferences in {r['seconds']:.0f} s, RSS {rss[0]:.1f} -> "
-              f"{rss[-1]:.1f} MB after warm-up ({rss[-1] - rss[0]:+.2f} MB; along the way "
-              f"{' '.join(f'{x - rss[0]:+.1f}' for x in rss[1:-1])}); fds {r['fds'][0]} -> {r['fds'][1]} after close; "
-              f"OS threads {r['threads'][0]} -> {r['threads'][1]}")
+        print(
+            f"\n[reliability] soak {target}: {n} inferences in {r['seconds']:.0f} s, RSS {rss[0]:.1f} -> "
+            f"{rss[-1]:.1f} MB after warm-up ({rss[-1] - rss[0]:+.2f} MB; along the way "
+            f"{' '.join(f'{x - rss[0]:+.1f}' for x in rss[1:-1])}); fds {r['fds'][0]} -> {r['fds'][1]} after close; "
+            f"OS threads {r['threads'][0]} -> {r['threads'][1]}"
+        )
     assert n >= min(5000, SOAK_CALLS), f"only {n} inferences in the time bound"
     assert rss[-1] - rss[0] < 5.0
     # a leak grows with the calls: the second half must not grow by more than the first half's settling
@@ -274,8 +289,10 @@ def test_load_close_cycles_leak_nothing(target, small_bundles, capsys):
             d(frame)
     fds1, threads1, rss1 = _fds(), _os_threads(), _rss_mb()
     with capsys.disabled():
-        print(f"\n[reliability] {target}: {SOAK_CYCLES} load/close cycles: fds {fds0} -> {fds1}, OS threads {threads0} -> "
-              f"{threads1}, RSS {rss1 - rss0:+.1f} MB")
+        print(
+            f"\n[reliability] {target}: {SOAK_CYCLES} load/close cycles: fds {fds0} -> {fds1}, OS threads {threads0} -> "
+            f"{threads1}, RSS {rss1 - rss0:+.1f} MB"
+        )
     assert fds1 <= fds0 and threads1 <= threads0 + 1 and rss1 - rss0 < 20
 
 
@@ -310,8 +327,13 @@ CHILD = textwrap.dedent("""
 
 
 def _export_child(stage: str, dest: Path, conf: float) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", CHILD, stage, str(dest), str(conf)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, stage, str(dest), str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def _conf_of(dest: Path) -> float:
@@ -340,8 +362,10 @@ def test_an_export_killed_at_any_stage_leaves_the_previous_bundle_or_the_new_one
     assert _export_child("none", dest, 0.5).returncode == 0  # the next export clears what dead ones left
     assert _conf_of(dest) == 0.5 and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     with capsys.disabled():
-        print(f"\n[reliability] {len(stages)} exports killed (SIGKILL) at: "
-              + ", ".join(f"{s} -> {o} bundle" for s, o in outcome.items()))
+        print(
+            f"\n[reliability] {len(stages)} exports killed (SIGKILL) at: "
+            + ", ".join(f"{s} -> {o} bundle" for s, o in outcome.items())
+        )
 
 
 @pytest.mark.slow
@@ -364,8 +388,16 @@ def test_a_swap_cut_between_its_two_renames_is_repaired(tmp_path):
 def test_concurrent_exports_to_one_output_leave_one_whole_bundle(tmp_path, capsys):
     dest = tmp_path / "b"
     confs = [0.01, 0.02, 0.03]
-    procs = [subprocess.Popen([sys.executable, "-c", CHILD, "none", str(dest), str(c)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT) for c in confs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, "none", str(dest), str(c)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for c in confs
+    ]
     codes = [p.wait(timeout=600) for p in procs]
     assert codes == [0, 0, 0], [p.stderr.read()[-1000:] for p in procs]
     assert _conf_of(dest) in confs  # one of them, whole and verified
@@ -392,21 +424,32 @@ def test_a_manifest_is_written_whole_when_validation_is_recorded_concurrently(de
 
 # --- supply chain ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("versions, text", [
-    ({"torch": "2.13.0", "torchvision": "0.28.0"}, "torchvision::nms does not exist"),
-    ({"torch": "2.14.1", "torchvision": "0.28.0"}, "not built for torch 2.14.1"),
-    ({"opencv-python": "4.10.0.84", "opencv-python-headless": "5.0.0.93"}, "both provide cv2 and differ"),
-    ({"onnxruntime": "1.17.3", "numpy": "2.1.0"}, "built for numpy 1"),
-    ({"openvino": "2024.6.0", "nncf": "3.0.0"}, "needs OpenVINO 2025"),
-])
+
+@pytest.mark.parametrize(
+    "versions, text",
+    [
+        ({"torch": "2.13.0", "torchvision": "0.28.0"}, "torchvision::nms does not exist"),
+        ({"torch": "2.14.1", "torchvision": "0.28.0"}, "not built for torch 2.14.1"),
+        ({"opencv-python": "4.10.0.84", "opencv-python-headless": "5.0.0.93"}, "both provide cv2 and differ"),
+        ({"onnxruntime": "1.17.3", "numpy": "2.1.0"}, "built for numpy 1"),
+        ({"openvino": "2024.6.0", "nncf": "3.0.0"}, "needs OpenVINO 2025"),
+    ],
+)
 def test_known_bad_combinations_are_flagged(versions, text):
     from edgecv.envcheck import problems
 
     (line,) = problems(versions)
     assert text in line and "pip install" in line
-    good = {"torch": "2.14.1+cu130", "torchvision": "0.29.1", "opencv-python": "5.0.0.93",
-            "opencv-python-headless": "5.0.0.93", "onnxruntime": "1.32.0", "numpy": "2.4.6", "openvino": "2026.4.1",
-            "nncf": "3.4.0"}
+    good = {
+        "torch": "2.14.1+cu130",
+        "torchvision": "0.29.1",
+        "opencv-python": "5.0.0.93",
+        "opencv-python-headless": "5.0.0.93",
+        "onnxruntime": "1.32.0",
+        "numpy": "2.4.6",
+        "openvino": "2026.4.1",
+        "nncf": "3.4.0",
+    }
     assert problems(good) == []
     assert "outside the range" in problems({"numpy": "3.0.0"}, {"numpy": ">=1.24,<3"})[0]
 
@@ -426,6 +469,9 @@ def test_every_dependency_is_pinned_to_a_compatible_range():
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [*project["dependencies"], *(r for extra in project["optional-dependencies"].values() for r in extra)]
-    loose = [r for r in reqs if not r.startswith("edgecv[") and not re.search(r"(<|==)", r)
-             and not r.startswith("setuptools")]
+    loose = [
+        r
+        for r in reqs
+        if not r.startswith("edgecv[") and not re.search(r"(<|==)", r) and not r.startswith("setuptools")
+    ]
     assert loose == [], f"give these an upper bound: {loose}"

@@ -53,5 +53,8 @@ def test_instance_masks_fit_their_boxes_and_round_trip_as_coco_rle(tmp_path):
             assert np.array_equal(back, m)
     _, ann = shapes.write_coco(tmp_path, "val", 3)
     data = json.loads(ann.read_text())
-    assert all(a["segmentation"]["size"] == [data["images"][a["image_id"] - 1]["height"],
-                                             data["images"][a["image_id"] - 1]["width"]] for a in data["annotations"])
+    assert all(
+        a["segmentation"]["size"]
+        == [data["images"][a["image_id"] - 1]["height"], data["images"][a["image_id"] - 1]["width"]]
+        for a in data["annotations"]
+    )

@@ -46,11 +46,14 @@ def test_bare_state_dict_is_explained(tmp_path):
         export(p, "onnxruntime", out_dir=tmp_path, **V5)
 
 
-@pytest.mark.parametrize("spec, msg", [
-    (dict(layout="bcn"), "other layout would fit"),
-    (dict(objectness=False), "expects 7 values per candidate"),
-    (dict(names=["a", "b"]), "expects 7 values"),
-])
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        (dict(layout="bcn"), "other layout would fit"),
+        (dict(objectness=False), "expects 7 values per candidate"),
+        (dict(names=["a", "b"]), "expects 7 values"),
+    ],
+)
 def test_output_layout_must_match_the_spec(tmp_path, spec, msg):
     with pytest.raises(SourceError, match=msg):
         export(TinyV5(3), "onnxruntime", out_dir=tmp_path, **{**V5, **spec})
@@ -61,20 +64,26 @@ def test_names_are_needed_where_the_file_has_none(tmp_path):
         export(TinyV5(3), "onnxruntime", out_dir=tmp_path)
 
 
-@pytest.mark.parametrize("target, exc, msg", [
-    ("tflite", UnknownTargetError, "unknown target 'tflite'"),
-])
+@pytest.mark.parametrize(
+    "target, exc, msg",
+    [
+        ("tflite", UnknownTargetError, "unknown target 'tflite'"),
+    ],
+)
 def test_targets(tmp_path, target, exc, msg):
     with pytest.raises(exc, match=msg):
         export(TinyV5(3), target, out_dir=tmp_path, **V5)
 
 
-@pytest.mark.parametrize("kw, msg", [
-    (dict(imgsz=100), "multiples of 32"),
-    (dict(precision="fp8"), "unknown precision"),
-    (dict(iou=0.0), "NMS settings"),
-    (dict(name="../evil"), "bundle name"),
-])
+@pytest.mark.parametrize(
+    "kw, msg",
+    [
+        (dict(imgsz=100), "multiples of 32"),
+        (dict(precision="fp8"), "unknown precision"),
+        (dict(iou=0.0), "NMS settings"),
+        (dict(name="../evil"), "bundle name"),
+    ],
+)
 def test_bad_options(tmp_path, kw, msg):
     with pytest.raises(EdgecvError, match=msg):
         export(TinyV5(3), "onnxruntime", out_dir=tmp_path, **{**V5, **kw})

@@ -23,6 +23,7 @@ from .conftest import EXPORT_TARGETS
 
 # --- host path ------------------------------------------------------------------------------------
 
+
 def _reference_letterbox(lb: Letterbox, rgb: np.ndarray) -> np.ndarray:
     """The letterbox written the plain way: fill the whole canvas, resize, paste."""
     p = lb.params(rgb.shape[:2])
@@ -36,10 +37,18 @@ def _reference_letterbox(lb: Letterbox, rgb: np.ndarray) -> np.ndarray:
 
 
 def _kinds(base: np.ndarray) -> dict[str, np.ndarray]:
-    return {"bgr": base, "grey": base[:, :, 0].copy(), "grey HxWx1": base[:, :, :1].copy(),
-            "bgra": np.dstack([base, base[:, :, :1]]), "crop view": base[5:80, 7:100],
-            "fortran order": np.asfortranarray(base), "flipped view": base[::-1], "strided view": base[::2, ::3],
-            "small": base[:20, :30].copy(), "channel-reversed view": base[:, :, ::-1]}
+    return {
+        "bgr": base,
+        "grey": base[:, :, 0].copy(),
+        "grey HxWx1": base[:, :, :1].copy(),
+        "bgra": np.dstack([base, base[:, :, :1]]),
+        "crop view": base[5:80, 7:100],
+        "fortran order": np.asfortranarray(base),
+        "flipped view": base[::-1],
+        "strided view": base[::2, ::3],
+        "small": base[:20, :30].copy(),
+        "channel-reversed view": base[:, :, ::-1],
+    }
 
 
 @pytest.mark.parametrize("size", [(64, 64), (320, 320), (97, 131), (128, 96)])
@@ -72,8 +81,10 @@ def test_prepare_does_not_copy_what_opencv_reads_in_place():
 def test_detector_preprocess_matches_the_plain_way(make_detector):
     det = make_detector(EXPORT_TARGETS[0])
     try:
-        frames = [np.random.default_rng(i).integers(0, 256, shape, np.uint8)
-                  for i, shape in enumerate([(480, 640, 3), (50, 300), (720, 400, 4)])]
+        frames = [
+            np.random.default_rng(i).integers(0, 256, shape, np.uint8)
+            for i, shape in enumerate([(480, 640, 3), (50, 300), (720, 400, 4)])
+        ]
         batch, params = det.preprocess(frames)
         for i, f in enumerate(frames):
             assert np.array_equal(batch[i], _reference_letterbox(det.placer, to_model_input(f, "bgr", det.model_color)))
@@ -83,6 +94,7 @@ def test_detector_preprocess_matches_the_plain_way(make_detector):
 
 
 # --- threads --------------------------------------------------------------------------------------
+
 
 def test_physical_cores_within_usable_cpus():
     from edgecv.cpu import usable_cpus
@@ -103,6 +115,7 @@ def test_threads_used_is_reported(target, make_detector):
 
 
 # --- OpenVINO compilations ------------------------------------------------------------------------
+
 
 @pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
 def test_openvino_static_compilations_give_the_same_boxes(make_detector, val_images):
@@ -129,6 +142,7 @@ def test_openvino_static_compilations_give_the_same_boxes(make_detector, val_ima
 
 # --- operations and peak --------------------------------------------------------------------------
 
+
 def _graph_with_every_counted_op():
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -146,10 +160,18 @@ def _graph_with_every_counted_op():
         helper.make_node("Flatten", ["mm"], ["f"], axis=2),  # [B*64, 10]
         helper.make_node("Gemm", ["f", inits[4].name], ["y"]),  # [B*64,10] x [10,7]
     ]
-    consts = [numpy_helper.from_array(np.array([0], np.int64), "s0"), numpy_helper.from_array(np.array([16], np.int64), "s1"),
-              numpy_helper.from_array(np.array([1], np.int64), "s2")]
-    graph = helper.make_graph(nodes, "ops", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits + consts)
+    consts = [
+        numpy_helper.from_array(np.array([0], np.int64), "s0"),
+        numpy_helper.from_array(np.array([16], np.int64), "s1"),
+        numpy_helper.from_array(np.array([1], np.int64), "s2"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ops",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 64, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        inits + consts,
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
 
 
@@ -158,9 +180,12 @@ def test_operations_counted_per_operator():
     from edgecv.limits import count_operations
 
     model = _graph_with_every_counted_op()
-    want = {"Conv": 2 * (16 * 32 * 32 * 3 * 3 * 3 + 32 * 32 * 32 * 4 * 3 * 3) / 1e9,
-            "ConvTranspose": 2 * (16 * 32 * 32 * 8 * 2 * 2) / 1e9,
-            "MatMul": 2 * (64 * 10 * 64) / 1e9, "Gemm": 2 * (64 * 10 * 7) / 1e9}
+    want = {
+        "Conv": 2 * (16 * 32 * 32 * 3 * 3 * 3 + 32 * 32 * 32 * 4 * 3 * 3) / 1e9,
+        "ConvTranspose": 2 * (16 * 32 * 32 * 8 * 2 * 2) / 1e9,
+        "MatMul": 2 * (64 * 10 * 64) / 1e9,
+        "Gemm": 2 * (64 * 10 * 7) / 1e9,
+    }
     for batch in (1, 3):  # per image, whatever the batch it is counted at
         ops = count_operations(model, batch=batch)
         assert ops.nodes == 5
@@ -213,7 +238,9 @@ def test_peak_graphs_compute_the_product(backend):
         import onnxruntime as ort
 
         for prec in ("fp32", "int8"):
-            sess = ort.InferenceSession(_matmul_onnx(m, k, n, prec).SerializeToString(), providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(
+                _matmul_onnx(m, k, n, prec).SerializeToString(), providers=["CPUExecutionProvider"]
+            )
             np.testing.assert_allclose(sess.run(None, {"x": x})[0], want, atol=tol[prec])
     else:
         import openvino as ov
@@ -222,8 +249,11 @@ def test_peak_graphs_compute_the_product(backend):
         for prec in ("fp32", "int8"):
             for form in ("matmul", "conv1x1") if prec == "fp32" else ("conv1x1",):
                 model, xin = _openvino_product(m, k, n, prec, form, x)
-                got = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"}).create_infer_request().infer(
-                    {0: xin})[0]
+                got = (
+                    core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                    .create_infer_request()
+                    .infer({0: xin})[0]
+                )
                 got = got.reshape(n, m).T if form == "conv1x1" else got
                 np.testing.assert_allclose(got, want, atol=tol[prec], err_msg=f"{prec} {form}")
 

@@ -33,6 +33,7 @@ def _dataset(task, cls_set, seg_set):
 
 # --- parity: the FP32 bundles equal the source -----------------------------------------------------
 
+
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_fp32_classifier_has_the_sources_top1_on_every_image(target, task_bundles, task_reference, cls_set):
     ds = TE.load_task_dataset(cls_set, "classify")
@@ -61,6 +62,7 @@ def test_fp32_segmenter_keeps_the_sources_miou(target, task_bundles, task_refere
 
 # --- INT8 keeps the accuracy -----------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
@@ -80,6 +82,7 @@ def test_int8_loses_at_most_one_point(task, target, task_bundles, task_reference
 
 
 # --- the runtime's results -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_classifications_are_ranked_probabilities(target, task_bundles, cls_set):
@@ -114,8 +117,15 @@ def test_segmentation_maps_are_in_the_original_pixels(target, task_bundles, seg_
 def test_segmentation_probabilities_are_optional(task_bundles, tmp_path, seg_set):
     from edgecv.export import export
 
-    b = export(example_model("segment"), EXPORT_TARGETS[0], task="segment", names=task_names("segment"),
-               imgsz=TASK_SIZES["segment"], probabilities=True, out_dir=tmp_path)
+    b = export(
+        example_model("segment"),
+        EXPORT_TARGETS[0],
+        task="segment",
+        names=task_names("segment"),
+        imgsz=TASK_SIZES["segment"],
+        probabilities=True,
+        out_dir=tmp_path,
+    )
     assert set(Bundle.open(b).manifest["output"]["tensors"]) == {"labels", "probs"}
     img = read_image(TE.load_task_dataset(seg_set, "segment").images[0])
     with load(b, probabilities=True) as det, load(task_bundles("segment", EXPORT_TARGETS[0])) as plain:
@@ -127,21 +137,36 @@ def test_segmentation_probabilities_are_optional(task_bundles, tmp_path, seg_set
     with pytest.raises(EdgecvError, match="exported without probabilities"):
         load(task_bundles("segment", EXPORT_TARGETS[0]), probabilities=True)
     with pytest.raises(EdgecvError, match="segmenters"):
-        export(example_model("classify"), EXPORT_TARGETS[0], task="classify", names=task_names("classify"),
-               imgsz=64, probabilities=True, out_dir=tmp_path)
+        export(
+            example_model("classify"),
+            EXPORT_TARGETS[0],
+            task="classify",
+            names=task_names("classify"),
+            imgsz=64,
+            probabilities=True,
+            out_dir=tmp_path,
+        )
 
 
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize("target", EXPORT_TARGETS)
 def test_bad_input_is_refused_as_for_detection(task, target, task_bundles):
     with load(task_bundles(task, target)) as det:
-        for bad, msg in ((np.zeros((32, 32, 3), np.float32), "dtype"), (np.zeros((0, 5, 3), np.uint8), "5x0 pixels"),
-                         (np.zeros((1, 1, 3), np.uint8), "1x1 pixels"), (np.zeros((8, 8, 2), np.uint8), "not HxW"),
-                         ("missing.png", "does not exist")):
+        for bad, msg in (
+            (np.zeros((32, 32, 3), np.float32), "dtype"),
+            (np.zeros((0, 5, 3), np.uint8), "5x0 pixels"),
+            (np.zeros((1, 1, 3), np.uint8), "1x1 pixels"),
+            (np.zeros((8, 8, 2), np.uint8), "not HxW"),
+            ("missing.png", "does not exist"),
+        ):
             with pytest.raises(InvalidImageError, match=msg):
                 det(bad)
-        for ok in (np.zeros((8, 8, 3), np.uint8), np.full((40, 900), 200, np.uint8),
-                   np.zeros((50, 60, 4), np.uint8), np.asfortranarray(np.zeros((70, 30, 3), np.uint8))):
+        for ok in (
+            np.zeros((8, 8, 3), np.uint8),
+            np.full((40, 900), 200, np.uint8),
+            np.zeros((50, 60, 4), np.uint8),
+            np.asfortranarray(np.zeros((70, 30, 3), np.uint8)),
+        ):
             r = det(ok)
             if task == "segment":
                 assert r.shape == ok.shape[:2]
@@ -165,6 +190,7 @@ def test_predict_stream_and_batches_agree(task_bundles, cls_set, seg_set):
 
 
 # --- the manifest -----------------------------------------------------------------------------------
+
 
 def test_manifests_state_the_task_and_its_placement(task_bundles):
     for task in TASKS:
@@ -191,6 +217,7 @@ def test_manifests_state_the_task_and_its_placement(task_bundles):
 
 # --- sources ----------------------------------------------------------------------------------------
 
+
 def test_a_wrong_output_for_the_task_is_refused(tmp_path):
     from edgecv.errors import SourceError
     from edgecv.export import export
@@ -198,8 +225,14 @@ def test_a_wrong_output_for_the_task_is_refused(tmp_path):
     with pytest.raises(SourceError, match=r"\[B, C, h, w\]"):
         export(example_model("classify"), EXPORT_TARGETS[0], task="segment", imgsz=64, out_dir=tmp_path)
     with pytest.raises(SourceError, match="7 classes but 3 class names"):
-        export(example_model("segment"), EXPORT_TARGETS[0], task="segment", names=["a", "b", "c"], imgsz=128,
-               out_dir=tmp_path)
+        export(
+            example_model("segment"),
+            EXPORT_TARGETS[0],
+            task="segment",
+            names=["a", "b", "c"],
+            imgsz=128,
+            out_dir=tmp_path,
+        )
     with pytest.raises(EdgecvError, match="multiples of 8"):
         export(example_model("segment"), EXPORT_TARGETS[0], task="segment", imgsz=100, out_dir=tmp_path)
 
@@ -217,8 +250,15 @@ def test_unnamed_classes_and_onnx_and_torchscript_sources(tmp_path, task_referen
     ts = tmp_path / "net.torchscript"
     torch.jit.trace(net, torch.zeros(1, 3, 64, 64)).save(str(ts))
     onnx_path = tmp_path / "net.onnx"
-    torch.onnx.export(net, (torch.zeros(1, 3, 64, 64),), str(onnx_path), input_names=["x"], output_names=["logits"],
-                      dynamic_axes={"x": {0: "b"}, "logits": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        net,
+        (torch.zeros(1, 3, 64, 64),),
+        str(onnx_path),
+        input_names=["x"],
+        output_names=["logits"],
+        dynamic_axes={"x": {0: "b"}, "logits": {0: "b"}},
+        dynamo=False,
+    )
     for i, src in enumerate((net, ts, onnx_path)):
         b = export(src, EXPORT_TARGETS[0], task="classify", imgsz=64, out_dir=tmp_path, name=f"route{i}")
         with load(b, probabilities=True) as det:
@@ -227,6 +267,7 @@ def test_unnamed_classes_and_onnx_and_torchscript_sources(tmp_path, task_referen
 
 
 # --- the harness's figures --------------------------------------------------------------------------
+
 
 def test_segmentation_metrics_by_hand():
     gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [2, 2, 255, 255]])
@@ -249,8 +290,15 @@ def test_classification_metrics_and_bootstrap_by_hand():
     assert m.per_class == pytest.approx({"x": 0.5, "y": 0.5, "z": 0.0})
 
     def run(r):
-        return TE.TaskRun("r", "classify", np.asarray(r), np.zeros(5), [1.0], ("x", "y", "z"),
-                          CE.classification_metrics(np.asarray(r), labels, ("x", "y", "z")))
+        return TE.TaskRun(
+            "r",
+            "classify",
+            np.asarray(r),
+            np.zeros(5),
+            [1.0],
+            ("x", "y", "z"),
+            CE.classification_metrics(np.asarray(r), labels, ("x", "y", "z")),
+        )
 
     same = TE.paired_bootstrap(run(ranks), [run(ranks)], n=50)[0]
     assert same["low"] == same["high"] == 0.0  # paired: the same predictions never differ
@@ -280,6 +328,7 @@ def test_task_datasets_are_checked(tmp_path, seg_set):
 
 # --- the command line ---------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_cli_exports_validates_compares_benches_and_predicts(tmp_path, seg_set, task_calib, capsys):
     """The U-Net as a user hands it over: a TorchScript file and --task segment."""
@@ -292,9 +341,34 @@ def test_cli_exports_validates_compares_benches_and_predicts(tmp_path, seg_set, 
     names = ",".join(task_names("segment"))
     out = tmp_path / "bundles"
     target = EXPORT_TARGETS[0]
-    assert main(["export", str(ts), "--task", "segment", "--names", names, "--imgsz", "128", "--target", target,
-                 "-o", str(out), "--name", "unet", "--data", str(seg_set), "--validate", "--max-drop", "0.1",
-                 "--bootstrap", "50"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(ts),
+                "--task",
+                "segment",
+                "--names",
+                names,
+                "--imgsz",
+                "128",
+                "--target",
+                target,
+                "-o",
+                str(out),
+                "--name",
+                "unet",
+                "--data",
+                str(seg_set),
+                "--validate",
+                "--max-drop",
+                "0.1",
+                "--bootstrap",
+                "50",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     m = Bundle.open(out / "unet").manifest
     v = m["validation"]
@@ -305,14 +379,53 @@ def test_cli_exports_validates_compares_benches_and_predicts(tmp_path, seg_set, 
     text = capsys.readouterr().out
     assert "mIoU" in text and "background" in text
     assert json.loads((tmp_path / "val.json").read_text())["metrics"]["stats"]["miou"] == pytest.approx(
-        v["bundle"]["miou"])
+        v["bundle"]["miou"]
+    )
 
-    assert main(["export", str(ts), "--task", "segment", "--names", names, "--imgsz", "128", "--target", target,
-                 "-o", str(out), "--name", "unet-int8", "--precision", "int8", "--calib",
-                 str(task_calib["segment"])]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(ts),
+                "--task",
+                "segment",
+                "--names",
+                names,
+                "--imgsz",
+                "128",
+                "--target",
+                target,
+                "-o",
+                str(out),
+                "--name",
+                "unet-int8",
+                "--precision",
+                "int8",
+                "--calib",
+                str(task_calib["segment"]),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
-    gate = ["compare", str(ts), str(out / "unet"), str(out / "unet-int8"), "--task", "segment", "--names", names,
-            "--imgsz", "128", "--data", str(seg_set), "--bootstrap", "50", "--json", str(tmp_path / "cmp.json")]
+    gate = [
+        "compare",
+        str(ts),
+        str(out / "unet"),
+        str(out / "unet-int8"),
+        "--task",
+        "segment",
+        "--names",
+        names,
+        "--imgsz",
+        "128",
+        "--data",
+        str(seg_set),
+        "--bootstrap",
+        "50",
+        "--json",
+        str(tmp_path / "cmp.json"),
+    ]
     assert main(gate + ["--max-drop", "1"]) == 0
     text = capsys.readouterr().out
     assert "same pixels" in text and "unet-int8" in text
@@ -321,8 +434,27 @@ def test_cli_exports_validates_compares_benches_and_predicts(tmp_path, seg_set, 
     assert main(gate + ["--max-drop", "-50"]) == 1  # asks for a 50-point gain: fails, and says so
     assert "gate failed" in capsys.readouterr().err
 
-    assert main(["bench", str(out / "unet"), "--seconds", "0.2", "--min-iters", "3", "--warmup", "1", "--data",
-                 str(seg_set), "--limit", "4", "--json", str(tmp_path / "bench.json")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(out / "unet"),
+                "--seconds",
+                "0.2",
+                "--min-iters",
+                "3",
+                "--warmup",
+                "1",
+                "--data",
+                str(seg_set),
+                "--limit",
+                "4",
+                "--json",
+                str(tmp_path / "bench.json"),
+            ]
+        )
+        == 0
+    )
     row = json.loads((tmp_path / "bench.json").read_text())["rows"][0]
     assert row["iterations"] >= 3 and row["stages_ms"]["e2e"]["p50"] > 0
     assert "unet" in capsys.readouterr().out
@@ -350,35 +482,125 @@ def test_cli_classifier_from_a_torchvision_state_dict(tmp_path, cls_set, capsys)
     sd = tmp_path / "resnet18.pth"
     torch.save(net.state_dict(), sd)
     names = ",".join(task_names("classify"))
-    assert main(["export", str(sd), "--arch", "resnet18", "--num-classes", "6", "--names", names, "--imgsz", "96",
-                 "--target", EXPORT_TARGETS[0], "-o", str(tmp_path), "--name", "r18"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(sd),
+                "--arch",
+                "resnet18",
+                "--num-classes",
+                "6",
+                "--names",
+                names,
+                "--imgsz",
+                "96",
+                "--target",
+                EXPORT_TARGETS[0],
+                "-o",
+                str(tmp_path),
+                "--name",
+                "r18",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     m = Bundle.open(tmp_path / "r18").manifest
     assert m["task"] == "classify" and m["input"]["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])
     assert m["input"]["crop"] == {"size": [96, 96], "resize": 110, "center": True}
-    assert main(["compare", str(sd), str(tmp_path / "r18"), "--arch", "resnet18", "--num-classes", "6", "--names",
-                 names, "--imgsz", "96", "--data", str(cls_set), "--bootstrap", "20", "--max-drop", "1"]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(sd),
+                str(tmp_path / "r18"),
+                "--arch",
+                "resnet18",
+                "--num-classes",
+                "6",
+                "--names",
+                names,
+                "--imgsz",
+                "96",
+                "--data",
+                str(cls_set),
+                "--bootstrap",
+                "20",
+                "--max-drop",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "same top-1" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["export", str(sd), "--task", "pose"])
-    assert main(["export", str(sd), "--arch", "resnet18", "--num-classes", "6", "--imgsz", "96", "--crop-resize", "128",
-                 "--target", EXPORT_TARGETS[0], "-o", str(tmp_path), "--name", "r18-128"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(sd),
+                "--arch",
+                "resnet18",
+                "--num-classes",
+                "6",
+                "--imgsz",
+                "96",
+                "--crop-resize",
+                "128",
+                "--target",
+                EXPORT_TARGETS[0],
+                "-o",
+                str(tmp_path),
+                "--name",
+                "r18-128",
+            ]
+        )
+        == 0
+    )
     assert Bundle.open(tmp_path / "r18-128").manifest["input"]["crop"]["resize"] == 128
-    assert main(["export", str(sd), "--arch", "resnet18", "--num-classes", "6", "--imgsz", "96", "--crop-resize", "64",
-                 "--target", EXPORT_TARGETS[0], "-o", str(tmp_path)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                str(sd),
+                "--arch",
+                "resnet18",
+                "--num-classes",
+                "6",
+                "--imgsz",
+                "96",
+                "--crop-resize",
+                "64",
+                "--target",
+                EXPORT_TARGETS[0],
+                "-o",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "at least the input's longer side" in capsys.readouterr().err
 
 
 # --- torchvision's classifiers and segmenters ---------------------------------------------------------
 
+
 # the larger networks take 4-9 s each: two classifiers and a segmenter stay in the fast lane
-@pytest.mark.parametrize("arch,size", [pytest.param("googlenet", 96, marks=pytest.mark.slow),
-                                       pytest.param("inception_v3", 128, marks=pytest.mark.slow),
-                                       ("mobilenet_v3_small", 96), ("efficientnet_b0", 96),
-                                       pytest.param("resnext50_32x4d", 64, marks=pytest.mark.slow),
-                                       ("lraspp_mobilenet_v3_large", 96),
-                                       pytest.param("deeplabv3_mobilenet_v3_large", 64, marks=pytest.mark.slow),
-                                       pytest.param("fcn_resnet50", 64, marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "arch,size",
+    [
+        pytest.param("googlenet", 96, marks=pytest.mark.slow),
+        pytest.param("inception_v3", 128, marks=pytest.mark.slow),
+        ("mobilenet_v3_small", 96),
+        ("efficientnet_b0", 96),
+        pytest.param("resnext50_32x4d", 64, marks=pytest.mark.slow),
+        ("lraspp_mobilenet_v3_large", 96),
+        pytest.param("deeplabv3_mobilenet_v3_large", 64, marks=pytest.mark.slow),
+        pytest.param("fcn_resnet50", 64, marks=pytest.mark.slow),
+    ],
+)
 def test_torchvision_constructors_match_pytorch(arch, size, tmp_path, val_images):
     """Random weights (no pretrained weights can be downloaded here): the bundle must reproduce the
     PyTorch graph's class probabilities, or its class map."""
@@ -399,8 +621,11 @@ def test_torchvision_constructors_match_pytorch(arch, size, tmp_path, val_images
     opts = {"probabilities": True} if task == "classify" else {}  # a segmenter's class map is compared
     ref = reference(net, imgsz=size, detector_options=opts)
     assert ref.task == task and ref.manifest["input"]["normalization"]["std"] == pytest.approx([0.229, 0.224, 0.225])
-    target = "openvino" if arch in ("googlenet", "lraspp_mobilenet_v3_large") and "openvino" in EXPORT_TARGETS \
+    target = (
+        "openvino"
+        if arch in ("googlenet", "lraspp_mobilenet_v3_large") and "openvino" in EXPORT_TARGETS
         else EXPORT_TARGETS[0]
+    )
     with load(export(net, target, imgsz=size, out_dir=tmp_path), **opts) as det:
         for img in val_images[:3]:
             a, b = ref(img), det(img)

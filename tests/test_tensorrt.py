@@ -41,23 +41,34 @@ ORIN = Identity("NVIDIA Orin", "8.7", "10.3.0")
 
 
 def entry(gpu="NVIDIA Orin", cc="8.7", trt="10.3.0", vc=False, hw="none", graph=None, file="p.plan"):
-    return {"file": file, "gpu": gpu, "compute_capability": cc, "tensorrt": trt, "version_compatible": vc,
-            "hardware_compatibility": hw, "graph_sha256": graph}
+    return {
+        "file": file,
+        "gpu": gpu,
+        "compute_capability": cc,
+        "tensorrt": trt,
+        "version_compatible": vc,
+        "hardware_compatibility": hw,
+        "graph_sha256": graph,
+    }
 
 
 # --- plan selection: no TensorRT needed ----------------------------------------------------------
 
-@pytest.mark.parametrize("plan, here, fits", [
-    (entry(), ORIN, True),
-    (entry(trt="10.3.0"), Identity("NVIDIA Orin", "8.7", "10.4.0"), False),  # another version
-    (entry(vc=True), Identity("NVIDIA Orin", "8.7", "10.8.0.40"), True),  # version-compatible, later
-    (entry(vc=True, trt="10.8.0"), ORIN, False),  # version-compatible, but an earlier runtime
-    (entry(), Identity("NVIDIA Orin", "8.9", "10.3.0"), False),  # another compute capability
-    (entry(), Identity("NVIDIA Jetson AGX Orin", "8.7", "10.3.0"), False),  # another GPU, same capability
-    (entry(hw="same_compute_capability"), Identity("NVIDIA Jetson AGX Orin", "8.7", "10.3.0"), True),
-    (entry(hw="ampere_plus"), Identity("NVIDIA GeForce RTX 4090", "8.9", "10.3.0"), True),
-    (entry(hw="ampere_plus"), Identity("Tesla T4", "7.5", "10.3.0"), False),
-])
+
+@pytest.mark.parametrize(
+    "plan, here, fits",
+    [
+        (entry(), ORIN, True),
+        (entry(trt="10.3.0"), Identity("NVIDIA Orin", "8.7", "10.4.0"), False),  # another version
+        (entry(vc=True), Identity("NVIDIA Orin", "8.7", "10.8.0.40"), True),  # version-compatible, later
+        (entry(vc=True, trt="10.8.0"), ORIN, False),  # version-compatible, but an earlier runtime
+        (entry(), Identity("NVIDIA Orin", "8.9", "10.3.0"), False),  # another compute capability
+        (entry(), Identity("NVIDIA Jetson AGX Orin", "8.7", "10.3.0"), False),  # another GPU, same capability
+        (entry(hw="same_compute_capability"), Identity("NVIDIA Jetson AGX Orin", "8.7", "10.3.0"), True),
+        (entry(hw="ampere_plus"), Identity("NVIDIA GeForce RTX 4090", "8.9", "10.3.0"), True),
+        (entry(hw="ampere_plus"), Identity("Tesla T4", "7.5", "10.3.0"), False),
+    ],
+)
 def test_which_plans_run_where(plan, here, fits):
     reason = plans.refusal(plan, here)
     assert (reason is None) == fits, reason
@@ -74,15 +85,23 @@ def test_selection_prefers_the_exact_plan_and_never_one_of_another_graph():
 
 def test_the_refusal_names_what_was_found_this_machine_and_the_fix():
     msg = plans.mismatch_message([entry(trt="10.4.0", gpu="NVIDIA RTX 6000", cc="8.9")], ORIN, "b")
-    for part in ("NVIDIA RTX 6000 (compute capability 8.9) with TensorRT 10.4.0", "this machine has 10.3.0",
-                 "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0", "edgecv build b", "build_plan=True"):
+    for part in (
+        "NVIDIA RTX 6000 (compute capability 8.9) with TensorRT 10.4.0",
+        "this machine has 10.3.0",
+        "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0",
+        "edgecv build b",
+        "build_plan=True",
+    ):
         assert part in msg
     assert "no TensorRT plan yet" in plans.mismatch_message([], ORIN, "b")
 
 
 def test_identity_keys_are_file_names():
     assert ORIN.key == "nvidia-orin-sm87-trt10.3.0"
-    assert Identity("NVIDIA GeForce RTX 4090 / PCIe", "8.9", "11.4.0.106").key == "nvidia-geforce-rtx-4090-pcie-sm89-trt11.4.0.106"
+    assert (
+        Identity("NVIDIA GeForce RTX 4090 / PCIe", "8.9", "11.4.0.106").key
+        == "nvidia-geforce-rtx-4090-pcie-sm89-trt11.4.0.106"
+    )
 
 
 def test_profiles_and_settings():
@@ -91,9 +110,13 @@ def test_profiles_and_settings():
     assert plans.profile(manifest, s) == {"images": ((1, 320, 256, 3), (4, 320, 256, 3), (16, 320, 256, 3))}
     manifest["input"]["shape"][0] = 1
     assert plans.profile(manifest, s) == {"images": ((1, 320, 256, 3),) * 3}
-    for bad, msg in [({"opt_batch": 9, "max_batch": 8}, "opt"), ({"fp16": True}, "unknown"),
-                     ({"hardware_compatibility": "turing_plus"}, "hardware compatibility"),
-                     ({"workspace_mb": 1}, "workspace"), ({"max_batch": "8"}, "integer")]:
+    for bad, msg in [
+        ({"opt_batch": 9, "max_batch": 8}, "opt"),
+        ({"fp16": True}, "unknown"),
+        ({"hardware_compatibility": "turing_plus"}, "hardware compatibility"),
+        ({"workspace_mb": 1}, "workspace"),
+        ({"max_batch": "8"}, "integer"),
+    ]:
         with pytest.raises(EdgecvError, match=msg):
             plans.check_settings(bad)
 
@@ -124,6 +147,7 @@ def test_the_real_cuda_runtime_says_there_is_no_gpu_here():
 
 
 # --- with the test double of TensorRT and CUDA ----------------------------------------------------
+
 
 @pytest.fixture
 def trt_double(monkeypatch):
@@ -278,8 +302,9 @@ def test_the_adapter_builds_strongly_typed_on_10_and_11(trt_double, bundle, vers
     m = Bundle.open(bundle).manifest
     plan, _ = api.build(bundle / "model.onnx", s, plans.profile(m, s))
     header = json.loads(plan.split(b"\n")[1])
-    assert header["version_compatible"] and header["profiles"] == [{"images": [[1, 320, 320, 3], [1, 320, 320, 3],
-                                                                             [8, 320, 320, 3]]}]
+    assert header["version_compatible"] and header["profiles"] == [
+        {"images": [[1, 320, 320, 3], [1, 320, 320, 3], [8, 320, 320, 3]]}
+    ]
     assert header["workspace"] == 1024 << 20
     same_cc = plans.check_settings({"hardware_compatibility": "same_compute_capability"})
     if version.startswith("10"):
@@ -339,6 +364,7 @@ def test_plans_added_at_once_all_land(bundle):
 def test_inference_failures_are_inference_errors(trt_double, bundle, val_images):
     assert main(["build", str(bundle)]) == 0
     with load(bundle) as det:
+
         def broken(*args):
             raise CudaError("cudaMemcpyAsync failed: an illegal memory access was encountered (CUDA error 700)")
 
@@ -361,7 +387,8 @@ def test_the_old_option_names_still_work_with_a_warning(trt_double, bundle, tmp_
             pass
     assert sorted(str(w.message) for w in caught) == [
         "load(): build_engine is now called build_plan; the old name will be removed",
-        "load(): engine_cache is now called plan_cache; the old name will be removed"]
+        "load(): engine_cache is now called plan_cache; the old name will be removed",
+    ]
     assert all(w.filename == __file__ for w in caught), "the warning names the caller's line"
     assert len(list(cache.glob("*.plan"))) == 1
     with pytest.raises(EdgecvError, match="pass build_plan only"):
@@ -380,9 +407,11 @@ PACKAGE = ROOT / "runtimes" / "tensorrt"
 #: where "engine" may still be written: TensorRT's own names (ICudaEngine, deserialize_cuda_engine,
 #: engine_host_code_allowed), the bundle format's names (the manifest's ``engines``, the file role
 #: ``engine``, ``engine-<key>.plan``) and the old option names still accepted
-ENGINE_ALLOWED = re.compile(r"ICudaEngine|(deserialize_)?cuda_engine|engine_host_code_allowed|"
-                            r'MANIFEST_KEY = "engines"|runtime\.tensorrt\.engines|FILE_ROLE = "engine"|'
-                            r'FILE_PREFIX = "engine-"|engine-<gpu>|build_engine|engine_cache')
+ENGINE_ALLOWED = re.compile(
+    r"ICudaEngine|(deserialize_)?cuda_engine|engine_host_code_allowed|"
+    r'MANIFEST_KEY = "engines"|runtime\.tensorrt\.engines|FILE_ROLE = "engine"|'
+    r'FILE_PREFIX = "engine-"|engine-<gpu>|build_engine|engine_cache'
+)
 
 
 def test_the_artifact_is_called_a_plan():
@@ -397,15 +426,23 @@ def test_the_artifact_is_called_a_plan():
 def test_plans_are_found_built_and_kept_in_one_place():
     """Only plans.py selects, builds and stores plans (api.py drives TensorRT's builder); the
     backend, the export and `edgecv build` all ask :func:`ensure_plan`."""
-    owned = re.compile(r"\b(refusal|plan_entry|timing_cache_path)\(|\bapi\.build\(|build_serialized_network|"
-                       r"\bFILE_ROLE\b|\bFILE_PREFIX\b")
+    owned = re.compile(
+        r"\b(refusal|plan_entry|timing_cache_path)\(|\bapi\.build\(|build_serialized_network|"
+        r"\bFILE_ROLE\b|\bFILE_PREFIX\b"
+    )
     exempt = {PACKAGE / "plans.py", PACKAGE / "api.py"}
     sources = [p for d in ("edgecv", "export", "runtimes") for p in sorted((ROOT / d).rglob("*.py")) if p not in exempt]
-    offenders = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sources
-                 for i, line in enumerate(p.read_text().splitlines(), 1) if owned.search(line)]
+    offenders = [
+        f"{p.relative_to(ROOT)}:{i}: {line.strip()}"
+        for p in sources
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if owned.search(line)
+    ]
     assert offenders == []
-    callers = {"ensure_plan(": [PACKAGE / "backend.py", ROOT / "export" / "targets" / "tensorrt.py"],
-               "build_bundle_plan(": [ROOT / "edgecv" / "cli" / "commands.py"]}
+    callers = {
+        "ensure_plan(": [PACKAGE / "backend.py", ROOT / "export" / "targets" / "tensorrt.py"],
+        "build_bundle_plan(": [ROOT / "edgecv" / "cli" / "commands.py"],
+    }
     for call, paths in callers.items():
         for p in paths:
             assert call in p.read_text(), f"{p.relative_to(ROOT)} gets its plan without {call[:-1]}"
@@ -423,5 +460,6 @@ def test_the_package_imports_in_one_direction():
     order = list(graphlib.TopologicalSorter(graph).static_order())  # CycleError on a cycle
     assert set(order) == modules and graph["api"] == set() and graph["cuda"] == set()
     init = ast.parse((PACKAGE / "__init__.py").read_text())
-    assert not [n for n in ast.walk(init) if isinstance(n, (ast.Import, ast.ImportFrom))], \
+    assert not [n for n in ast.walk(init) if isinstance(n, (ast.Import, ast.ImportFrom))], (
         "importing the package imports none of its modules"
+    )

@@ -31,8 +31,14 @@ SIZE = 320
 #: --samples 2000 --lr 4e-3. The Faster R-CNN is the Mask R-CNN's box branch.
 FIXTURES = Path(__file__).parent / "fixtures" / "torchvision"
 # (constructor, torchvision num_classes): small class counts keep the heads light
-FAMILIES = [("retinanet_resnet50_fpn", 5), ("fcos_resnet50_fpn", 5), ("ssdlite320_mobilenet_v3_large", 6),
-            ("ssd300_vgg16", 6), ("fasterrcnn_mobilenet_v3_large_320_fpn", 4), ("fasterrcnn_resnet50_fpn_v2", 4)]
+FAMILIES = [
+    ("retinanet_resnet50_fpn", 5),
+    ("fcos_resnet50_fpn", 5),
+    ("ssdlite320_mobilenet_v3_large", 6),
+    ("ssd300_vgg16", 6),
+    ("fasterrcnn_mobilenet_v3_large_320_fpn", 4),
+    ("fasterrcnn_resnet50_fpn_v2", 4),
+]
 BACKGROUND = ("ssd", "fasterrcnn", "maskrcnn")  # families whose label 0 is the background
 
 
@@ -55,8 +61,10 @@ def _image(seed: int = 0) -> torch.Tensor:
 
 
 # the ResNet-50 Faster R-CNN's own forward takes seconds: the other families keep this in the fast lane
-@pytest.mark.parametrize("arch,classes", [pytest.param(*f, marks=pytest.mark.slow) if f[0] == "fasterrcnn_resnet50_fpn_v2"
-                                          else f for f in FAMILIES])
+@pytest.mark.parametrize(
+    "arch,classes",
+    [pytest.param(*f, marks=pytest.mark.slow) if f[0] == "fasterrcnn_resnet50_fpn_v2" else f for f in FAMILIES],
+)
 def test_adapter_candidates_hold_torchvisions_own_detections(arch, classes):
     """Every detection torchvision's own forward makes is among the adapter's candidates, with the
     same box, and the same score for the same class (label mapping included)."""
@@ -111,7 +119,7 @@ def _assert_same_candidate_set(want: dict, got: dict, what: str) -> None:
     scale = max(np.abs(w[:, :4]).max(), 1e-6)
     w[:, :4] /= scale  # boxes relative to their largest coordinate, scores as they are (at most 1)
     g[:, :4] /= scale
-    dist = np.concatenate([np.abs(w[i:i + 256, None] - g[None]).max(-1).min(1) for i in range(0, len(w), 256)])
+    dist = np.concatenate([np.abs(w[i : i + 256, None] - g[None]).max(-1).min(1) for i in range(0, len(w), 256)])
     matched = float((dist < 1e-4).mean())
     assert w.shape == g.shape and matched > 0.99, f"{what}: {matched:.2%} of the candidates matched"
 
@@ -135,8 +143,9 @@ def test_loading_errors_are_clear(tmp_path):
         export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large")
     with pytest.raises(EdgecvError, match=r"does not fit ssdlite320_mobilenet_v3_large with 7 classes.*--num-classes"):
         export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large", num_classes=7)
-    with pytest.raises(EdgecvError,
-                       match="unknown torchvision constructor 'ssd512'.*retinanet_resnet50_fpn.*resnet18.*lraspp"):
+    with pytest.raises(
+        EdgecvError, match="unknown torchvision constructor 'ssd512'.*retinanet_resnet50_fpn.*resnet18.*lraspp"
+    ):
         export_mod.load_source(str(sd), arch="ssd512", num_classes=4)
     with pytest.raises(EdgecvError, match="is not a fcos_resnet50_fpn"):
         export_mod.load_source(str(sd), arch="fcos_resnet50_fpn", num_classes=4)
@@ -159,13 +168,31 @@ def test_cli_exports_a_state_dict_with_arch(tmp_path, capsys):
     model = _model("ssdlite320_mobilenet_v3_large", 4)
     sd = tmp_path / "sd.pth"
     torch.save(model.state_dict(), sd)
-    code = main(["export", str(sd), "--arch", "ssdlite320_mobilenet_v3_large", "--num-classes", "4", "--names", "a,b,c",
-                 "--target", "onnxruntime", "-o", str(tmp_path), "--name", "b"])
+    code = main(
+        [
+            "export",
+            str(sd),
+            "--arch",
+            "ssdlite320_mobilenet_v3_large",
+            "--num-classes",
+            "4",
+            "--names",
+            "a,b,c",
+            "--target",
+            "onnxruntime",
+            "-o",
+            str(tmp_path),
+            "--name",
+            "b",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     m = Bundle.open(tmp_path / "b").manifest
     assert m["classes"] == ["a", "b", "c"] and m["provenance"]["source"]["kind"] == "state_dict"
     assert m["input"]["normalization"]["std"] == pytest.approx(list(model.transform.image_std))
-    code = main(["export", str(sd), "--arch", "ssdlite320_mobilenet_v3_large", "--num-classes", "9", "-o", str(tmp_path)])
+    code = main(
+        ["export", str(sd), "--arch", "ssdlite320_mobilenet_v3_large", "--num-classes", "9", "-o", str(tmp_path)]
+    )
     assert code == 2 and "does not fit" in capsys.readouterr().err
 
 
@@ -194,9 +221,11 @@ def test_mask_rcnn_bundles_return_the_sources_masks(tmp_path):
         # rows are matched by label, box and score: with random weights, near-tied scores can
         # swap places (or one box at the edge of the top 100) between float implementations
         assert int(got["num_dets"][0]) == n
-        same = ((got["labels"][0, :n, None] == want["labels"][0, None, :n])
-                & (np.abs(got["boxes"][0, :n, None] - want["boxes"][0, None, :n]).max(-1) < 1e-3 * SIZE)
-                & (np.abs(got["scores"][0, :n, None] - want["scores"][0, None, :n]) < 1e-4))
+        same = (
+            (got["labels"][0, :n, None] == want["labels"][0, None, :n])
+            & (np.abs(got["boxes"][0, :n, None] - want["boxes"][0, None, :n]).max(-1) < 1e-3 * SIZE)
+            & (np.abs(got["scores"][0, :n, None] - want["scores"][0, None, :n]) < 1e-4)
+        )
         rows = np.flatnonzero(same.any(1))
         assert len(rows) >= 0.95 * n, f"{target}: {len(rows)} of {n} kept boxes match the source's"
         pair = same[rows].argmax(1)
@@ -250,8 +279,9 @@ def test_trained_fixtures_keep_their_map_in_every_bundle(family, val_set, tmp_pa
     want = run_dataset(ref, ds, progress=False, warmup=0)
     assert want.metrics.map > 0.2, f"the {family} fixture is not trained (mAP {want.metrics.map:.3f})"
     for target in [*EXPORT_TARGETS, "tensorrt"]:  # tensorrt: the graph TensorRT builds, run in onnxruntime
-        bundle = export_mod.export(model, target, imgsz=SIZE, out_dir=tmp_path,
-                                   names=[c["name"] for c in ds.coco["categories"]])
+        bundle = export_mod.export(
+            model, target, imgsz=SIZE, out_dir=tmp_path, names=[c["name"] for c in ds.coco["categories"]]
+        )
         if target == "tensorrt":  # export refuses a graph with errors; warnings are not expected either
             assert TRT_CHECK.check_bundle(bundle).findings_of("warning") == []
         with load(bundle, backend="onnxruntime" if target == "tensorrt" else None) as det:

@@ -16,7 +16,9 @@ from edgecv.errors import EdgecvError
 from .conftest import EXPORT_TARGETS, ROOT
 
 os.environ.setdefault("YOLO_OFFLINE", "1")  # no connectivity probe from Ultralytics while testing
-ultralytics = pytest.importorskip("ultralytics", reason="the Ultralytics adapter needs ultralytics (pip install ultralytics)")
+ultralytics = pytest.importorskip(
+    "ultralytics", reason="the Ultralytics adapter needs ultralytics (pip install ultralytics)"
+)
 export_mod = pytest.importorskip("edgecv.export")
 
 #: a YOLOv8n from Ultralytics' yaml, trained on the shapes set; its weights are packed (int8 kernels)
@@ -88,8 +90,9 @@ def test_bundles_match_ultralytics_own_predictions_box_for_box(yolov8n, val_set,
     assert total >= 2 * len(canvases), f"the briefly trained YOLOv8n finds too little to compare ({total} boxes)"
     names = [yolo.names[i] for i in sorted(yolo.names)]
     for target in [*EXPORT_TARGETS, "tensorrt"]:  # tensorrt: its graph (static check passed), run in onnxruntime
-        bundle = export_mod.export(str(yolov8n), target, trust_pickle=True, conf=CONF, iou=IOU, max_det=300,
-                                   out_dir=tmp_path)
+        bundle = export_mod.export(
+            str(yolov8n), target, trust_pickle=True, conf=CONF, iou=IOU, max_det=300, out_dir=tmp_path
+        )
         with load(bundle, backend="onnxruntime" if target == "tensorrt" else None) as det:
             assert list(det.names) == names and tuple(det.manifest["input"]["letterbox"]["size"]) == (320, 320)
             ours = [(d.xyxy, d.scores, d.class_ids) for d in det.predict(canvases, conf=CONF)]
@@ -98,8 +101,10 @@ def test_bundles_match_ultralytics_own_predictions_box_for_box(yolov8n, val_set,
         # edgecv's NMS is multi-label: a box that scores two classes above conf is kept for both,
         # where Ultralytics keeps its best class only. Those (and only those) are the extras.
         second = sum(_second_labels(o, t) for t, o in zip(theirs, ours))
-        assert missing == 0 and extra == second, (f"{target}: {missing} of {total} Ultralytics boxes missing, {extra} "
-                                                  f"extra ({second} of them a box's second class)")
+        assert missing == 0 and extra == second, (
+            f"{target}: {missing} of {total} Ultralytics boxes missing, {extra} "
+            f"extra ({second} of them a box's second class)"
+        )
 
 
 def test_checkpoint_metadata_and_python_objects(yolov8n):
@@ -141,7 +146,9 @@ def test_cli_exports_an_ultralytics_checkpoint(yolov8n, tmp_path, capsys):
 
     code = main(["export", str(yolov8n), "--target", "onnxruntime", "-o", str(tmp_path), "--name", "y"])
     assert code == 2 and "--trust-pickle" in capsys.readouterr().err
-    code = main(["export", str(yolov8n), "--trust-pickle", "--target", "onnxruntime", "-o", str(tmp_path), "--name", "y"])
+    code = main(
+        ["export", str(yolov8n), "--trust-pickle", "--target", "onnxruntime", "-o", str(tmp_path), "--name", "y"]
+    )
     assert code == 0, capsys.readouterr().err
     m = Bundle.open(tmp_path / "y").manifest
     assert m["classes"][:2] == ["circle", "square"] and m["provenance"]["source"]["kind"] == "ultralytics"
@@ -159,7 +166,7 @@ def test_other_yolo_generations_match_raw_head_outputs(yaml, tmp_path):
     model = YOLO(yaml, task="detect", verbose=False).model
     model.names = {i: f"c{i}" for i in range(len(model.names))}
     for branch in model.model[-1].cv3:  # Ultralytics' class-bias prior puts every score near 1e-4:
-        branch[-1].bias.data.zero_()    # zeroed, scores spread over (0, 1) and relative errors mean something
+        branch[-1].bias.data.zero_()  # zeroed, scores spread over (0, 1) and relative errors mean something
     ref = export_mod.reference(model, imgsz=320, mode="raw")
     img = np.random.default_rng(0).integers(0, 255, (240, 300, 3), dtype=np.uint8)
     batch, _ = ref.preprocess([img])

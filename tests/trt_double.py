@@ -100,8 +100,9 @@ class FakeCuda(Cuda):
         return len(self.device_mem) + len(self.host_mem) + len(self.streams)
 
 
-def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: bool = True,
-                  unsupported_ops: tuple[str, ...] = ()) -> types.ModuleType:
+def make_tensorrt(
+    version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: bool = True, unsupported_ops: tuple[str, ...] = ()
+) -> types.ModuleType:
     """A module with the TensorRT API subset edgecv uses (see the module docstring)."""
     major = int(version.split(".")[0])
     trt = types.ModuleType("tensorrt")
@@ -147,7 +148,9 @@ def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: 
 
     class Network:
         def __init__(self, flag_bits: int) -> None:
-            self.strongly_typed = major >= 11 or bool(flag_bits & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED)))
+            self.strongly_typed = major >= 11 or bool(
+                flag_bits & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+            )
             self.onnx = None
 
     class ParserError:
@@ -176,13 +179,15 @@ def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: 
             proto = onnx.load_from_string(bytes(model))
             for i, node in enumerate(proto.graph.node):
                 if node.op_type in unsupported_ops:
-                    self.errors.append(ParserError(i, node.name, node.op_type,
-                                                   f"No importer registered for op: {node.op_type}"))
+                    self.errors.append(
+                        ParserError(i, node.name, node.op_type, f"No importer registered for op: {node.op_type}")
+                    )
             if self.errors:
                 return False
             self.network.onnx = bytes(model)
-            self.network.inputs = [(i.name, [d.dim_value or -1 for d in i.type.tensor_type.shape.dim])
-                                   for i in proto.graph.input]
+            self.network.inputs = [
+                (i.name, [d.dim_value or -1 for d in i.type.tensor_type.shape.dim]) for i in proto.graph.input
+            ]
             return True
 
         @property
@@ -260,18 +265,25 @@ def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: 
             dynamic = [n for n, shape in network.inputs if -1 in shape]
             covered = {n for p in config.profiles for n in p.shapes}
             if set(dynamic) - covered:
-                _log(self.logger, Severity.ERROR, "Network has dynamic or shape inputs, but no optimization profile "
-                                                  "has been defined.")
+                _log(
+                    self.logger,
+                    Severity.ERROR,
+                    "Network has dynamic or shape inputs, but no optimization profile has been defined.",
+                )
                 return None
             stats["builds"] += 1
             stats["timing_cache_in"].append(len(config.timing_cache.entries) if config.timing_cache else None)
             if config.timing_cache is not None:
                 config.timing_cache.entries.append(f"{cuda.dev.name}:{stats['builds']}")
-            header = {"tensorrt": version, "gpu": cuda.dev.name, "cc": [cuda.dev.major, cuda.dev.minor],
-                      "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config.flags,
-                      "hardware": config.hardware_compatibility_level.name,
-                      "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
-                      "workspace": config.pools.get(MemoryPoolType.WORKSPACE)}
+            header = {
+                "tensorrt": version,
+                "gpu": cuda.dev.name,
+                "cc": [cuda.dev.major, cuda.dev.minor],
+                "version_compatible": BuilderFlag.VERSION_COMPATIBLE in config.flags,
+                "hardware": config.hardware_compatibility_level.name,
+                "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
+                "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
+            }
             return memoryview(MAGIC + json.dumps(header).encode() + b"\n" + network.onnx)
 
     class Engine:
@@ -285,8 +297,10 @@ def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: 
             self.session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
             proto = onnx.load_from_string(onnx_bytes)
             self.io = []
-            for vi, mode in [*[(i, TensorIOMode.INPUT) for i in proto.graph.input],
-                             *[(o, TensorIOMode.OUTPUT) for o in proto.graph.output]]:
+            for vi, mode in [
+                *[(i, TensorIOMode.INPUT) for i in proto.graph.input],
+                *[(o, TensorIOMode.OUTPUT) for o in proto.graph.output],
+            ]:
                 tt = vi.type.tensor_type
                 shape = tuple(d.dim_value if d.dim_value > 0 else -1 for d in tt.shape.dim)
                 self.io.append((vi.name, mode, DataType[_ONNX_TO_TRT[tt.elem_type]], shape))
@@ -313,8 +327,15 @@ def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: 
         def create_execution_context(self):
             return Context(self)
 
-    np_types = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
-                "BOOL": np.bool_, "UINT8": np.uint8}
+    np_types = {
+        "FLOAT": np.float32,
+        "HALF": np.float16,
+        "INT8": np.int8,
+        "INT32": np.int32,
+        "INT64": np.int64,
+        "BOOL": np.bool_,
+        "UINT8": np.uint8,
+    }
 
     class Context:
         def __init__(self, engine: Engine) -> None:
@@ -377,35 +398,59 @@ def make_tensorrt(version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: 
         def deserialize_cuda_engine(self, plan: bytes):
             data = bytes(plan)
             if not data.startswith(MAGIC):
-                _log(self.logger, Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
-                                                  "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)")
+                _log(
+                    self.logger,
+                    Severity.ERROR,
+                    "IRuntime::deserializeCudaEngine: Error Code 1: Serialization "
+                    "(Serialization assertion magicTagRead == kMAGIC_TAG failed.)",
+                )
                 return None
-            head, onnx_bytes = data[len(MAGIC):].split(b"\n", 1)
+            head, onnx_bytes = data[len(MAGIC) :].split(b"\n", 1)
             header = json.loads(head)
             built = tuple(int(p) for p in header["tensorrt"].split("."))
             here = tuple(int(p) for p in version.split("."))
             if header["tensorrt"] != version:
                 if not header["version_compatible"] or here < built:
-                    _log(self.logger, Severity.ERROR, "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error "
-                         "(The engine plan file is not compatible with this version of TensorRT, expecting library "
-                         f"version {version} got {header['tensorrt']}, please rebuild.)")
+                    _log(
+                        self.logger,
+                        Severity.ERROR,
+                        "IRuntime::deserializeCudaEngine: Error Code 6: API Usage Error "
+                        "(The engine plan file is not compatible with this version of TensorRT, expecting library "
+                        f"version {version} got {header['tensorrt']}, please rebuild.)",
+                    )
                     return None
                 if not self.engine_host_code_allowed:
-                    _log(self.logger, Severity.ERROR, "Cannot deserialize a version-compatible engine: "
-                                                      "engine_host_code_allowed is false")
+                    _log(
+                        self.logger,
+                        Severity.ERROR,
+                        "Cannot deserialize a version-compatible engine: engine_host_code_allowed is false",
+                    )
                     return None
             if header["hardware"] == "NONE" and header["cc"] != [cuda.dev.major, cuda.dev.minor]:
-                _log(self.logger, Severity.ERROR, "The engine plan file is generated on an incompatible device, "
-                     f"expecting compute {cuda.dev.major}.{cuda.dev.minor} got compute "
-                     f"{header['cc'][0]}.{header['cc'][1]}, please rebuild.")
+                _log(
+                    self.logger,
+                    Severity.ERROR,
+                    "The engine plan file is generated on an incompatible device, "
+                    f"expecting compute {cuda.dev.major}.{cuda.dev.minor} got compute "
+                    f"{header['cc'][0]}.{header['cc'][1]}, please rebuild.",
+                )
                 return None
             stats["deserialized"] += 1
             return Engine(header, onnx_bytes)
 
-    for name, obj in dict(ILogger=ILogger, Logger=Logger, NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
-                          BuilderFlag=BuilderFlag, MemoryPoolType=MemoryPoolType,
-                          HardwareCompatibilityLevel=HardwareCompatibilityLevel, TensorIOMode=TensorIOMode,
-                          DataType=DataType, OnnxParser=OnnxParser, Builder=Builder, Runtime=Runtime).items():
+    for name, obj in dict(
+        ILogger=ILogger,
+        Logger=Logger,
+        NetworkDefinitionCreationFlag=NetworkDefinitionCreationFlag,
+        BuilderFlag=BuilderFlag,
+        MemoryPoolType=MemoryPoolType,
+        HardwareCompatibilityLevel=HardwareCompatibilityLevel,
+        TensorIOMode=TensorIOMode,
+        DataType=DataType,
+        OnnxParser=OnnxParser,
+        Builder=Builder,
+        Runtime=Runtime,
+    ).items():
         setattr(trt, name, obj)
     trt.cuda = cuda
     return trt

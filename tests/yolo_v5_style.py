@@ -17,8 +17,12 @@ class TinyV5(nn.Module):
         with torch.random.fork_rng():  # PyTorch's default initialisation, seeded
             torch.manual_seed(seed)
             self.body = nn.Sequential(
-                nn.Conv2d(3, 8, 3, 2, 1), nn.SiLU(), nn.Conv2d(8, 16, 3, 2, 1), nn.SiLU(),
-                nn.Conv2d(16, 16, 3, 2, 1), nn.SiLU(),
+                nn.Conv2d(3, 8, 3, 2, 1),
+                nn.SiLU(),
+                nn.Conv2d(8, 16, 3, 2, 1),
+                nn.SiLU(),
+                nn.Conv2d(16, 16, 3, 2, 1),
+                nn.SiLU(),
             )
             self.head = nn.Conv2d(16, len(ANCHORS) * (5 + num_classes), 1)
             with torch.no_grad():

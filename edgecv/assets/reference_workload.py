@@ -38,14 +38,21 @@ def build() -> bytes:
         w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
         b = np.zeros(cout, np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[k, k],
-                                      strides=[s, s], pads=[k // 2] * 4))
+        nodes.append(
+            helper.make_node(
+                "Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4
+            )
+        )
         nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
         prev, cin = f"r{i}", cout
     nodes.append(helper.make_node("GlobalAveragePool", [prev], ["out"]))
-    graph = helper.make_graph(nodes, "edgecv-reference-workload",
-                              [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, cin, 1, 1])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "edgecv-reference-workload",
+        [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, [1, 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, cin, 1, 1])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="edgecv")
     model.ir_version = 8
     onnx.checker.check_model(model)

@@ -43,18 +43,40 @@ def _names(text: str | None) -> list[str] | None:
 
 # --- export -----------------------------------------------------------------------------------
 
+
 def setup_export(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default="edgecv-tiny",
-                   help="model file (.pt/.pth edgecv checkpoint, TorchScript, torchvision state dict with --arch, pickled "
-                        "module or Ultralytics YOLO checkpoint with --trust-pickle, .onnx) or 'edgecv-tiny' (default)")
-    p.add_argument("--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)")
-    p.add_argument("--precision", default="fp32", help="fp32 | fp16 | int8 (int8 needs --calib) | bf16 (openvino: FP32 weights, bf16 compute on CPUs that "
-                        "have it, f32 elsewhere)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        default="edgecv-tiny",
+        help="model file (.pt/.pth edgecv checkpoint, TorchScript, torchvision state dict with --arch, pickled "
+        "module or Ultralytics YOLO checkpoint with --trust-pickle, .onnx) or 'edgecv-tiny' (default)",
+    )
+    p.add_argument(
+        "--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)"
+    )
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 | fp16 | int8 (int8 needs --calib) | bf16 (openvino: FP32 weights, bf16 compute on CPUs that "
+        "have it, f32 elsewhere)",
+    )
     p.add_argument("--calib", help="int8 calibration images: a folder, a COCO json, a YOLO labels or VOC xml folder")
-    p.add_argument("--calib-size", type=int, default=300, help="calibration images used, a seeded random subset (default 300)")
-    p.add_argument("--calib-method", default="percentile", choices=("minmax", "entropy", "percentile"),
-                   help="onnxruntime calibration method (default percentile: 99.999th, robust to outliers)")
-    p.add_argument("--imgsz", type=_imgsz, default=None, help="input size N or HxW, multiples of 32 (default: the model's, else 640)")
+    p.add_argument(
+        "--calib-size", type=int, default=300, help="calibration images used, a seeded random subset (default 300)"
+    )
+    p.add_argument(
+        "--calib-method",
+        default="percentile",
+        choices=("minmax", "entropy", "percentile"),
+        help="onnxruntime calibration method (default percentile: 99.999th, robust to outliers)",
+    )
+    p.add_argument(
+        "--imgsz",
+        type=_imgsz,
+        default=None,
+        help="input size N or HxW, multiples of 32 (default: the model's, else 640)",
+    )
     p.add_argument("-o", "--out-dir", default="build", help="parent directory of the bundle (default build/)")
     p.add_argument("--name", default=None, help="bundle directory name (default <model>-<target>-<precision>)")
     p.add_argument("--conf", type=float, default=0.001, help="score floor of the in-graph NMS (default 0.001)")
@@ -63,17 +85,33 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")
     p.add_argument("--raw", action="store_true", help="export raw candidates; NMS runs on the host")
     p.add_argument("--static-batch", action="store_true", help="fix the batch dimension to 1")
-    p.add_argument("--validate", action="store_true",
-                   help="compare the bundle with the source on --data and record the results in the manifest")
-    p.add_argument("--max-map-drop", "--max-drop", dest="max_map_drop", type=float, default=None,
-                   help="with --data: int8 (and onnxruntime/tensorrt fp16) keep the most sensitive layers in float until "
-                        "the bundle loses at most this many points of the task's metric (mAP50-95, top-1, mIoU) "
-                        "against the source (exit 1 if it cannot); other precisions are validated and exit 1 over it")
-    p.add_argument("--probabilities", action="store_true",
-                   help="segmenters: also output the per-pixel class probabilities (the class map is always there)")
+    p.add_argument(
+        "--validate",
+        action="store_true",
+        help="compare the bundle with the source on --data and record the results in the manifest",
+    )
+    p.add_argument(
+        "--max-map-drop",
+        "--max-drop",
+        dest="max_map_drop",
+        type=float,
+        default=None,
+        help="with --data: int8 (and onnxruntime/tensorrt fp16) keep the most sensitive layers in float until "
+        "the bundle loses at most this many points of the task's metric (mAP50-95, top-1, mIoU) "
+        "against the source (exit 1 if it cannot); other precisions are validated and exit 1 over it",
+    )
+    p.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="segmenters: also output the per-pixel class probabilities (the class map is always there)",
+    )
     p.add_argument("--bootstrap", type=int, default=200, help="with --validate: bootstrap resamples (default 200)")
-    p.add_argument("--max-float-layers", type=int, default=8,
-                   help="accuracy control: most layers kept in float before giving up (default 8)")
+    p.add_argument(
+        "--max-float-layers",
+        type=int,
+        default=8,
+        help="accuracy control: most layers kept in float before giving up (default 8)",
+    )
     add_data_args(p, required=False)
     add_source_args(p)
     add_tensorrt_args(p)
@@ -81,27 +119,44 @@ def setup_export(p: argparse.ArgumentParser) -> None:
 
 def add_tensorrt_args(p: argparse.ArgumentParser, build: bool = False) -> None:
     g = p.add_argument_group("TensorRT build settings" + ("" if build else " (--target tensorrt)"))
-    g.add_argument("--max-batch", type=int, help="largest batch of the optimization profile (default 8; bundles with a "
-                                                 "dynamic batch)")
+    g.add_argument(
+        "--max-batch",
+        type=int,
+        help="largest batch of the optimization profile (default 8; bundles with a dynamic batch)",
+    )
     g.add_argument("--opt-batch", type=int, help="batch TensorRT tunes for (default 1)")
     g.add_argument("--workspace", type=int, dest="workspace_mb", help="builder workspace in MB (default 1024)")
-    g.add_argument("--version-compatible", action="store_true", default=None,
-                   help="a plan later TensorRT versions can run (TensorRT's VERSION_COMPATIBLE; runs host code "
-                        "from the plan)")
-    g.add_argument("--hardware-compatibility", choices=("none", "ampere_plus", "same_compute_capability"),
-                   help="a plan other GPUs can run: ampere_plus (compute capability 8.0+), same_compute_capability "
-                        "(TensorRT 11+); slower; not on Jetson (default none)")
+    g.add_argument(
+        "--version-compatible",
+        action="store_true",
+        default=None,
+        help="a plan later TensorRT versions can run (TensorRT's VERSION_COMPATIBLE; runs host code from the plan)",
+    )
+    g.add_argument(
+        "--hardware-compatibility",
+        choices=("none", "ampere_plus", "same_compute_capability"),
+        help="a plan other GPUs can run: ampere_plus (compute capability 8.0+), same_compute_capability "
+        "(TensorRT 11+); slower; not on Jetson (default none)",
+    )
     g.add_argument("--optimization-level", type=int, help="builder optimization level 0-5 (default 3)")
     if not build:
-        g.add_argument("--no-engine", action="store_true",
-                       help="do not build a plan at export even where TensorRT and a GPU are present")
+        g.add_argument(
+            "--no-engine",
+            action="store_true",
+            help="do not build a plan at export even where TensorRT and a GPU are present",
+        )
 
 
 def tensorrt_options(a: argparse.Namespace) -> dict:
     """TensorRT build settings given on the command line (only those given)."""
-    opts = {"max_batch": a.max_batch, "opt_batch": a.opt_batch, "workspace_mb": a.workspace_mb,
-            "version_compatible": a.version_compatible, "hardware_compatibility": a.hardware_compatibility,
-            "optimization_level": a.optimization_level}
+    opts = {
+        "max_batch": a.max_batch,
+        "opt_batch": a.opt_batch,
+        "workspace_mb": a.workspace_mb,
+        "version_compatible": a.version_compatible,
+        "hardware_compatibility": a.hardware_compatibility,
+        "optimization_level": a.optimization_level,
+    }
     opts = {k: v for k, v in opts.items() if v is not None}
     if getattr(a, "no_engine", False):
         opts["build_plan"] = False
@@ -110,33 +165,59 @@ def tensorrt_options(a: argparse.Namespace) -> dict:
 
 def add_source_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules, torchvision state dicts)")
-    g.add_argument("--task", choices=("detect", "classify", "segment"), default=None,
-                   help="what the model does (default: detect; torchvision classifiers and segmenters are recognised). "
-                        "classify: the model outputs logits [B, C]; segment: per-pixel logits [B, C, h, w]")
+    g.add_argument(
+        "--task",
+        choices=("detect", "classify", "segment"),
+        default=None,
+        help="what the model does (default: detect; torchvision classifiers and segmenters are recognised). "
+        "classify: the model outputs logits [B, C]; segment: per-pixel logits [B, C, h, w]",
+    )
     g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
-    g.add_argument("--crop-resize", type=int, default=None,
-                   help="classifiers: the shorter side before the centre crop (default: the input size x 256/224)")
-    g.add_argument("--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)")
+    g.add_argument(
+        "--crop-resize",
+        type=int,
+        default=None,
+        help="classifiers: the shorter side before the centre crop (default: the input size x 256/224)",
+    )
+    g.add_argument(
+        "--layout", default="bcn", choices=("bcn", "bnc"), help="raw output [B,4+C,N] (bcn) or [B,N,4+C] (bnc)"
+    )
     g.add_argument("--box-format", default="cxcywh", choices=("cxcywh", "xyxy"))
     g.add_argument("--objectness", action="store_true", help="an objectness column follows the box (YOLOv3/v5)")
     g.add_argument("--sigmoid", action="store_true", help="scores are logits: apply a sigmoid in the graph")
-    g.add_argument("--trust-pickle", action="store_true",
-                   help="allow unpickling a whole model from the file, e.g. an Ultralytics .pt (runs code from it: only "
-                        "for files you trust)")
-    g.add_argument("--arch", help="a torchvision model's constructor, for a state dict file (detectors: "
-                                  "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, fasterrcnn_resnet50_fpn, "
-                                  "maskrcnn_resnet50_fpn; classifiers: resnet18, mobilenet_v3_large, efficientnet_b0, "
-                                  "...; segmenters: fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...)")
-    g.add_argument("--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the "
-                                                   "background)")
+    g.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow unpickling a whole model from the file, e.g. an Ultralytics .pt (runs code from it: only "
+        "for files you trust)",
+    )
+    g.add_argument(
+        "--arch",
+        help="a torchvision model's constructor, for a state dict file (detectors: "
+        "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, fasterrcnn_resnet50_fpn, "
+        "maskrcnn_resnet50_fpn; classifiers: resnet18, mobilenet_v3_large, efficientnet_b0, "
+        "...; segmenters: fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...)",
+    )
+    g.add_argument(
+        "--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the background)"
+    )
 
 
 def source_options(a: argparse.Namespace) -> dict:
     """Export options that describe a source model, from the arguments of add_source_args."""
-    return dict(names=_names(a.names), layout=a.layout, box_format=a.box_format, objectness=a.objectness,
-                apply_sigmoid=a.sigmoid, trust_pickle=a.trust_pickle, imgsz=getattr(a, "imgsz", None),
-                arch=getattr(a, "arch", None), num_classes=getattr(a, "num_classes", None), task=getattr(a, "task", None),
-                **({"crop_resize": a.crop_resize} if getattr(a, "crop_resize", None) else {}))
+    return dict(
+        names=_names(a.names),
+        layout=a.layout,
+        box_format=a.box_format,
+        objectness=a.objectness,
+        apply_sigmoid=a.sigmoid,
+        trust_pickle=a.trust_pickle,
+        imgsz=getattr(a, "imgsz", None),
+        arch=getattr(a, "arch", None),
+        num_classes=getattr(a, "num_classes", None),
+        task=getattr(a, "task", None),
+        **({"crop_resize": a.crop_resize} if getattr(a, "crop_resize", None) else {}),
+    )
 
 
 def task_of(spec: str, a: argparse.Namespace) -> str:
@@ -160,13 +241,20 @@ def task_of(spec: str, a: argparse.Namespace) -> str:
 
 def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
     g = p.add_argument_group("data set")
-    g.add_argument("--data", required=required,
-                   help="detection: a COCO json, a folder of YOLO txt labels, or a folder of VOC xml; classification: a "
-                        "folder of class folders; segmentation: a folder with images/, masks/ and classes.txt")
+    g.add_argument(
+        "--data",
+        required=required,
+        help="detection: a COCO json, a folder of YOLO txt labels, or a folder of VOC xml; classification: a "
+        "folder of class folders; segmentation: a folder with images/, masks/ and classes.txt",
+    )
     g.add_argument("--images", help="the images folder (default: beside the annotations)")
-    g.add_argument("--data-names", help="class names of a YOLO set, or a segmentation set's in mask-value order "
-                                        "(default: classes.txt)")
-    g.add_argument("--format", dest="data_format", choices=("coco", "yolo", "voc"), help="data set format (default: detected)")
+    g.add_argument(
+        "--data-names",
+        help="class names of a YOLO set, or a segmentation set's in mask-value order (default: classes.txt)",
+    )
+    g.add_argument(
+        "--format", dest="data_format", choices=("coco", "yolo", "voc"), help="data set format (default: detected)"
+    )
 
 
 def open_dataset(a: argparse.Namespace, task: str = "detect"):
@@ -186,7 +274,9 @@ def run_export(a: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ImportError as e:
-        raise EdgecvError(f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'") from None
+        raise EdgecvError(
+            f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'"
+        ) from None
     _quiet_torch()
     from ..evaluation import compare_table
     from ..pipeline import export_checked
@@ -201,10 +291,26 @@ def run_export(a: argparse.Namespace) -> int:
     trt = tensorrt_options(a)
     nms = dict(conf=a.conf, iou=a.iou, max_det=a.max_det, class_aware=not a.agnostic, mode="raw" if a.raw else "nms")
     bundle, result, failures = export_checked(
-        a.model, a.target, dataset, max_drop=a.max_map_drop, validate=a.validate, bootstrap=a.bootstrap,
-        max_float_layers=a.max_float_layers, progress=sys.stderr.isatty(), say=_err, source_options=opts,
-        out_dir=a.out_dir, name=a.name, precision=a.precision, dynamic_batch=not a.static_batch, calib=a.calib,
-        calib_size=a.calib_size, calib_method=a.calib_method, tensorrt=trt or None, **nms)
+        a.model,
+        a.target,
+        dataset,
+        max_drop=a.max_map_drop,
+        validate=a.validate,
+        bootstrap=a.bootstrap,
+        max_float_layers=a.max_float_layers,
+        progress=sys.stderr.isatty(),
+        say=_err,
+        source_options=opts,
+        out_dir=a.out_dir,
+        name=a.name,
+        precision=a.precision,
+        dynamic_batch=not a.static_batch,
+        calib=a.calib,
+        calib_size=a.calib_size,
+        calib_method=a.calib_method,
+        tensorrt=trt or None,
+        **nms,
+    )
     if result is not None:
         print(compare_table(result), file=sys.stderr)
     print(bundle)
@@ -215,11 +321,15 @@ def run_export(a: argparse.Namespace) -> int:
 
 # --- predict ----------------------------------------------------------------------------------
 
+
 def setup_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("images", nargs="+", help="image files")
-    p.add_argument("--save", help="write the image with boxes drawn (classes tinted, top classes written) here (a "
-                                  "directory when several images)")
+    p.add_argument(
+        "--save",
+        help="write the image with boxes drawn (classes tinted, top classes written) here (a "
+        "directory when several images)",
+    )
     p.add_argument("--conf", type=float, default=None, help="minimum score (default: the bundle's, 0.25)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
 
@@ -256,6 +366,7 @@ def run_predict(a: argparse.Namespace) -> int:
 
 # --- inspect ----------------------------------------------------------------------------------
 
+
 def setup_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle directory")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -278,24 +389,32 @@ def run_inspect(a: argparse.Namespace) -> int:
     inp, out, prov = m["input"], m["output"], m["provenance"]
     nms = out.get("nms")
     print(f"bundle     {b.path}")
-    print(f"model      {m['name']}  task {m['task']}  target {m['target']}  precision {m['precision']}  "
-          f"schema v{m['schema_version']}")
+    print(
+        f"model      {m['name']}  task {m['task']}  target {m['target']}  precision {m['precision']}  "
+        f"schema v{m['schema_version']}"
+    )
     print(f"classes    {len(m['classes'])}: {', '.join(m['classes'][:20])}{' ...' if len(m['classes']) > 20 else ''}")
     from .. import tasks
 
     place = tasks.get(m["task"]).describe_input(inp)
-    print(f"input      {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']} (batch -1 = dynamic), {inp['color']}, "
-          f"{place}, normalisation in graph: scale {inp['normalization']['scale']:.6g} "
-          f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}")
+    print(
+        f"input      {inp['name']} {inp['dtype']} {inp['layout']} {inp['shape']} (batch -1 = dynamic), {inp['color']}, "
+        f"{place}, normalisation in graph: scale {inp['normalization']['scale']:.6g} "
+        f"mean {inp['normalization']['mean']} std {inp['normalization']['std']}"
+    )
     if nms is None:  # a classifier or segmenter
         for t, what in out.get("contents", {}).items():
             print(f"output     {t}: {what}")
     else:
-        print(f"output     {out['mode']}: {', '.join(out['tensors'])}; boxes {out['box_format']} in "
-              f"{out.get('coordinates', 'input_pixels')}")
-        print(f"nms        in {nms.get('where', 'graph')}: score > {nms['score_threshold']}, IoU > {nms['iou_threshold']} "
-              f"suppressed, max {nms['max_detections']}, {'per class' if nms['class_aware'] else 'class-agnostic'}; "
-              f"results filtered at conf {out.get('default_conf', 0.25)}")
+        print(
+            f"output     {out['mode']}: {', '.join(out['tensors'])}; boxes {out['box_format']} in "
+            f"{out.get('coordinates', 'input_pixels')}"
+        )
+        print(
+            f"nms        in {nms.get('where', 'graph')}: score > {nms['score_threshold']}, IoU > {nms['iou_threshold']} "
+            f"suppressed, max {nms['max_detections']}, {'per class' if nms['class_aware'] else 'class-agnostic'}; "
+            f"results filtered at conf {out.get('default_conf', 0.25)}"
+        )
     src = prov.get("source", {})
     print(f"source     {src.get('kind')} {src.get('path') or ''} sha256 {src.get('sha256', '')[:16]}…")
     print(f"versions   {', '.join(f'{k} {v}' for k, v in prov.get('versions', {}).items())}")
@@ -312,11 +431,15 @@ def run_inspect(a: argparse.Namespace) -> int:
 
 # --- build (TensorRT plans on the device) -----------------------------------------------------
 
+
 def setup_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="a tensorrt bundle directory")
     p.add_argument("--cache-dir", help="keep the plan in this directory instead of adding it to the bundle")
-    p.add_argument("--timing-cache", help="TensorRT timing cache file, read and updated (default: in the edgecv "
-                                          "cache directory, one per GPU and TensorRT version)")
+    p.add_argument(
+        "--timing-cache",
+        help="TensorRT timing cache file, read and updated (default: in the edgecv "
+        "cache directory, one per GPU and TensorRT version)",
+    )
     p.add_argument("--force", action="store_true", help="build even when the bundle has a plan for this machine")
     add_tensorrt_args(p, build=True)
 
@@ -324,24 +447,32 @@ def setup_build(p: argparse.ArgumentParser) -> None:
 def run_build(a: argparse.Namespace) -> int:
     from ..runtimes.tensorrt.plans import build_bundle_plan
 
-    plan = build_bundle_plan(a.bundle, cache_dir=a.cache_dir, timing_cache=a.timing_cache, force=a.force, say=_err,
-                             **tensorrt_options(a))
+    plan = build_bundle_plan(
+        a.bundle, cache_dir=a.cache_dir, timing_cache=a.timing_cache, force=a.force, say=_err, **tensorrt_options(a)
+    )
     print(plan.path)
     return 0
 
 
 # --- doctor (static checks) -------------------------------------------------------------------
 
+
 def setup_doctor(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a bundle directory or an ONNX file")
-    p.add_argument("--target", "-t", default="tensorrt", choices=("tensorrt",),
-                   help="the target whose rules are checked (tensorrt)")
+    p.add_argument(
+        "--target",
+        "-t",
+        default="tensorrt",
+        choices=("tensorrt",),
+        help="the target whose rules are checked (tensorrt)",
+    )
     p.add_argument("--versions", help="comma-separated TensorRT versions to check: 10.3, 10.15, 11.x (default all)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
 
 def run_doctor(a: argparse.Namespace) -> int:
     from ..runtimes.tensorrt import static_check  # reads graphs with the onnx package (pip install onnx), not torch
+
     versions = [v.strip() for v in a.versions.split(",")] if a.versions else None
     path = Path(a.model)
     if path.is_dir():
@@ -355,6 +486,7 @@ def run_doctor(a: argparse.Namespace) -> int:
 
 
 # --- env --------------------------------------------------------------------------------------
+
 
 def _version(dist: str) -> str | None:
     try:
@@ -380,10 +512,16 @@ def run_env(a: argparse.Namespace) -> int:
     flags = " ".join(isa())
     from ..envcheck import installed, own_ranges, problems
 
-    info = {"edgecv": __version__, "python": platform.python_version(), "platform": platform.platform(),
-            "cpu_flags": flags, "backends": rows, "problems": problems(installed(), own_ranges()),
-            "export": {d: _version(d) for d in ("torch", "torchvision", "onnx", "onnxslim")},
-            "eval": {"faster-coco-eval": _version("faster-coco-eval")}}
+    info = {
+        "edgecv": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_flags": flags,
+        "backends": rows,
+        "problems": problems(installed(), own_ranges()),
+        "export": {d: _version(d) for d in ("torch", "torchvision", "onnx", "onnxslim")},
+        "eval": {"faster-coco-eval": _version("faster-coco-eval")},
+    }
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -403,6 +541,7 @@ def run_env(a: argparse.Namespace) -> int:
 
 # --- demo -------------------------------------------------------------------------------------
 
+
 def setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="build/demo", help="where data and bundles go (default build/demo)")
     p.add_argument("--count", type=int, default=200, help="validation images (default 200)")
@@ -413,7 +552,9 @@ def run_demo(a: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        raise EdgecvError("the demo exports the default detector and needs the exporter: pip install 'edgecv[all]'") from None
+        raise EdgecvError(
+            "the demo exports the default detector and needs the exporter: pip install 'edgecv[all]'"
+        ) from None
     import warnings
 
     warnings.filterwarnings("ignore", module="torch")
@@ -430,6 +571,7 @@ def run_demo(a: argparse.Namespace) -> int:
 
 
 # --- val / compare / bench -------------------------------------------------------------------
+
 
 def setup_val(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a bundle directory, or a source model (run through the torch reference)")
@@ -462,8 +604,14 @@ def run_val(a: argparse.Namespace) -> int:
 def setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", help="the reference (a source model or a bundle), then the candidates")
     add_data_args(p)
-    p.add_argument("--max-map-drop", "--max-drop", dest="max_map_drop", type=float, default=None,
-                   help="exit 1 when a candidate loses more points of the task's metric (mAP50-95, top-1, mIoU)")
+    p.add_argument(
+        "--max-map-drop",
+        "--max-drop",
+        dest="max_map_drop",
+        type=float,
+        default=None,
+        help="exit 1 when a candidate loses more points of the task's metric (mAP50-95, top-1, mIoU)",
+    )
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% interval (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--conf", type=float, default=0.001, help="score threshold of the evaluation (COCO: 0.001)")
@@ -484,7 +632,9 @@ def run_compare(a: argparse.Namespace) -> int:
         raise EdgecvError("compare needs a reference and at least one candidate")
     kinds = {task_of(m, a) for m in a.models}
     if len(kinds) > 1:
-        raise EdgecvError(f"compare takes models of one task; these are {sorted(kinds)} (give --task for a source model)")
+        raise EdgecvError(
+            f"compare takes models of one task; these are {sorted(kinds)} (give --task for a source model)"
+        )
     task = kinds.pop()
     ev = evaluator(task)
     if a.report and reporter(task) is None:
@@ -492,8 +642,16 @@ def run_compare(a: argparse.Namespace) -> int:
     dataset = open_dataset(a, task)
     dets = [open_model(m, source_options=source_options(a)) for m in a.models]
     try:
-        result = compare([(model_name(m, d), d) for m, d in zip(a.models, dets)], dataset, bootstrap=a.bootstrap,
-                         seed=a.seed, conf=a.conf, max_dets=a.max_det, progress=sys.stderr.isatty(), say=_err)
+        result = compare(
+            [(model_name(m, d), d) for m, d in zip(a.models, dets)],
+            dataset,
+            bootstrap=a.bootstrap,
+            seed=a.seed,
+            conf=a.conf,
+            max_dets=a.max_det,
+            progress=sys.stderr.isatty(),
+            say=_err,
+        )
     finally:
         for d in dets:
             d.close()
@@ -536,34 +694,55 @@ def setup_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", help="bundle directories (or source models, run through the torch reference)")
     p.add_argument("--batch", type=_ints, default=[1], help="batch sizes, e.g. 1,4 (default 1)")
     p.add_argument("--threads", type=_ints, default=None, help="intra-op thread counts, e.g. 1,2 (default: backend's)")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="least time per measurement (default 10; a gate's measuring time: --compare 8 in all, "
-                        "--save-baseline 3 per run, --baseline the baseline's)")
+    p.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="least time per measurement (default 10; a gate's measuring time: --compare 8 in all, "
+        "--save-baseline 3 per run, --baseline the baseline's)",
+    )
     p.add_argument("--min-iters", type=int, default=30, help="least iterations per measurement (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up calls (default 5, and at least 1 s)")
     add_data_args(p, required=False)
     p.add_argument("--limit", type=int, default=32, help="images taken from --data (default 32)")
     p.add_argument("--stream", action="store_true", help="also measure frames per second through det.stream()")
-    p.add_argument("--peak", action="store_true",
-                   help="also count the model's operations, measure the backend's peak at the same precision "
-                        "(a large matrix product) and report the fraction achieved")
+    p.add_argument(
+        "--peak",
+        action="store_true",
+        help="also count the model's operations, measure the backend's peak at the same precision "
+        "(a large matrix product) and report the fraction achieved",
+    )
     p.add_argument("--json", help="write the results (or a gate's outcome) as JSON to this file")
     g = p.add_argument_group("latency gates", "exit 0 ok, 1 regression, 3 inconclusive (measure longer), 2 error")
-    g.add_argument("--compare", action="store_true",
-                   help="paired gate: OLD NEW run in one process, alternating in short blocks; the slowdown of NEW "
-                        "with a 95%% interval")
-    g.add_argument("--save-baseline", metavar="FILE",
-                   help="record a latency baseline for one model (refused when the machine is too noisy)")
+    g.add_argument(
+        "--compare",
+        action="store_true",
+        help="paired gate: OLD NEW run in one process, alternating in short blocks; the slowdown of NEW "
+        "with a 95%% interval",
+    )
+    g.add_argument(
+        "--save-baseline",
+        metavar="FILE",
+        help="record a latency baseline for one model (refused when the machine is too noisy)",
+    )
     g.add_argument("--baseline", metavar="FILE", help="gate one model against a baseline from --save-baseline")
     g.add_argument("--max-regression", type=_percent, default=0.10, help="allowed slowdown (default 10%%)")
-    g.add_argument("--runs", type=int, default=None,
-                   help="separate runs, each loading the model anew, the fastest counting: a baseline is "
-                        "recorded from 3 by default, and checked with as many as it was recorded from")
+    g.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        help="separate runs, each loading the model anew, the fastest counting: a baseline is "
+        "recorded from 3 by default, and checked with as many as it was recorded from",
+    )
     g.add_argument("--seed", type=int, default=None, help="seed of the block order and the bootstrap")
     g.add_argument("--force", action="store_true", help="write the baseline even when the machine was noisy")
-    g.add_argument("--max-reference-shift", type=_percent, default=None,
-                   help="against a baseline: how far the reference workload may run from the baseline's before a "
-                        "slowdown is not judged (default 10%%)")
+    g.add_argument(
+        "--max-reference-shift",
+        type=_percent,
+        default=None,
+        help="against a baseline: how far the reference workload may run from the baseline's before a "
+        "slowdown is not judged (default 10%%)",
+    )
 
 
 def run_bench(a: argparse.Namespace) -> int:
@@ -580,11 +759,23 @@ def run_bench(a: argparse.Namespace) -> int:
     from ..bench import bench, bench_table
 
     seconds = 10.0 if a.seconds is None else a.seconds
-    result = bench(a.models, batches=a.batch, threads=a.threads or [None], seconds=seconds, min_iters=a.min_iters,
-                   warmup=a.warmup, images=images, say=_err, stream=a.stream, peak=a.peak)
+    result = bench(
+        a.models,
+        batches=a.batch,
+        threads=a.threads or [None],
+        seconds=seconds,
+        min_iters=a.min_iters,
+        warmup=a.warmup,
+        images=images,
+        say=_err,
+        stream=a.stream,
+        peak=a.peak,
+    )
     m = result.machine
-    print(f"{m['cpu']}, {m['cores']} cores; {result.settings['images']} images; warm-up {a.warmup}+ calls, "
-          f">= {a.min_iters} calls and {seconds:g} s per row")
+    print(
+        f"{m['cpu']}, {m['cores']} cores; {result.settings['images']} images; warm-up {a.warmup}+ calls, "
+        f">= {a.min_iters} calls and {seconds:g} s per row"
+    )
     print(bench_table(result))
     if a.json:
         result.save(a.json)
@@ -595,8 +786,11 @@ def run_latency_gate(a: argparse.Namespace, images: list | None) -> int:
     """``bench --compare``, ``--save-baseline`` and ``--baseline``: see :mod:`edgecv.latency`."""
     from .. import latency as L
 
-    modes = [m for m, on in (("--compare", a.compare), ("--save-baseline", a.save_baseline),
-                             ("--baseline", a.baseline)) if on]
+    modes = [
+        m
+        for m, on in (("--compare", a.compare), ("--save-baseline", a.save_baseline), ("--baseline", a.baseline))
+        if on
+    ]
     if len(modes) > 1:
         raise EdgecvError(f"{' and '.join(modes)} are separate gates: give one")
     if len(a.batch) > 1 or (a.threads and len(a.threads) > 1):
@@ -609,29 +803,62 @@ def run_latency_gate(a: argparse.Namespace, images: list | None) -> int:
     if a.compare:
         if len(a.models) != 2:
             raise EdgecvError(f"--compare takes two models, OLD then NEW (got {len(a.models)})")
-        result = L.compare_latency(a.models[0], a.models[1], a.max_regression, batch=batch, threads=threads,
-                                   images=images, seed=a.seed or 0, say=_err, **secs)
+        result = L.compare_latency(
+            a.models[0],
+            a.models[1],
+            a.max_regression,
+            batch=batch,
+            threads=threads,
+            images=images,
+            seed=a.seed or 0,
+            say=_err,
+            **secs,
+        )
     else:
         if len(a.models) != 1:
-            raise EdgecvError(f"{modes[0]} takes one model (got {len(a.models)}); to gate two against each other, "
-                              "use --compare")
+            raise EdgecvError(
+                f"{modes[0]} takes one model (got {len(a.models)}); to gate two against each other, use --compare"
+            )
         if a.save_baseline:
-            data = L.record_baseline(a.models[0], a.save_baseline, batch=batch, threads=threads,
-                                     images=images, seed=a.seed or 0, force=a.force, say=_err, **secs,
-                                     **({} if a.runs is None else {"runs": a.runs}))
+            data = L.record_baseline(
+                a.models[0],
+                a.save_baseline,
+                batch=batch,
+                threads=threads,
+                images=images,
+                seed=a.seed or 0,
+                force=a.force,
+                say=_err,
+                **secs,
+                **({} if a.runs is None else {"runs": a.runs}),
+            )
             st = data["stats"]
-            print(f"baseline {a.save_baseline}: {data['model']}, {st['median_ms']:.2f} ms = {st['median_ratio']:.3f} x "
-                  f"the reference workload ({st['reference_ms']:.2f} ms); 95% interval ±{st['half_width'] * 100:.1f}%, "
-                  f"blocks spread {st['spread'] * 100:.1f}%; runs {', '.join(f'{r:.3f}' for r in st['run_medians'])}, "
-                  f"the two fastest {st['occasion_sd'] * 100:.1f}% apart beyond their own noise")
+            print(
+                f"baseline {a.save_baseline}: {data['model']}, {st['median_ms']:.2f} ms = {st['median_ratio']:.3f} x "
+                f"the reference workload ({st['reference_ms']:.2f} ms); 95% interval ±{st['half_width'] * 100:.1f}%, "
+                f"blocks spread {st['spread'] * 100:.1f}%; runs {', '.join(f'{r:.3f}' for r in st['run_medians'])}, "
+                f"the two fastest {st['occasion_sd'] * 100:.1f}% apart beyond their own noise"
+            )
             for p in data["forced"]:
                 _err(f"edgecv: warning: written with --force despite: {p}")
-            print(f"a gate against it can resolve a slowdown of about {L.resolution(st) * 100:.0f}% or more at this "
-                  "noise: set --max-regression above that")
+            print(
+                f"a gate against it can resolve a slowdown of about {L.resolution(st) * 100:.0f}% or more at this "
+                "noise: set --max-regression above that"
+            )
             return 0
         shift = {} if a.max_reference_shift is None else {"max_reference_shift": a.max_reference_shift}
-        result = L.check_baseline(a.models[0], a.baseline, a.max_regression, a.seconds, a.runs, threads, images,
-                                  say=_err, **({} if a.seed is None else {"seed": a.seed}), **shift)
+        result = L.check_baseline(
+            a.models[0],
+            a.baseline,
+            a.max_regression,
+            a.seconds,
+            a.runs,
+            threads,
+            images,
+            say=_err,
+            **({} if a.seed is None else {"seed": a.seed}),
+            **shift,
+        )
     print(result.report())
     if a.json:
         Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
@@ -639,8 +866,10 @@ def run_latency_gate(a: argparse.Namespace, images: list | None) -> int:
     if v.verdict == "regression":
         _err(f"edgecv: gate failed: {result.timings[-1].model} is slower: {v.summary()}")
     elif v.verdict == "inconclusive":
-        _err(f"edgecv: inconclusive: {v.reason}; "
-             f"{L.advice(v, result.settings.get('seconds_flag'), result.mode == 'baseline')}")
+        _err(
+            f"edgecv: inconclusive: {v.reason}; "
+            f"{L.advice(v, result.settings.get('seconds_flag'), result.mode == 'baseline')}"
+        )
     return v.exit_code
 
 
@@ -654,5 +883,9 @@ COMMANDS = {
     "build": (setup_build, run_build, "build a TensorRT plan for this GPU and add it to a tensorrt bundle"),
     "doctor": (setup_doctor, run_doctor, "static check of a bundle or ONNX graph against TensorRT's rules"),
     "env": (setup_env, run_env, "which backends are usable here, with versions"),
-    "demo": (setup_demo, run_demo, "export the default detector to every CPU target and compare them on the shapes set"),
+    "demo": (
+        setup_demo,
+        run_demo,
+        "export the default detector to every CPU target and compare them on the shapes set",
+    ),
 }

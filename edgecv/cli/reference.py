@@ -63,8 +63,10 @@ def _default(action: argparse.Action) -> str:
 
 
 def _is_documented(action: argparse.Action) -> bool:
-    return not isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)) \
+    return (
+        not isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction))
         and action.help is not argparse.SUPPRESS
+    )
 
 
 def _synopsis(parser: argparse.ArgumentParser) -> str:

@@ -98,7 +98,9 @@ def _polygon(cls: str, cx: float, cy: float, r: float, rot: float) -> np.ndarray
         return ring(10, np.tile([r * 1.15, r * 0.5], 5), -math.pi / 2)
     if cls == "cross":
         a, b = r, r * 0.38
-        pts = np.array([[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]])
+        pts = np.array(
+            [[-b, -a], [b, -a], [b, -b], [a, -b], [a, b], [b, b], [b, a], [-b, a], [-b, b], [-a, b], [-a, -b], [-b, -b]]
+        )
         c, s = math.cos(rot), math.sin(rot)
         return pts @ np.array([[c, s], [-s, c]]) + np.array([cx, cy])
     return None  # circle
@@ -180,8 +182,11 @@ def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200)
     if ann_path.exists():
         try:
             data = json.loads(ann_path.read_text())
-            if data.get("info", {}).get("split") == split and len(data["images"]) == count and \
-                    all("segmentation" in a for a in data["annotations"][:1]):
+            if (
+                data.get("info", {}).get("split") == split
+                and len(data["images"]) == count
+                and all("segmentation" in a for a in data["annotations"][:1])
+            ):
                 return images_dir, ann_path
         except (OSError, ValueError, KeyError):
             pass
@@ -195,9 +200,17 @@ def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200)
         images.append({"id": i + 1, "file_name": name, "height": s.image.shape[0], "width": s.image.shape[1]})
         for k, (box, cid) in enumerate(zip(s.boxes, s.class_ids)):
             x0, y0, x1, y1 = (float(v) for v in box)
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(cid) + 1,
-                         "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
-                         "segmentation": rle(s.instances == k)})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": int(cid) + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                    "segmentation": rle(s.instances == k),
+                }
+            )
     data = {
         "info": {"description": "edgecv synthetic shapes", "split": split, "seed": seed},
         "images": images,
@@ -226,7 +239,7 @@ def crops(sample: Sample, min_side: int = 16, margin: float = 1.4) -> list[tuple
         bw, bh = x1 - x0, y1 - y0
         if min(bw, bh) < min_side or sample.instances is None:
             continue
-        if (sample.instances[int(y0):int(y1), int(x0):int(x1)] == k).sum() < 0.35 * bw * bh:
+        if (sample.instances[int(y0) : int(y1), int(x0) : int(x1)] == k).sum() < 0.35 * bw * bh:
             continue  # mostly hidden
         half = margin * max(bw, bh) / 2
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2

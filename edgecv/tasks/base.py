@@ -90,8 +90,9 @@ class Task:
     def check_options(self, manifest: dict, probabilities: bool) -> None:
         """Refuse load options the bundle cannot honour (:class:`EdgecvError`)."""
 
-    def decoder(self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None,
-                probabilities: bool) -> Decoder:
+    def decoder(
+        self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None, probabilities: bool
+    ) -> Decoder:
         """The decoder of one loaded model."""
         raise NotImplementedError
 

@@ -20,9 +20,15 @@ def check_dense_output(m: dict, required: set[str], optional: set[str]) -> None:
     out = m["output"]
     check_fields(out, {"tensors": dict}, {"top_k": int, "coordinates": str, "contents": dict}, "output")
     have = set(out["tensors"])
-    if not required <= have or have - required - optional or not all(isinstance(v, str) for v in out["tensors"].values()):
-        raise BundleError(f"manifest: a {m['task']} bundle's output.tensors must name {sorted(required)}"
-                          f"{f' (and may name {sorted(optional)})' if optional else ''}, got {sorted(have)}")
+    if (
+        not required <= have
+        or have - required - optional
+        or not all(isinstance(v, str) for v in out["tensors"].values())
+    ):
+        raise BundleError(
+            f"manifest: a {m['task']} bundle's output.tensors must name {sorted(required)}"
+            f"{f' (and may name {sorted(optional)})' if optional else ''}, got {sorted(have)}"
+        )
     if "top_k" in out and not 1 <= out["top_k"] <= len(m["classes"]):
         raise BundleError(f"manifest: output.top_k {out['top_k']} must be between 1 and the number of classes")
     unknown = set(out) - {"tensors", "top_k", "coordinates", "contents"}
@@ -81,11 +87,15 @@ class Classify(Task):
         check_dense_output(m, {"probs"}, set())
 
     def output_section(self, *, tensors: Sequence[str], num_classes: int, mode: str, nms: dict) -> dict:
-        return {"tensors": {"probs": "probs"}, "top_k": min(5, num_classes),
-                "contents": {"probs": "softmax over the classes, [B, C]"}}
+        return {
+            "tensors": {"probs": "probs"},
+            "top_k": min(5, num_classes),
+            "contents": {"probs": "softmax over the classes, [B, C]"},
+        }
 
-    def decoder(self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None,
-                probabilities: bool) -> Decoder:
+    def decoder(
+        self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None, probabilities: bool
+    ) -> Decoder:
         return ClassifyDecoder(manifest, top_k, probabilities)
 
     def to_json(self, result: Classifications) -> Any:
@@ -93,7 +103,8 @@ class Classify(Task):
 
     def summary(self, result: Classifications, ms: float) -> list[str]:
         return [f"{result.label} ({ms:.1f} ms inference)"] + [
-            f"  {d['name']:<16} {d['score']:.3f}" for d in result.to_list()]
+            f"  {d['name']:<16} {d['score']:.3f}" for d in result.to_list()
+        ]
 
     def draw(self, image: np.ndarray, result: Classifications) -> np.ndarray:
         from ..draw import draw_classification

@@ -30,8 +30,9 @@ class DetectDecoder(Decoder):
         self.mask_threshold = float(out["masks"]["threshold"]) if out.get("masks") else None
         self.placer = placer
 
-    def __call__(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams],
-                 conf: float) -> list[Detections]:
+    def __call__(
+        self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams], conf: float
+    ) -> list[Detections]:
         results = []
         t = self.tensors
         for i, p in enumerate(params):
@@ -43,8 +44,14 @@ class DetectDecoder(Decoder):
             else:
                 s = self.nms
                 n = 0
-                boxes, scores, labels = nms(outputs[t["boxes"]][i], outputs[t["scores"]][i], s["iou_threshold"],
-                                            s["score_threshold"], s["max_detections"], s["class_aware"])
+                boxes, scores, labels = nms(
+                    outputs[t["boxes"]][i],
+                    outputs[t["scores"]][i],
+                    s["iou_threshold"],
+                    s["score_threshold"],
+                    s["max_detections"],
+                    s["class_aware"],
+                )
             keep = (scores >= conf) & np.isfinite(scores) & np.isfinite(boxes).all(1)
             boxes = self.placer.inverse(boxes[keep], p)
             scores, labels = scores[keep], labels[keep]
@@ -53,8 +60,9 @@ class DetectDecoder(Decoder):
             if self.mask_threshold is not None:  # pasted on the host, in the original image's pixels
                 probs = outputs[t["masks"]][i, :n][keep][nonempty]
                 masks = paste(probs, boxes[nonempty], p.orig_shape, self.mask_threshold)
-            results.append(Detections(boxes[nonempty], scores[nonempty], labels[nonempty].astype(np.int64), self.names,
-                                      masks))
+            results.append(
+                Detections(boxes[nonempty], scores[nonempty], labels[nonempty].astype(np.int64), self.names, masks)
+            )
         return results
 
 
@@ -79,7 +87,9 @@ class Detect(Task):
         if masks is not None:
             check_fields(masks, {"tensor": str, "threshold": (int, float)}, {"paste": str}, "output.masks")
             if masks["tensor"] not in out["tensors"] or not 0 < masks["threshold"] < 1:
-                raise BundleError("manifest: output.masks must name one of output.tensors and have a threshold in (0, 1)")
+                raise BundleError(
+                    "manifest: output.masks must name one of output.tensors and have a threshold in (0, 1)"
+                )
         check_fields(out["nms"], _NMS, {}, "output.nms")
 
     def output_section(self, *, tensors: Sequence[str], num_classes: int, mode: str, nms: dict) -> dict:
@@ -92,12 +102,23 @@ class Detect(Task):
             "coordinates": "input_pixels",
             "nms": {**nms, "where": "graph" if mode == "nms" else "host"},
             "default_conf": self.default_conf,
-            **({"masks": {"tensor": "masks", "contents": "probabilities of each kept box's mask, in its box",
-                          "paste": "host", "threshold": 0.5}} if "masks" in tensors else {}),
+            **(
+                {
+                    "masks": {
+                        "tensor": "masks",
+                        "contents": "probabilities of each kept box's mask, in its box",
+                        "paste": "host",
+                        "threshold": 0.5,
+                    }
+                }
+                if "masks" in tensors
+                else {}
+            ),
         }
 
-    def decoder(self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None,
-                probabilities: bool) -> Decoder:
+    def decoder(
+        self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None, probabilities: bool
+    ) -> Decoder:
         return DetectDecoder(manifest, placer)
 
     def to_json(self, result: Detections) -> Any:
@@ -106,7 +127,8 @@ class Detect(Task):
     def summary(self, result: Detections, ms: float) -> list[str]:
         return [f"{len(result)} objects ({ms:.1f} ms inference)"] + [
             f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]"
-            for d in result.to_dict()]
+            for d in result.to_dict()
+        ]
 
     def draw(self, image: np.ndarray, result: Detections) -> np.ndarray:
         from ..draw import draw_detections

@@ -21,8 +21,9 @@ class SegmentDecoder(Decoder):
         self.tensors = dict(manifest["output"]["tensors"])
         self.probabilities = probabilities
 
-    def __call__(self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams],
-                 conf: float) -> list[SegmentationMap]:
+    def __call__(
+        self, outputs: dict[str, np.ndarray], params: Sequence[LetterboxParams], conf: float
+    ) -> list[SegmentationMap]:
         labels = outputs[self.tensors["labels"]]
         probs = outputs[self.tensors["probs"]] if self.probabilities else None  # refused at load if not exported
         out = []
@@ -47,17 +48,25 @@ class Segment(Task):
         check_dense_output(m, {"labels"}, {"probs"})
 
     def output_section(self, *, tensors: Sequence[str], num_classes: int, mode: str, nms: dict) -> dict:
-        return {"tensors": {n: n for n in tensors}, "coordinates": "input_pixels",
-                "contents": {"labels": "argmax class id per input pixel, int32 [B, H, W]",
-                             **({"probs": "softmax per pixel, [B, C, H, W]"} if "probs" in tensors else {})}}
+        return {
+            "tensors": {n: n for n in tensors},
+            "coordinates": "input_pixels",
+            "contents": {
+                "labels": "argmax class id per input pixel, int32 [B, H, W]",
+                **({"probs": "softmax per pixel, [B, C, H, W]"} if "probs" in tensors else {}),
+            },
+        }
 
     def check_options(self, manifest: dict, probabilities: bool) -> None:
         if probabilities and "probs" not in manifest["output"]["tensors"]:
-            raise EdgecvError(f"this segmenter ({manifest['name']}) was exported without probabilities: export it with "
-                              "--probabilities (Python: probabilities=True), or load it without them")
+            raise EdgecvError(
+                f"this segmenter ({manifest['name']}) was exported without probabilities: export it with "
+                "--probabilities (Python: probabilities=True), or load it without them"
+            )
 
-    def decoder(self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None,
-                probabilities: bool) -> Decoder:
+    def decoder(
+        self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None, probabilities: bool
+    ) -> Decoder:
         return SegmentDecoder(manifest, probabilities)
 
     def to_json(self, result: SegmentationMap) -> Any:
@@ -66,7 +75,8 @@ class Segment(Task):
     def summary(self, result: SegmentationMap, ms: float) -> list[str]:
         h, w = result.shape
         return [f"{w}x{h} ({ms:.1f} ms inference)"] + [
-            f"  {n:<16} {c:>9d} px  {c / (h * w) * 100:5.1f}%" for n, c in result.areas().items()]
+            f"  {n:<16} {c:>9d} px  {c / (h * w) * 100:5.1f}%" for n, c in result.areas().items()
+        ]
 
     def draw(self, image: np.ndarray, result: SegmentationMap) -> np.ndarray:
         from ..draw import draw_segmentation

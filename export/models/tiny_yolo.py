@@ -19,7 +19,9 @@ STRIDES = (8, 16, 32)
 
 class ConvBN(nn.Sequential):
     def __init__(self, cin: int, cout: int, k: int = 3, s: int = 1) -> None:
-        super().__init__(nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cout, k, s, k // 2, bias=False), nn.BatchNorm2d(cout), nn.LeakyReLU(0.1, inplace=True)
+        )
 
 
 class Residual(nn.Module):

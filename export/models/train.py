@@ -39,8 +39,17 @@ def _prepare(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return canvas, lb.forward_boxes(s.boxes, p).astype(np.float32), s.class_ids
 
 
-def assign(scores: torch.Tensor, boxes: torch.Tensor, pts: torch.Tensor, gt: torch.Tensor, labels: torch.Tensor,
-           num_classes: int, topk: int = 10, alpha: float = 0.5, beta: float = 6.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def assign(
+    scores: torch.Tensor,
+    boxes: torch.Tensor,
+    pts: torch.Tensor,
+    gt: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    topk: int = 10,
+    alpha: float = 0.5,
+    beta: float = 6.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Task-aligned assignment (as in TOOD / YOLOv8) for one image.
 
     Args:
@@ -80,7 +89,9 @@ def assign(scores: torch.Tensor, boxes: torch.Tensor, pts: torch.Tensor, gt: tor
     return t_scores, t_boxes, fg
 
 
-def loss_fn(model: TinyYolo, images: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, dict]:
+def loss_fn(
+    model: TinyYolo, images: torch.Tensor, targets: list[tuple[torch.Tensor, torch.Tensor]]
+) -> tuple[torch.Tensor, dict]:
     boxes, logits, pts = model.forward_parts(images)
     c = model.num_classes
     ts, tb, fgs = [], [], []
@@ -153,7 +164,11 @@ class Optimizer:
         self.ema = EMA(model)
         self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, lambda s: min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
+            self.opt,
+            lambda s: (
+                min(1.0, (s + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+            ),
+        )
 
     def step(self, loss: torch.Tensor) -> None:
         self.opt.zero_grad(set_to_none=True)
@@ -215,8 +230,11 @@ def main(argv: list[str] | None = None) -> None:
         optim.step(loss)
         if step % 50 == 0 or step == args.steps - 1:
             rate = (step + 1) / (time.time() - t0)
-            print(f"step {step + 1}/{args.steps} loss {float(loss):.3f} cls {parts['cls']:.3f} box {parts['box']:.3f} "
-                  f"fg {parts['fg']} lr {optim.sched.get_last_lr()[0]:.2e} {rate:.2f} it/s eta {(args.steps - step) / rate / 60:.0f} min", flush=True)
+            print(
+                f"step {step + 1}/{args.steps} loss {float(loss):.3f} cls {parts['cls']:.3f} box {parts['box']:.3f} "
+                f"fg {parts['fg']} lr {optim.sched.get_last_lr()[0]:.2e} {rate:.2f} it/s eta {(args.steps - step) / rate / 60:.0f} min",
+                flush=True,
+            )
         if (step + 1) % 200 == 0 or step == args.steps - 1:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,12 @@ def build(family: str, num_classes: int = len(shapes.CLASSES)) -> nn.Module:
         from torchvision.models.detection.retinanet import RetinaNetHead
 
         anchors = AnchorGenerator(((12, 20), (32, 52), (80, 136)), ((0.5, 1.0, 2.0),) * 3)
-        head = RetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], num_classes,
-                             norm_layer=partial(nn.GroupNorm, 16))
+        head = RetinaNetHead(
+            backbone.out_channels,
+            anchors.num_anchors_per_location()[0],
+            num_classes,
+            norm_layer=partial(nn.GroupNorm, 16),
+        )
         head.regression_head._loss_type = "giou"
         return RetinaNet(backbone, num_classes, anchor_generator=anchors, head=head, **common)
     if family in ("fasterrcnn", "maskrcnn"):
@@ -83,23 +87,42 @@ def build(family: str, num_classes: int = len(shapes.CLASSES)) -> nn.Module:
         rep = 128  # a small box head keeps the weights under 5 MB
         extra: dict = {}
         if family == "maskrcnn":
-            extra = dict(mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, 2),
-                         mask_head=MaskRCNNHeads(backbone.out_channels, [64, 64], 1),
-                         mask_predictor=MaskRCNNPredictor(64, 64, num_classes + 1))
-        return (MaskRCNN if family == "maskrcnn" else FasterRCNN)(backbone, None, rpn_anchor_generator=anchors,
-                          box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, 2),
-                          box_head=TwoMLPHead(backbone.out_channels * 49, rep),
-                          box_predictor=FastRCNNPredictor(rep, num_classes + 1), rpn_pre_nms_top_n_test=300,
-                          rpn_post_nms_top_n_test=150, rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
-                          box_batch_size_per_image=128, box_score_thresh=0.001, **extra, **common)
+            extra = dict(
+                mask_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 14, 2),
+                mask_head=MaskRCNNHeads(backbone.out_channels, [64, 64], 1),
+                mask_predictor=MaskRCNNPredictor(64, 64, num_classes + 1),
+            )
+        return (MaskRCNN if family == "maskrcnn" else FasterRCNN)(
+            backbone,
+            None,
+            rpn_anchor_generator=anchors,
+            box_roi_pool=MultiScaleRoIAlign(["0", "1", "2"], 7, 2),
+            box_head=TwoMLPHead(backbone.out_channels * 49, rep),
+            box_predictor=FastRCNNPredictor(rep, num_classes + 1),
+            rpn_pre_nms_top_n_test=300,
+            rpn_post_nms_top_n_test=150,
+            rpn_pre_nms_top_n_train=600,
+            rpn_post_nms_top_n_train=300,
+            box_batch_size_per_image=128,
+            box_score_thresh=0.001,
+            **extra,
+            **common,
+        )
     if family == "fcos":
         anchors = AnchorGenerator(((8,), (16,), (32,)), ((1.0,),) * 3)
         return FCOS(backbone, num_classes, anchor_generator=anchors, center_sampling_radius=1.5, **common)
     if family == "ssd":
         anchors = DefaultBoxGenerator([[2], [2, 3], [2, 3]], min_ratio=0.05, max_ratio=0.6)
         head = SSDHead([backbone.out_channels] * 3, anchors.num_anchors_per_location(), num_classes + 1)
-        return SSD(backbone, anchors, (size, size), num_classes + 1, head=head, image_mean=common["image_mean"],
-                   image_std=common["image_std"])
+        return SSD(
+            backbone,
+            anchors,
+            (size, size),
+            num_classes + 1,
+            head=head,
+            image_mean=common["image_mean"],
+            image_std=common["image_std"],
+        )
     raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
 
 
@@ -111,7 +134,9 @@ def _instance_map(index: int) -> np.ndarray:
     p = Letterbox(IMGSZ).params(s.image.shape[:2])
     nh, nw = int(round(s.image.shape[0] * p.scale_y)), int(round(s.image.shape[1] * p.scale_x))
     out = np.full(IMGSZ, -1, dtype=np.int16)
-    out[p.pad_y:p.pad_y + nh, p.pad_x:p.pad_x + nw] = cv2.resize(s.instances, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    out[p.pad_y : p.pad_y + nh, p.pad_x : p.pad_x + nw] = cv2.resize(
+        s.instances, (nw, nh), interpolation=cv2.INTER_NEAREST
+    )
     return out
 
 
@@ -158,13 +183,17 @@ def main(argv: list[str] | None = None) -> None:
     model.train()
     t0 = time.time()
     for step in range(args.steps):
-        idx = order[step * args.batch: (step + 1) * args.batch]
+        idx = order[step * args.batch : (step + 1) * args.batch]
         images, targets = [], []
         for i in idx:
             img, boxes, labels = data[i]
             images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255))
-            targets.append({"boxes": torch.from_numpy(boxes).float().reshape(-1, 4),
-                            "labels": torch.from_numpy(labels).long() + offset})
+            targets.append(
+                {
+                    "boxes": torch.from_numpy(boxes).float().reshape(-1, 4),
+                    "labels": torch.from_numpy(labels).long() + offset,
+                }
+            )
             if instances is not None:
                 inst = torch.from_numpy(instances[i].astype(np.int64))
                 targets[-1]["masks"] = (inst[None] == torch.arange(len(boxes))[:, None, None]).to(torch.uint8)
@@ -174,13 +203,24 @@ def main(argv: list[str] | None = None) -> None:
         if step % 50 == 0 or step == args.steps - 1:
             rate = (step + 1) / (time.time() - t0)
             parts = " ".join(f"{k} {float(v):.3f}" for k, v in losses.items())
-            print(f"step {step + 1}/{args.steps} loss {float(loss):.3f} ({parts}) {rate:.2f} it/s "
-                  f"eta {(args.steps - step) / rate / 60:.0f} min", flush=True)
+            print(
+                f"step {step + 1}/{args.steps} loss {float(loss):.3f} ({parts}) {rate:.2f} it/s "
+                f"eta {(args.steps - step) / rate / 60:.0f} min",
+                flush=True,
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    torch.save({"family": args.family, "num_classes": len(shapes.CLASSES), "names": list(shapes.CLASSES),
-                "state_dict": optim.ema.model.state_dict(), "train": vars(args)}, tmp)
+    torch.save(
+        {
+            "family": args.family,
+            "num_classes": len(shapes.CLASSES),
+            "names": list(shapes.CLASSES),
+            "state_dict": optim.ema.model.state_dict(),
+            "train": vars(args),
+        },
+        tmp,
+    )
     os.replace(tmp, out)
     print(f"saved {out}", file=sys.stderr)
 

@@ -32,8 +32,11 @@ def build(yaml: str = "yolov8n.yaml", num_classes: int = len(shapes.CLASSES)) ->
 
     model = DetectionModel(yaml, nc=num_classes, verbose=False)
     model.args = get_cfg()  # the default hyperparameters (box, cls, dfl gains) that its loss reads
-    model.names = {i: n for i, n in enumerate(shapes.CLASSES)} if num_classes == len(shapes.CLASSES) else \
-        {i: f"class{i}" for i in range(num_classes)}
+    model.names = (
+        {i: n for i, n in enumerate(shapes.CLASSES)}
+        if num_classes == len(shapes.CLASSES)
+        else {i: f"class{i}" for i in range(num_classes)}
+    )
     return model
 
 
@@ -68,8 +71,10 @@ def pack(state_dict: dict) -> dict:
 
 def unpack(packed: dict) -> dict:
     """The FP32 state dict of :func:`pack`'s output."""
-    return {k: v["q"].float() * v["scale"] if isinstance(v, dict) else (v.float() if v.is_floating_point() else v)
-            for k, v in packed.items()}
+    return {
+        k: v["q"].float() * v["scale"] if isinstance(v, dict) else (v.float() if v.is_floating_point() else v)
+        for k, v in packed.items()
+    }
 
 
 def checkpoint_from_weights(weights: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -98,35 +103,61 @@ def main(argv: list[str] | None = None) -> None:
     model.train()
     t0 = time.time()
     for step in range(args.steps):
-        idx = order[step * args.batch: (step + 1) * args.batch]
+        idx = order[step * args.batch : (step + 1) * args.batch]
         images, bidx, cls, boxes = [], [], [], []
         for j, i in enumerate(idx):
             img, b, c = data[i]
             images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
-            xywh = np.stack([(b[:, 0] + b[:, 2]) / 2 / w, (b[:, 1] + b[:, 3]) / 2 / h,
-                             (b[:, 2] - b[:, 0]) / w, (b[:, 3] - b[:, 1]) / h], 1) if len(b) else np.zeros((0, 4))
+            xywh = (
+                np.stack(
+                    [
+                        (b[:, 0] + b[:, 2]) / 2 / w,
+                        (b[:, 1] + b[:, 3]) / 2 / h,
+                        (b[:, 2] - b[:, 0]) / w,
+                        (b[:, 3] - b[:, 1]) / h,
+                    ],
+                    1,
+                )
+                if len(b)
+                else np.zeros((0, 4))
+            )
             boxes.append(torch.from_numpy(xywh).float())
             cls.append(torch.from_numpy(c).float().view(-1, 1))
             bidx.append(torch.full((len(b),), j, dtype=torch.float32))
-        batch = {"img": torch.stack(images).float().div_(255), "batch_idx": torch.cat(bidx), "cls": torch.cat(cls),
-                 "bboxes": torch.cat(boxes)}
+        batch = {
+            "img": torch.stack(images).float().div_(255),
+            "batch_idx": torch.cat(bidx),
+            "cls": torch.cat(cls),
+            "bboxes": torch.cat(boxes),
+        }
         loss, items = model.loss(batch)
         optim.step(loss.sum())
         if step % 50 == 0 or step == args.steps - 1:
             rate = (step + 1) / (time.time() - t0)
             vals = items.tolist() if isinstance(items, torch.Tensor) else [float(v) for v in items.values()]
-            print(f"step {step + 1}/{args.steps} loss {float(loss.sum()) / args.batch:.3f} "
-                  f"(box, cls, dfl {', '.join(f'{v:.3f}' for v in vals)}) {rate:.2f} it/s "
-                  f"eta {(args.steps - step) / rate / 60:.0f} min", flush=True)
+            print(
+                f"step {step + 1}/{args.steps} loss {float(loss.sum()) / args.batch:.3f} "
+                f"(box, cls, dfl {', '.join(f'{v:.3f}' for v in vals)}) {rate:.2f} it/s "
+                f"eta {(args.steps - step) / rate / 60:.0f} min",
+                flush=True,
+            )
     final = optim.ema.model.eval()
     final.names = model.names
     final.args = model.args
     save_checkpoint(final, args.out, h, args.yaml)
     if args.weights_out:
         Path(args.weights_out).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"format": "edgecv-ultralytics-weights", "yaml": args.yaml, "imgsz": h,
-                    "names": list(shapes.CLASSES), "train": vars(args), "state_dict": pack(final.state_dict())},
-                   args.weights_out)
+        torch.save(
+            {
+                "format": "edgecv-ultralytics-weights",
+                "yaml": args.yaml,
+                "imgsz": h,
+                "names": list(shapes.CLASSES),
+                "train": vars(args),
+                "state_dict": pack(final.state_dict()),
+            },
+            args.weights_out,
+        )
     print(f"saved {args.out}", file=sys.stderr)
 
 

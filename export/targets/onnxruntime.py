@@ -11,8 +11,15 @@ from ...errors import BackendUnavailableError
 from .. import quantize as Q
 
 
-def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_method: str = "percentile",
-          exclude: tuple[str, ...] = (), **_: object) -> tuple[dict[str, str], dict, dict]:
+def build(
+    onnx_path: Path,
+    out_dir: Path,
+    precision: str,
+    calib=None,
+    calib_method: str = "percentile",
+    exclude: tuple[str, ...] = (),
+    **_: object,
+) -> tuple[dict[str, str], dict, dict]:
     """Place the model in the staging directory; return (file -> role, runtime settings, quantization record)."""
     runtime = {"graph_optimization_level": "all", "providers": ["CPUExecutionProvider"]}
     target = out_dir / "model.onnx"
@@ -20,17 +27,25 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
         shutil.copyfile(onnx_path, target)
         return {"model.onnx": "model"}, runtime, {}
     if importlib.util.find_spec("onnxruntime") is None:
-        raise BackendUnavailableError(f"{precision} onnxruntime bundles are made with onnxruntime's tools: "
-                                      "pip install 'edgecv[onnxruntime]'")
+        raise BackendUnavailableError(
+            f"{precision} onnxruntime bundles are made with onnxruntime's tools: pip install 'edgecv[onnxruntime]'"
+        )
     if precision == "fp16":
         return {"model.onnx": "model"}, runtime, Q.fp16_graph(onnx_path, target, keep=exclude)
     # 7-bit weights (reduce_range): x86 CPUs without VNNI multiply UINT8 activations by INT8
     # weights with an instruction that adds pairs of products in 16 bits and saturates; with
     # 8-bit weights that costs YOLO-sized models 1-1.5 mAP points at 640, with 7 bits nothing.
-    record = Q.int8_build(onnx_path, out_dir, calib, {"target": "onnxruntime", "method": calib_method,
-                                                      "ops": list(Q.CPU_OPS), "reduce_range": True}, ["model.onnx"],
-                          lambda ex: Q.quantize_qdq(onnx_path, target, calib, method=calib_method, exclude=ex,
-                                                    ops=Q.CPU_OPS, reduce_range=True), exclude)
+    record = Q.int8_build(
+        onnx_path,
+        out_dir,
+        calib,
+        {"target": "onnxruntime", "method": calib_method, "ops": list(Q.CPU_OPS), "reduce_range": True},
+        ["model.onnx"],
+        lambda ex: Q.quantize_qdq(
+            onnx_path, target, calib, method=calib_method, exclude=ex, ops=Q.CPU_OPS, reduce_range=True
+        ),
+        exclude,
+    )
     return {"model.onnx": "model"}, runtime, record
 
 
@@ -38,4 +53,3 @@ def versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {"onnxruntime": version("onnxruntime")} if importlib.util.find_spec("onnxruntime") else {}
-

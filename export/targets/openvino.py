@@ -12,11 +12,14 @@ from .. import quantize as Q
 FILES = {"model.xml": "model", "model.bin": "weights"}
 
 
-def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: tuple[str, ...] = (),
-          **_: object) -> tuple[dict[str, str], dict, dict]:
+def build(
+    onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: tuple[str, ...] = (), **_: object
+) -> tuple[dict[str, str], dict, dict]:
     """Convert the ONNX graph to an IR in the staging directory; return (file -> role, runtime settings, record)."""
     if importlib.util.find_spec("openvino") is None:
-        raise BackendUnavailableError("the openvino target needs the 'openvino' package: pip install 'edgecv[openvino]'")
+        raise BackendUnavailableError(
+            "the openvino target needs the 'openvino' package: pip install 'edgecv[openvino]'"
+        )
     import openvino as ov
 
     # The CPU plugin computes in bf16 by default where the CPU has it; every bundle pins f32 so
@@ -27,14 +30,20 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, exclude: t
     xml = str(out_dir / "model.xml")
     if precision == "int8":
         if importlib.util.find_spec("nncf") is None:
-            raise BackendUnavailableError("openvino int8 bundles are quantized with NNCF: pip install 'edgecv[quantize]'")
+            raise BackendUnavailableError(
+                "openvino int8 bundles are quantized with NNCF: pip install 'edgecv[quantize]'"
+            )
 
         def make(excluded: tuple[str, ...]) -> dict:
             q, record = Q.quantize_openvino(onnx_path, calib, ignored=excluded)
             ov.save_model(q, xml, compress_to_fp16=False)
             return record
 
-        return FILES, runtime, Q.int8_build(onnx_path, out_dir, calib, {"target": "openvino"}, list(FILES), make, exclude)
+        return (
+            FILES,
+            runtime,
+            Q.int8_build(onnx_path, out_dir, calib, {"target": "openvino"}, list(FILES), make, exclude),
+        )
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as e:  # OpenVINO raises its own OpConversionFailure / RuntimeError
@@ -54,4 +63,3 @@ def versions() -> dict[str, str]:
         if importlib.util.find_spec(dist):
             out[dist] = version(dist)
     return out
-

@@ -44,8 +44,15 @@ def nonzero_on_float(path: Path) -> int:
     for node in model.graph.node:
         if node.op_type == "NonZero" and types.get(node.input[0]) == TensorProto.BOOL:
             cast_out = f"{node.input[0]}_as_float_{changed}"
-            nodes.append(helper.make_node("Cast", [node.input[0]], [cast_out], to=TensorProto.FLOAT,
-                                          name=f"{node.name or 'NonZero'}_cast_input"))
+            nodes.append(
+                helper.make_node(
+                    "Cast",
+                    [node.input[0]],
+                    [cast_out],
+                    to=TensorProto.FLOAT,
+                    name=f"{node.name or 'NonZero'}_cast_input",
+                )
+            )
             node.input[0] = cast_out
             changed += 1
         nodes.append(node)
@@ -58,9 +65,17 @@ def nonzero_on_float(path: Path) -> int:
     return changed
 
 
-def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_method: str = "percentile",
-          exclude: tuple[str, ...] = (), tensorrt: dict | None = None, progress: Callable[[str], None] | None = None,
-          **_: object) -> tuple[dict[str, str], dict, dict]:
+def build(
+    onnx_path: Path,
+    out_dir: Path,
+    precision: str,
+    calib=None,
+    calib_method: str = "percentile",
+    exclude: tuple[str, ...] = (),
+    tensorrt: dict | None = None,
+    progress: Callable[[str], None] | None = None,
+    **_: object,
+) -> tuple[dict[str, str], dict, dict]:
     say = progress or log.info
     # user -> export() -> here: the warning names the user's line
     options = plans.renamed_options(tensorrt or {}, "export(tensorrt=...)", stacklevel=3)
@@ -73,9 +88,15 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
     elif precision == "fp16":
         record = Q.fp16_graph(onnx_path, target, keep=exclude)
     else:
-        record = Q.int8_build(onnx_path, out_dir, calib, {"target": "tensorrt", "method": calib_method, "symmetric": True},
-                              ["model.onnx"], lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True,
-                                                                        method=calib_method, exclude=ex), exclude)
+        record = Q.int8_build(
+            onnx_path,
+            out_dir,
+            calib,
+            {"target": "tensorrt", "method": calib_method, "symmetric": True},
+            ["model.onnx"],
+            lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True, method=calib_method, exclude=ex),
+            exclude,
+        )
     nonzero_on_float(target)
     graph = plans.Graph.of_file(target, *_input_shape(target))
     prof = graph.profile(settings)
@@ -91,10 +112,13 @@ def build(onnx_path: Path, out_dir: Path, precision: str, calib=None, calib_meth
         raise ExportError(f"a plan was asked for at export, but it cannot be built here: {reason}")
     else:
         say(f"no TensorRT plan built at export ({reason}): build it on the device with `edgecv build BUNDLE`")
-    runtime = {"strongly_typed": True, "build": settings,
-               "profile": {n: dict(zip(("min", "opt", "max"), (list(x) for x in v))) for n, v in prof.items()},
-               plans.MANIFEST_KEY: staged.entries(),
-               "static_check": {"versions": report.versions, "errors": 0, "warnings": report.count("warning")}}
+    runtime = {
+        "strongly_typed": True,
+        "build": settings,
+        "profile": {n: dict(zip(("min", "opt", "max"), (list(x) for x in v))) for n, v in prof.items()},
+        plans.MANIFEST_KEY: staged.entries(),
+        "static_check": {"versions": report.versions, "errors": 0, "warnings": report.count("warning")},
+    }
     return {"model.onnx": "model", **staged.roles}, runtime, record
 
 

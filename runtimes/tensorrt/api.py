@@ -25,9 +25,20 @@ log = logging.getLogger("edgecv")
 SUPPORTED_MAJORS = (10, 11)
 #: TensorRT DataType member name -> numpy dtype (BF16, FP8, INT4 and FP4 have no numpy type
 #: and are never I/O of an edgecv graph)
-DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
-          "BOOL": np.bool_, "UINT8": np.uint8}
-HARDWARE_LEVEL_NAMES = {"none": "NONE", "ampere_plus": "AMPERE_PLUS", "same_compute_capability": "SAME_COMPUTE_CAPABILITY"}
+DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+}
+HARDWARE_LEVEL_NAMES = {
+    "none": "NONE",
+    "ampere_plus": "AMPERE_PLUS",
+    "same_compute_capability": "SAME_COMPUTE_CAPABILITY",
+}
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -42,9 +53,11 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def _install_hint() -> str:
-    return ("TensorRT is installed with NVIDIA's packages: on x86-64 `pip install tensorrt` (it fetches the libraries "
-            "from NVIDIA's index); on a Jetson it comes with JetPack (apt python3-libnvinfer), use a virtual "
-            "environment made with --system-site-packages")
+    return (
+        "TensorRT is installed with NVIDIA's packages: on x86-64 `pip install tensorrt` (it fetches the libraries "
+        "from NVIDIA's index); on a Jetson it comes with JetPack (apt python3-libnvinfer), use a virtual "
+        "environment made with --system-site-packages"
+    )
 
 
 class TrtApi:
@@ -60,8 +73,10 @@ class TrtApi:
         self.version = str(module.__version__)
         self.major = (parse_version(self.version) or (0,))[0]
         if self.major not in SUPPORTED_MAJORS:
-            raise BackendUnavailableError(f"TensorRT {self.version} is not supported: edgecv builds and runs plans with "
-                                          f"TensorRT {' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}")
+            raise BackendUnavailableError(
+                f"TensorRT {self.version} is not supported: edgecv builds and runs plans with "
+                f"TensorRT {' and '.join(f'{m}.x' for m in SUPPORTED_MAJORS)}"
+            )
         self.messages: collections.deque[str] = collections.deque(maxlen=50)
         self.logger = self._make_logger()
 
@@ -70,9 +85,16 @@ class TrtApi:
     def _make_logger(self) -> Any:
         trt, messages = self.trt, self.messages
         S = trt.Logger.Severity if hasattr(trt.Logger, "Severity") else trt.Logger
-        levels = {getattr(S, n, None): lvl for n, lvl in (("INTERNAL_ERROR", logging.CRITICAL), ("ERROR", logging.ERROR),
-                                                          ("WARNING", logging.WARNING), ("INFO", logging.DEBUG),
-                                                          ("VERBOSE", logging.DEBUG))}
+        levels = {
+            getattr(S, n, None): lvl
+            for n, lvl in (
+                ("INTERNAL_ERROR", logging.CRITICAL),
+                ("ERROR", logging.ERROR),
+                ("WARNING", logging.WARNING),
+                ("INFO", logging.DEBUG),
+                ("VERBOSE", logging.DEBUG),
+            )
+        }
 
         class _Logger(trt.ILogger):  # type: ignore[name-defined]  # a class of the module loaded at run time
             def __init__(self) -> None:
@@ -99,7 +121,9 @@ class TrtApi:
         flag = getattr(self.trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
         if flag is None:
             if self.major < 11:
-                raise BackendUnavailableError(f"TensorRT {self.version} has no strongly typed networks; use 10.x or 11.x")
+                raise BackendUnavailableError(
+                    f"TensorRT {self.version} has no strongly typed networks; use 10.x or 11.x"
+                )
             return 0
         return 1 << int(flag)
 
@@ -107,8 +131,10 @@ class TrtApi:
         try:
             return self.trt.Builder(self.logger)
         except TypeError as e:  # "factory function returned nullptr": no usable GPU
-            raise BackendUnavailableError(f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e}); "
-                                          "the tensorrt backend needs an NVIDIA GPU and its driver") from None
+            raise BackendUnavailableError(
+                f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e}); "
+                "the tensorrt backend needs an NVIDIA GPU and its driver"
+            ) from None
 
     def parse(self, network: Any, onnx_path: Path) -> Any:
         parser = self.trt.OnnxParser(network, self.logger)
@@ -120,9 +146,11 @@ class TrtApi:
                 node = e.node_name() if hasattr(e, "node_name") else e.node()
                 op = e.node_operator() if hasattr(e, "node_operator") else ""
                 errors.append(f"{op or 'node'} {node!s}: {e.desc()}")
-            raise ExportError(f"TensorRT {self.version} cannot parse the graph: "
-                              + "; ".join(errors or [self.recent_errors()])
-                              + " (run `edgecv doctor --target tensorrt` on the bundle for the full check)")
+            raise ExportError(
+                f"TensorRT {self.version} cannot parse the graph: "
+                + "; ".join(errors or [self.recent_errors()])
+                + " (run `edgecv doctor --target tensorrt` on the bundle for the full check)"
+            )
         return parser
 
     def configure(self, builder: Any, settings: dict, shapes: dict, timing_cache: bytes) -> Any:
@@ -175,13 +203,16 @@ class TrtApi:
             runtime = self.trt.Runtime(self.logger)
         except TypeError as e:
             raise BackendUnavailableError(
-                f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e})") from None
+                f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e})"
+            ) from None
         if host_code:
             runtime.engine_host_code_allowed = True
         cuda_engine = runtime.deserialize_cuda_engine(plan)
         if cuda_engine is None:
-            raise EdgecvError(f"TensorRT {self.version} refused the plan: {self.recent_errors()}; rebuild it on this "
-                              "machine with `edgecv build BUNDLE`")
+            raise EdgecvError(
+                f"TensorRT {self.version} refused the plan: {self.recent_errors()}; rebuild it on this "
+                "machine with `edgecv build BUNDLE`"
+            )
         return runtime, cuda_engine
 
     def io_tensors(self, cuda_engine: Any) -> list[tuple[str, bool, np.dtype, tuple[int, ...]]]:
@@ -193,8 +224,10 @@ class TrtApi:
             dt = cuda_engine.get_tensor_dtype(name)
             dname = getattr(dt, "name", str(dt).rsplit(".", 1)[-1])
             if dname not in DTYPES:
-                raise EdgecvError(f"tensor {name} of the plan is {dname}, which edgecv cannot hand to numpy; the "
-                                  "graph's inputs and outputs must be float32, float16 or integer")
+                raise EdgecvError(
+                    f"tensor {name} of the plan is {dname}, which edgecv cannot hand to numpy; the "
+                    "graph's inputs and outputs must be float32, float16 or integer"
+                )
             shape = tuple(int(d) for d in cuda_engine.get_tensor_shape(name))
             out.append((name, is_input, np.dtype(DTYPES[dname]), shape))
         return out

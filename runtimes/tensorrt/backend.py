@@ -52,17 +52,25 @@ class TensorRtDetector(Detector):
         except CudaError as e:
             raise BackendUnavailableError(
                 f"no usable NVIDIA GPU here ({e}); to check a tensorrt bundle's graph on a CPU: "
-                "load(bundle, backend='onnxruntime')") from None
+                "load(bundle, backend='onnxruntime')"
+            ) from None
         cache = options.get("plan_cache")
         stores: list[plans.PlanStore] = [plans.BundlePlans(bundle)]
         if cache is not None:
             stores.append(plans.PlanCache(cache))
-        plan = plans.ensure_plan(plans.Graph.of_bundle(bundle), stores, plans.settings_of(self.manifest),
-                                 build=bool(options.get("build_plan")), api=api, here=here)
+        plan = plans.ensure_plan(
+            plans.Graph.of_bundle(bundle),
+            stores,
+            plans.settings_of(self.manifest),
+            build=bool(options.get("build_plan")),
+            api=api,
+            here=here,
+        )
         self.plan_entry = plan.entry
         # host code only for a version-compatible plan the bundle or the cache vouches for by its hash
-        self.runtime, self.cuda_engine = api.deserialize(plan.read(),
-                                                         host_code=bool(plan.entry.get("version_compatible")))
+        self.runtime, self.cuda_engine = api.deserialize(
+            plan.read(), host_code=bool(plan.entry.get("version_compatible"))
+        )
         self.context = self.cuda_engine.create_execution_context()
         if self.context is None:
             raise EdgecvError(f"TensorRT could not create an execution context: {api.recent_errors()}")
@@ -76,7 +84,7 @@ class TensorRtDetector(Detector):
     def _allocate(self) -> None:
         # the profile the plan was built with (`edgecv build` may have changed the bundle's settings)
         settings = plans.check_settings(self.plan_entry.get("build") or plans.settings_of(self.manifest))
-        (_, _, hi), = plans.profile(self.manifest, settings).values()
+        ((_, _, hi),) = plans.profile(self.manifest, settings).values()
         self.max_batch = hi[0]
         if self.fixed_batch is None:
             self.batch_size = min(self.batch_size, self.max_batch)
@@ -90,8 +98,10 @@ class TensorRtDetector(Detector):
                 raise EdgecvError(f"the plan has a tensor '{name}' the manifest does not name: rebuild the plan")
             full = tuple(self.max_batch if (i == 0 and d < 0) else d for i, d in enumerate(shape))
             if any(d < 0 for d in full):
-                raise EdgecvError(f"tensor {name} of the plan has a data-dependent shape {shape}: edgecv graphs have "
-                                  "fixed-size outputs; re-export the bundle")
+                raise EdgecvError(
+                    f"tensor {name} of the plan has a data-dependent shape {shape}: edgecv graphs have "
+                    "fixed-size outputs; re-export the bundle"
+                )
             nbytes = int(np.prod(full, dtype=np.int64)) * dtype.itemsize
             dev, host = self.cuda.malloc(nbytes), self.cuda.malloc_host(nbytes)
             self.buffers[name] = (dev, host, self.cuda.host_array(host, full, dtype))
@@ -103,13 +113,17 @@ class TensorRtDetector(Detector):
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         b = batch.shape[0]
         if b > self.max_batch:
-            raise EdgecvError(f"a batch of {b} exceeds the plan's profile (at most {self.max_batch}); rebuild with a "
-                              "larger max batch or pass batch_size")
+            raise EdgecvError(
+                f"a batch of {b} exceeds the plan's profile (at most {self.max_batch}); rebuild with a "
+                "larger max batch or pass batch_size"
+            )
         try:
             return self._run_plan(batch)
         except CudaError as e:
-            raise InferenceError(f"tensorrt inference failed: {e}. The detector is still loaded; if this repeats, "
-                                 "close it and load the bundle again") from e
+            raise InferenceError(
+                f"tensorrt inference failed: {e}. The detector is still loaded; if this repeats, "
+                "close it and load the bundle again"
+            ) from e
 
     def _run_plan(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         dev, host, view = self.buffers[self.input_name]
@@ -131,8 +145,10 @@ class TensorRtDetector(Detector):
             shapes[name] = shape
         self.cuda.stream_synchronize(self._cuda_stream)
         # copies: the page-locked buffers are reused by the next call
-        return {name: self.buffers[name][2].reshape(-1)[: int(np.prod(s, dtype=np.int64))].reshape(s).copy()
-                for name, s in shapes.items()}
+        return {
+            name: self.buffers[name][2].reshape(-1)[: int(np.prod(s, dtype=np.int64))].reshape(s).copy()
+            for name, s in shapes.items()
+        }
 
     def release_impl(self) -> None:
         cuda: Any = getattr(self, "cuda", None)

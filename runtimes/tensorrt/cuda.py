@@ -82,6 +82,7 @@ class Cuda:
 
 # --- cuda-python ------------------------------------------------------------------------------
 
+
 class BindingsCuda(Cuda):
     """``cuda-python``: every call returns ``(err, *values)``."""
 
@@ -129,6 +130,7 @@ class BindingsCuda(Cuda):
 
 # --- ctypes over libcudart --------------------------------------------------------------------
 
+
 def _libcudart_candidates() -> list[str]:
     names = [n for n in (os.environ.get("EDGECV_LIBCUDART"), ctypes.util.find_library("cudart")) if n]
     names += ["libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"]
@@ -155,7 +157,8 @@ class CtypesCuda(Cuda):
         if lib is None:
             raise BackendUnavailableError(
                 "the CUDA runtime library (libcudart.so) was not found: install the CUDA toolkit or "
-                "`pip install cuda-python` (tried: " + ", ".join(tried) + ")")
+                "`pip install cuda-python` (tried: " + ", ".join(tried) + ")"
+            )
         self.lib = lib
         L = self.lib
         vp, sz, ci = ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int
@@ -191,7 +194,9 @@ class CtypesCuda(Cuda):
         props = ctypes.create_string_buffer(16384)
         fn = getattr(L, "cudaGetDeviceProperties_v2", None) or L.cudaGetDeviceProperties
         self._check(fn(props, index), "cudaGetDeviceProperties")
-        return Device(index.value, props.raw[:256].split(b"\0", 1)[0].decode(errors="replace"), major.value, minor.value)
+        return Device(
+            index.value, props.raw[:256].split(b"\0", 1)[0].decode(errors="replace"), major.value, minor.value
+        )
 
     def malloc(self, nbytes: int) -> int:
         p = ctypes.c_void_p()

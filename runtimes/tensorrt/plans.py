@@ -75,13 +75,17 @@ def renamed_options(options: dict, where: str, stacklevel: int = 2) -> dict:
         if old in out:
             if new in out:
                 raise EdgecvError(f"{where}: {old} is the old name of {new}; pass {new} only")
-            warnings.warn(f"{where}: {old} is now called {new}; the old name will be removed",
-                          DeprecationWarning, stacklevel=stacklevel + 1)
+            warnings.warn(
+                f"{where}: {old} is now called {new}; the old name will be removed",
+                DeprecationWarning,
+                stacklevel=stacklevel + 1,
+            )
             out[new] = out.pop(old)
     return out
 
 
 # --- settings and profile -----------------------------------------------------------------------
+
 
 def check_settings(settings: dict) -> dict:
     """Validate build settings; returns them merged over :data:`BUILD_DEFAULTS`.
@@ -97,8 +101,10 @@ def check_settings(settings: dict) -> dict:
         if not isinstance(s[key], int) or isinstance(s[key], bool):
             raise EdgecvError(f"TensorRT build setting {key} must be an integer, not {s[key]!r}")
     if not 1 <= s["opt_batch"] <= s["max_batch"] <= MAX_PROFILE_BATCH:
-        raise EdgecvError(f"TensorRT profile batches must satisfy 1 <= opt ({s['opt_batch']}) <= max "
-                          f"({s['max_batch']}) <= {MAX_PROFILE_BATCH}")
+        raise EdgecvError(
+            f"TensorRT profile batches must satisfy 1 <= opt ({s['opt_batch']}) <= max "
+            f"({s['max_batch']}) <= {MAX_PROFILE_BATCH}"
+        )
     if not 16 <= s["workspace_mb"] <= 1 << 20:
         raise EdgecvError(f"TensorRT workspace {s['workspace_mb']} MB must be between 16 MB and 1 TB")
     if not 0 <= s["optimization_level"] <= 5:
@@ -166,6 +172,7 @@ class Graph:
 
 # --- identity, selection ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Identity:
     """What a plan is tied to: the GPU (name, compute capability) and the TensorRT version."""
@@ -225,8 +232,9 @@ def describe(entry: dict) -> str:
         extra.append("version-compatible")
     if entry.get("hardware_compatibility", "none") != "none":
         extra.append(f"hardware compatibility {entry['hardware_compatibility']}")
-    return (f"{entry['gpu']} (compute capability {entry['compute_capability']}) with TensorRT {entry['tensorrt']}"
-            + (f" [{', '.join(extra)}]" if extra else ""))
+    return f"{entry['gpu']} (compute capability {entry['compute_capability']}) with TensorRT {entry['tensorrt']}" + (
+        f" [{', '.join(extra)}]" if extra else ""
+    )
 
 
 def refusal(entry: dict, here: Identity) -> str | None:
@@ -253,10 +261,18 @@ def select(entries: list[dict], here: Identity, graph_sha256: str | None = None)
     """The plan to run here: an exact match first, then a compatible one; None if none fits.
 
     A plan built from another graph than the bundle's (``graph_sha256``) never fits."""
-    usable = [e for e in entries if refusal(e, here) is None
-              and (graph_sha256 is None or e.get("graph_sha256") in (None, graph_sha256))]
-    exact = [e for e in usable if e["tensorrt"] == here.tensorrt and e["gpu"] == here.gpu
-             and e["compute_capability"] == here.compute_capability]
+    usable = [
+        e
+        for e in entries
+        if refusal(e, here) is None and (graph_sha256 is None or e.get("graph_sha256") in (None, graph_sha256))
+    ]
+    exact = [
+        e
+        for e in usable
+        if e["tensorrt"] == here.tensorrt
+        and e["gpu"] == here.gpu
+        and e["compute_capability"] == here.compute_capability
+    ]
     return exact[0] if exact else usable[0] if usable else None
 
 
@@ -267,11 +283,14 @@ def mismatch_message(entries: list[dict], here: Identity, where: str) -> str:
         head = f"{where} has no TensorRT plan for this machine. It has plans for: {found}."
     else:
         head = f"{where} has no TensorRT plan yet (it was exported where TensorRT or a GPU was missing)."
-    return (f"{head} This machine is {here}. Build one here: `edgecv build {where}` (adds it to the bundle), "
-            "or load with build_plan=True (builds on first load and caches it).")
+    return (
+        f"{head} This machine is {here}. Build one here: `edgecv build {where}` (adds it to the bundle), "
+        "or load with build_plan=True (builds on first load and caches it)."
+    )
 
 
 # --- where plans are kept -----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -321,8 +340,10 @@ class BundlePlans(PlanStore):
 
     def __init__(self, bundle: Bundle) -> None:
         if bundle.target != "tensorrt":
-            raise BundleError(f"'{bundle.path}' is a {bundle.target} bundle; plans are built for tensorrt bundles "
-                              "(edgecv export --target tensorrt)")
+            raise BundleError(
+                f"'{bundle.path}' is a {bundle.target} bundle; plans are built for tensorrt bundles "
+                "(edgecv export --target tensorrt)"
+            )
         self.bundle = bundle
         self.where = str(bundle.path)
 
@@ -330,19 +351,24 @@ class BundlePlans(PlanStore):
         return list(self.bundle.manifest.get("runtime", {}).get("tensorrt", {}).get(MANIFEST_KEY, []))
 
     def find(self, graph: Graph, here: Identity, settings: dict, same_settings: bool) -> Plan | None:
-        entry = select([e for e in self.entries() if not same_settings or e.get("build") == settings], here,
-                       graph.sha256)
+        entry = select(
+            [e for e in self.entries() if not same_settings or e.get("build") == settings], here, graph.sha256
+        )
         if entry is None:
             return None
         if entry["file"] not in {f["path"] for f in self.bundle.manifest["files"]}:
-            raise BundleError(f"manifest: plan {entry['file']!r} is not among the bundle's hashed files; "
-                              f"rebuild it with `edgecv build {self.bundle.path} --force`")
+            raise BundleError(
+                f"manifest: plan {entry['file']!r} is not among the bundle's hashed files; "
+                f"rebuild it with `edgecv build {self.bundle.path} --force`"
+            )
         return Plan(self.bundle._confined(entry["file"]), entry)
 
     def check_writable(self) -> None:
         if not os.access(self.bundle.path, os.W_OK):
-            raise BundleError(f"'{self.bundle.path}' is read-only: keep its plans in a cache directory "
-                              "(load(..., plan_cache=DIR), or edgecv build --cache-dir DIR)")
+            raise BundleError(
+                f"'{self.bundle.path}' is read-only: keep its plans in a cache directory "
+                "(load(..., plan_cache=DIR), or edgecv build --cache-dir DIR)"
+            )
 
     def put(self, data: bytes, entry: dict) -> Plan:
         name = _plan_name(entry)
@@ -420,21 +446,31 @@ class PlanCache(PlanStore):
         path = self.dir / f"{key}.plan"
         entry = dict(entry, file=path.name)
         atomic_write(path, data)  # the plan first: a sidecar never names a missing plan
-        atomic_write(self.dir / f"{key}.json",
-                     json.dumps(dict(entry, sha256=hashlib.sha256(data).hexdigest()), indent=2).encode())
+        atomic_write(
+            self.dir / f"{key}.json",
+            json.dumps(dict(entry, sha256=hashlib.sha256(data).hexdigest()), indent=2).encode(),
+        )
         return Plan(path, entry, built=True, data=data)
 
 
 # --- finding or building ------------------------------------------------------------------------
 
+
 def plan_entry(here: Identity, settings: dict, graph_sha256: str, seconds: float) -> dict:
     """The record of a plan built here (its ``file`` is set where it is kept)."""
-    return {"file": None, "key": here.key, "gpu": here.gpu, "compute_capability": here.compute_capability,
-            "tensorrt": here.tensorrt, "version_compatible": settings["version_compatible"],
-            "hardware_compatibility": settings["hardware_compatibility"], "graph_sha256": graph_sha256,
-            "build": {k: settings[k] for k in BUILD_DEFAULTS},
-            "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "build_seconds": round(seconds, 1)}
+    return {
+        "file": None,
+        "key": here.key,
+        "gpu": here.gpu,
+        "compute_capability": here.compute_capability,
+        "tensorrt": here.tensorrt,
+        "version_compatible": settings["version_compatible"],
+        "hardware_compatibility": settings["hardware_compatibility"],
+        "graph_sha256": graph_sha256,
+        "build": {k: settings[k] for k in BUILD_DEFAULTS},
+        "built": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(seconds, 1),
+    }
 
 
 def timing_cache_path(here: Identity, directory: Path | None = None) -> Path:
@@ -448,9 +484,11 @@ def _build(api: TrtApi, graph: Graph, settings: dict, timing_cache: Path, say: S
     TensorRT skip the kernel timing already done."""
     cache = timing_cache.read_bytes() if timing_cache.is_file() else b""
     shapes = graph.profile(settings)
-    say(f"building a TensorRT {api.version} plan (strongly typed; profile "
+    say(
+        f"building a TensorRT {api.version} plan (strongly typed; profile "
         + ", ".join(f"{n} {list(s[0])}..{list(s[2])}" for n, s in shapes.items())
-        + f"; workspace {settings['workspace_mb']} MB{'; timing cache reused' if cache else ''})")
+        + f"; workspace {settings['workspace_mb']} MB{'; timing cache reused' if cache else ''})"
+    )
     t0 = time.perf_counter()
     data, new_cache = api.build(graph.path, settings, shapes, cache)
     seconds = time.perf_counter() - t0
@@ -460,9 +498,19 @@ def _build(api: TrtApi, graph: Graph, settings: dict, timing_cache: Path, say: S
     return data, seconds
 
 
-def ensure_plan(graph: Graph, stores: Sequence[PlanStore], settings: dict, *, build: bool = False,
-                same_settings: bool = False, force: bool = False, timing_cache: str | os.PathLike | None = None,
-                api: TrtApi | None = None, here: Identity | None = None, say: Say | None = None) -> Plan:
+def ensure_plan(
+    graph: Graph,
+    stores: Sequence[PlanStore],
+    settings: dict,
+    *,
+    build: bool = False,
+    same_settings: bool = False,
+    force: bool = False,
+    timing_cache: str | os.PathLike | None = None,
+    api: TrtApi | None = None,
+    here: Identity | None = None,
+    say: Say | None = None,
+) -> Plan:
     """The plan that runs ``graph`` on this machine: the first that fits in ``stores``, else,
     with ``build``, one built here and kept in the last store.
 
@@ -509,9 +557,15 @@ def ensure_plan(graph: Graph, stores: Sequence[PlanStore], settings: dict, *, bu
     return plan
 
 
-def build_bundle_plan(bundle: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
-                      timing_cache: str | os.PathLike | None = None, force: bool = False, say: Say | None = None,
-                      **settings: Any) -> Plan:
+def build_bundle_plan(
+    bundle: str | os.PathLike,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    force: bool = False,
+    say: Say | None = None,
+    **settings: Any,
+) -> Plan:
     """A plan of a tensorrt bundle for this GPU and TensorRT (``edgecv build``), built with the
     bundle's build settings and ``settings`` over them; added to the bundle, or kept in
     ``cache_dir``. A plan built so that is there already is returned as it is (``force``:
@@ -529,10 +583,21 @@ def build_bundle_plan(bundle: str | os.PathLike, *, cache_dir: str | os.PathLike
     try:
         here = identity_here(api)
     except CudaError as e:
-        raise BackendUnavailableError(f"no usable NVIDIA GPU here ({e}): plans are built on the GPU that runs "
-                                      "them") from None
-    plan = ensure_plan(Graph.of_bundle(b), stores, settings_of(b.manifest, **settings), build=True,
-                       same_settings=True, force=force, timing_cache=timing_cache, api=api, here=here, say=say)
+        raise BackendUnavailableError(
+            f"no usable NVIDIA GPU here ({e}): plans are built on the GPU that runs them"
+        ) from None
+    plan = ensure_plan(
+        Graph.of_bundle(b),
+        stores,
+        settings_of(b.manifest, **settings),
+        build=True,
+        same_settings=True,
+        force=force,
+        timing_cache=timing_cache,
+        api=api,
+        here=here,
+        say=say,
+    )
     if not plan.built:
         say(f"there is a plan for this machine already: {plan.path} ({describe(plan.entry)}); --force rebuilds it")
     return plan

@@ -28,14 +28,38 @@ VERSIONS: dict[str, tuple[str, tuple[int, int], str]] = {
     "11.x": ("10.15", (9, 25), "11.x: 10.15's operator table (no 11.x table was available), opsets to 25"),
 }
 SEVERITIES = ("error", "warning", "info")
-_TYPE_NAMES = {1: "FP32", 2: "UINT8", 3: "INT8", 5: "INT16", 6: "INT32", 7: "INT64", 9: "BOOL", 10: "FP16", 11: "DOUBLE",
-               16: "BF16", 17: "FP8", 18: "FP8", 19: "FP8", 20: "FP8", 21: "UINT4", 22: "INT4", 23: "FP4", 12: "UINT32",
-               13: "UINT64", 4: "UINT16", 8: "STRING"}
-_RESIZE = {"coordinate_transformation_mode": ("half_pixel", {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn",
-                                                             "asymmetric", "align_corners"}),
-           "mode": ("nearest", {"nearest", "linear"}),
-           "nearest_mode": ("round_prefer_floor", {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}),
-           "keep_aspect_ratio_policy": ("stretch", {"stretch"})}
+_TYPE_NAMES = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    9: "BOOL",
+    10: "FP16",
+    11: "DOUBLE",
+    16: "BF16",
+    17: "FP8",
+    18: "FP8",
+    19: "FP8",
+    20: "FP8",
+    21: "UINT4",
+    22: "INT4",
+    23: "FP4",
+    12: "UINT32",
+    13: "UINT64",
+    4: "UINT16",
+    8: "STRING",
+}
+_RESIZE = {
+    "coordinate_transformation_mode": (
+        "half_pixel",
+        {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"},
+    ),
+    "mode": ("nearest", {"nearest", "linear"}),
+    "nearest_mode": ("round_prefer_floor", {"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"}),
+    "keep_aspect_ratio_policy": ("stretch", {"stretch"}),
+}
 _INT32 = (-(1 << 31), (1 << 31) - 1)
 
 
@@ -70,18 +94,28 @@ class Report:
         return sum(f.severity == severity for f in self.findings)
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "opset": self.opset, "nodes": self.nodes, "versions": self.versions,
-                "errors": self.count("error"), "warnings": self.count("warning"), "infos": self.count("info"),
-                "findings": [asdict(f) for f in self.findings]}
+        return {
+            "path": self.path,
+            "opset": self.opset,
+            "nodes": self.nodes,
+            "versions": self.versions,
+            "errors": self.count("error"),
+            "warnings": self.count("warning"),
+            "infos": self.count("info"),
+            "findings": [asdict(f) for f in self.findings],
+        }
 
     def summary(self) -> str:
-        return (f"{self.count('error')} error(s), {self.count('warning')} warning(s), {self.count('info')} note(s) "
-                f"for TensorRT {', '.join(self.versions)}")
+        return (
+            f"{self.count('error')} error(s), {self.count('warning')} warning(s), {self.count('info')} note(s) "
+            f"for TensorRT {', '.join(self.versions)}"
+        )
 
     def table(self) -> str:
         """The findings as a text table, errors first."""
-        head = (f"TensorRT static check of {self.path} (opset {self.opset}, {self.nodes} nodes) against "
-                + ", ".join(f"{v} ({VERSIONS[v][2]})" for v in self.versions))
+        head = f"TensorRT static check of {self.path} (opset {self.opset}, {self.nodes} nodes) against " + ", ".join(
+            f"{v} ({VERSIONS[v][2]})" for v in self.versions
+        )
         if not self.findings:
             return f"{head}\nno findings: TensorRT's parser should take this graph\n{self.summary()}"
         rows = [("severity", "rule", "versions", "op", "node", "message")]
@@ -95,6 +129,7 @@ class Report:
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
 
 class _Graph:
     def __init__(self, model: Any) -> None:
@@ -156,6 +191,7 @@ def load_model(path: str | Path) -> Any:
 
 # --- the rules ------------------------------------------------------------------------------------
 
+
 def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Finding]:
     op, name = node.op_type, node.name or (node.output[0] if node.output else "")
     entry = table.get(op)
@@ -165,18 +201,29 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
         return Finding(sev, rule, msg, name, op, [label])
 
     if node.domain not in ("", "ai.onnx"):
-        yield F("error", "custom-op", f"custom operator of domain '{node.domain}': TensorRT needs a plugin for it, and "
-                                      "edgecv ships none (11.x removed the old nms/proposal plugins)")
+        yield F(
+            "error",
+            "custom-op",
+            f"custom operator of domain '{node.domain}': TensorRT needs a plugin for it, and "
+            "edgecv ships none (11.x removed the old nms/proposal plugins)",
+        )
         return
     if entry is None:
         listed = op in operators.UNSUPPORTED[VERSIONS[label][0]]
-        yield F("error", "unsupported-op", f"{op} is {'marked unsupported' if listed else 'not listed'} in TensorRT's "
-                                           "ONNX operator table")
+        yield F(
+            "error",
+            "unsupported-op",
+            f"{op} is {'marked unsupported' if listed else 'not listed'} in TensorRT's ONNX operator table",
+        )
         return
     # the data input's type against the table's Supported Types
     data = _input(node, 1 if op == "Where" else 0)
     t = _TYPE_NAMES.get(g.types.get(data, 0))
-    if t and t not in ("DOUBLE", "UINT8") and t not in {s.strip() for s in entry["types"].replace("INF64", "INT64").split(",")}:
+    if (
+        t
+        and t not in ("DOUBLE", "UINT8")
+        and t not in {s.strip() for s in entry["types"].replace("INF64", "INT64").split(",")}
+    ):
         yield F("warning", "input-type", f"input {data!r} is {t}; TensorRT lists {op} for {entry['types']}")
     if op == "TopK":
         if _attr(node, "sorted", 1) != 1:
@@ -198,18 +245,29 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
         if zp:
             zt = _TYPE_NAMES.get(g.types.get(zp, 0))
             if zt in ("UINT8", "UINT16", "INT16"):
-                yield F("error", "qdq-type", f"zero point {zp!r} is {zt}: TensorRT quantizes to INT8/FP8/INT4 "
-                                             "(export for tensorrt, which writes symmetric INT8 Q/DQ)")
+                yield F(
+                    "error",
+                    "qdq-type",
+                    f"zero point {zp!r} is {zt}: TensorRT quantizes to INT8/FP8/INT4 "
+                    "(export for tensorrt, which writes symmetric INT8 Q/DQ)",
+                )
             val = g.value(zp)
             if val is None:
-                yield F("error", "qdq-zero-point", f"zero point {zp!r} is computed at run time; TensorRT needs a "
-                                                   "constant 0")
+                yield F(
+                    "error", "qdq-zero-point", f"zero point {zp!r} is computed at run time; TensorRT needs a constant 0"
+                )
             elif (val != 0).any():
-                yield F("error", "qdq-zero-point", f"zero point {zp!r} is not 0 ({val.reshape(-1)[:4].tolist()}…): "
-                                                   "TensorRT takes symmetric quantization only")
+                yield F(
+                    "error",
+                    "qdq-zero-point",
+                    f"zero point {zp!r} is not 0 ({val.reshape(-1)[:4].tolist()}…): "
+                    "TensorRT takes symmetric quantization only",
+                )
         scale = _input(node, 1)
         if scale and not g.is_const(scale):
-            yield F("warning", "qdq-scale", f"scale {scale!r} is computed at run time; TensorRT expects constant scales")
+            yield F(
+                "warning", "qdq-scale", f"scale {scale!r} is computed at run time; TensorRT expects constant scales"
+            )
     elif op.startswith("Reduce") and "axes" in restr:
         axes = _input(node, 1)
         if axes and not g.is_const(axes):
@@ -234,14 +292,21 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
         if then_g is not None and else_g is not None:
             shared = {o.name for o in then_g.output} & {o.name for o in else_g.output}
             if shared:
-                yield F("error", "if-branches", f"both branches name outputs {sorted(shared)}: TensorRT needs "
-                                                "different names")
+                yield F(
+                    "error",
+                    "if-branches",
+                    f"both branches name outputs {sorted(shared)}: TensorRT needs different names",
+                )
             for a, b in zip(then_g.output, else_g.output):
-                ra, rb = (len(x.type.tensor_type.shape.dim) if x.type.tensor_type.HasField("shape") else None
-                          for x in (a, b))
+                ra, rb = (
+                    len(x.type.tensor_type.shape.dim) if x.type.tensor_type.HasField("shape") else None for x in (a, b)
+                )
                 if ra is not None and rb is not None and ra != rb:
-                    yield F("error", "if-branches", f"branch outputs {a.name} and {b.name} have ranks {ra} and {rb}: "
-                                                    "TensorRT needs the same rank")
+                    yield F(
+                        "error",
+                        "if-branches",
+                        f"branch outputs {a.name} and {b.name} have ranks {ra} and {rb}: TensorRT needs the same rank",
+                    )
     elif op == "ScatterND" and _attr(node, "reduction", "none") != "none":
         yield F("error", "scatter-reduction", "ScatterND with a reduction is not supported")
     elif restr:
@@ -261,26 +326,48 @@ def _io_rules(g: _Graph, profile: dict | None) -> Iterable[Finding]:
             if prof is None:
                 axes = [i for i, d in enumerate(shape) if d < 0]
                 sev = "warning" if axes == [0] and profile is None else "error"
-                yield Finding(sev, "dynamic-shape", f"input {inp.name} {shape} has dynamic dimensions {axes} and no "
-                              "optimization profile" + (" (edgecv build makes one from a bundle's settings)"
-                                                        if sev == "warning" else ""), inp.name, "input")
+                yield Finding(
+                    sev,
+                    "dynamic-shape",
+                    f"input {inp.name} {shape} has dynamic dimensions {axes} and no "
+                    "optimization profile"
+                    + (" (edgecv build makes one from a bundle's settings)" if sev == "warning" else ""),
+                    inp.name,
+                    "input",
+                )
                 continue
         if prof is not None:
             lo, _, hi = prof
             if len(lo) != len(shape) or any(d > 0 and (lo[i] != d or hi[i] != d) for i, d in enumerate(shape)):
-                yield Finding("error", "profile", f"the profile {list(lo)}..{list(hi)} does not fit input {inp.name} "
-                              f"{shape}", inp.name, "input")
+                yield Finding(
+                    "error",
+                    "profile",
+                    f"the profile {list(lo)}..{list(hi)} does not fit input {inp.name} {shape}",
+                    inp.name,
+                    "input",
+                )
         t = _TYPE_NAMES.get(inp.type.tensor_type.elem_type)
         if t not in ("FP32", "FP16", "BF16", "INT32", "INT64", "INT8", "UINT8", "BOOL"):
-            yield Finding("error", "io-type", f"input {inp.name} is {t}, which TensorRT does not take", inp.name, "input")
+            yield Finding(
+                "error", "io-type", f"input {inp.name} is {t}, which TensorRT does not take", inp.name, "input"
+            )
     for out in graph.output:
         dims = out.type.tensor_type.shape.dim
-        unknown = [i for i, d in enumerate(dims) if not (d.HasField("dim_value") and d.dim_value > 0)
-                   and not (i == 0 and dynamic_batch)]
+        unknown = [
+            i
+            for i, d in enumerate(dims)
+            if not (d.HasField("dim_value") and d.dim_value > 0) and not (i == 0 and dynamic_batch)
+        ]
         if unknown or not dims:
-            yield Finding("error", "output-shape", f"output {out.name} has data-dependent or unknown dimensions "
-                          f"{unknown or 'all'}: edgecv's TensorRT runtime needs fixed-size outputs (export with "
-                          "in-graph fixed-size NMS)", out.name, "output")
+            yield Finding(
+                "error",
+                "output-shape",
+                f"output {out.name} has data-dependent or unknown dimensions "
+                f"{unknown or 'all'}: edgecv's TensorRT runtime needs fixed-size outputs (export with "
+                "in-graph fixed-size NMS)",
+                out.name,
+                "output",
+            )
 
 
 def _tensor_rules(g: _Graph) -> Iterable[Finding]:
@@ -290,17 +377,29 @@ def _tensor_rules(g: _Graph) -> Iterable[Finding]:
     for name, t in g.types.items():
         tn = _TYPE_NAMES.get(t)
         if tn == "DOUBLE":
-            yield Finding("warning", "double", f"{name} is DOUBLE: TensorRT casts it to FLOAT, clamping to ±FLT_MAX", name)
+            yield Finding(
+                "warning", "double", f"{name} is DOUBLE: TensorRT casts it to FLOAT, clamping to ±FLT_MAX", name
+            )
         elif tn == "UINT8":
             consumers = [n for n in graph.node if name in n.input]
-            if name in g.init or (name not in io and not any(n.op_type == "Cast" for n in graph.node
-                                                             if name in n.output)):
-                yield Finding("error", "uint8", f"{name} is UINT8 inside the graph: TensorRT takes UINT8 only as a "
-                              "network input or output", name)
+            if name in g.init or (
+                name not in io and not any(n.op_type == "Cast" for n in graph.node if name in n.output)
+            ):
+                yield Finding(
+                    "error",
+                    "uint8",
+                    f"{name} is UINT8 inside the graph: TensorRT takes UINT8 only as a network input or output",
+                    name,
+                )
             elif any(n.op_type != "Cast" for n in consumers):
                 ops = sorted({n.op_type for n in consumers if n.op_type != "Cast"})
-                yield Finding("error", "uint8", f"UINT8 tensor {name} feeds {', '.join(ops)}: TensorRT converts UINT8 "
-                              "with a Cast only (cast it to float first)", name)
+                yield Finding(
+                    "error",
+                    "uint8",
+                    f"UINT8 tensor {name} feeds {', '.join(ops)}: TensorRT converts UINT8 "
+                    "with a Cast only (cast it to float first)",
+                    name,
+                )
     n64, big = 0, []
     for name, t in g.init.items():
         if t.data_type == 7:
@@ -311,14 +410,22 @@ def _tensor_rules(g: _Graph) -> Iterable[Finding]:
             if v is not None and v.size and (v.min() < _INT32[0] or v.max() > _INT32[1]):
                 big.append(name)
     for name in big:
-        yield Finding("warning", "int64", f"INT64 weight {name} holds values outside the INT32 range; TensorRT layers "
-                      "that compute in INT32 would overflow", name)
+        yield Finding(
+            "warning",
+            "int64",
+            f"INT64 weight {name} holds values outside the INT32 range; TensorRT layers "
+            "that compute in INT32 would overflow",
+            name,
+        )
     if n64:
-        yield Finding("info", "int64", f"{n64} INT64 initializers (shape arithmetic); TensorRT 10+ takes INT64 natively")
+        yield Finding(
+            "info", "int64", f"{n64} INT64 initializers (shape arithmetic); TensorRT 10+ takes INT64 natively"
+        )
 
 
-def check(model: str | Path | Any, profile: dict | None = None, versions: Iterable[str] | None = None,
-          path: str | None = None) -> Report:
+def check(
+    model: str | Path | Any, profile: dict | None = None, versions: Iterable[str] | None = None, path: str | None = None
+) -> Report:
     """Check an ONNX graph (a path or a loaded ``ModelProto``) for TensorRT.
 
     Args:
@@ -363,7 +470,9 @@ def check_bundle(bundle_path: str | Path, versions: Iterable[str] | None = None)
     b = Bundle.open(bundle_path)
     model = b.file("model")
     if model.suffix != ".onnx":
-        raise EdgecvError(f"'{bundle_path}' holds no ONNX graph (a {b.target} bundle): export it with --target tensorrt")
+        raise EdgecvError(
+            f"'{bundle_path}' holds no ONNX graph (a {b.target} bundle): export it with --target tensorrt"
+        )
     prof = plans.profile(b.manifest, plans.settings_of(b.manifest))
     return check(model, prof, versions, path=str(model))
 

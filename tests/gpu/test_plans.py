@@ -39,8 +39,12 @@ def _write_results():
     from edgecv.runtimes.tensorrt.cuda import open_cuda
 
     dev = open_cuda().device()
-    RESULTS["machine"] = {"gpu": dev.name, "compute_capability": dev.compute_capability,
-                          "tensorrt": TrtApi().version, "host": platform.node()}
+    RESULTS["machine"] = {
+        "gpu": dev.name,
+        "compute_capability": dev.compute_capability,
+        "tensorrt": TrtApi().version,
+        "host": platform.node(),
+    }
     out = Path(os.environ.get("EDGECV_GPU_RESULTS", Path(__file__).with_name("results.json")))
     out.write_text(json.dumps(RESULTS, indent=2, default=float) + "\n")
 
@@ -62,17 +66,30 @@ def source_run(default_src, val):
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_plan_matches_the_source(precision, default_src, val, source_run, tmp_path):
     calib = [shapes.render(shapes.SPLIT_SEEDS["train"], i).image for i in range(64)] if precision == "int8" else None
-    bundle = export_mod.export(default_src, "tensorrt", precision=precision, imgsz=IMGSZ, out_dir=tmp_path,
-                               calib=calib, calib_size=64, tensorrt={"build_plan": True})
+    bundle = export_mod.export(
+        default_src,
+        "tensorrt",
+        precision=precision,
+        imgsz=IMGSZ,
+        out_dir=tmp_path,
+        calib=calib,
+        calib_size=64,
+        tensorrt={"build_plan": True},
+    )
     (plan,) = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"]
     with load(bundle) as det:
         got = run_dataset(det, val, progress=False, warmup=5)
         batch = det.predict([str(val.image_path(info)) for info in val.coco["images"][:8]])
     drop = (source_run.metrics.map - got.metrics.map) * 100
     parity = box_parity(source_run.detections, got.detections)
-    RESULTS["tests"][precision] = {"source_map": source_run.metrics.map, "plan_map": got.metrics.map,
-                                   "drop_points": drop, "parity": parity, "plan": plan,
-                                   "median_latency_ms": got.median_ms}
+    RESULTS["tests"][precision] = {
+        "source_map": source_run.metrics.map,
+        "plan_map": got.metrics.map,
+        "drop_points": drop,
+        "parity": parity,
+        "plan": plan,
+        "median_latency_ms": got.median_ms,
+    }
     assert len(batch) == 8
     assert drop <= MAX_DROP[precision], f"{precision} plan loses {drop:.2f} mAP points"
     if precision in ("fp32", "fp16"):  # box-level parity with the PyTorch source
