@@ -21,12 +21,13 @@ import json
 from pathlib import Path
 
 from _common import setup
+
+from edgecv.console import table as _table
 from edgecv.cpu import machine
 from edgecv.data import shapes
 from edgecv.errors import EdgecvError
-from edgecv.export import default_source, export, load_source
-from edgecv.console import table as _table
 from edgecv.evaluation import compare
+from edgecv.export import default_source, export, load_source
 from edgecv.pipeline import open_model
 
 CELLS = [

@@ -19,10 +19,10 @@ from pathlib import Path
 from edgecv.bench import bench, bench_table
 from edgecv.data import shapes
 from edgecv.datasets import load_dataset
-from edgecv.export import default_source, export
 from edgecv.evaluation import compare, compare_table, metrics_table
-from edgecv.pipeline import open_model
+from edgecv.export import default_source, export
 from edgecv.images import read_image
+from edgecv.pipeline import open_model
 
 
 def main() -> None:

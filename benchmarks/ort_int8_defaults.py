@@ -19,14 +19,16 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+
 import onnx
-from onnxruntime.quantization import quantize_static, CalibrationDataReader
+from onnxruntime.quantization import CalibrationDataReader, QuantType, quantize_static
+
 from edgecv.datasets import load_dataset
 from edgecv.export import quantize as Q
 from edgecv.export.calibration import calibration_set
 from edgecv.harness import run_dataset
-from edgecv.runtimes import load
 from edgecv.images import read_image
+from edgecv.runtimes import load
 
 work = Path("build/bench-quantize")
 ds = load_dataset(work / "data" / "annotations.json", work / "data" / "images")
@@ -60,7 +62,6 @@ def variant(tag, **kw):
 
 m = onnx.load(str(fp32b / "model.onnx"))
 post = Q.postprocess_nodes(m) + Q.output_layers(m)
-from onnxruntime.quantization import QuantType
 
 vs = {
     "fp32": fp32b,

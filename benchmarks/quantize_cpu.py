@@ -30,12 +30,13 @@ import time
 from pathlib import Path
 
 from _common import setup
-from edgecv.cpu import machine
-from edgecv.export import default_source, export, load_source
+
 from edgecv.console import table as _table
+from edgecv.cpu import machine
 from edgecv.evaluation import compare
-from edgecv.pipeline import open_model
+from edgecv.export import default_source, export, load_source
 from edgecv.images import read_image
+from edgecv.pipeline import open_model
 
 VARIANTS = [
     ("onnxruntime", "fp32"),

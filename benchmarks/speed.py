@@ -51,14 +51,14 @@ import numpy as np  # noqa: E402
 from _common import setup  # noqa: E402
 
 from edgecv.bench import stream_fps  # noqa: E402
+from edgecv.console import table as _table  # noqa: E402
 from edgecv.cpu import machine  # noqa: E402
 from edgecv.detections import Detections  # noqa: E402
 from edgecv.export import default_source, export, load_source  # noqa: E402
-from edgecv.console import table as _table  # noqa: E402
 from edgecv.harness import run_dataset  # noqa: E402
-from edgecv.pipeline import open_model  # noqa: E402
 from edgecv.images import read_image  # noqa: E402
 from edgecv.limits import count_operations, measure_peak  # noqa: E402
+from edgecv.pipeline import open_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EDGECV = [

@@ -36,14 +36,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from edgecv import load  # noqa: E402
+from edgecv.console import table as _table  # noqa: E402
 from edgecv.cpu import machine  # noqa: E402
 from edgecv.data import shapes  # noqa: E402
 from edgecv.errors import EdgecvError  # noqa: E402
-from edgecv.export import export, reference  # noqa: E402
-from edgecv.console import table as _table  # noqa: E402
 from edgecv.evaluation import compare  # noqa: E402
-from edgecv.pipeline import open_model  # noqa: E402
+from edgecv.export import export, reference  # noqa: E402
 from edgecv.images import read_image  # noqa: E402
+from edgecv.pipeline import open_model  # noqa: E402
 from edgecv.taskeval import load_task_dataset  # noqa: E402
 
 CELLS = [

@@ -20,12 +20,13 @@ from pathlib import Path
 
 from _common import setup
 from families_cpu import FAMILIES, source
+
+from edgecv.console import table as _table
 from edgecv.cpu import machine
 from edgecv.data import shapes
 from edgecv.errors import EdgecvError
 from edgecv.export import export
 from edgecv.runtimes.tensorrt.static_check import check_bundle
-from edgecv.console import table as _table
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -16,9 +16,10 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import targets, tasks
 from .errors import BundleError, UnknownTargetError
@@ -148,7 +149,7 @@ class Bundle:
     manifest: dict
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = True) -> "Bundle":
+    def open(cls, path: str | os.PathLike, verify: bool = True) -> Bundle:
         """Open the bundle at ``path``: read and validate the manifest, check every file's hash.
 
         Raises:

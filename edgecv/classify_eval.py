@@ -5,8 +5,9 @@ of its true class among the model's predictions, so a bootstrap draw is a weight
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

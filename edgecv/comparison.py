@@ -3,7 +3,8 @@ on the primary metric (mAP50-95, top-1 or mIoU)."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
 def model_name(spec: Any, det: Any) -> str:

@@ -7,12 +7,12 @@ over the shapes validation split, and returns one row per model.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
+from .console import table
 from .data import shapes
 from .datasets import load_dataset
-from .console import table
 from .harness import run_dataset
 from .runtimes import is_available, load
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,14 +71,14 @@ class Detections:
         object.__setattr__(self, "masks", masks)
 
     @classmethod
-    def empty(cls, names: Sequence[str] = ()) -> "Detections":
+    def empty(cls, names: Sequence[str] = ()) -> Detections:
         """No objects."""
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), tuple(names))
 
     def __len__(self) -> int:
         return len(self.scores)
 
-    def __getitem__(self, index: Any) -> "Detections":
+    def __getitem__(self, index: Any) -> Detections:
         """Select by int, slice, index array or boolean mask; always returns Detections."""
         if isinstance(index, (int, np.integer)):
             index = [int(index)]
@@ -104,7 +105,7 @@ class Detections:
         """Box areas [N] in pixels."""
         return (self.xyxy[:, 2] - self.xyxy[:, 0]) * (self.xyxy[:, 3] - self.xyxy[:, 1])
 
-    def filter(self, min_score: float) -> "Detections":
+    def filter(self, min_score: float) -> Detections:
         """The objects whose score is at least ``min_score``."""
         return self[self.scores >= min_score]
 

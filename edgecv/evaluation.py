@@ -13,8 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import os
+from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from . import tasks
 from .errors import EdgecvError

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
@@ -12,7 +11,7 @@ import numpy as np
 from .errors import InvalidImageError
 
 #: A detector accepts an array or a path to an image file.
-ImageLike = Union[np.ndarray, str, os.PathLike]
+ImageLike = np.ndarray | str | os.PathLike
 
 MIN_SIDE = 8  # smaller frames are refused: nothing can be detected in them
 MAX_SIDE = 32768

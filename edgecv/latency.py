@@ -23,9 +23,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -277,7 +278,7 @@ class CpuLoad:
     Read from /proc/stat and this process's own CPU time; empty where /proc is not readable.
     """
 
-    def __enter__(self) -> "CpuLoad":
+    def __enter__(self) -> CpuLoad:
         self.t0, self.stat0, self.own0 = time.monotonic(), _proc_stat(), os.times()
         self.result: dict[str, float] = {}
         return self
@@ -533,8 +534,7 @@ def _progress(say: Callable[[str], None] | None, what: str) -> Callable[[int, in
 
 
 def _machine(threads_used: int | None) -> dict:
-    from .cpu import machine
-    from .cpu import usable_cpus
+    from .cpu import machine, usable_cpus
 
     m = machine()
     m["usable_cpus"] = len(usable_cpus())

@@ -7,8 +7,8 @@ reads its summary, per-class precision and precision-recall arrays.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 

@@ -6,8 +6,9 @@ the accuracy gate — the one call behind ``edgecv export --data``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import targets
 from .errors import EdgecvError
@@ -55,9 +56,9 @@ def validate_bundle(
 
     Returns the comparison and the gate's failure messages (empty when it passed or no gate was set).
     """
-    from .cpu import machine
     from .bundle import Bundle, write_validation
     from .comparison import model_name
+    from .cpu import machine
     from .evaluation import compare, validation_record
 
     ref = open_model(source, source_options=dict(source_options or {}))

@@ -22,9 +22,10 @@ import importlib
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,10 +49,10 @@ class Scorer:
 
     def load(
         self, data: str | os.PathLike, names: Sequence[str] | None, images: str | os.PathLike | None
-    ) -> "TaskDataset":
+    ) -> TaskDataset:
         raise NotImplementedError
 
-    def start(self, det: Any, dataset: "TaskDataset", to_model: np.ndarray) -> Any:
+    def start(self, det: Any, dataset: TaskDataset, to_model: np.ndarray) -> Any:
         """State for one run (e.g. a lookup from mask values to model classes)."""
         return None
 
@@ -63,16 +64,14 @@ class Scorer:
         """The image's ground truth, read before the clock starts."""
         return label
 
-    def finish(
-        self, det: Any, dataset: "TaskDataset", to_model: np.ndarray, per: np.ndarray, info: dict
-    ) -> "TaskMetrics":
+    def finish(self, det: Any, dataset: TaskDataset, to_model: np.ndarray, per: np.ndarray, info: dict) -> TaskMetrics:
         raise NotImplementedError
 
-    def metric_on(self, run: "TaskRun", counts: np.ndarray) -> float:
+    def metric_on(self, run: TaskRun, counts: np.ndarray) -> float:
         """The primary metric of ``run`` on a draw given as how many times each image was drawn."""
         raise NotImplementedError
 
-    def parity(self, ref: "TaskRun", cand: "TaskRun") -> dict:
+    def parity(self, ref: TaskRun, cand: TaskRun) -> dict:
         raise NotImplementedError
 
     def share(self, parity: dict) -> float:

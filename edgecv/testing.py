@@ -18,8 +18,9 @@ written when asked (``EDGECV_UPDATE_BASELINE=1`` or ``update=True``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 UPDATE_ENV = "EDGECV_UPDATE_BASELINE"
 #: the most a retry measures, as a multiple of the first run's time

@@ -12,9 +12,10 @@ import platform
 import re
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .. import __version__, targets, tasks
 from ..bundle import SCHEMA_VERSION, commit, staging

@@ -114,7 +114,7 @@ class FixedNMS(nn.Module):
         self.c, self.n = num_classes, num_candidates
 
     def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        k, c, n = self.nms.max_detections, self.c, self.n
+        k, n = self.nms.max_detections, self.n
         if not self.nms.class_aware:
             best, cls = scores.max(-1)
             nms_scores = best.unsqueeze(1)  # [B, 1, N]

@@ -11,15 +11,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import warnings
 import zipfile
-import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn

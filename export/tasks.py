@@ -15,7 +15,8 @@ outputs), with the task's head in the graph:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn

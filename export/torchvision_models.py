@@ -52,7 +52,7 @@ CONSTRUCTORS = {**SINGLE_STAGE, **TWO_STAGE}
 def family(module: Any) -> str | None:
     """``retinanet``, ``fcos``, ``ssd``, ``maskrcnn`` or ``fasterrcnn`` for a torchvision detector, else None."""
     try:
-        from torchvision.models.detection import fcos, mask_rcnn, faster_rcnn, retinanet, ssd
+        from torchvision.models.detection import faster_rcnn, fcos, mask_rcnn, retinanet, ssd
     except ImportError:
         return None
     for cls, name in (
@@ -193,7 +193,7 @@ class TwoStage(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x)[0]
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, "OrderedDict[str, torch.Tensor]"]:
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, OrderedDict[str, torch.Tensor]]:
         """The candidates and the backbone's feature maps."""
         from torchvision.models.detection.image_list import ImageList
 
@@ -228,7 +228,7 @@ class MaskTwoStage(TwoStage):
         super().__init__(model, imgsz)
 
     def masks(
-        self, features: "OrderedDict[str, torch.Tensor]", boxes: torch.Tensor, labels: torch.Tensor
+        self, features: OrderedDict[str, torch.Tensor], boxes: torch.Tensor, labels: torch.Tensor
     ) -> torch.Tensor:
         """Mask probabilities [1, K, M, M] of the kept ``boxes`` [1, K, 4] (input pixels) for
         their ``labels`` [1, K] (edgecv's class index; -1 on padding rows)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, ClassVar, Iterable, Iterator, Sequence, Union
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from ..results import Classifications, SegmentationMap
 from ..tasks import Task
 
 #: what a model returns for one image, by its task
-Result = Union[Detections, Classifications, SegmentationMap]
+Result = Detections | Classifications | SegmentationMap
 
 
 class Detector:
@@ -128,7 +129,7 @@ class Detector:
                 self._active = False
             self._closed = True
 
-    def __enter__(self) -> "Detector":
+    def __enter__(self) -> Detector:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -80,7 +80,7 @@ def perturbed_bundle(default_src, tmp_path_factory):
     src = copy.deepcopy(default_src)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for name, p in src.module.named_parameters():
+        for p in src.module.parameters():
             if p.ndim == 4:
                 p.add_(torch.randn(p.shape, generator=gen) * p.std() * 0.35)
     src.name = "perturbed"

@@ -7,8 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecv import EdgecvError
-from edgecv import datasets
+from edgecv import EdgecvError, datasets
 from edgecv.data import shapes
 from edgecv.datasets import category_map, load_dataset
 

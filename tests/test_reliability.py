@@ -14,13 +14,12 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgecv import EdgecvError, InferenceError, InvalidImageError, load
+from edgecv import InferenceError, InvalidImageError, load
 from edgecv.bundle import MANIFEST_NAME, Bundle
 from edgecv.runtimes import available
 
@@ -108,7 +107,7 @@ def test_every_frame_kind_is_handled_or_refused_by_name(det, val_images, capsys)
             assert len(d) == len(want) and np.allclose(d.xyxy, want.xyxy, atol=1e-3), kind
         tried += 1
     assert np.array_equal(base, pristine), "a frame is never modified in place"
-    for kind, (frame, msg) in REFUSED.items():
+    for frame, msg in REFUSED.values():
         with pytest.raises(InvalidImageError, match=msg):
             det(frame)
         tried += 1
@@ -465,6 +464,7 @@ def test_this_installation_has_no_known_problem_and_env_says_so(capsys):
 
 def test_every_dependency_is_pinned_to_a_compatible_range():
     import re
+
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

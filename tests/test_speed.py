@@ -20,7 +20,6 @@ from edgecv.letterbox import Letterbox
 
 from .conftest import EXPORT_TARGETS
 
-
 # --- host path ------------------------------------------------------------------------------------
 
 
@@ -144,7 +143,6 @@ def test_openvino_static_compilations_give_the_same_boxes(make_detector, val_ima
 
 
 def _graph_with_every_counted_op():
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)

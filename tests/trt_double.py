@@ -381,7 +381,7 @@ def make_tensorrt(
                     cuda._check(cuda.device_mem, self.addresses[name], 1, "input")
                     feeds[name] = self._array(name, s).copy()
             outs = self.engine.session.run(None, feeds)
-            for (name, mode, _, _), value in zip([t for t in self.engine.io if t[1] == TensorIOMode.OUTPUT], outs):
+            for (name, _, _, _), value in zip([t for t in self.engine.io if t[1] == TensorIOMode.OUTPUT], outs):
                 shape = self.get_tensor_shape(name)
                 cuda._check(cuda.device_mem, self.addresses[name], value.nbytes, "output")
                 self._array(name, shape)[...] = value.reshape(shape)

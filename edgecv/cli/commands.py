@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import logging
 import platform
@@ -559,7 +558,8 @@ def run_demo(a: argparse.Namespace) -> int:
 
     warnings.filterwarnings("ignore", module="torch")
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    from ..demo import format_table, run_demo as demo
+    from ..demo import format_table
+    from ..demo import run_demo as demo
 
     rows = demo(a.out_dir, count=a.count, say=_err, progress=sys.stderr.isatty())
     print()

@@ -3,7 +3,8 @@ the graph (``probs`` [B, C]), the top k picked on the host."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -3,7 +3,8 @@ image's pixels, after NMS in the graph (``mode: nms``) or on the host (``mode: r
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -46,7 +46,7 @@ class TinyBackbone(nn.Module):
         self.fpn = FeaturePyramidNetwork([w, 2 * w, 3 * w], out_channels)
         self.out_channels = out_channels
 
-    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         c3 = self.stage3(self.stem(x))
         c4 = self.stage4(c3)
         c5 = self.stage5(c4)
@@ -55,10 +55,10 @@ class TinyBackbone(nn.Module):
 
 def build(family: str, num_classes: int = len(shapes.CLASSES)) -> nn.Module:
     """A small torchvision ``family`` detector for ``num_classes`` object classes at 320x320."""
+    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
     from torchvision.models.detection.fcos import FCOS
     from torchvision.models.detection.retinanet import RetinaNet
     from torchvision.models.detection.ssd import SSD, SSDHead
-    from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
 
     size = IMGSZ[0]
     common = dict(min_size=size, max_size=size, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0])
