@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torchvision
@@ -26,6 +27,9 @@ RAW_OUTPUTS = ("boxes", "scores")
 
 class Normalize(nn.Module):
     """uint8 [B, H, W, 3] -> float32 [B, 3, H, W], ``(x * scale - mean) / std``."""
+
+    mul: torch.Tensor
+    add: torch.Tensor
 
     def __init__(self, spec: InputSpec) -> None:
         super().__init__()
@@ -190,19 +194,33 @@ class DetectorGraph(nn.Module):
         return self.nms(boxes, scores)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert self.model is not None, "a graph without its model (an ONNX source's) is exported in parts, not run"
         x = self.normalize(images)
         if self.with_masks:
-            raw, features = self.model.forward_features(x)
+            masked: Any = self.model  # has_masks: it has forward_features and masks
+            raw, features = masked.forward_features(x)
             num, boxes, scores, labels = self.postprocess(raw)
-            return num, boxes, scores, labels, self.model.masks(features, boxes, labels)
+            return num, boxes, scores, labels, masked.masks(features, boxes, labels)
         raw = self.model(x)
         if isinstance(raw, (tuple, list)):
             raw = raw[0]
         return self.postprocess(raw)
 
 
+class TaskGraph(Protocol):
+    """What :func:`export_onnx_source` reads from a task's graph: :class:`DetectorGraph`, or a
+    classifier's or segmenter's graph (:mod:`edgecv.export.tasks`)."""
+
+    normalize: Normalize
+
+    @property
+    def output_names(self) -> tuple[str, ...]: ...
+
+    def postprocess(self, raw: Any) -> tuple[torch.Tensor, ...]: ...
+
+
 class _Post(nn.Module):
-    def __init__(self, graph: nn.Module) -> None:
+    def __init__(self, graph: TaskGraph) -> None:
         super().__init__()
         self.graph = graph
 
@@ -311,7 +329,7 @@ def fixed_batch(onnx_path: Path) -> bool:
 
 
 def export_onnx_source(
-    src_path: Path, graph: nn.Module, imgsz: tuple[int, int], raw_shape: tuple, path: Path, dynamic_batch: bool = True
+    src_path: Path, graph: TaskGraph, imgsz: tuple[int, int], raw_shape: tuple, path: Path, dynamic_batch: bool = True
 ) -> None:
     """Wrap an ONNX model with the pre/post graphs of ``graph`` (whose model is None): a
     :class:`DetectorGraph`, or a classifier's or segmenter's graph (:mod:`edgecv.export.tasks`)."""

@@ -283,7 +283,7 @@ def load_source(
         from .tasks import torchvision_task
 
         task = task or torchvision_task(model)
-        if task not in (None, "detect"):
+        if task is not None and task != "detect":
             return task_source(model, task, type(model).__name__, "module", names, in_spec=given_in_spec)
     if _is_ultralytics(model):
         return ultralytics_source(model, type(model).__name__, "module", names)
@@ -375,9 +375,9 @@ def load_source(
             if num_classes is None:
                 raise SourceError(f"--arch {arch} needs --num-classes")
             module = T.build(arch, num_classes, obj)
-            return task_source(
-                module, T.torchvision_task(module), path.stem, "state_dict", names, given_in_spec, digest, str(path)
-            )
+            arch_task = T.torchvision_task(module)
+            assert arch_task is not None, f"{arch} is one of torchvision's classifiers or segmenters"
+            return task_source(module, arch_task, path.stem, "state_dict", names, given_in_spec, digest, str(path))
         if arch not in TV.CONSTRUCTORS:
             raise SourceError(
                 f"unknown torchvision constructor '{arch}'; edgecv takes detectors "

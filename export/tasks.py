@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from ..errors import ExportError, SourceError
 from ..tasks import names as task_names
-from .graph import Normalize
+from .graph import DetectorGraph, Normalize
 from .spec import InputSpec
 
 TASKS = task_names()  # detect, classify, segment
@@ -100,6 +100,7 @@ class ClassifierGraph(nn.Module):
         return (torch.softmax(x.flatten(1), dim=1),)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert self.model is not None, "a graph without its model (an ONNX source's) is exported in parts, not run"
         return self.postprocess(self.model(self.normalize(images)))
 
 
@@ -130,6 +131,7 @@ class SegmenterGraph(nn.Module):
         return (labels, torch.softmax(x, 1)) if self.probabilities else (labels,)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert self.model is not None, "a graph without its model (an ONNX source's) is exported in parts, not run"
         return self.postprocess(self.model(self.normalize(images)))
 
 
@@ -141,13 +143,11 @@ def task_graph(
     mode: str,
     probabilities: bool,
     probe: Callable[[], tuple],
-) -> nn.Module:
+) -> DetectorGraph | ClassifierGraph | SegmenterGraph:
     """The graph edgecv exports around ``module`` (None: an ONNX source's, joined later) for the
     source's task: a detector's decode and NMS, a classifier's softmax, a segmenter's argmax.
     ``probe`` gives the network's output shape (a detector's candidate count), when needed."""
     if src.task == "detect":
-        from .graph import DetectorGraph
-
         n = src.out_spec.check_shape(probe())
         return DetectorGraph(module, src.in_spec, src.out_spec, nms, n, mode).eval()
     if src.task == "classify":

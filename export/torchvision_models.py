@@ -17,12 +17,15 @@ and the RoI heads in the graph, for batch 1 (:class:`TwoStage`); each (proposal,
 a candidate. Mask R-CNN's mask head runs in the graph on the boxes edgecv's NMS keeps
 (:class:`MaskTwoStage`); pasting the masks into the image runs on the host (:mod:`edgecv.masks`).
 Class ``i`` is torchvision's label ``i + 1``.
+
+torchvision ships no type information, and ``nn.Module`` types a submodule read by name as
+``Tensor | Module``: a torchvision detector and the parts of it read by name are ``Any`` here.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -70,20 +73,21 @@ def family(module: Any) -> str | None:
 def num_classes(module: nn.Module) -> int:
     """Classes the bundle reports: torchvision's ``num_classes``, less the background for SSD."""
     kind = family(module)
+    det: Any = module
     if kind == "ssd":
-        return module.head.classification_head.num_columns - 1  # SSDScoringHead: classes + background
+        return det.head.classification_head.num_columns - 1  # SSDScoringHead: classes + background
     if kind in ("retinanet", "fcos"):
-        return module.head.classification_head.num_classes
-    return module.roi_heads.box_predictor.cls_score.out_features - 1
+        return det.head.classification_head.num_classes
+    return det.roi_heads.box_predictor.cls_score.out_features - 1
 
 
 def input_spec(module: nn.Module) -> InputSpec:
     """torchvision's normalisation, ``(x / 255 - mean) / std`` on RGB."""
-    t = module.transform
+    t: Any = module.transform  # GeneralizedRCNNTransform: three means and three deviations
     return InputSpec(
         scale=1 / 255,
-        mean=tuple(float(v) for v in t.image_mean),
-        std=tuple(float(v) for v in t.image_std),
+        mean=cast("tuple[float, float, float]", tuple(float(v) for v in t.image_mean)),
+        std=cast("tuple[float, float, float]", tuple(float(v) for v in t.image_std)),
         color="RGB",
         pad_value=114,
     )
@@ -132,6 +136,11 @@ class SingleStage(nn.Module):
     pixels clipped to the input, then class scores.
     """
 
+    backbone: nn.Module
+    head: nn.Module
+    box_coder: Any
+    anchors: torch.Tensor
+
     def __init__(self, model: nn.Module, imgsz: tuple[int, int]) -> None:
         super().__init__()
         from torchvision.models.detection.image_list import ImageList
@@ -139,11 +148,12 @@ class SingleStage(nn.Module):
         self.kind = family(model)
         if self.kind not in ("retinanet", "fcos", "ssd"):
             raise SourceError(f"{type(model).__name__} is not a single-stage torchvision detector")
-        self.backbone, self.head, self.box_coder = model.backbone, model.head, model.box_coder
+        det: Any = model
+        self.backbone, self.head, self.box_coder = det.backbone, det.head, det.box_coder
         self.imgsz = (int(imgsz[0]), int(imgsz[1]))
         with torch.no_grad():
             x = torch.zeros(1, 3, *self.imgsz)
-            anchors = model.anchor_generator(ImageList(x, [self.imgsz]), self._features(x))[0]
+            anchors = det.anchor_generator(ImageList(x, [self.imgsz]), self._features(x))[0]
         self.register_buffer("anchors", anchors.float(), persistent=False)
 
     def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -181,13 +191,19 @@ class TwoStage(nn.Module):
     per-class NMS. When the RPN keeps fewer than P proposals the rest are zero-score rows.
     """
 
+    backbone: nn.Module
+    rpn: nn.Module
+    roi_heads: Any
+    eye: torch.Tensor
+
     def __init__(self, model: nn.Module, imgsz: tuple[int, int]) -> None:
         super().__init__()
         if family(model) not in ("fasterrcnn", "maskrcnn"):
             raise SourceError(f"{type(model).__name__} is not a torchvision Faster or Mask R-CNN")
-        self.backbone, self.rpn, self.roi_heads = model.backbone, model.rpn, model.roi_heads
+        det: Any = model
+        self.backbone, self.rpn, self.roi_heads = det.backbone, det.rpn, det.roi_heads
         self.imgsz = (int(imgsz[0]), int(imgsz[1]))
-        self.proposals = int(model.rpn._post_nms_top_n["testing"])
+        self.proposals = int(det.rpn._post_nms_top_n["testing"])
         self.register_buffer("eye", torch.eye(num_classes(model)), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,8 +261,11 @@ class MaskTwoStage(TwoStage):
 def raw_module(model: nn.Module, imgsz: tuple[int, int]) -> nn.Module:
     """The raw-prediction module of a torchvision detector at input size ``imgsz``."""
     kind = family(model)
-    cls = {"fasterrcnn": TwoStage, "maskrcnn": MaskTwoStage}.get(kind, SingleStage)
-    return cls(model, imgsz).eval()
+    if kind == "maskrcnn":
+        return MaskTwoStage(model, imgsz).eval()
+    if kind == "fasterrcnn":
+        return TwoStage(model, imgsz).eval()
+    return SingleStage(model, imgsz).eval()
 
 
 def single_stage_source_parts(model: nn.Module, imgsz: tuple[int, int]) -> tuple[nn.Module, OutputSpec, InputSpec]:

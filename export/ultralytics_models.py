@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -80,13 +80,16 @@ def _head(model: nn.Module) -> nn.Module:
             f"this Ultralytics model has a {task} head ({kind}); edgecv takes Ultralytics detection "
             "models (a Detect head: YOLOv3, YOLOv5u, YOLOv8, YOLO11)"
         )
+    assert head is not None, f"{type(model).__name__} has no Detect head in its layers"
     return head
 
 
 def prepare(model: nn.Module) -> RawHead:
     """A copy of an Ultralytics detection model, in FP32 and eval mode, BN folded, head in export mode."""
     model = copy.deepcopy(model).float().eval()
-    head = _head(model)
+    # Ultralytics' fuse() and its head's export switches are plain attributes, which nn.Module
+    # types as Tensor | Module
+    head: Any = _head(model)
     if getattr(head, "one2one_cv2", None) is not None:
         if getattr(head, "cv2", None) is None:
             raise SourceError(
@@ -97,7 +100,7 @@ def prepare(model: nn.Module) -> RawHead:
     for p in model.parameters():
         p.requires_grad_(False)
     if hasattr(model, "fuse"):
-        model = model.fuse(verbose=False)
+        model = cast(Any, model).fuse(verbose=False)
     head = _head(model)
     head.export, head.format, head.dynamic = True, "onnx", False
     if hasattr(head, "xyxy"):

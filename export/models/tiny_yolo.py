@@ -8,6 +8,8 @@ same :class:`~edgecv.export.spec.OutputSpec` path as any YOLO-style model.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -56,7 +58,7 @@ class TinyYolo(nn.Module):
         self.box_out = nn.ModuleList([nn.Conv2d(neck, 4, 1) for _ in STRIDES])
         self.cls_out = nn.ModuleList([nn.Conv2d(neck, num_classes, 1) for _ in STRIDES])
         for conv in self.cls_out:  # prior of 1% foreground, as in RetinaNet
-            nn.init.constant_(conv.bias, -4.6)
+            nn.init.constant_(cast(torch.Tensor, conv.bias), -4.6)  # a Conv2d's bias, read through ModuleList
 
     def features(self, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per level, the raw box distances [B, 4, h, w] and class logits [B, C, h, w]."""

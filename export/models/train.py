@@ -18,6 +18,7 @@ import sys
 import time
 from multiprocessing import Pool
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -99,7 +100,9 @@ def loss_fn(
         probs = logits.sigmoid()
         for i, (gt, lab) in enumerate(targets):
             a, b, f = assign(probs[i].float(), boxes[i].detach().float(), pts, gt, lab, c)
-            ts.append(a), tb.append(b), fgs.append(f)
+            ts.append(a)
+            tb.append(b)
+            fgs.append(f)
     t_scores, t_boxes, fg = torch.stack(ts), torch.stack(tb), torch.stack(fgs)
     norm = t_scores.sum().clamp(min=1.0)
     cls = F.binary_cross_entropy_with_logits(logits, t_scores, reduction="sum") / norm
@@ -239,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
             out = Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(out.name + ".tmp")
-            torch.save(checkpoint(optim.ema.model.to(memory_format=torch.contiguous_format), args, step + 1), tmp)
+            ema = cast(TinyYolo, optim.ema.model)  # the average of the TinyYolo built above
+            torch.save(checkpoint(ema.to(memory_format=torch.contiguous_format), args, step + 1), tmp)
             os.replace(tmp, out)
     print(f"saved {args.out}", file=sys.stderr)
 

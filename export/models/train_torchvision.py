@@ -131,6 +131,7 @@ def _instance_map(index: int) -> np.ndarray:
     from ...letterbox import Letterbox
 
     s = shapes.render(shapes.SPLIT_SEEDS["train"], index)
+    assert s.instances is not None  # render draws every sample's instance map
     p = Letterbox(IMGSZ).params(s.image.shape[:2])
     nh, nw = int(round(s.image.shape[0] * p.scale_y)), int(round(s.image.shape[1] * p.scale_x))
     out = np.full(IMGSZ, -1, dtype=np.int16)

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,14 +25,19 @@ import torch
 from ...data import shapes
 from .train import IMGSZ, Optimizer, render_training_set, sample_order, schedule_args
 
+if TYPE_CHECKING:
+    from ultralytics.nn.tasks import DetectionModel
 
-def build(yaml: str = "yolov8n.yaml", num_classes: int = len(shapes.CLASSES)) -> torch.nn.Module:
+
+def build(yaml: str = "yolov8n.yaml", num_classes: int = len(shapes.CLASSES)) -> DetectionModel:
     """Ultralytics' ``DetectionModel`` from one of its packaged yamls, with its training hyperparameters."""
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
 
     model = DetectionModel(yaml, nc=num_classes, verbose=False)
-    model.args = get_cfg()  # the default hyperparameters (box, cls, dfl gains) that its loss reads
+    # the default hyperparameters (box, cls, dfl gains) that its loss reads; a plain attribute, where
+    # torch types nn.Module's __setattr__ value as Tensor | Module
+    model.args = get_cfg()  # type: ignore[assignment]
     model.names = (
         {i: n for i, n in enumerate(shapes.CLASSES)}
         if num_classes == len(shapes.CLASSES)
@@ -45,7 +51,7 @@ def save_checkpoint(model: torch.nn.Module, out: str | os.PathLike, imgsz: int, 
     from ultralytics import YOLO
 
     yolo = YOLO(yaml, task="detect", verbose=False)
-    yolo.model = model
+    yolo.model = model  # type: ignore[assignment]  # mypy infers Ultralytics' Model.model as str | None
     yolo.ckpt = {"train_args": {"task": "detect", "imgsz": imgsz, "model": yaml, "data": "edgecv shapes"}}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
