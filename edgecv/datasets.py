@@ -264,8 +264,8 @@ def _file_name(v) -> str | None:
 def _bbox(v) -> list[float] | None:
     if not isinstance(v, list) or len(v) != 4:
         return None
-    xywh = [_number(x) for x in v]
-    return None if None in xywh else xywh
+    xywh = [x for x in map(_number, v) if x is not None]
+    return xywh if len(xywh) == 4 else None
 
 
 def _crowd(v) -> int | None:
@@ -458,7 +458,7 @@ def _yolo_names(labels: Path) -> list[str]:
     )
 
 
-def _parse_yolo(path: Path, n_names: int, groups: dict[str, list[str]]) -> list[tuple[int, float, ...]]:
+def _parse_yolo(path: Path, n_names: int, groups: dict[str, list[str]]) -> list[tuple[int, float, float, float, float]]:
     """The (class, cx, cy, w, h) rows of a YOLO label file; malformed lines go to ``groups`` by kind."""
 
     def problem(kind: str, case: str) -> None:
@@ -469,7 +469,7 @@ def _parse_yolo(path: Path, n_names: int, groups: dict[str, list[str]]) -> list[
     except UnicodeDecodeError:
         problem("files that are not UTF-8 text", path.name)
         return []
-    rows = []
+    rows: list[tuple[int, float, float, float, float]] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
@@ -494,7 +494,8 @@ def _parse_yolo(path: Path, n_names: int, groups: dict[str, list[str]]) -> list[
         if any(not -YOLO_TOLERANCE <= v <= 1 + YOLO_TOLERANCE for v in values[1:]):
             problem("lines with values outside 0..1", loc)
             continue
-        rows.append((int(cls), *values[1:]))
+        cx, cy, w, h = values[1:]
+        rows.append((int(cls), cx, cy, w, h))
     return rows
 
 
@@ -546,9 +547,13 @@ def _load_yolo(labels: Path, images: Path | None, names: list[str] | None) -> tu
     unreadable = [name for name, size in sizes.items() if size is None]
     if unreadable:
         _fail(f"images in '{root}' cannot be decoded", unreadable, "Replace or remove these files")
-    imgs, anns, where = [], [], []
+    imgs: list[dict] = []
+    anns: list[dict] = []
+    where: list[str] = []
     for image_id, p in enumerate(image_files, 1):
-        w_img, h_img = sizes[p.name]
+        size = sizes[p.name]
+        assert size is not None  # the images that cannot be decoded were refused above
+        w_img, h_img = size
         imgs.append({"id": image_id, "file_name": p.name, "width": w_img, "height": h_img})
         for k, (cls, cx, cy, w, h) in enumerate(rows.get(p.stem, []), 1):
             anns.append(
@@ -588,7 +593,9 @@ def _load_voc(ann_dir: Path, images: Path | None, names: list[str] | None) -> tu
         "missing or invalid fields": [],
     }
     refused = list(groups)[1]
-    records = []  # (file_name, width, height, [(name, difficult, xmin, ymin, xmax, ymax, where)], xml name)
+    # (file_name, width, height, [(name, difficult, xmin, ymin, xmax, ymax, where)], xml name); a missing
+    # width or height is reported below, before the records are read
+    records: list[tuple[str, int | None, int | None, list[tuple[str, int, float, float, float, float, str]], str]] = []
     for path in sorted(p for p in ann_dir.iterdir() if p.is_file() and p.suffix.lower() == ".xml"):
         try:
             root = SafeET.fromstring(_read_bytes(path))
@@ -606,21 +613,23 @@ def _load_voc(ann_dir: Path, images: Path | None, names: list[str] | None) -> tu
         size = [_positive_int(_xml_number(root.findtext(f"size/{k}"))) for k in ("width", "height")]
         if None in size:
             bad.append(f"{path.name}: <size> has no positive integer <width> and <height>")
-        objects = []
+        objects: list[tuple[str, int, float, float, float, float, str]] = []
         for k, obj in enumerate(root.findall("object"), 1):
             loc = f"{path.name} object {k}"
             name = (obj.findtext("name") or "").strip()
             difficult = _crowd(_xml_number(obj.findtext("difficult") or "0"))
             coords = [_xml_number(obj.findtext(f"bndbox/{c}")) for c in ("xmin", "ymin", "xmax", "ymax")]
+            box = [c for c in coords if c is not None]
             if not name:
                 bad.append(f"{loc}: no <name>")
             elif difficult is None:
                 bad.append(f"{loc}: <difficult> is not 0 or 1")
-            elif None in coords:
+            elif len(box) < 4:
                 bad.append(f"{loc}: <bndbox> lacks a numeric xmin, ymin, xmax or ymax")
             else:
-                objects.append((name, difficult, *coords, loc))
-        records.append((file_name, *size, objects, path.name))
+                x0, y0, x1, y1 = box
+                objects.append((name, difficult, x0, y0, x1, y1, loc))
+        records.append((file_name, size[0], size[1], objects, path.name))
     if any(groups.values()):
         _fail_grouped(
             f"Pascal VOC files in '{ann_dir}' cannot be read",
@@ -648,7 +657,9 @@ def _load_voc(ann_dir: Path, images: Path | None, names: list[str] | None) -> tu
                 "Add these names to the names, or fix the objects",
             )
     cat_ids = {n: i + 1 for i, n in enumerate(names)}
-    imgs, anns, where = [], [], []
+    imgs: list[dict] = []
+    anns: list[dict] = []
+    where: list[str] = []
     for image_id, (file_name, w_img, h_img, objects, _) in enumerate(sorted(records, key=lambda r: r[0]), 1):
         imgs.append({"id": image_id, "file_name": file_name, "width": w_img, "height": h_img})
         for name, difficult, x0, y0, x1, y1, loc in objects:

@@ -37,7 +37,7 @@ class Run:
     detections: dict[int, Detections]
     latency_ms: list[float]  # end to end per image
     names: tuple[str, ...]
-    metrics: Metrics | None = None
+    metrics: Metrics
     info: dict = field(default_factory=dict)
     mask_metrics: Metrics | None = None  # COCO segm, for models that return instance masks
     task: str = "detect"
@@ -88,9 +88,9 @@ def run_dataset(
         dets,
         times,
         tuple(det.names),
+        coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets),
         info={"target": det.manifest["target"], "precision": det.manifest["precision"], "cat_of": cat_of},
     )
-    run.metrics = coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets)
     if has_masks:  # instance masks: COCO segm AP beside box AP
         anns = dataset.coco.get("annotations", [])
         if anns and all("segmentation" in a for a in anns):
@@ -155,7 +155,9 @@ class _Resampler:
         res: dict[int, list[dict]] = {}
         for r in self.results:
             res.setdefault(int(r["image_id"]), []).append(r)
-        images, annotations, results = [], [], []
+        images: list[dict] = []
+        annotations: list[dict] = []
+        results: list[dict] = []
         for new_id, old in enumerate(draw, 1):
             images.append({**info[old], "id": new_id})
             annotations += [
@@ -378,8 +380,22 @@ def compare(
 def metrics_table(runs: Sequence[Run]) -> str:
     """mAP50-95, mAP50, mAP75, AP S/M/L, AR1/10/100 (in points) and median latency per model."""
     keys = ("map", "map50", "map75", "map_small", "map_medium", "map_large", "ar1", "ar10", "ar100")
-    head = ("model", "mAP50-95", "mAP50", "mAP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "p50 ms")
-    rows = [(r.name, *(points(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs]
+    head: tuple[str, ...] = (
+        "model",
+        "mAP50-95",
+        "mAP50",
+        "mAP75",
+        "APs",
+        "APm",
+        "APl",
+        "AR1",
+        "AR10",
+        "AR100",
+        "p50 ms",
+    )
+    rows: list[tuple[str, ...]] = [
+        (r.name, *(points(r.metrics.stats[k]) for k in keys), f"{r.median_ms:.2f}") for r in runs
+    ]
     if any(r.mask_metrics is not None for r in runs):  # instance masks: COCO segm beside box AP
         head = (*head[:-1], "mask mAP50-95", "mask mAP50", head[-1])
         rows = [
@@ -406,7 +422,9 @@ def compare_table(result: CompareResult) -> str:
     """One row per candidate: mAP and difference with its interval, worst class, box parity
     (a classifier's or segmenter's comparison: :func:`edgecv.taskeval.compare_table`)."""
     ref = result.runs[0]
-    rows = [(ref.name, points(ref.metrics.map), "reference", "", "", "", "", "", f"{ref.median_ms:.2f}")]
+    rows: list[tuple[str, ...]] = [
+        (ref.name, points(ref.metrics.map), "reference", "", "", "", "", "", f"{ref.median_ms:.2f}")
+    ]
     for run, c in zip(result.runs[1:], result.comparisons):
         p = c.parity
         worst = f"{c.per_class_delta[0][0]} {c.per_class_delta[0][1] * 100:+.2f}" if c.per_class_delta else "—"
@@ -424,7 +442,7 @@ def compare_table(result: CompareResult) -> str:
                 f"{run.median_ms:.2f}",
             )
         )
-    head = (
+    head: tuple[str, ...] = (
         "model",
         "mAP50-95",
         "Δ points",

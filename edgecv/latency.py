@@ -317,7 +317,7 @@ def busy_reason(load: dict[str, float], max_share: float = MAX_BUSY_SHARE) -> st
     return "; ".join(parts)
 
 
-def robust_spread(x: Sequence[float]) -> float:
+def robust_spread(x: Sequence[float] | np.ndarray) -> float:
     """Relative spread of a sample: 1.4826 x median absolute deviation / median (0.1 = 10%)."""
     a = np.asarray(x, np.float64)
     med = float(np.median(a))
@@ -490,7 +490,8 @@ class _Calls:
 
 def _warm(run: Callable[[], Any], calls: int, seconds: float) -> float:
     """Warm up ``run``: at least ``calls`` calls and ``seconds``; returns the median ms of the last half."""
-    times, t_end = [], time.perf_counter() + seconds
+    times: list[float] = []
+    t_end = time.perf_counter() + seconds
     while len(times) < calls or time.perf_counter() < t_end:
         t0 = time.perf_counter()
         run()
@@ -728,7 +729,10 @@ def record_baseline(
     """
     if runs < 1:
         raise EdgecvError(f"a baseline needs at least 1 run (got {runs})")
-    timings, loads, mach, fp = [], [], {}, {}
+    timings: list[Timing] = []
+    loads: list[dict] = []
+    mach: dict = {}
+    fp: dict = {}
     for k in range(runs):
         if say and runs > 1:
             say(f"baseline run {k + 1} of {runs}")
@@ -742,7 +746,7 @@ def record_baseline(
     run_medians = [float(np.median(t.ratios)) for t in timings]
     ratio = float(np.median(ratios))
     lo, hi = _interval(_bootstrap_medians(ratios, BOOTSTRAP, np.random.default_rng(seed)), CONFIDENCE)
-    stats = {
+    stats: dict[str, Any] = {
         "median_ratio": ratio,
         "interval": [lo, hi],
         "half_width": max(ratio - lo, hi - ratio) / ratio,

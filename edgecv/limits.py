@@ -14,6 +14,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ def _matmul_onnx(m: int, k: int, n: int, precision: str, seed: int = 0):
 def _time(run, x, flops: float, repeats: int, seconds: float) -> tuple[float, float]:
     run(x)
     run(x)
-    rates = []
+    rates: list[float] = []
     t_end = time.perf_counter() + seconds
     while len(rates) < repeats or time.perf_counter() < t_end:
         t0 = time.perf_counter()
@@ -246,11 +247,15 @@ def measure_peak(
     if backend == "openvino":
         import openvino as ov
 
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+        config: dict[str, Any] = {
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        }
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         core = ov.Core()
-        best = (0.0, 0.0, "", None)
+        # the best form: its rate, median rate, the precision it computed in, and its threads
+        top: tuple[float, float, str, int | None] = (0.0, 0.0, "", None)
         # the CPU plugin runs a product as a FullyConnected or, laid out as a 1x1 convolution,
         # with its convolution kernels (at int8 on AVX2, 2.3x faster): the better one is the peak
         for form in ("matmul", "conv1x1"):
@@ -266,10 +271,10 @@ def measure_peak(
                 repeats,
                 seconds,
             )
-            if rate > best[0]:
-                best = (rate, med, effective, int(compiled.get_property("INFERENCE_NUM_THREADS")))
-        ran = precision if precision == "int8" else {"f32": "fp32"}.get(best[2], best[2])
-        return Peak(backend, ran, best[0], best[1], size, best[3])
+            if rate > top[0]:
+                top = (rate, med, effective, int(compiled.get_property("INFERENCE_NUM_THREADS")))
+        ran = precision if precision == "int8" else {"f32": "fp32"}.get(top[2], top[2])
+        return Peak(backend, ran, top[0], top[1], size, top[3])
     raise EdgecvError(f"no peak measurement for backend '{backend}' (onnxruntime or openvino)")
 
 

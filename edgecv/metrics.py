@@ -84,6 +84,7 @@ def to_coco_results(dets: Mapping[int, Detections], cat_of: Mapping[int, int], m
             if c in cat_of:
                 r = {"image_id": int(image_id), "category_id": int(cat_of[c]), "bbox": box, "score": float(s)}
                 if masks:
+                    assert d.masks is not None, "masks=True takes detections with masks"
                     rle = mask_utils.encode(np.asfortranarray(d.masks[k].astype(np.uint8)))
                     r["segmentation"] = {
                         "size": list(rle["size"]),

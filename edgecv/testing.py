@@ -81,7 +81,7 @@ def check_latency(
     if (baseline is None) == (against is None):
         raise EdgecvError("check_latency takes either baseline= (a stored baseline) or against= (the old bundle)")
 
-    def measured(secs: float | None) -> dict:  # the library's defaults unless a time was given
+    def measured(secs: float | None) -> dict[str, Any]:  # the library's defaults unless a time was given
         return {} if secs is None else {"seconds": secs}
 
     if against is not None:
@@ -95,6 +95,7 @@ def check_latency(
         if update is None:
             update = _flag(UPDATE_ENV)
         if update:
+            given_runs: dict[str, Any] = {} if runs is None else {"runs": runs}
             return L.record_baseline(
                 bundle,
                 path,
@@ -103,7 +104,7 @@ def check_latency(
                 images=images,
                 say=say,
                 **measured(seconds),
-                **({} if runs is None else {"runs": runs}),
+                **given_runs,
             )
 
         def gate(secs: float | None):
