@@ -10,8 +10,8 @@ from .detections import Detections
 
 def _colour(class_id: int) -> tuple[int, int, int]:
     hue = (class_id * 47) % 180
-    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
-    return tuple(int(v) for v in bgr)
+    bgr = cv2.cvtColor(np.array([[[hue, 220, 255]]], dtype=np.uint8), cv2.COLOR_HSV2BGR)[0, 0]
+    return int(bgr[0]), int(bgr[1]), int(bgr[2])
 
 
 def draw_detections(image: np.ndarray, dets: Detections, thickness: int | None = None) -> np.ndarray:

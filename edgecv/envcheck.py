@@ -98,7 +98,7 @@ def _satisfies(have: str, spec: str) -> bool:
 
 def own_ranges() -> dict[str, str]:
     """edgecv's requirements (all extras) as dist -> specifier, from its installed metadata."""
-    out = {}
+    out: dict[str, str] = {}
     try:
         reqs = requires("edgecv") or []
     except PackageNotFoundError:

@@ -72,6 +72,7 @@ def prepare(image: ImageLike, color: str, model_color: str = "RGB") -> tuple[np.
     if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
         raise InvalidImageError(f"image is {w}x{h} pixels; edgecv takes sides from {MIN_SIDE} to {MAX_SIDE} pixels")
     swap = (color == "bgr") != (model_color.upper() == "BGR")
+    code: int | None
     if image.ndim == 2:
         code = cv2.COLOR_GRAY2RGB
     elif image.shape[2] == 4:

@@ -81,6 +81,6 @@ def nms(
         out_cls.append(cls[keep] if not class_aware else np.full(len(keep), c, np.int64))
     if not out_idx:
         return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)
-    idx, s, c = np.concatenate(out_idx), np.concatenate(out_s), np.concatenate(out_cls)
+    idx, s, labels = np.concatenate(out_idx), np.concatenate(out_s), np.concatenate(out_cls)
     top = np.argsort(-s, kind="stable")[:max_det]
-    return boxes[idx[top]], s[top], c[top].astype(np.int64)
+    return boxes[idx[top]], s[top], labels[top].astype(np.int64)

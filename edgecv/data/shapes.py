@@ -111,7 +111,7 @@ def _colour(rng: np.random.Generator, bg: np.ndarray) -> tuple[int, int, int]:
         col = rng.integers(0, 256, size=3)
         if np.abs(col - bg).sum() > 150:
             break
-    return tuple(int(v) for v in col)
+    return int(col[0]), int(col[1]), int(col[2])
 
 
 def render(seed: int, index: int) -> Sample:
@@ -154,7 +154,8 @@ def render(seed: int, index: int) -> Sample:
         visible[: len(hidden)] = [v - int(c) for v, c in zip(visible, hidden)]
         visible.append(int(sel.sum()))
         classes.append(cls_id)
-    boxes, ids = [], []
+    boxes: list[list[int]] = []
+    ids: list[int] = []
     instances = np.full((h, w), -1, dtype=np.int16)
     for k, cls_id in enumerate(classes):
         sel = owner == k
@@ -192,9 +193,11 @@ def write_coco(out_dir: str | os.PathLike, split: str = "val", count: int = 200)
             pass
     images_dir.mkdir(parents=True, exist_ok=True)
     seed = SPLIT_SEEDS[split]
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
     for i in range(count):
         s = render(seed, i)
+        assert s.instances is not None  # render draws every sample's instance map
         name = f"{split}_{i:05d}.png"
         cv2.imwrite(str(images_dir / name), s.image)
         images.append({"id": i + 1, "file_name": name, "height": s.image.shape[0], "width": s.image.shape[1]})

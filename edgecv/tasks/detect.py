@@ -22,7 +22,7 @@ _NMS = {"score_threshold": (int, float), "iou_threshold": (int, float), "max_det
 
 
 class DetectDecoder(Decoder):
-    def __init__(self, manifest: dict, placer: Letterbox | CenterCrop) -> None:
+    def __init__(self, manifest: dict, placer: Letterbox) -> None:
         out = manifest["output"]
         self.names = tuple(manifest["classes"])
         self.tensors = dict(out["tensors"])
@@ -120,6 +120,7 @@ class Detect(Task):
     def decoder(
         self, manifest: dict, placer: Letterbox | CenterCrop, *, top_k: int | None, probabilities: bool
     ) -> Decoder:
+        assert isinstance(placer, Letterbox), "a detector's input is letterboxed (Task.placer)"
         return DetectDecoder(manifest, placer)
 
     def to_json(self, result: Detections) -> Any:
