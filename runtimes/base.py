@@ -20,7 +20,7 @@ from ..bundle import Bundle
 from ..detections import Detections
 from ..errors import EdgecvError, InferenceError, InvalidImageError
 from ..images import ImageLike, prepare
-from ..letterbox import CenterCrop, Letterbox, LetterboxParams
+from ..letterbox import CenterCrop, CropParams, Letterbox, LetterboxParams
 from ..results import Classifications, SegmentationMap
 from ..tasks import Task
 
@@ -146,11 +146,11 @@ class Detector:
 
     def preprocess(
         self, images: Sequence[ImageLike], color: str | None = None
-    ) -> tuple[np.ndarray, list[LetterboxParams]]:
+    ) -> tuple[np.ndarray, list[LetterboxParams | CropParams]]:
         """Validate and letterbox images into one uint8 batch [B, H, W, 3]."""
         h, w = self.input_size
         batch = np.empty((len(images), h, w, 3), dtype=np.uint8)
-        params = []
+        params: list[LetterboxParams | CropParams] = []
         for i, img in enumerate(images):
             pixels, convert = prepare(img, color or self.color, self.model_color)
             _, p = self.placer.forward(pixels, out=batch[i], convert=convert)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cpu import physical_cores
+from ..errors import EdgecvError
 from .base import Detector
 
 
@@ -27,6 +28,8 @@ class OnnxRuntimeDetector(Detector):
         self.threads_used = int(self.threads) if self.threads else physical_cores()
         so.intra_op_num_threads = self.threads_used
         so.log_severity_level = 3
+        if self.bundle is None:
+            raise EdgecvError("the onnxruntime backend runs the model of a bundle: load one with edgecv.load(path)")
         path = self.bundle.file("model")
         self.session = ort.InferenceSession(path.read_bytes(), so, providers=["CPUExecutionProvider"])
         self._outputs = list(self.output_names.values())

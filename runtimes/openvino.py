@@ -19,6 +19,7 @@ import threading
 
 import numpy as np
 
+from ..errors import EdgecvError
 from .base import Detector
 
 log = logging.getLogger("edgecv")
@@ -76,6 +77,8 @@ class OpenVinoDetector(Detector):
     def activate_impl(self) -> None:
         import openvino as ov
 
+        if self.bundle is None:
+            raise EdgecvError("the openvino backend runs the model of a bundle: load one with edgecv.load(path)")
         self.core = ov.Core()
         self._model = self.core.read_model(str(self.bundle.file("model")), str(self.bundle.file("weights")))
         self._dims = [d.get_length() if d.is_static else -1 for d in self._model.inputs[0].get_partial_shape()]
@@ -99,6 +102,7 @@ class OpenVinoDetector(Detector):
 
     def _compilation(self, batch: int, mode: str) -> _Compiled:
         """The compilation that runs a batch of ``batch`` in ``mode`` (latency or throughput)."""
+        size: str | int | None
         if not self._static:
             size = "bundle"  # the bundle's own shapes
         elif batch in (1, self.batch_size):

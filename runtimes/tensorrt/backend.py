@@ -88,7 +88,7 @@ class TensorRtDetector(Detector):
         self.max_batch = hi[0]
         if self.fixed_batch is None:
             self.batch_size = min(self.batch_size, self.max_batch)
-        self._cuda_stream = self.cuda.stream_create()
+        self._cuda_stream: int | None = self.cuda.stream_create()
         self.buffers: dict[str, tuple[int, int, np.ndarray]] = {}  # name -> (device ptr, host ptr, host view)
         self.inputs: list[str] = []
         self.outputs: list[str] = []
@@ -126,24 +126,26 @@ class TensorRtDetector(Detector):
             ) from e
 
     def _run_plan(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        stream = self._cuda_stream
+        assert stream is not None, "the stream is made by _allocate and destroyed only by release_impl"
         dev, host, view = self.buffers[self.input_name]
         np.copyto(view[: batch.shape[0]], batch)
-        self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, self._cuda_stream)
+        self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, stream)
         if not self.context.set_input_shape(self.input_name, tuple(batch.shape)):
             raise InferenceError(f"TensorRT refused input shape {tuple(batch.shape)}: {self.api.recent_errors()}")
         missing = self.context.infer_shapes()
         if missing:
             raise InferenceError(f"TensorRT cannot infer the shapes of {list(missing)}: {self.api.recent_errors()}")
-        if not self.context.execute_async_v3(self._cuda_stream):
+        if not self.context.execute_async_v3(stream):
             raise InferenceError(f"TensorRT inference failed: {self.api.recent_errors()}")
         shapes = {}
         for name in self.outputs:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             dev, host, view = self.buffers[name]
             n = int(np.prod(shape, dtype=np.int64)) * view.dtype.itemsize
-            self.cuda.memcpy_async(host, dev, n, _cuda.DEVICE_TO_HOST, self._cuda_stream)
+            self.cuda.memcpy_async(host, dev, n, _cuda.DEVICE_TO_HOST, stream)
             shapes[name] = shape
-        self.cuda.stream_synchronize(self._cuda_stream)
+        self.cuda.stream_synchronize(stream)
         # copies: the page-locked buffers are reused by the next call
         return {
             name: self.buffers[name][2].reshape(-1)[: int(np.prod(s, dtype=np.int64))].reshape(s).copy()
