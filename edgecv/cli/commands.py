@@ -511,7 +511,7 @@ def run_env(a: argparse.Namespace) -> int:
     flags = " ".join(isa())
     from ..envcheck import installed, own_ranges, problems
 
-    info = {
+    info: dict[str, Any] = {
         "edgecv": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -637,7 +637,8 @@ def run_compare(a: argparse.Namespace) -> int:
         )
     task = kinds.pop()
     ev = evaluator(task)
-    if a.report and reporter(task) is None:
+    report_writer = reporter(task) if a.report else None
+    if a.report and report_writer is None:
         raise EdgecvError("--report is written for detectors; for a classifier or segmenter use --json")
     dataset = open_dataset(a, task)
     dets = [open_model(m, source_options=source_options(a)) for m in a.models]
@@ -664,8 +665,8 @@ def run_compare(a: argparse.Namespace) -> int:
     print(per_class_table(result.runs))
     if a.json:
         Path(a.json).write_text(json.dumps(result.to_dict(), indent=2, default=float))
-    if a.report:
-        report = reporter(task).write_report(result, a.report, failures if a.max_map_drop is not None else None)
+    if report_writer is not None:
+        report = report_writer.write_report(result, a.report, failures if a.max_map_drop is not None else None)
         _err(f"report: {report}")
     for f in failures:
         _err(f"edgecv: gate failed: {f}")

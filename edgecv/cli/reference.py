@@ -40,17 +40,24 @@ def _value(value: object) -> str:
     return str(value)
 
 
+def _metavar(action: argparse.Action, default: str) -> str:
+    """The action's metavar, or ``default``; a tuple of metavars (nargs > 1) space-separated, as
+    argparse writes it."""
+    m = action.metavar or default
+    return " ".join(m) if isinstance(m, tuple) else m
+
+
 def _argument(action: argparse.Action) -> str:
     """How the argument is written on the command line, e.g. ``--target``, ``-t TARGET``."""
     if not action.option_strings:
-        name = action.metavar or action.dest
+        name = _metavar(action, action.dest)
         return f"`{name}`" + (" (one or more)" if action.nargs == "+" else " (optional)" if action.nargs == "?" else "")
     if action.nargs == 0:
         return ", ".join(f"`{o}`" for o in action.option_strings)
     if action.choices is not None:
         value = "{" + ",".join(str(c) for c in action.choices) + "}"
     else:
-        value = action.metavar or action.dest.upper()
+        value = _metavar(action, action.dest.upper())
     return ", ".join(f"`{o} {value}`" for o in action.option_strings)
 
 
@@ -74,7 +81,7 @@ def _synopsis(parser: argparse.ArgumentParser) -> str:
     for action in parser._actions:
         if action.option_strings or not _is_documented(action):
             continue
-        name = action.metavar or action.dest
+        name = _metavar(action, action.dest)
         words.append(f"[{name}]" if action.nargs == "?" else f"{name} [{name} ...]" if action.nargs == "+" else name)
     words.append("[options]")
     return " ".join(words)
