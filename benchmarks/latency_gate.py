@@ -51,8 +51,7 @@ def bundles(work: Path) -> dict[str, Path]:
         path = work / name
         if not (path / "edgecv.json").is_file():
             say(f"exporting {name}")
-            export(str(pt) if src else None, "openvino", out_dir=work, name=name, imgsz=size,
-                   trust_pickle=bool(src))
+            export(str(pt) if src else None, "openvino", out_dir=work, name=name, imgsz=size, trust_pickle=bool(src))
         out[name] = path
     return out
 
@@ -63,10 +62,12 @@ class Hog:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
 
-    def __enter__(self) -> "Hog":
+    def __enter__(self) -> Hog:
         cpu = max(os.sched_getaffinity(0))
-        code = (f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.time() + {self.seconds}\n"
-                "while time.time() < end:\n    pass\n")
+        code = (
+            f"import os, time\nos.sched_setaffinity(0, {{{cpu}}})\nend = time.time() + {self.seconds}\n"
+            "while time.time() < end:\n    pass\n"
+        )
         self.proc = subprocess.Popen([sys.executable, "-c", code])
         time.sleep(0.5)
         return self
@@ -90,18 +91,28 @@ def cell(label: str, runs: int, gate) -> dict:
             key = v.reason.split(":")[0].split("(")[0].strip()
             reasons[key] = reasons.get(key, 0) + 1
         say(f"{label} {i + 1}/{runs}: {v.summary()} ({times[-1]:.1f} s)")
-    return {"label": label, "runs": runs, "counts": counts, "ratios": ratios, "seconds": times,
-            "inconclusive_reasons": reasons}
+    return {
+        "label": label,
+        "runs": runs,
+        "counts": counts,
+        "ratios": ratios,
+        "seconds": times,
+        "inconclusive_reasons": reasons,
+    }
 
 
 def table(cells: list[dict]) -> str:
-    head = f"{'case':<44} {'runs':>4} {'ok':>4} {'regression':>10} {'inconclusive':>12}  {'median change':>13}  " \
-           f"{'median s/run':>12}"
+    head = (
+        f"{'case':<44} {'runs':>4} {'ok':>4} {'regression':>10} {'inconclusive':>12}  {'median change':>13}  "
+        f"{'median s/run':>12}"
+    )
     lines = [head, "-" * len(head)]
     for c in cells:
         n = c["counts"]
-        lines.append(f"{c['label']:<44} {c['runs']:>4} {n['ok']:>4} {n['regression']:>10} {n['inconclusive']:>12}  "
-                     f"{(np.median([r[0] for r in c['ratios']]) - 1) * 100:>+12.1f}%  {np.median(c['seconds']):>12.1f}")
+        lines.append(
+            f"{c['label']:<44} {c['runs']:>4} {n['ok']:>4} {n['regression']:>10} {n['inconclusive']:>12}  "
+            f"{(np.median([r[0] for r in c['ratios']]) - 1) * 100:>+12.1f}%  {np.median(c['seconds']):>12.1f}"
+        )
     return "\n".join(lines)
 
 
@@ -191,23 +202,42 @@ def write_md(data: dict, path: Path) -> None:
     false = [c for k, c in cells.items() if k.startswith("false/")]
     det = [c for k, c in cells.items() if k.startswith("detect")]
     m = data["machine"]
-    lines = [f"# Latency gate on {m['cpu']}, {m['cores']} cores, ISA {' '.join(m.get('isa', [])) or 'baseline x86'}",
-             "", f"versions: {m['versions']}; limit {LIMIT * 100:.0f}%; bundles openvino FP32", "",
-             "False alarms (unchanged bundle; a regression verdict is a false alarm):", "", "```",
-             table(false), "```", "",
-             "Detection (YOLOv8n at 704 = 1.21x and 672 = 1.10x the work of 640, against 640):", "", "```",
-             table(det), "```", ""]
+    lines = [
+        f"# Latency gate on {m['cpu']}, {m['cores']} cores, ISA {' '.join(m.get('isa', [])) or 'baseline x86'}",
+        "",
+        f"versions: {m['versions']}; limit {LIMIT * 100:.0f}%; bundles openvino FP32",
+        "",
+        "False alarms (unchanged bundle; a regression verdict is a false alarm):",
+        "",
+        "```",
+        table(false),
+        "```",
+        "",
+        "Detection (YOLOv8n at 704 = 1.21x and 672 = 1.10x the work of 640, against 640):",
+        "",
+        "```",
+        table(det),
+        "```",
+        "",
+    ]
     if "bench5" in data:
-        lines += [f"`bench --seconds 5`, load included: {data['bench5']['y8-640']:.1f} s (YOLOv8n 640), "
-                  f"{data['bench5']['tiny']:.1f} s (edgecv-tiny)", ""]
+        lines += [
+            f"`bench --seconds 5`, load included: {data['bench5']['y8-640']:.1f} s (YOLOv8n 640), "
+            f"{data['bench5']['tiny']:.1f} s (edgecv-tiny)",
+            "",
+        ]
     for p in sorted(Path(data.get("work", "")).glob("baseline-*.json")) if data.get("work") else []:
         name = p.stem.removeprefix("baseline-")
-        data.setdefault("baselines", {}).setdefault(name, {"refused": None})["stats"] = json.loads(p.read_text())["stats"]
+        data.setdefault("baselines", {}).setdefault(name, {"refused": None})["stats"] = json.loads(p.read_text())[
+            "stats"
+        ]
     for name, info in data.get("baselines", {}).items():
         st = info["stats"]
-        lines.append(f"baseline {name}: {st['median_ratio']:.3f} x reference, ±{st['half_width'] * 100:.1f}% within, "
-                     f"runs {', '.join(f'{r:.3f}' for r in st['run_medians'])} ({st['occasion_sd'] * 100:.1f}% apart)"
-                     + (f"; refused at first: {info['refused']}" if info.get("refused") else ""))
+        lines.append(
+            f"baseline {name}: {st['median_ratio']:.3f} x reference, ±{st['half_width'] * 100:.1f}% within, "
+            f"runs {', '.join(f'{r:.3f}' for r in st['run_medians'])} ({st['occasion_sd'] * 100:.1f}% apart)"
+            + (f"; refused at first: {info['refused']}" if info.get("refused") else "")
+        )
     reasons = {k: c["inconclusive_reasons"] for k, c in cells.items() if c["inconclusive_reasons"]}
     if reasons:
         lines += ["", "Why inconclusive:", ""] + [f"- {k}: {v}" for k, v in reasons.items()]

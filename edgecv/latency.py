@@ -675,11 +675,12 @@ def measure_against_reference(
 def fastest_run(ratios_per_run: Sequence[Sequence[float]]) -> int:
     """Index of the run with the lowest median ratio.
 
-    On a shared 2-core machine a YOLOv8n at 640 now and then ran 15-40% slower for a whole run
-    (sometimes for several runs in a row) while the reference beside it moved half as much or
-    not at all. Noise of this kind only ever slows a run, so each side of a baseline gate takes
-    the fastest of the same number of runs, as ``timeit`` takes the best of its repeats: a
-    false alarm then needs every run of the check to be slow.
+    On a shared 2-core machine a YOLOv8n at 640 now and then ran 15-40% slower for seconds at a
+    time (over several runs in a row, now and then): the neighbours' share of the shared
+    last-level cache, which the reference workload is sized to feel. What it does not follow
+    only ever slows a run, so each side of a baseline gate takes the fastest of the same number
+    of runs, as ``timeit`` takes the best of its repeats: a false alarm then needs every run of
+    the check to be slow.
     """
     return int(np.argmin([np.median(r) for r in ratios_per_run]))
 

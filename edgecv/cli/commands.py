@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from .. import targets
 from ..errors import EdgecvError
 
 
@@ -52,7 +53,10 @@ def setup_export(p: argparse.ArgumentParser) -> None:
         "module or Ultralytics YOLO checkpoint with --trust-pickle, .onnx) or 'edgecv-tiny' (default)",
     )
     p.add_argument(
-        "--target", "-t", default="onnxruntime", help="onnxruntime | openvino | tensorrt (default onnxruntime)"
+        "--target",
+        "-t",
+        default="onnxruntime",
+        help=" | ".join(targets.export_keys()) + " (default onnxruntime)",
     )
     p.add_argument(
         "--precision",
