@@ -19,6 +19,7 @@ from .errors import (
     ExportError,
     InferenceError,
     InvalidImageError,
+    PlanError,
     SourceError,
 )
 from .letterbox import CenterCrop, Letterbox
@@ -38,6 +39,7 @@ __all__ = [
     "InferenceError",
     "InvalidImageError",
     "Letterbox",
+    "PlanError",
     "SegmentationMap",
     "SourceError",
     "load",

@@ -39,6 +39,12 @@ class CudaError(BackendUnavailableError):
     a batch runs, the TensorRT backend raises it as the cause of an :class:`InferenceError`."""
 
 
+class PlanError(BackendUnavailableError):
+    """A TensorRT plan cannot be used here: none fits this GPU and TensorRT (and building was
+    not asked for), TensorRT refused it, or it does not match the bundle's manifest. Rebuild it
+    on the device with ``edgecv build BUNDLE``."""
+
+
 class InferenceError(EdgecvError):
     """The backend failed while running a batch; its own message is attached (``__cause__``)."""
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecv import BackendUnavailableError, EdgecvError, load
+from edgecv import BackendUnavailableError, EdgecvError, PlanError, load
 from edgecv.bundle import MANIFEST_NAME, Bundle, add_file
 from edgecv.cli import main
 from edgecv.errors import CudaError, InferenceError
@@ -222,8 +222,9 @@ def test_build_adds_a_plan_and_it_runs_like_the_graph(trt_double, bundle, val_im
 def test_a_plan_of_another_version_is_refused_with_the_fix(trt_double, bundle):
     assert main(["build", str(bundle)]) == 0
     trt_double("11.4.0.106", gpu=("NVIDIA GeForce RTX 4090", (8, 9)))
-    with pytest.raises(BackendUnavailableError) as e:
+    with pytest.raises(PlanError) as e:  # a BackendUnavailableError: this machine cannot run the bundle as it is
         load(bundle)
+    assert isinstance(e.value, BackendUnavailableError)
     msg = str(e.value)
     assert "NVIDIA Orin (compute capability 8.7) with TensorRT 10.3.0" in msg
     assert "NVIDIA GeForce RTX 4090 (compute capability 8.9) with TensorRT 11.4.0.106" in msg
@@ -233,7 +234,7 @@ def test_a_plan_of_another_version_is_refused_with_the_fix(trt_double, bundle):
     m = json.loads((bundle / MANIFEST_NAME).read_text())
     m["runtime"]["tensorrt"]["engines"][0]["tensorrt"] = "10.4.0"
     (bundle / MANIFEST_NAME).write_text(json.dumps(m))
-    with pytest.raises(EdgecvError, match="refused the plan.*not compatible with this version of TensorRT"):
+    with pytest.raises(PlanError, match="refused the plan.*not compatible with this version of TensorRT"):
         load(bundle)
 
 

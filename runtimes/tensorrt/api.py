@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BackendUnavailableError, EdgecvError, ExportError
+from ...errors import BackendUnavailableError, EdgecvError, ExportError, PlanError
 
 log = logging.getLogger("edgecv")
 
@@ -209,7 +209,7 @@ class TrtApi:
             runtime.engine_host_code_allowed = True
         cuda_engine = runtime.deserialize_cuda_engine(plan)
         if cuda_engine is None:
-            raise EdgecvError(
+            raise PlanError(
                 f"TensorRT {self.version} refused the plan: {self.recent_errors()}; rebuild it on this "
                 "machine with `edgecv build BUNDLE`"
             )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BackendUnavailableError, CudaError, EdgecvError, InferenceError
+from ...errors import BackendUnavailableError, CudaError, EdgecvError, InferenceError, PlanError
 from ..base import Detector
 from . import cuda as _cuda
 from . import plans
@@ -73,7 +73,7 @@ class TensorRtDetector(Detector):
         )
         self.context = self.cuda_engine.create_execution_context()
         if self.context is None:
-            raise EdgecvError(f"TensorRT could not create an execution context: {api.recent_errors()}")
+            raise PlanError(f"TensorRT could not create an execution context: {api.recent_errors()}")
         try:
             self._allocate()
         except BaseException:
@@ -95,10 +95,10 @@ class TensorRtDetector(Detector):
         known = {self.input_name, *self.output_names.values()}
         for name, is_input, dtype, shape in self.api.io_tensors(self.cuda_engine):
             if name not in known:
-                raise EdgecvError(f"the plan has a tensor '{name}' the manifest does not name: rebuild the plan")
+                raise PlanError(f"the plan has a tensor '{name}' the manifest does not name: rebuild the plan")
             full = tuple(self.max_batch if (i == 0 and d < 0) else d for i, d in enumerate(shape))
             if any(d < 0 for d in full):
-                raise EdgecvError(
+                raise PlanError(
                     f"tensor {name} of the plan has a data-dependent shape {shape}: edgecv graphs have "
                     "fixed-size outputs; re-export the bundle"
                 )
@@ -108,7 +108,7 @@ class TensorRtDetector(Detector):
             self.context.set_tensor_address(name, dev)
             (self.inputs if is_input else self.outputs).append(name)
         if self.inputs != [self.input_name]:
-            raise EdgecvError(f"the plan's inputs {self.inputs} are not the manifest's '{self.input_name}'")
+            raise PlanError(f"the plan's inputs {self.inputs} are not the manifest's '{self.input_name}'")
 
     def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         b = batch.shape[0]

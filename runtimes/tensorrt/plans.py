@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bundle import Bundle, add_file, atomic_write, sha256_file
-from ...errors import BackendUnavailableError, BundleError, CudaError, EdgecvError
+from ...errors import BackendUnavailableError, BundleError, CudaError, EdgecvError, PlanError
 from . import cuda as _cuda
 from .api import TrtApi, parse_version
 
@@ -528,7 +528,7 @@ def ensure_plan(
         say: where progress goes (default: the ``edgecv`` logger).
 
     Raises:
-        BackendUnavailableError: no plan fits and ``build`` is False (the message says what was
+        PlanError: no plan fits and ``build`` is False (the message says what was
             found, what this machine is and how to get a plan); TensorRT or a GPU is missing
             (:class:`CudaError`: no usable GPU).
         BundleError: a new plan cannot be kept (a read-only bundle): raised before building.
@@ -543,7 +543,7 @@ def ensure_plan(
             if plan is not None:
                 return plan
     if not build:
-        raise BackendUnavailableError(mismatch_message([e for s in stores for e in s.entries()], here, stores[0].where))
+        raise PlanError(mismatch_message([e for s in stores for e in s.entries()], here, stores[0].where))
     keep = stores[-1]
     keep.check_writable()
     if timing_cache is None:
