@@ -43,10 +43,12 @@ MAX_BASELINE_NOISE = 0.05
 #: a run is called busy when other processes took more than this share of the CPUs, or the
 #: hypervisor stole more than this share
 MAX_BUSY_SHARE = 0.10
-#: a check whose reference workload ran further than this from the baseline's (either way) ran
-#: on a machine in another state: under a noisy neighbour the model slowed about twice as much as
-#: the reference did, so the ratio is not trusted that far from where it was recorded
-MAX_REFERENCE_SHIFT = 0.10
+#: a check whose reference workload ran slower than (1 + this) times the baseline's, or faster
+#: than 1 / (1 + this) times, ran on a machine in another state, and a slowdown there is not
+#: judged. The reference is sized to move with the machine (the shared cache), so shifts well
+#: short of that are what the ratio corrects: on the 2-core development machine, checks whose
+#: reference ran 16% to 78% slower than at recording measured a 1.21x model at +18% to +24%
+MAX_REFERENCE_SHIFT = 1.0
 #: the least occasion spread (log scale) assumed between a baseline and a later run: a few
 #: recorded runs cannot show how far a run's level moves from one day to another
 MIN_OCCASION_SD = 0.02
@@ -928,7 +930,7 @@ def check_baseline(
         )
     else:
         shift = float(np.median(timing.reference_ms)) / base["stats"]["reference_ms"] - 1
-        if abs(shift) > max_reference_shift:
+        if abs(math.log1p(shift)) > math.log1p(max_reference_shift):  # as far slower as faster, by factor
             reason = (
                 f"the reference workload ran {shift * 100:+.0f}% against the baseline's "
                 f"({np.median(timing.reference_ms):.2f} vs {base['stats']['reference_ms']:.2f} ms): the machine "

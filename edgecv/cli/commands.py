@@ -745,8 +745,8 @@ def setup_bench(p: argparse.ArgumentParser) -> None:
         "--max-reference-shift",
         type=_percent,
         default=None,
-        help="against a baseline: how far the reference workload may run from the baseline's before a "
-        "slowdown is not judged (default 10%%)",
+        help="against a baseline: how much slower (or, by the same factor, faster) the reference workload may "
+        "run than in the baseline before a slowdown is not judged (default 100%%: twice as slow or half the time)",
     )
 
 
