@@ -302,7 +302,13 @@ def export(
         except EdgecvError:
             raise
         except Exception as e:
-            raise ExportError(f"the {target} build failed: {type(e).__name__}: {e}") from e
+            hint = (
+                f"; a tensor's values span too narrow a range for the {calib_method} calibration's histogram: "
+                "export with --calib-method minmax (Python: calib_method='minmax')"
+                if "Too many bins" in str(e)
+                else ""
+            )
+            raise ExportError(f"the {target} build failed: {type(e).__name__}: {e}{hint}") from e
         options = {
             "imgsz": list(size),
             "precision": precision,
@@ -319,6 +325,13 @@ def export(
         if cal is not None:
             manifest["provenance"]["calibration"] = cal.describe()
             say(f"quantization: {record.get('method')} (calibration cache {record.get('cache')})")
+            narrow = record.get("range_fallback") or []
+            if narrow:
+                say(
+                    f"calibration: {len(narrow)} tensor(s) spanned too narrow a range for the {record.get('method')} "
+                    f"histogram and were calibrated by their min and max instead: {', '.join(narrow[:5])}"
+                    f"{' ...' if len(narrow) > 5 else ''}"
+                )
         commit(tmp, dest, manifest, roles)
     say(f"bundle written: {dest}")
     return dest

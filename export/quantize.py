@@ -17,6 +17,8 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ExportError
 from .calibration import CalibrationSet
 
@@ -206,6 +208,55 @@ def _chunk(n: int) -> int:
     return max(d for d in range(1, min(CHUNK, n) + 1) if n % d == 0)
 
 
+def _range_fallback_collector(base: type, fallback: set[str]) -> type:
+    """onnxruntime's histogram collector, made to survive a tensor whose values span too narrow
+    a range for its bins (numpy: "Too many bins for data range", e.g. a constant far from 0, or
+    values within a few float32 steps of each other): that tensor alone is calibrated by its
+    min and max, its name added to ``fallback``; every other tensor keeps its histogram."""
+
+    class Collector(base):
+        def collect(self, name_to_arr):
+            for tensor, arr in name_to_arr.items():
+                if tensor not in fallback:
+                    try:
+                        super().collect({tensor: arr})
+                        continue
+                    except ValueError:
+                        fallback.add(tensor)
+                self._by_range(tensor, arr)
+
+        def _by_range(self, tensor, arr) -> None:
+            a = np.asarray(arr, dtype=np.float32).ravel()
+            lo = np.float32(np.nanmin(a)) if a.size else np.float32(0)
+            hi = np.float32(np.nanmax(a)) if a.size else np.float32(0)
+            old = self.histogram_dict.get(tensor)
+            if old is not None:
+                lo, hi = np.float32(min(lo, old[2])), np.float32(max(hi, old[3]))
+            # two bins, edges (low, high, high): the percentile search lands on low and high
+            hist = np.array([1, 1], dtype=np.int64)
+            if self.symmetric:  # histograms of |x|: thresholds are +-edge
+                amax = np.float32(max(abs(lo), abs(hi)))
+                self.histogram_dict[tensor] = (hist, np.array([0, amax, amax], np.float32), lo, hi)
+            else:
+                t = np.float32(max(abs(lo), abs(hi)))
+                self.histogram_dict[tensor] = (hist, np.array([lo, hi, hi], np.float32), lo, hi, t)
+
+    return Collector
+
+
+@contextlib.contextmanager
+def _percentile_with_fallback(fallback: set[str]):
+    """Within the block, onnxruntime's percentile calibration uses :func:`_range_fallback_collector`."""
+    from onnxruntime.quantization import calibrate
+
+    original = calibrate.HistogramCollector
+    calibrate.HistogramCollector = _range_fallback_collector(original, fallback)
+    try:
+        yield
+    finally:
+        calibrate.HistogramCollector = original
+
+
 def quantize_qdq(
     fp32_path: Path,
     out_path: Path,
@@ -267,7 +318,9 @@ def quantize_qdq(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }
-    with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print their progress
+    fallback: set[str] = set()
+    patched = _percentile_with_fallback(fallback) if method == "percentile" else contextlib.nullcontext()
+    with contextlib.redirect_stdout(io.StringIO()), patched:  # the calibrators print their progress
         quantize_static(
             str(pre),
             str(out_path),
@@ -292,6 +345,8 @@ def quantize_qdq(
     pre.unlink(missing_ok=True)
     for extra in out_path.parent.glob("pre-*"):  # augmented models the calibrator leaves behind
         extra.unlink(missing_ok=True)
+    if fallback:
+        settings["range_fallback"] = sorted(fallback)
     return settings
 
 

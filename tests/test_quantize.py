@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -294,3 +295,88 @@ def test_sensitivity_ranks_layers_on_the_graph_the_target_runs(default_bundles, 
     scores = [v for _, v in ranking]
     assert scores == sorted(scores, reverse=True) and scores[0] > 0 and scores[0] > scores[-1]
     assert _with_float_layer(q, output_layers(q)[0]) is None  # already float: nothing to change
+
+
+# --- calibration ranges too narrow for a histogram ------------------------------------------------
+
+
+def _narrow_range_graph(path, scale: float, bias: float) -> None:
+    """uint8 NHWC [1, 8, 8, 3] -> float -> x * scale -> Conv (zero weights, bias) -> Conv: the
+    second Conv's input is a constant ``bias`` (its histogram's range has no room for 2048
+    bins when |bias| is large), the first's input is the image times ``scale`` (none either
+    when ``scale`` puts it among float32's smallest values)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(np.array(scale, np.float32), "s"),
+        numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w0"),
+        numpy_helper.from_array(np.full(4, bias, np.float32), "b0"),
+        numpy_helper.from_array(rng.standard_normal((2, 4, 3, 3)).astype(np.float32), "w1"),
+    ]
+    nodes = [
+        helper.make_node("Cast", ["images"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["f"], ["t"], perm=[0, 3, 1, 2]),
+        helper.make_node("Mul", ["t", "s"], ["x"]),
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1], name="conv0"),
+        helper.make_node("Conv", ["c0", "w1"], ["out"], pads=[1, 1, 1, 1], name="conv1"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "narrow",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, [1, 8, 8, 3])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 8, 8])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize(
+    ("symmetric", "scale", "bias"),
+    [(True, 1.0, 3e5), (False, 1e-43, 0.0)],  # a large constant (|x| histogram), tiny values (x histogram)
+)
+def test_percentile_calibration_survives_too_narrow_ranges(tmp_path, symmetric, scale, bias):
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    from edgecv.export.calibration import CalibrationSet
+    from edgecv.export.quantize import CountingReader, quantize_qdq
+
+    fp32 = tmp_path / "fp32.onnx"
+    _narrow_range_graph(fp32, scale, bias)
+    rng = np.random.default_rng(1)
+    cal = CalibrationSet([rng.integers(1, 255, (1, 8, 8, 3), dtype=np.uint8) for _ in range(4)], "x" * 64, "test")
+
+    class Reader(CountingReader, CalibrationDataReader):
+        pass
+
+    # onnxruntime's own percentile calibration fails on this graph: what edgecv used to pass on
+    with pytest.raises(ValueError, match="Too many bins"):
+        quantize_static(
+            str(fp32),
+            str(tmp_path / "raw.onnx"),
+            Reader(cal, "images"),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+            extra_options={"ActivationSymmetric": symmetric},
+        )
+    settings = quantize_qdq(fp32, tmp_path / "int8.onnx", cal, symmetric=symmetric, ops=("Conv",))
+    assert settings["range_fallback"], settings  # the narrow tensors are named
+    q = onnx.load(str(tmp_path / "int8.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" for n in q.graph.node) >= 2  # both convolutions still quantized
+    import onnxruntime as ort
+
+    out = ort.InferenceSession(str(tmp_path / "int8.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"images": cal.samples[0]}
+    )[0]
+    assert np.isfinite(out).all()
