@@ -85,3 +85,17 @@ def test_demo_prints_the_table(tmp_path, capsys):
     }
     for r in rows[1:]:
         assert abs(r["delta_map"]) < 1e-3 and r["size_bytes"] > 0
+
+
+def test_a_missing_names_file_is_refused_not_taken_as_a_class(tmp_path, capsys):
+    """--names names.txt that does not exist used to become one class called 'names.txt'."""
+    from edgecv.cli.commands import _names
+
+    assert _names("car, person") == ["car", "person"]
+    (tmp_path / "names.txt").write_text("car\nperson\n")
+    assert _names(str(tmp_path / "names.txt")) == ["car", "person"]
+    assert _names("traffic light") == ["traffic light"]  # one plain name is still a name
+    missing = str(tmp_path / "nope.txt")
+    assert main(["export", "edgecv-tiny", "--names", missing, "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "class names file" in err and "nope.txt" in err and not (tmp_path / "edgecv-tiny-onnxruntime-fp32").exists()

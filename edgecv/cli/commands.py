@@ -33,12 +33,21 @@ def _imgsz(text: str) -> int | tuple[int, int]:
 
 
 def _names(text: str | None) -> list[str] | None:
+    """Class names from --names / --data-names: a file with one per line, or a comma-separated list.
+    A single name that looks like a file (a path separator or a file suffix such as .txt) but is
+    not one is refused rather than taken as one class of that name."""
     if not text:
         return None
     p = Path(text)
     if p.is_file():
         return [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
-    return [n.strip() for n in text.split(",") if n.strip()]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if len(names) == 1 and ("/" in text or "\\" in text or p.suffix.lower() in (".txt", ".names", ".csv", ".yaml")):
+        raise EdgecvError(
+            f"class names file '{text}' does not exist: give the path of a file with one name per "
+            "line, or the names themselves separated by commas"
+        )
+    return names
 
 
 # --- export -----------------------------------------------------------------------------------
