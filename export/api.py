@@ -238,6 +238,8 @@ def export(
         raise ExportError(
             f"build settings ({', '.join(tensorrt)}) apply to --target {' or '.join(build)} only, not {target}"
         )
+    if precision == "int8" and calib is None:  # before any work on the source
+        raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
     builder = importlib.import_module(f".targets.{t.exporter}", __package__)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"

@@ -380,3 +380,17 @@ def test_percentile_calibration_survives_too_narrow_ranges(tmp_path, symmetric, 
         None, {"images": cal.samples[0]}
     )[0]
     assert np.isfinite(out).all()
+
+
+def test_a_missing_calibration_set_is_refused_before_any_work(tmp_path, monkeypatch):
+    """int8 without --calib used to be reported after the source was loaded and its graph exported."""
+    from edgecv.export import api
+
+    def no_work(*a, **k):
+        raise AssertionError("the source was loaded before the arguments were checked")
+
+    monkeypatch.setattr(api, "_prepare", no_work)
+    for target in ("onnxruntime", "openvino", "tensorrt"):
+        with pytest.raises(ExportError, match="needs calibration images: --calib"):
+            export_mod.export(None, target, precision="int8", out_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
