@@ -10,8 +10,8 @@ import logging
 import os
 import platform
 import re
+import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -253,8 +253,12 @@ def export(
     if src.meta.get("batch") == 1 and dynamic_batch:
         say(f"{src.meta.get('family', src.name)} is exported for batch 1: the bundle runs one image per call")
         dynamic_batch = False
-    with staging(dest) as tmp, tempfile.TemporaryDirectory(prefix="edgecv-onnx-") as work:
-        onnx_path = Path(work) / "graph.onnx"
+    with staging(dest) as tmp:
+        # the intermediate graphs live in the staging directory: a killed export's next run
+        # beside the same bundle removes them with it (a system temp folder kept them for good)
+        work = tmp / ".work"
+        work.mkdir()
+        onnx_path = work / "graph.onnx"
         if src.module is not None and src.kind != "torchscript":
             g = _graph(src, size, nms, mode, probabilities)
             say(f"exporting the graph to ONNX (opset {G.OPSET}, {', '.join(g.output_names)} outputs)")
@@ -334,6 +338,7 @@ def export(
                     f"histogram and were calibrated by their min and max instead: {', '.join(narrow[:5])}"
                     f"{' ...' if len(narrow) > 5 else ''}"
                 )
+        shutil.rmtree(work)
         commit(tmp, dest, manifest, roles)
     say(f"bundle written: {dest}")
     return dest

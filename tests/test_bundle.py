@@ -4,6 +4,7 @@ import copy
 import importlib.util
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,25 @@ def test_a_tensorrt_bundle_without_tensorrt_says_how_to_get_it(bundle_copy):
         r"backend='onnxruntime'",
     ):
         load(bundle_copy)
+
+
+def test_an_exports_intermediate_graphs_live_in_its_staging_directory(tmp_path, monkeypatch):
+    """A killed export used to leave /tmp/edgecv-onnx-* behind for good; its work now sits in
+    the staging directory beside the bundle, which the next export removes (clean_stale)."""
+    pytest.importorskip("torch")
+    from edgecv.export import api
+    from edgecv.export import graph as G
+
+    seen = {}
+
+    def killed_here(g, size, path, dynamic):
+        seen["path"] = Path(path)
+        raise RuntimeError("the export stops here")
+
+    monkeypatch.setattr(G, "export_torch", killed_here)
+    with pytest.raises(RuntimeError, match="stops here"):
+        api.export(None, "onnxruntime", out_dir=tmp_path, imgsz=64, name="b")
+    staging_dir = seen["path"].parent.parent
+    assert seen["path"].parent.name == ".work" and staging_dir.parent == tmp_path
+    assert staging_dir.name.startswith(".b.tmp-")  # the pattern clean_stale reclaims once its process is gone
+    assert not any(tmp_path.iterdir())  # and a failed export removes it itself
