@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -45,6 +46,30 @@ def test_predict_prints_and_draws(default_bundles, val_set, tmp_path, capsys):
     assert dets and {"box", "score", "label", "class_id"} <= set(dets[0])
     drawn, orig = cv2.imread(str(out)), cv2.imread(str(img))
     assert drawn.shape == orig.shape and not np.array_equal(drawn, orig)
+
+
+def test_predict_takes_folders_and_globs_and_saves_into_a_folder(default_bundles, val_set, tmp_path, capsys):
+    images_dir, _ = val_set
+    b = str(default_bundles["onnxruntime"])
+    n = len(sorted(images_dir.glob("*.png")))
+    # a folder and a glob: every image in them (the folder used to be "image file ... does not exist")
+    assert main(["predict", b, str(images_dir), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == n
+    assert main(["predict", b, str(images_dir / "*.png"), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == n
+    # --save DIR/ with one image writes into the folder (it used to raise OpenCV's error, exit 1)
+    one = str(sorted(images_dir.glob("*.png"))[0])
+    assert main(["predict", b, one, "--save", str(tmp_path / "out") + "/"]) == 0
+    assert (tmp_path / "out" / Path(one).name).is_file()
+    # a file name OpenCV has no writer for: exit 2, a message, no traceback
+    capsys.readouterr()
+    assert main(["predict", b, one, "--save", str(tmp_path / "drawn.xyz")]) == 2
+    err = capsys.readouterr().err
+    assert "could not write" in err and "Traceback" not in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["predict", b, str(empty)]) == 2
+    assert "holds no images" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -336,7 +337,7 @@ def run_export(a: argparse.Namespace) -> int:
 
 def setup_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle directory")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files, folders of images or globs")
     p.add_argument(
         "--save",
         help="write the image with boxes drawn (classes tinted, top classes written) here (a "
@@ -346,16 +347,44 @@ def setup_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print detections as JSON")
 
 
+def image_paths(specs: list[str]) -> list[str]:
+    """Image files from the command line: files as given, folders as the images in them (sorted),
+    globs expanded. Refuses a folder or glob with no image, and a file that does not exist."""
+    import glob
+
+    from ..images import IMAGE_SUFFIXES
+
+    out: list[str] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            what = f"the folder '{spec}'"
+        elif glob.has_magic(spec):
+            found = sorted(f for f in glob.glob(spec) if Path(f).suffix.lower() in IMAGE_SUFFIXES)
+            what = f"'{spec}'"
+        else:
+            out.append(spec)  # read_image says clearly when it does not exist
+            continue
+        if not found:
+            raise EdgecvError(f"{what} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        out += found
+    return out
+
+
 def run_predict(a: argparse.Namespace) -> int:
     import cv2
 
-    from ..images import read_image
+    from ..images import IMAGE_SUFFIXES, read_image
     from ..runtimes import load
 
+    paths = image_paths(a.images)
+    # --save: a folder when it names one, ends in a separator, or several images are drawn
+    save_dir = a.save and (len(paths) > 1 or a.save.endswith(("/", os.sep)) or Path(a.save).is_dir())
     out: dict[str, Any] = {}
     with load(a.bundle, conf=a.conf) as det:
         task = det.task_def
-        for path in a.images:
+        for path in paths:
             img = read_image(path)
             result = det(img)
             out[path] = task.to_json(result)
@@ -366,11 +395,18 @@ def run_predict(a: argparse.Namespace) -> int:
                     print(line)
             if a.save:
                 dest = Path(a.save)
-                if len(a.images) > 1:
+                if save_dir:
                     dest.mkdir(parents=True, exist_ok=True)
                     dest = dest / Path(path).name
-                if not cv2.imwrite(str(dest), task.draw(img, result)):
-                    raise EdgecvError(f"could not write '{dest}' (unknown image extension or unwritable directory)")
+                try:
+                    written = cv2.imwrite(str(dest), task.draw(img, result))
+                except cv2.error:  # OpenCV raises for an extension it has no writer for
+                    written = False
+                if not written:
+                    raise EdgecvError(
+                        f"could not write '{dest}': give a file name with an image extension "
+                        f"({', '.join(IMAGE_SUFFIXES)}) or a folder, in a directory that exists and is writable"
+                    )
     if a.json:
         print(json.dumps(out, indent=2))
     return 0
