@@ -124,3 +124,18 @@ def test_a_missing_names_file_is_refused_not_taken_as_a_class(tmp_path, capsys):
     assert main(["export", "edgecv-tiny", "--names", missing, "-o", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "class names file" in err and "nope.txt" in err and not (tmp_path / "edgecv-tiny-onnxruntime-fp32").exists()
+
+
+def test_options_may_sit_between_positionals():
+    """`edgecv compare model.pt --trust-pickle b1 b2` used to fail with 'unrecognized arguments'."""
+    from edgecv.cli import build_parser, parse
+
+    ap = build_parser()
+    a = parse(ap, ["compare", "model.pt", "--trust-pickle", "b1", "b2", "--data", "val.json"])
+    assert a.models == ["model.pt", "b1", "b2"] and a.trust_pickle and a.data == "val.json"
+    assert a.func.__name__ == "run_compare"
+    a = parse(ap, ["--debug", "predict", "bundle", "x.png", "--conf", "0.5", "y.png"])
+    assert a.images == ["x.png", "y.png"] and a.conf == 0.5 and a.debug
+    with pytest.raises(SystemExit) as e:  # what is wrong still says so, exit 2
+        parse(ap, ["compare", "a", "b", "--no-such-option"])
+    assert e.value.code == 2

@@ -28,9 +28,23 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def parse(ap: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse a command line, letting options sit between a command's positionals
+    (``edgecv compare model.pt --trust-pickle b1 b2``): argparse stops collecting a
+    ``nargs="+"`` positional at the first option, so a command line it cannot place whole is
+    parsed again by the command's own parser, intermixed."""
+    args, extra = ap.parse_known_args(argv)
+    if not extra:
+        return args
+    subs = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction)).choices  # noqa: SLF001
+    at = argv.index(args.command)
+    parsed = subs[args.command].parse_intermixed_args(argv[at + 1 :])  # errors (exit 2) name what is wrong
+    return argparse.Namespace(**{**vars(args), **vars(parsed)})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    args = ap.parse_args(argv)
+    args = parse(ap, list(sys.argv[1:] if argv is None else argv))
     try:
         code = args.func(args)
     except EdgecvError as e:
