@@ -102,15 +102,3 @@ class ClassifyScorer(T.Scorer):
 
 
 SCORER = ClassifyScorer()
-
-# the evaluator interface (see edgecv.evaluation): the shared machinery, for this task
-load_data = T.load_data
-evaluate = T.evaluate
-compare = T.compare
-metrics_table = T.metrics_table
-per_class_table = T.per_class_table
-compare_table = T.compare_table
-validation_figures = T.validation_figures
-val_headline = T.val_headline
-compare_headline = T.compare_headline
-run_record = T.run_record

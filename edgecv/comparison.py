@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 
 def model_name(spec: Any, det: Any) -> str:
     """A model's name in tables and records: the bundle directory's (with the backend where its
@@ -34,3 +36,21 @@ def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: flo
                 f"{c.ci['high'] * 100:+.2f}]), more than the allowed {max_drop:g}"
             )
     return out
+
+
+def intervals(diffs: Sequence[Sequence[float]], n: int, seed: int, level: float = 0.95) -> list[dict]:
+    """The record of each candidate's bootstrap: its interval on the difference of the primary
+    metric from its draws, their mean, and how they were made. With no draws (no bootstrap),
+    NaN bounds."""
+    alpha = (1 - level) / 2
+    return [
+        {
+            "low": float(np.quantile(d, alpha)) if len(d) else float("nan"),
+            "high": float(np.quantile(d, 1 - alpha)) if len(d) else float("nan"),
+            "mean": float(np.mean(d)) if len(d) else float("nan"),
+            "n": n,
+            "seed": seed,
+            "level": level,
+        }
+        for d in diffs
+    ]

@@ -5,7 +5,9 @@ validation record a bundle's manifest keeps. Each task names its evaluator modul
 what is the same for all.
 
 Every evaluator module provides ``load_data``, ``evaluate``, ``compare``, ``metrics_table``,
-``per_class_table``, ``compare_table`` and ``validation_figures``.
+``per_class_table``, ``compare_table``, ``validation_figures``, ``val_headline``,
+``compare_headline`` and ``run_record`` (classifiers and segmenters: :mod:`edgecv.taskeval`'s,
+with their :class:`~edgecv.taskeval.Scorer`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from .errors import EdgecvError
 
 
 def evaluator(task: str) -> ModuleType:
-    """The evaluator module of ``task``."""
-    return importlib.import_module(f".{tasks.get(task).evaluator}", __package__)
+    """The evaluator module of ``task``: its own (detect: :mod:`edgecv.harness`), or, for a task
+    whose module gives a :class:`edgecv.taskeval.Scorer` (``SCORER``), the shared
+    :mod:`edgecv.taskeval`, which finds that scorer by the task."""
+    module = importlib.import_module(f".{tasks.get(task).evaluator}", __package__)
+    return importlib.import_module(".taskeval", __package__) if hasattr(module, "SCORER") else module
 
 
 def reporter(task: str) -> ModuleType | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import gate_failures, model_name
+from .comparison import gate_failures, intervals, model_name
 from .console import points, progress_bar, table
 from .detections import Detections
 from .errors import EdgecvError
@@ -207,18 +207,7 @@ def paired_bootstrap(
         b = base.map(draw)
         for j, o in enumerate(others):
             diffs[j].append(o.map(draw) - b)
-    alpha = (1 - level) / 2
-    return [
-        {
-            "low": float(np.quantile(d, alpha)),
-            "high": float(np.quantile(d, 1 - alpha)),
-            "mean": float(np.mean(d)),
-            "n": n,
-            "seed": seed,
-            "level": level,
-        }
-        for d in diffs
-    ]
+    return intervals(diffs, n, seed, level)
 
 
 def box_parity(
@@ -353,10 +342,7 @@ def compare(
             dataset.coco, results[0], results[1:], bootstrap, seed, progress=progress, max_dets=max_dets
         )
     else:
-        cis = [
-            {"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
-            for _ in runs[1:]
-        ]
+        cis = intervals([[] for _ in runs[1:]], 0, seed)
     comps = []
     for run, ci in zip(runs[1:], cis):
         deltas = [

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks
-from .comparison import gate_failures, model_name
+from .comparison import gate_failures, intervals, model_name
 from .console import points, progress_bar, table
 from .errors import BundleError, DatasetError, EdgecvError
 from .images import IMAGE_SUFFIXES, read_image
@@ -263,18 +263,7 @@ def paired_bootstrap(
         b = scorer.metric_on(ref, counts)
         for j, c in enumerate(cands):
             diffs[j].append(scorer.metric_on(c, counts) - b)
-    alpha = (1 - level) / 2
-    return [
-        {
-            "low": float(np.quantile(d, alpha)),
-            "high": float(np.quantile(d, 1 - alpha)),
-            "mean": float(np.mean(d)),
-            "n": n,
-            "seed": seed,
-            "level": level,
-        }
-        for d in diffs
-    ]
+    return intervals(diffs, n, seed, level)
 
 
 def parity(ref: TaskRun, cand: TaskRun) -> dict:
@@ -364,10 +353,7 @@ def compare(
             say(f"paired bootstrap over {len(dataset)} images, {bootstrap} resamples, seed {seed}")
         cis = paired_bootstrap(ref, runs[1:], bootstrap, seed)
     else:
-        cis = [
-            {"low": float("nan"), "high": float("nan"), "mean": float("nan"), "n": 0, "seed": seed, "level": 0.95}
-            for _ in runs[1:]
-        ]
+        cis = intervals([[] for _ in runs[1:]], 0, seed)
     comps = []
     for run, ci in zip(runs[1:], cis):
         deltas = sorted(
