@@ -454,6 +454,7 @@ def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[
     nncf.set_log_level(logging.ERROR)
     wanted = set(postprocess_nodes(onnx.load(str(fp32_onnx)))) | set(ignored)
     model = ov.convert_model(str(fp32_onnx))
+    unshared = unshare_subgraph_constants(model)
     # OpenVINO splits an ONNX Conv with bias into Convolution + Add: the Add keeps the ONNX name,
     # the Convolution gets "<name>/WithoutBiases". Ignore both.
     names = sorted(
@@ -479,4 +480,41 @@ def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[
         "subset_size": calib.size,
         "quantized_types": sorted(heavy),
         "ignored_nodes": len(names),
+        **({"unshared_constants": unshared} if unshared else {}),
     }
+
+
+def unshare_subgraph_constants(model) -> int:
+    """Give every If body its own copies of the Constants it shares with the enclosing graph;
+    return how many inputs were re-pointed.
+
+    OpenVINO's ONNX frontend can give nodes inside and outside an If body one shared Constant
+    (torchvision's scripted ``batched_nms`` in the R-CNNs' RPN exports to an If). NNCF builds
+    one graph per body and looks up every consumer of a node by name in that graph, so a
+    consumer in another body stops it: "InternalError: Could not find a node Gather_1173 in
+    NNCFGraph!". With private copies each graph is closed, and NNCF quantizes the main graph and
+    the bodies as it does for any model with an If.
+    """
+    from openvino import op
+
+    count = 0
+
+    def walk(graph) -> None:
+        nonlocal count
+        names = {n.get_friendly_name() for n in graph.get_ops()}
+        for node in graph.get_ops():
+            if node.get_type_name() == "Constant":
+                for out in node.outputs():
+                    for inp in list(out.get_target_inputs()):
+                        consumer = inp.get_node().get_friendly_name()
+                        if consumer not in names:
+                            copy = op.Constant(node.get_tensor_view(), shared_memory=False)
+                            copy.set_friendly_name(f"{node.get_friendly_name()}/for/{consumer}/{inp.get_index()}")
+                            inp.replace_source_output(copy.output(0))
+                            count += 1
+            elif node.get_type_name() == "If":
+                walk(node.get_function(0))
+                walk(node.get_function(1))
+
+    walk(model)
+    return count

@@ -394,3 +394,56 @@ def test_a_missing_calibration_set_is_refused_before_any_work(tmp_path, monkeypa
         with pytest.raises(ExportError, match="needs calibration images: --calib"):
             export_mod.export(None, target, precision="int8", out_dir=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def _if_model_with_a_shared_constant():
+    """An OpenVINO model with a convolution, then an If whose then-body reads a Constant node
+    of the main graph, as OpenVINO's ONNX frontend builds torchvision's R-CNN RPN."""
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 3, 8, 8], np.float32, name="x")
+    conv = ops.convolution(x, ops.constant(np.ones((4, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])
+    shared = ops.constant(np.float32(2.0))
+    top = ops.multiply(conv, shared)
+    cond = ops.greater(ops.reduce_sum(top, [0, 1, 2, 3]), ops.constant(np.float32(0)))
+    then_in, else_in = ops.parameter([1, 4, 8, 8], np.float32), ops.parameter([1, 4, 8, 8], np.float32)
+    then_out, else_out = ops.result(ops.add(then_in, shared)), ops.result(else_in)
+    branch = ops.if_op(cond.output(0))
+    branch.set_then_body(ov.Model([then_out], [then_in]))
+    branch.set_else_body(ov.Model([else_out], [else_in]))
+    branch.set_input(top.output(0), then_in, else_in)
+    model = ov.Model([ops.result(branch.set_output(then_out, else_out))], [x])
+    for k, node in enumerate(model.get_ordered_ops()):  # NNCF reads the If's inputs by tensor name
+        for j, out in enumerate(node.outputs()):
+            if not out.get_names():
+                out.get_tensor().set_names({f"t{k}_{j}"})
+    return model
+
+
+def test_nncf_quantizes_an_if_body_that_shared_a_constant_with_the_main_graph():
+    """NNCF stops on a Constant shared across an If boundary (the OpenVINO INT8 failure of the
+    R-CNNs); with the body's own copies it quantizes the model, and the copies compute the same."""
+    pytest.importorskip("nncf")
+    import logging
+
+    import nncf
+    import openvino as ov
+
+    from edgecv.export.quantize import unshare_subgraph_constants
+
+    nncf.set_log_level(logging.ERROR)
+    x = np.random.default_rng(0).random((1, 3, 8, 8), dtype=np.float32)
+    data = nncf.Dataset([x, x * 0.5, x * 2])
+    # if a later NNCF builds this graph, the copies are no longer needed: this says so
+    with pytest.raises(nncf.InternalError, match="Could not find a node"):
+        nncf.quantize(_if_model_with_a_shared_constant(), data, subset_size=3)
+    model = _if_model_with_a_shared_constant()
+    want = ov.Core().compile_model(model, "CPU")(x)[0]
+    assert unshare_subgraph_constants(model) > 0
+    assert unshare_subgraph_constants(model) == 0, "a second pass finds nothing left to copy"
+    assert np.array_equal(ov.Core().compile_model(model, "CPU")(x)[0], want)
+    quantized = nncf.quantize(model, data, subset_size=3)
+    assert [op.get_type_name() for op in quantized.get_ops()].count("FakeQuantize") == 2  # the conv's input and weights
+    got = ov.Core().compile_model(quantized, "CPU")(x)[0]
+    assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
