@@ -88,7 +88,7 @@ def load_dataset(
     if fmt == "coco" and not data.is_file():
         raise DatasetError(f"a COCO data set is a .json file, but '{data}' is a directory")
     if fmt != "coco" and not data.is_dir():
-        raise DatasetError(f"a {fmt.upper()} data set is a directory of label files, but '{data}' is a file")
+        raise DatasetError(f"the {fmt.upper()} format is a directory of label files, but '{data}' is a file")
     images_dir = Path(images) if images is not None else None
     if images_dir is not None and not images_dir.is_dir():
         raise DatasetError(f"images directory '{images_dir}' does not exist or is not a directory")
@@ -326,7 +326,7 @@ def _entries(data: dict, key: str, spec: _Spec, problems: list[str]) -> list[dic
     out = []
     for i, entry in enumerate(data[key]):
         if not isinstance(entry, dict):
-            problems.append(f"{key}[{i}] is a {type(entry).__name__}, not an object")
+            problems.append(f"{key}[{i}] is of type {type(entry).__name__}, not an object")
             continue
         clean, ok = {}, True
         for field, (convert, must_be, default) in spec.items():
@@ -370,7 +370,7 @@ def _load_coco(path: Path, images: Path | None) -> tuple[dict, Path, list[str]]:
             "'annotations' and 'categories': it is not a COCO detection file"
         )
     wrong = [
-        f"no '{k}'" if k not in data else f"'{k}' is a {type(data[k]).__name__}, not a list"
+        f"no '{k}'" if k not in data else f"'{k}' is of type {type(data[k]).__name__}, not a list"
         for k in ("images", "annotations", "categories")
         if not isinstance(data.get(k), list)
     ]

@@ -331,13 +331,17 @@ def compare(
     if len(models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
     if not hasattr(dataset, "coco"):
-        raise EdgecvError(f"detectors are compared on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set")
+        raise EdgecvError(
+            f"detectors are compared on a detection data set (COCO, YOLO, VOC), not on a set of task {dataset.task}"
+        )
     runs = [run_dataset(det, dataset, conf, name, progress=progress, max_dets=max_dets) for name, det in models]
     ref = runs[0]
     results = [to_coco_results(r.detections, r.info["cat_of"]) for r in runs]
     if bootstrap:
         if say:
-            say(f"paired bootstrap over {len(dataset)} images, {bootstrap} resamples, seed {seed}")
+            say(
+                f"paired bootstrap over {len(dataset)} image{'s' * (len(dataset) != 1)}, {bootstrap} resamples, seed {seed}"
+            )
         cis = paired_bootstrap(
             dataset.coco, results[0], results[1:], bootstrap, seed, progress=progress, max_dets=max_dets
         )
@@ -475,7 +479,7 @@ def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmu
     """:func:`run_dataset`, after checking that the data set is a detection set."""
     if not hasattr(dataset, "coco"):
         raise EdgecvError(
-            f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not a {dataset.task} set"
+            f"a detector is evaluated on a detection data set (COCO, YOLO, VOC), not on a set of task {dataset.task}"
         )
     return run_dataset(det, dataset, name=name, progress=progress, warmup=warmup, **kwargs)
 
@@ -498,13 +502,13 @@ def validation_figures(result: CompareResult) -> dict:
 
 def val_headline(run: Run, dataset, conf: float, max_dets: int) -> str:
     """The line ``edgecv val`` prints above a detector's tables."""
-    return f"{run.name} on {dataset.name} ({len(dataset)} images), score >= {conf}, up to {max_dets} per image:"
+    return f"{run.name} on {dataset.name} ({len(dataset)} image{'s' * (len(dataset) != 1)}), score >= {conf}, up to {max_dets} per image:"
 
 
 def compare_headline(result: CompareResult, dataset, bootstrap: int, seed: int) -> str:
     """The line ``edgecv compare`` prints above a detector comparison's tables."""
     return (
-        f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; mAP in points, "
+        f"{dataset.name}: {len(dataset)} image{'s' * (len(dataset) != 1)}; reference {result.runs[0].name}; mAP in points, "
         f"95% CI from a paired bootstrap ({bootstrap} resamples, seed {seed}); boxes: reference score >= "
         f"{PARITY_CONF}, same class, IoU >= {PARITY_IOU}"
     )

@@ -435,7 +435,7 @@ class GateResult:
             t = self.timings[0]
             meds = self.settings.get("run_medians", [])
             lines.append(
-                f"against the baseline: {t.model}, the fastest of {len(meds)} runs (median ratios "
+                f"against the baseline: {t.model}, the fastest of {len(meds)} run{'s' * (len(meds) != 1)} (median ratios "
                 f"{', '.join(f'{m:.3f}' for m in meds)}): {v.blocks[1]} blocks of {t.calls_per_block} calls, "
                 "each beside a block of the reference workload"
             )
@@ -448,7 +448,7 @@ class GateResult:
                 lines.append(
                     f"  baseline: median {base['median_ms']:.2f} ms = {base['median_ratio']:.3f} x reference "
                     f"({base['reference_ms']:.2f} ms), block spread {base['spread'] * 100:.1f}%, "
-                    f"fastest of {base.get('runs', 1)} runs, the two fastest "
+                    f"fastest of {base.get('runs', 1)} run{'s' * (base.get('runs', 1) != 1)}, the two fastest "
                     f"{base.get('occasion_sd', 0) * 100:.1f}% apart, "
                     f"recorded {base.get('recorded', '?')}"
                 )

@@ -141,7 +141,9 @@ def export_checked(
     if not gated:
         return bundle, None, []
     if say:
-        say(f"validating {bundle.name} against the source on {dataset.name} ({len(dataset)} images)")
+        say(
+            f"validating {bundle.name} against the source on {dataset.name} ({len(dataset)} image{'s' * (len(dataset) != 1)})"
+        )
     nms = {k: export_options[k] for k in ("conf", "iou", "max_det", "class_aware", "mode") if k in export_options}
     result, failures = validate_bundle(
         bundle,

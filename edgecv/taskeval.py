@@ -211,7 +211,7 @@ def run_task_dataset(
     Images are decoded before the clock starts; ``warmup`` untimed calls come first."""
     task = det.task
     if task != dataset.task:
-        raise EdgecvError(f"a {task} model cannot be evaluated on a {dataset.task} data set")
+        raise EdgecvError(f"a model of task {task} cannot be evaluated on a data set of task {dataset.task}")
     scorer = scorer_for(task)
     to_model = class_index(det.names, dataset.classes)
     name = name or model_name(None, det)
@@ -350,7 +350,9 @@ def compare(
     ref = runs[0]
     if bootstrap:
         if say:
-            say(f"paired bootstrap over {len(dataset)} images, {bootstrap} resamples, seed {seed}")
+            say(
+                f"paired bootstrap over {len(dataset)} image{'s' * (len(dataset) != 1)}, {bootstrap} resamples, seed {seed}"
+            )
         cis = paired_bootstrap(ref, runs[1:], bootstrap, seed)
     else:
         cis = intervals([[] for _ in runs[1:]], 0, seed)
@@ -440,7 +442,7 @@ def evaluate(
 
 def val_headline(run: TaskRun, dataset: TaskDataset, conf: float, max_dets: int) -> str:
     """The line ``edgecv val`` prints above a classifier's or segmenter's tables."""
-    return f"{run.name} on {dataset.name} ({len(dataset)} images), {run.task}:"
+    return f"{run.name} on {dataset.name} ({len(dataset)} image{'s' * (len(dataset) != 1)}), {run.task}:"
 
 
 def compare_headline(result: TaskCompareResult, dataset: TaskDataset, bootstrap: int, seed: int) -> str:
@@ -449,7 +451,7 @@ def compare_headline(result: TaskCompareResult, dataset: TaskDataset, bootstrap:
     scorer = scorer_for(result.task)
     same = f"{scorer.same_label}: {scorer.same_unit}"
     return (
-        f"{dataset.name}: {len(dataset)} images; reference {result.runs[0].name}; {what} in points, 95% CI from "
+        f"{dataset.name}: {len(dataset)} image{'s' * (len(dataset) != 1)}; reference {result.runs[0].name}; {what} in points, 95% CI from "
         f"a paired bootstrap ({bootstrap} resamples, seed {seed}); {same} where the candidate predicts what the "
         "reference predicts"
     )

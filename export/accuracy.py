@@ -218,7 +218,9 @@ def export_within_budget(
     )
     nms_keys = ("imgsz", "conf", "iou", "max_det", "class_aware", "mode", "probabilities", "crop_resize")
     ref = api.reference(src, **{k: export_kwargs[k] for k in nms_keys if k in export_kwargs})
-    say(f"accuracy control: evaluating the FP32 source on {dataset.name} ({len(dataset)} images)")
+    say(
+        f"accuracy control: evaluating the FP32 source on {dataset.name} ({len(dataset)} image{'s' * (len(dataset) != 1)})"
+    )
     ref_run = evaluate(ref, dataset, name="source", progress=progress)
     what = ref_run.metrics.primary_name
     excluded: list[str] = []

@@ -124,8 +124,8 @@ def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, clas
     if crop_resize is not None:
         if tasks.get(src.task).placement != "crop":
             raise ExportError(
-                "crop_resize (--crop-resize) sets a classifier's resize before its centre crop; this is a "
-                f"{src.task} model"
+                "crop_resize (--crop-resize) sets a classifier's resize before its centre crop; this model's task is "
+                f"{src.task}"
             )
         if not max(size) <= int(crop_resize) <= 16384:
             raise ExportError(f"crop_resize {crop_resize} must be at least the input's longer side ({max(size)})")
@@ -292,7 +292,7 @@ def export(
                 progress=progress is not None and sys.stderr.isatty(),
                 crop=src.meta.get("crop_resize", True) if tasks.get(src.task).placement == "crop" else False,
             )
-            say(f"calibration: {cal.size} images from {cal.source} (sha256 {cal.sha256[:12]}…)")
+            say(f"calibration: {cal.size} image{'s' * (cal.size != 1)} from {cal.source} (sha256 {cal.sha256[:12]}…)")
         say(f"building the {target} model")
         try:
             roles, runtime, record = builder.build(

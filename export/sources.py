@@ -136,7 +136,7 @@ def torchvision_source(
     c = TV.num_classes(model)
     if names and len(names) != c:
         raise SourceError(
-            f"{len(names)} class names for a {type(model).__name__} with {c} classes"
+            f"{len(names)} class name{'s' * (len(names) != 1)} for {type(model).__name__}, which has {c} class{'es' * (c != 1)}"
             + (" (torchvision's num_classes counts the background class, which edgecv drops)" if fam == "ssd" else "")
         )
     size = (320, 320) if fam == "ssd" else (640, 640)
@@ -173,7 +173,9 @@ def ultralytics_source(
     info = U.describe(model, ckpt)
     c = len(info["names"])
     if names and len(names) != c:
-        raise SourceError(f"{len(names)} class names for an Ultralytics model with {c} classes")
+        raise SourceError(
+            f"{len(names)} class name{'s' * (len(names) != 1)} for an Ultralytics model with {c} class{'es' * (c != 1)}"
+        )
     head = U.prepare(model)
     return Source(
         name,
@@ -211,7 +213,7 @@ def task_source(
     known = T.torchvision_task(model) if model is not None else None
     if known is not None:
         if known != task:
-            raise SourceError(f"torchvision's {type(model).__name__} is a {known} model, not {task}")
+            raise SourceError(f"torchvision's {type(model).__name__} is a model of task {known}, not {task}")
         in_spec = in_spec or T.IMAGENET
         imgsz = imgsz or T.default_size(task, model)
         meta["family"] = f"torchvision {type(model).__name__}"
@@ -277,7 +279,7 @@ def load_source(
         raise SourceError(f"unknown task '{task}'; choose one of detect, classify, segment")
     if model is None or (isinstance(model, str) and model == DEFAULT_MODEL):
         if task not in (None, "detect"):
-            raise SourceError(f"the default model edgecv-tiny is a detector, not a {task} model")
+            raise SourceError(f"the default model edgecv-tiny is a detector, not a model of task {task}")
         return default_source()
     if isinstance(model, nn.Module) and task in (None, "classify", "segment"):
         from .tasks import torchvision_task
@@ -369,7 +371,7 @@ def load_source(
 
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
             raise SourceError(
-                f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds a {type(obj).__name__}"
+                f"--arch {arch} takes a state dict (a dict of tensors); '{path}' holds an object of type {type(obj).__name__}"
             )
         if arch in T.CLASSIFIERS + T.SEGMENTERS:  # a classifier or segmenter
             if num_classes is None:
@@ -403,7 +405,7 @@ def load_source(
         nm, spec = spec_for(getattr(obj, "num_classes", None) or getattr(obj, "nc", None))
         return Source(path.stem, "pickle", nm, spec, in_spec, module=obj.float().eval(), sha256=digest, path=str(path))
     raise SourceError(
-        f"'{path}' holds a {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
+        f"'{path}' holds an object of type {type(obj).__name__}, not a model: a bare state dict needs its architecture. For a "
         "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
         "nn.Module in Python and call edgecv.export.export(module, ...)"
     )

@@ -58,7 +58,7 @@ class OutputSpec:
             other = shape[2] if self.layout == "bcn" else shape[1]
             hint = " (the other layout would fit: set layout)" if other == self.channels else ""
             raise SourceError(
-                f"model output has shape {list(shape)}, but the spec (layout {self.layout}, {self.num_classes} classes"
+                f"model output has shape {list(shape)}, but the spec (layout {self.layout}, {self.num_classes} class{'es' * (self.num_classes != 1)}"
                 f"{', objectness' if self.objectness else ''}) expects {self.channels} values per candidate{hint}"
             )
         if not isinstance(n, int):

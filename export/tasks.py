@@ -186,10 +186,12 @@ def check_output(task: str, shape: tuple, num_classes: int) -> None:
     want = "[B, C] (logits)" if task == "classify" else "[B, C, h, w] (per-pixel logits)"
     rank_ok = len(shape) == 2 if task == "classify" else len(shape) == 4
     if not rank_ok:
-        raise SourceError(f"a {task} model must output {want}; this one outputs shape {list(shape)}")
+        raise SourceError(f"a model of task {task} must output {want}; this one outputs shape {list(shape)}")
     c = shape[1]
     if isinstance(c, int) and c != num_classes:
-        raise SourceError(f"the model outputs {c} classes but {num_classes} class names were given")
+        raise SourceError(
+            f"the model outputs {c} class{'es' * (c != 1)} but {num_classes} class name{'s' * (num_classes != 1)} were given"
+        )
 
 
 # --- torchvision ---------------------------------------------------------------------------------
@@ -256,7 +258,9 @@ def build(arch: str, num_classes: int, state_dict: dict) -> nn.Module:
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
-        raise SourceError(f"the state dict does not fit torchvision's {arch} with {num_classes} classes: {e}") from None
+        raise SourceError(
+            f"the state dict does not fit torchvision's {arch} with {num_classes} class{'es' * (num_classes != 1)}: {e}"
+        ) from None
     return model.eval()
 
 

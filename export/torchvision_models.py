@@ -115,14 +115,14 @@ def build(arch: str, classes: int, state_dict: dict | None = None) -> nn.Module:
         if bad:
             k = bad[0]
             raise SourceError(
-                f"the state dict does not fit {arch} with {classes} classes: '{k}' is {list(state_dict[k].shape)} in the "
+                f"the state dict does not fit {arch} with {classes} class{'es' * (classes != 1)}: '{k}' is {list(state_dict[k].shape)} in the "
                 f"file, {list(mine[k].shape)} in the model ({len(bad)} tensor(s) differ). Check --num-classes "
                 f"(torchvision counts the background class for {', '.join(sorted(set(CONSTRUCTORS.values()) - {'retinanet', 'fcos'}))}) "
                 "and --arch"
             )
         if missing or unexpected:
             raise SourceError(
-                f"the state dict is not a {arch}: {len(missing)} of its tensors are missing (e.g. "
+                f"the state dict does not fit {arch}: {len(missing)} of its tensors are missing (e.g. "
                 f"{missing[:2]}) and {len(unexpected)} are unknown (e.g. {unexpected[:2]}). Check --arch"
             )
         model.load_state_dict(state_dict)

@@ -38,8 +38,8 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
             from ..errors import BackendUnavailableError
 
             raise BackendUnavailableError(
-                f"a {bundle.target} bundle can run on its own backend, or on onnxruntime "
-                f"when its model is an ONNX graph; not on {backend}"
+                f"this bundle (target {bundle.target}, model {bundle.file('model').name}) runs on {bundle.target}, or on "
+                f"onnxruntime when its model is an ONNX graph; not on {backend}"
             )
         # Run Q/DQ as float arithmetic (no fusion into onnxruntime's integer kernels): that is the
         # exact math TensorRT's INT8 layers approximate, while onnxruntime's x86 S8S8 kernels

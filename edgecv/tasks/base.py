@@ -69,7 +69,7 @@ class Task:
         """'' when (h, w) is a valid input size, else what is wrong."""
         if not (32 <= h <= 4096 and 32 <= w <= 4096) or h % self.size_step or w % self.size_step:
             what = f"multiples of {self.size_step} " if self.size_step > 1 else ""
-            return f"image size {h}x{w} must be {what}between 32 and 4096 for a {self.name} model"
+            return f"image size {h}x{w} must be {what}between 32 and 4096 for the {self.name} task"
         return ""
 
     # -- the manifest --------------------------------------------------------------------------

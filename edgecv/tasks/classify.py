@@ -27,14 +27,14 @@ def check_dense_output(m: dict, required: set[str], optional: set[str]) -> None:
         or not all(isinstance(v, str) for v in out["tensors"].values())
     ):
         raise BundleError(
-            f"manifest: a {m['task']} bundle's output.tensors must name {sorted(required)}"
+            f"manifest: output.tensors of a bundle of task {m['task']} must name {sorted(required)}"
             f"{f' (and may name {sorted(optional)})' if optional else ''}, got {sorted(have)}"
         )
     if "top_k" in out and not 1 <= out["top_k"] <= len(m["classes"]):
         raise BundleError(f"manifest: output.top_k {out['top_k']} must be between 1 and the number of classes")
     unknown = set(out) - {"tensors", "top_k", "coordinates", "contents"}
     if unknown:
-        raise BundleError(f"manifest: unknown fields {sorted(unknown)} in a {m['task']} bundle's output")
+        raise BundleError(f"manifest: unknown fields {sorted(unknown)} in the output of a bundle of task {m['task']}")
 
 
 class ClassifyDecoder(Decoder):

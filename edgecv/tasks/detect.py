@@ -127,7 +127,7 @@ class Detect(Task):
         return result.to_dict()
 
     def summary(self, result: Detections, ms: float) -> list[str]:
-        return [f"{len(result)} objects ({ms:.1f} ms inference)"] + [
+        return [f"{len(result)} {'object' if len(result) == 1 else 'objects'} ({ms:.1f} ms inference)"] + [
             f"  {d['label']:<16} {d['score']:.3f}  [{', '.join(f'{v:.1f}' for v in d['box'])}]"
             for d in result.to_dict()
         ]

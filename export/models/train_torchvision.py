@@ -162,7 +162,7 @@ def load(path: str | os.PathLike, family: str | None = None) -> nn.Module:
     if family == "fasterrcnn" and ckpt["family"] == "maskrcnn":
         sd = {k: v for k, v in sd.items() if not k.startswith("roi_heads.mask_")}
     elif family != ckpt["family"]:
-        raise ValueError(f"{path} holds a {ckpt['family']}, not a {family}")
+        raise ValueError(f"{path} holds a model of family {ckpt['family']}, not {family}")
     model.load_state_dict(sd)
     return model.eval()
 

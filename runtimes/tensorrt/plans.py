@@ -253,7 +253,7 @@ def refusal(entry: dict, here: Identity) -> str | None:
     elif cc_built != cc_here:
         return f"built for compute capability {entry['compute_capability']}, this GPU has {here.compute_capability}"
     elif level == "none" and entry["gpu"] != here.gpu:
-        return f"built on a {entry['gpu']}, this GPU is a {here.gpu}"
+        return f"built on the GPU {entry['gpu']}, this one is {here.gpu}"
     return None
 
 
@@ -341,7 +341,7 @@ class BundlePlans(PlanStore):
     def __init__(self, bundle: Bundle) -> None:
         if bundle.target != "tensorrt":
             raise BundleError(
-                f"'{bundle.path}' is a {bundle.target} bundle; plans are built for tensorrt bundles "
+                f"'{bundle.path}' is a bundle for {bundle.target}; plans are built for tensorrt bundles "
                 "(edgecv export --target tensorrt)"
             )
         self.bundle = bundle

@@ -471,7 +471,7 @@ def check_bundle(bundle_path: str | Path, versions: Iterable[str] | None = None)
     model = b.file("model")
     if model.suffix != ".onnx":
         raise EdgecvError(
-            f"'{bundle_path}' holds no ONNX graph (a {b.target} bundle): export it with --target tensorrt"
+            f"'{bundle_path}' holds no ONNX graph (its target is {b.target}): export it with --target tensorrt"
         )
     prof = plans.profile(b.manifest, plans.settings_of(b.manifest))
     return check(model, prof, versions, path=str(model))
