@@ -25,6 +25,28 @@ def points(v: float | None) -> str:
     return "—" if v is None or np.isnan(v) else f"{v * 100:.2f}"
 
 
+def count(n: float, noun: str, plural: str | None = None) -> str:
+    """A count with its noun, singular for one: ``1 class``, ``2 classes``, ``0 images``.
+
+    Args:
+        n: the count (a float that holds a whole number, e.g. a record's ``images``, is fine).
+        noun: the singular; its plural adds ``es`` after s, x, z, ch and sh, ``ies`` for a
+            consonant and y, else ``s``.
+        plural: the plural where that rule does not make it.
+    """
+    k = int(n)
+    if k == 1:
+        return f"1 {noun}"
+    if plural is None:
+        if noun.endswith(("s", "x", "z", "ch", "sh")):
+            plural = noun + "es"
+        elif noun.endswith("y") and noun[-2:-1] not in ("a", "e", "i", "o", "u"):
+            plural = noun[:-1] + "ies"
+        else:
+            plural = noun + "s"
+    return f"{k} {plural}"
+
+
 def progress_bar(iterable, total: int, desc: str, enabled: bool = True):
     """tqdm on stderr when it is installed and ``enabled``; the iterable itself otherwise."""
     if not enabled:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .console import table
+from .console import points, table
 from .data import shapes
 from .datasets import load_dataset
 from .harness import run_dataset
@@ -71,15 +71,16 @@ def _row(target: str, precision: str, res, bundle: Path | None, base: float | No
 
 
 def format_table(rows: list[dict]) -> str:
-    """The demo table as aligned text."""
-    head = ("target", "precision", "mAP50-95", "mAP50", "ΔmAP vs source", "median ms/img", "bundle MB")
+    """The demo table as aligned text, mAP in points (x 100) as ``val`` and ``compare`` print it;
+    the rows themselves keep fractions, as the manifest's validation does."""
+    head = ("target", "precision", "mAP50-95", "mAP50", "Δ points vs source", "median ms/img", "bundle MB")
     body = [
         (
             r["target"],
             r["precision"],
-            f"{r['map']:.4f}",
-            f"{r['map50']:.4f}",
-            "—" if r["delta_map"] is None else f"{r['delta_map']:+.4f}",
+            points(r["map"]),
+            points(r["map50"]),
+            "—" if r["delta_map"] is None else f"{r['delta_map'] * 100:+.2f}",
             f"{r['median_ms']:.2f}",
             "—" if r["size_bytes"] is None else f"{r['size_bytes'] / 1e6:.2f}",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -139,3 +140,275 @@ def test_options_may_sit_between_positionals():
     with pytest.raises(SystemExit) as e:  # what is wrong still says so, exit 2
         parse(ap, ["compare", "a", "b", "--no-such-option"])
     assert e.value.code == 2
+
+
+# --- inspect: every section in words ---------------------------------------------------------------
+
+
+def _inspect(bundle, capsys) -> str:
+    assert main(["inspect", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "{" not in out and '"' not in out, out  # no section printed as raw JSON
+    return out
+
+
+def test_inspect_shows_tensorrt_build_settings(default_tensorrt_graph, capsys):
+    from edgecv.bundle import Bundle
+
+    out = _inspect(default_tensorrt_graph, capsys)
+    build = Bundle.open(default_tensorrt_graph).manifest["runtime"]["tensorrt"]["build"]
+    assert "tensorrt build settings" in out
+    assert f"workspace (MB)          {build['workspace_mb']}" in out
+    assert f"largest batch           {build['max_batch']}" in out
+    assert f"optimization level      {build['optimization_level']}" in out
+    assert "profile    images: min [1, 320, 320, 3]" in out
+    assert "checked    against TensorRT" in out and "0 errors" in out
+    if can_build_here() is not None:  # no plan where TensorRT cannot build one
+        assert "plan       none yet" in out
+
+
+def test_inspect_shows_quantization_and_calibration(default_int8_bundle, capsys):
+    out = _inspect(default_int8_bundle, capsys)
+    assert "calibration 16 images from" in out  # the fixture calibrates on 16
+    assert "quantization:" in out
+    for line in ("  format ", "QDQ", "  method ", "percentile", "  kept in float ", "/model/box_out.0/Conv"):
+        assert line in out, line
+
+
+def test_inspect_shows_validation_in_points(default_bundles, default_src, val_set, tmp_path, capsys):
+    import shutil
+
+    from edgecv.bundle import Bundle
+    from edgecv.datasets import load_dataset
+    from edgecv.pipeline import validate_bundle
+
+    images_dir, ann = val_set
+    b = tmp_path / "validated"
+    shutil.copytree(default_bundles["onnxruntime"], b)
+    validate_bundle(b, default_src, load_dataset(ann, images_dir), bootstrap=20, progress=False)
+    v = Bundle.open(b).manifest["validation"]
+    out = _inspect(b, capsys)
+    assert f"validation on {v['dataset']['name']} (coco, 24 images" in out
+    row = next(line for line in out.splitlines() if line.strip().startswith("mAP50-95"))
+    assert row.split()[1:] == [f"{v['source']['map'] * 100:.2f}", f"{v['bundle']['map'] * 100:.2f}"]
+    assert f"Δ mAP50-95  {v['delta_map'] * 100:+.2f} points, 95% interval" in out
+    assert "gate " in out and "none" in out and "matched share" in out
+
+
+def test_validation_lines_of_a_classifier_with_accuracy_control():
+    from edgecv.cli.describe import validation_lines
+
+    record = {
+        "dataset": {"name": "crops", "format": "folders", "images": 1, "sha256": "ab" * 32},
+        "settings": {"conf": 0.0, "bootstrap": 200, "seed": 0},
+        "task": "classify",
+        "metric": "top-1",
+        "source": {"top1": 0.9, "top5": 1.0, "images": 1.0, "p50_ms": 1.234},
+        "bundle": {"top1": 0.885, "top5": float("nan"), "images": 1.0, "p50_ms": 0.6},
+        "delta": -0.015,
+        "ci95": [-0.02, 0.0],
+        "parity": {"same_top1": 1, "images": 1, "same_top1_share": 1.0},
+        "gate": {"max_drop": 1.0, "passed": True},
+        "accuracy_control": {
+            "kept_in_float": ["/a/Conv"],
+            "steps": [{"kept_in_float": ["/a/Conv"], "value": 0.885, "drop": 1.5}],
+        },
+        "measured_with": "onnxruntime (CPU)",
+    }
+    text = "\n".join(validation_lines(record))
+    assert "(folders, 1 image," in text  # one image, not "1 images"
+    assert "top-1      90.00     88.50" in text and "top-5     100.00         —" in text
+    assert "Δ top-1" in text and "-1.50 points, 95% interval [-2.00, +0.00]" in text
+    assert "passed: max drop 1.00 points" in text and "1 layer: /a/Conv" in text
+    assert "step 0" in text and "drop 1.50 points" in text
+
+
+# --- demo and help texts -------------------------------------------------------------------------------
+
+
+def test_demo_table_prints_points_like_val_and_compare():
+    from edgecv.demo import format_table
+
+    rows = [
+        {
+            "target": "torch (source)",
+            "precision": "fp32",
+            "map": 0.8425,
+            "map50": 0.9625,
+            "delta_map": None,
+            "median_ms": 23.87,
+            "size_bytes": None,
+        },
+        {
+            "target": "onnxruntime",
+            "precision": "fp32",
+            "map": 0.8411,
+            "map50": 0.9625,
+            "delta_map": -0.0014,
+            "median_ms": 12.28,
+            "size_bytes": 2_520_000,
+        },
+    ]
+    text = format_table(rows)
+    assert "84.25" in text and "84.11" in text and "-0.14" in text and "96.25" in text
+    assert "0.8425" not in text
+
+
+def test_calib_method_help_names_the_targets_it_applies_to():
+    from edgecv import targets
+    from edgecv.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["export"]
+    text = next(a for a in sub._actions if a.dest == "calib_method").help
+    qdq = [k for k in targets.export_keys() if targets.get(k).int8_graph]
+    assert "tensorrt" in qdq and "onnxruntime" in qdq
+    assert f"Q/DQ graph: {', '.join(qdq)}" in text and "onnxruntime calibration method" not in text
+
+
+# --- predict --backend -----------------------------------------------------------------------------
+
+
+def test_predict_runs_a_tensorrt_bundle_on_onnxruntime(default_tensorrt_graph, val_set, capsys):
+    from edgecv import load
+    from edgecv.images import read_image
+
+    images_dir, _ = val_set
+    img = str(sorted(images_dir.glob("*.png"))[0])
+    b = str(default_tensorrt_graph)
+    assert main(["predict", b, img, "--backend", "onnxruntime", "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)[img]
+    with load(b, backend="onnxruntime") as det:
+        want = det.task_def.to_json(det(read_image(img)))
+    assert got == want and got
+    if can_build_here() is not None:  # where TensorRT cannot run it, the refusal names the option
+        assert main(["predict", b, img]) == 2
+        assert "--backend onnxruntime" in capsys.readouterr().err
+    assert main(["predict", b, img, "--backend", "openvino"]) == 2
+    err = capsys.readouterr().err
+    assert "not on openvino" in err and "Traceback" not in err
+
+
+# --- text slips --------------------------------------------------------------------------------------
+
+#: an indefinite article before a word that starts with a vowel letter ("a openvino bundle")
+_WRONG_ARTICLE = re.compile(r"\ba (?=[aeiou])", re.I)
+
+
+@pytest.mark.skipif(not is_available("openvino"), reason="needs openvino")
+def test_backend_refusal_and_doctor_messages_get_the_article_right(default_bundles, capsys):
+    from edgecv import load
+    from edgecv.errors import BackendUnavailableError
+
+    ov = default_bundles["openvino"]
+    with pytest.raises(BackendUnavailableError) as e:
+        load(ov, backend="onnxruntime")
+    assert "openvino" in str(e.value) and not _WRONG_ARTICLE.search(str(e.value)), str(e.value)
+    assert main(["doctor", str(ov)]) == 2
+    err = capsys.readouterr().err
+    assert "openvino" in err and not _WRONG_ARTICLE.search(err), err
+
+
+def test_counts_of_one_are_singular(tmp_path):
+    """`edgecv export` of a one-class model said "1 classes"; a single detection "1 objects"."""
+    import torch
+    from torch import nn
+
+    from edgecv.console import count
+    from edgecv.detections import Detections
+    from edgecv.export import export
+    from edgecv.tasks import get
+
+    assert [count(1, "class"), count(2, "class"), count(0, "image"), count(24.0, "image"), count(3, "query")] == [
+        "1 class",
+        "2 classes",
+        "0 images",
+        "24 images",
+        "3 queries",
+    ]
+
+    class OneClass(nn.Module):  # a raw YOLO-style head: [B, 4 + 1, N], cxcywh then one score
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 5, 3, stride=4, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).flatten(2)
+
+    said: list[str] = []
+    export(OneClass().eval(), "onnxruntime", names=["thing"], imgsz=64, out_dir=tmp_path, progress=said.append)
+    line = next(s for s in said if s.startswith("source:"))
+    assert ", 1 class," in line and "1 classes" not in line, line
+    one = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.9], np.float32), np.array([0]), ("thing",))
+    assert get("detect").summary(one, 1.0)[0].startswith("1 object (")
+
+
+# --- noise -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not is_available("openvino"), reason="needs openvino")
+def test_openvino_int8_export_prints_no_cuda_noise(val_set, tmp_path):
+    """NNCF imports torch.utils.cpp_extension, which logged "No CUDA runtime is found" on a
+    machine without CUDA; the export command silences it."""
+    import os
+    import subprocess
+    import sys
+
+    images_dir, _ = val_set
+    env = {**os.environ, "EDGECV_CACHE": str(tmp_path / "cache")}  # a cache miss: NNCF runs
+    argv = [
+        "export",
+        "--target",
+        "openvino",
+        "--precision",
+        "int8",
+        "--calib",
+        str(images_dir),
+        "--calib-size",
+        "8",
+        "--imgsz",
+        "128",
+        "-o",
+        str(tmp_path),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgecv.cli", *argv], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "nncf.quantize" in proc.stderr  # it did quantize with NNCF here
+    assert "No CUDA runtime" not in proc.stderr and "cpp_extension" not in proc.stderr, proc.stderr
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+def test_models_lists_every_task_target_precision_and_arch(capsys):
+    from edgecv import targets, tasks
+    from edgecv.export.tasks import CLASSIFIERS, SEGMENTERS
+    from edgecv.export.torchvision_models import CONSTRUCTORS
+
+    assert main(["models", "--json"]) == 0
+    cat = json.loads(capsys.readouterr().out)
+    assert list(cat["tasks"]) == list(tasks.names())
+    assert cat["precisions"] == list(targets.PRECISIONS)
+    assert list(cat["targets"]) == list(targets.export_keys())
+    for key, t in cat["targets"].items():
+        assert t["precisions"] == list(targets.get(key).precisions)
+    listed = {task: [a for names in t["arch"].values() for a in names] for task, t in cat["tasks"].items()}
+    assert sorted(listed["detect"]) == sorted(CONSTRUCTORS)
+    assert listed["classify"] == list(CLASSIFIERS) and listed["segment"] == list(SEGMENTERS)
+    assert {"ultralytics", "checkpoint", "onnx", "torchscript"} <= {
+        s["kind"] for s in cat["tasks"]["detect"]["sources"]
+    }
+
+    assert main(["models"]) == 0
+    text = capsys.readouterr().out
+    for arch in [*CONSTRUCTORS, *CLASSIFIERS, *SEGMENTERS]:
+        assert re.search(rf"\b{arch}\b", text), arch
+    head = next(line for line in text.splitlines() if line.startswith("target "))
+    assert head.split()[1 : 1 + len(targets.PRECISIONS)] == list(targets.PRECISIONS)
+    for key, t in cat["targets"].items():
+        row = next(line for line in text.splitlines() if line.startswith(key + " ")).split()
+        assert row[1 : 1 + len(targets.PRECISIONS)] == [
+            "yes" if p in t["precisions"] else "—" for p in targets.PRECISIONS
+        ]

@@ -113,3 +113,30 @@ def test_slugs_follow_github():
     assert slug("FP16, BF16 and INT8") == "fp16-bf16-and-int8"
     assert slug("The static check: `edgecv doctor`") == "the-static-check-edgecv-doctor"
     assert slug("Install for your device") == "install-for-your-device"
+
+
+def test_readme_demo_table_is_what_the_demo_prints():
+    """The README's sample of `edgecv demo` is laid out as format_table lays it out now (mAP in
+    points, as val and compare print it): its rows, read back, print the same block."""
+    from edgecv.demo import format_table
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```\n(target .*?)\n```", text, re.S)
+    assert block, "the demo table is missing from README.md"
+    lines = block.group(1).splitlines()
+    rows = []
+    for line in lines[2:]:
+        cells = re.split(r"\s{2,}", line.strip())
+        target, precision, map_, map50, delta, ms, mb = cells
+        rows.append(
+            {
+                "target": target,
+                "precision": precision,
+                "map": float(map_) / 100,
+                "map50": float(map50) / 100,
+                "delta_map": None if delta == "—" else float(delta) / 100,
+                "median_ms": float(ms),
+                "size_bytes": None if mb == "—" else float(mb) * 1e6,
+            }
+        )
+    assert format_table(rows) == block.group(1)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import targets
+from ..console import count
 from ..errors import EdgecvError
 
 
@@ -54,6 +55,11 @@ def _names(text: str | None) -> list[str] | None:
 # --- export -----------------------------------------------------------------------------------
 
 
+def _qdq_targets() -> list[str]:
+    """The export targets whose INT8 model is an ONNX Q/DQ graph quantized with --calib-method."""
+    return [k for k in targets.export_keys() if targets.get(k).int8_graph]
+
+
 def setup_export(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "model",
@@ -82,7 +88,10 @@ def setup_export(p: argparse.ArgumentParser) -> None:
         "--calib-method",
         default="percentile",
         choices=("minmax", "entropy", "percentile"),
-        help="onnxruntime calibration method (default percentile: 99.999th, robust to outliers)",
+        help="how INT8 activation ranges are set from the calibration images, for the targets whose INT8 model is "
+        f"an ONNX Q/DQ graph: {', '.join(_qdq_targets())} (the others' quantizers set their own: "
+        f"{', '.join(k for k in targets.export_keys() if k not in _qdq_targets())}); default percentile: "
+        "the 99.999th, robust to outliers",
     )
     p.add_argument(
         "--imgsz",
@@ -209,7 +218,7 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
         help="a torchvision model's constructor, for a state dict file (detectors: "
         "retinanet_resnet50_fpn, fcos_resnet50_fpn, ssd300_vgg16, fasterrcnn_resnet50_fpn, "
         "maskrcnn_resnet50_fpn; classifiers: resnet18, mobilenet_v3_large, efficientnet_b0, "
-        "...; segmenters: fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...)",
+        "...; segmenters: fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...; edgecv models lists them all)",
     )
     g.add_argument(
         "--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the background)"
@@ -277,10 +286,14 @@ def open_dataset(a: argparse.Namespace, task: str = "detect"):
 
 
 def _quiet_torch() -> None:
+    """Silence what torch says that is no news to a user of the CLI: its warnings during tracing
+    and ONNX export, and "No CUDA runtime is found", which torch.utils.cpp_extension logs when NNCF
+    (openvino INT8) imports it on a machine without CUDA; errors still show."""
     import warnings
 
     warnings.filterwarnings("ignore", module="torch")
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    for name in ("torch.onnx", "torch.utils.cpp_extension"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def run_export(a: argparse.Namespace) -> int:
@@ -345,6 +358,25 @@ def setup_predict(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--conf", type=float, default=None, help="minimum score (default: the bundle's, 0.25)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
+    add_backend_arg(p)
+
+
+def add_backend_arg(p: argparse.ArgumentParser) -> None:
+    """``--backend``: run a bundle on another backend than its target's, where its model allows
+    (:func:`edgecv.runtimes.load`'s ``backend``), as the harness does on a CPU."""
+    hosts = sorted({t.measured_on for k in targets.export_keys() if (t := targets.get(k)).measured_on})
+    guests = [k for k in targets.export_keys() if targets.get(k).measured_on]
+    p.add_argument(
+        "--backend",
+        choices=targets.export_keys(),
+        default=None,
+        help="run the bundle on this backend (default: its target's); "
+        + "; ".join(
+            f"{h} runs the ONNX graph of {' and '.join(g for g in guests if targets.get(g).measured_on == h)} "
+            "bundles on a CPU, as bench, val and compare do"
+            for h in hosts
+        ),
+    )
 
 
 def image_paths(specs: list[str]) -> list[str]:
@@ -372,17 +404,34 @@ def image_paths(specs: list[str]) -> list[str]:
     return out
 
 
+def _load_for_predict(a: argparse.Namespace):
+    """The bundle's detector on --backend, or on its target's; where that target cannot run
+    here but its graph can on another backend, the refusal says which --backend to give."""
+    from ..bundle import Bundle
+    from ..errors import BackendUnavailableError
+    from ..runtimes import load
+
+    try:
+        return load(a.bundle, **({"backend": a.backend} if a.backend else {}), conf=a.conf)
+    except BackendUnavailableError as e:
+        if a.backend:
+            raise
+        via = targets.get(Bundle.open(a.bundle, verify=False).target).measured_on
+        if not via:
+            raise
+        raise BackendUnavailableError(f"{e}. To run its graph on this CPU: edgecv predict --backend {via}") from e
+
+
 def run_predict(a: argparse.Namespace) -> int:
     import cv2
 
     from ..images import IMAGE_SUFFIXES, read_image
-    from ..runtimes import load
 
     paths = image_paths(a.images)
     # --save: a folder when it names one, ends in a separator, or several images are drawn
     save_dir = a.save and (len(paths) > 1 or a.save.endswith(("/", os.sep)) or Path(a.save).is_dir())
     out: dict[str, Any] = {}
-    with load(a.bundle, conf=a.conf) as det:
+    with _load_for_predict(a) as det:
         task = det.task_def
         for path in paths:
             img = read_image(path)
@@ -428,6 +477,7 @@ def _describe_plan(entry: dict) -> str:
 
 def run_inspect(a: argparse.Namespace) -> int:
     from ..bundle import Bundle
+    from . import describe
 
     b = Bundle.open(a.bundle)  # verifies schema and hashes
     m = b.manifest
@@ -467,13 +517,24 @@ def run_inspect(a: argparse.Namespace) -> int:
     print(f"source     {src.get('kind')} {src.get('path') or ''} sha256 {src.get('sha256', '')[:16]}…")
     print(f"versions   {', '.join(f'{k} {v}' for k, v in prov.get('versions', {}).items())}")
     print(f"created    {prov.get('created')}")
-    for e in m.get("runtime", {}).get("tensorrt", {}).get("engines", []):
-        print(f"plan       {e['file']}: {_describe_plan(e)}, built {e.get('built')}")
+    for line in describe.quantization_lines(prov):
+        print(line)
+    for line in describe.runtime_lines(m):
+        print(line)
+    if "engines" in m.get("runtime", {}).get("tensorrt", {}):
+        engines = m["runtime"]["tensorrt"]["engines"]
+        for e in engines:
+            print(f"plan       {e['file']}: {_describe_plan(e)}, built {e.get('built')}")
+        if not engines:
+            print("plan       none yet: `edgecv build BUNDLE` builds one on the device")
     print("files (sha256 verified):")
     for f in m["files"]:
         print(f"  {f['path']:<14} {f['role']:<8} {f['size']:>12,d} B  {f['sha256']}")
     if m.get("validation"):
-        print(f"validation {json.dumps(m['validation'])}")
+        for line in describe.validation_lines(m["validation"]):
+            print(line)
+    else:
+        print("validation none recorded (export --validate --data DATA records one)")
     return 0
 
 
@@ -590,6 +651,21 @@ def run_env(a: argparse.Namespace) -> int:
 # --- demo -------------------------------------------------------------------------------------
 
 
+# --- models -----------------------------------------------------------------------------------
+
+
+def setup_models(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+
+def run_models(a: argparse.Namespace) -> int:
+    from .models import catalogue, format_catalogue
+
+    cat = catalogue()
+    print(json.dumps(cat, indent=2) if a.json else format_catalogue(cat))
+    return 0
+
+
 def setup_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default="build/demo", help="where data and bundles go (default build/demo)")
     p.add_argument("--count", type=int, default=200, help="validation images (default 200)")
@@ -603,16 +679,13 @@ def run_demo(a: argparse.Namespace) -> int:
         raise EdgecvError(
             "the demo exports the default detector and needs the exporter: pip install 'edgecv[all]'"
         ) from None
-    import warnings
-
-    warnings.filterwarnings("ignore", module="torch")
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    _quiet_torch()
     from ..demo import format_table
     from ..demo import run_demo as demo
 
     rows = demo(a.out_dir, count=a.count, say=_err, progress=sys.stderr.isatty())
     print()
-    print(f"edgecv-tiny on the shapes validation split ({a.count} images), conf 0.001, COCO metrics:")
+    print(f"edgecv-tiny on the shapes validation split ({count(a.count, 'image')}), conf 0.001, COCO mAP in points:")
     print(format_table(rows))
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2))
@@ -936,6 +1009,11 @@ COMMANDS = {
     "demo": (
         setup_demo,
         run_demo,
+    "models": (
+        setup_models,
+        run_models,
+        "what can be exported: sources and --arch constructors per task, targets x precisions",
+    ),
         "export the default detector to every CPU target and compare them on the shapes set",
     ),
 }
