@@ -16,7 +16,7 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +150,8 @@ class Bundle:
 
     @classmethod
     def open(cls, path: str | os.PathLike, verify: bool = True) -> Bundle:
-        """Open the bundle at ``path``: read and validate the manifest, check every file's hash.
+        """Open the bundle at ``path``: read and validate the manifest, check every file's hash
+        (``verify``; a backend then reads its files with :meth:`read`, which checks them again).
 
         Raises:
             BundleError: the directory, manifest or a file is missing, malformed or tampered with.
@@ -187,21 +188,82 @@ class Bundle:
         return p
 
     def verify(self) -> None:
-        """Check the size and sha256 of every listed file."""
+        """Check the size and sha256 of every listed file.
+
+        A file may still change on disk after this check: a backend reads its files with
+        :meth:`read`, which checks the very bytes it hands over.
+        """
         for f in self.manifest["files"]:
             p = self._confined(f["path"])
             if not p.is_file():
                 raise BundleError(f"bundle '{self.path}' is missing {f['path']}: re-export it")
-            if p.stat().st_size != f["size"]:
-                raise BundleError(
-                    f"bundle file {f['path']} is {p.stat().st_size} bytes, the manifest says {f['size']}: "
-                    "the file is truncated or was replaced; re-export the bundle"
-                )
-            if sha256_file(p) != f["sha256"]:
-                raise BundleError(
-                    f"bundle file {f['path']} does not match its sha256 in the manifest: "
-                    "it was modified after export; re-export the bundle"
-                )
+            size = p.stat().st_size
+            self._check(f, size, sha256_file(p) if size == f["size"] else "")
+
+    def _check(self, entry: dict, size: int, sha256: str) -> None:
+        """Raise unless ``size`` and ``sha256`` are those the manifest lists for ``entry``."""
+        if size != entry["size"]:
+            raise BundleError(
+                f"bundle file {entry['path']} is {size} bytes, the manifest says {entry['size']}: "
+                "the file is truncated or was replaced; re-export the bundle"
+            )
+        if sha256 != entry["sha256"]:
+            raise BundleError(
+                f"bundle file {entry['path']} does not match its sha256 in the manifest: "
+                "it was modified after export; re-export the bundle"
+            )
+
+    def read(
+        self, role: str | None = None, *, name: str | None = None, into: Callable[[int], Any] | None = None
+    ) -> Any:
+        """The contents of one file, read once and checked against the manifest's size and
+        sha256: the bytes to hand to a backend's library, so that what was checked is what runs
+        (a file replaced after the check cannot slip in between).
+
+        Args:
+            role: the file's role (``model``, ``weights``); or
+            name: its name in the manifest (e.g. one of several plans).
+            into: ``into(size)`` returns a writable buffer of ``size`` bytes to read into (memory
+                the backend's library owns, so that the file is held once); default: ``bytes``.
+
+        Returns:
+            ``bytes``, or the buffer ``into`` returned, filled.
+
+        Raises:
+            BundleError: no such file, or its contents are not those the manifest lists.
+        """
+        if (role is None) == (name is None):
+            raise ValueError("read() takes a role or a name")
+        entry = next(
+            (f for f in self.manifest["files"] if (f["role"] == role if name is None else f["path"] == name)), None
+        )
+        if entry is None:
+            what = f"role '{role}'" if name is None else f"name {name!r}"
+            raise BundleError(f"bundle '{self.path}' has no file with {what}")
+        p = self._confined(entry["path"])
+        try:
+            fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as e:
+            raise BundleError(
+                f"bundle '{self.path}': cannot read {entry['path']} ({e.strerror}): re-export it"
+            ) from None
+        with os.fdopen(fd, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size != entry["size"]:
+                self._check(entry, size, "")
+            if into is None:
+                data = fh.read(size + 1)  # one byte more: a file that grew meanwhile is caught
+                got, digest = len(data), hashlib.sha256(data).hexdigest()
+            else:
+                data = into(size)
+                view = memoryview(data).cast("B")
+                got = 0
+                while got < size and (n := fh.readinto(view[got:])):
+                    got += n
+                got += len(fh.read(1))
+                digest = hashlib.sha256(view[: min(got, size)]).hexdigest()
+        self._check(entry, got, digest)
+        return data
 
     @property
     def target(self) -> str:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from typing import Any
 
 import numpy as np
 
-from ..errors import EdgecvError
+from ..errors import BundleError, EdgecvError
 from .base import Detector
 
 log = logging.getLogger("edgecv")
@@ -80,7 +81,7 @@ class OpenVinoDetector(Detector):
         if self.bundle is None:
             raise EdgecvError("the openvino backend runs the model of a bundle: load one with edgecv.load(path)")
         self.core = ov.Core()
-        self._model = self.core.read_model(str(self.bundle.file("model")), str(self.bundle.file("weights")))
+        self._model = self._read_model(ov)
         self._dims = [d.get_length() if d.is_static else -1 for d in self._model.inputs[0].get_partial_shape()]
         # This CPU plugin runs bf16 by default where the CPU has it: FP32 bundles pin f32.
         self._hint = self.options.get("inference_precision") or self.manifest.get("runtime", {}).get(
@@ -99,6 +100,25 @@ class OpenVinoDetector(Detector):
                 "openvino: this CPU does not compute in %s; the bundle runs in %s", self._hint, self.inference_precision
             )
         self.threads_used = int(first.compiled.get_property("INFERENCE_NUM_THREADS"))
+
+    def _read_model(self, ov: Any) -> Any:
+        """The bundle's IR from the bytes whose sha256 was checked (:meth:`Bundle.read`), not from
+        its paths: a file replaced on disk after the check is never what runs. The weights are
+        read straight into a tensor OpenVINO allocates and then owns, so they are held once."""
+        assert self.bundle is not None
+        xml = self.bundle.read("model")
+        tensors = []
+
+        def allocate(size: int) -> np.ndarray:
+            tensors.append(ov.Tensor(ov.Type.u8, ov.Shape([size])))
+            return tensors[-1].data  # a view of the tensor's own memory, filled in place
+
+        self.bundle.read("weights", into=allocate)
+        (tensor,) = tensors  # the model keeps it alive (in C++) once read_model has it
+        try:
+            return self.core.read_model(xml.decode("utf-8"), tensor)
+        except UnicodeDecodeError:
+            raise BundleError(f"the model of bundle '{self.bundle.path}' is not an OpenVINO IR (XML)") from None
 
     def _compilation(self, batch: int, mode: str) -> _Compiled:
         """The compilation that runs a batch of ``batch`` in ``mode`` (latency or throughput)."""
@@ -147,7 +167,7 @@ class OpenVinoDetector(Detector):
         return self._compilation(len(batch), "throughput").infer(self.input_name, batch)
 
     def release_impl(self) -> None:
-        # a compilation's ports hold the compiled model, and with it the mapped weights file
+        # a compilation's ports hold the compiled model, and with it the weights tensor
         self._compiled = {}
         self._model = None
         self.core = None

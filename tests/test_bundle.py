@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgecv import BundleError, load
@@ -157,3 +158,93 @@ def test_an_exports_intermediate_graphs_live_in_its_staging_directory(tmp_path, 
     assert seen["path"].parent.name == ".work" and staging_dir.parent == tmp_path
     assert staging_dir.name.startswith(".b.tmp-")  # the pattern clean_stale reclaims once its process is gone
     assert not any(tmp_path.iterdir())  # and a failed export removes it itself
+
+
+# --- the bytes checked are the bytes run (no time-of-check/time-of-use gap) ------------------------
+
+#: (target, role of the file that is swapped)
+SWAPPED = [("onnxruntime", "model"), ("openvino", "model"), ("openvino", "weights")]
+
+
+def _bundle_of(default_bundles, target, tmp_path):
+    if target not in default_bundles:
+        pytest.skip(f"{target} is not installed here")
+    dst = tmp_path / target
+    shutil.copytree(default_bundles[target], dst)
+    return dst
+
+
+def _other_bytes(path: Path) -> bytes:
+    """Contents of the same size as ``path``'s that no backend would run as the same model: for a
+    weights file, all zeros (a model that finds nothing); else the bytes reversed."""
+    data = path.read_bytes()
+    return bytes(len(data)) if path.suffix == ".bin" else data[::-1]
+
+
+@pytest.mark.parametrize("target, role", SWAPPED)
+def test_a_file_replaced_after_the_hash_check_is_never_run(default_bundles, tmp_path, monkeypatch, target, role):
+    """The file is replaced on disk right after load() checked every hash, before the backend
+    takes its model: the backend must get the checked bytes or refuse, never the new ones."""
+    path = _bundle_of(default_bundles, target, tmp_path)
+    victim = Bundle.open(path).file(role)
+    verify = Bundle.verify
+
+    def verify_then_swap(self):
+        verify(self)
+        victim.write_bytes(_other_bytes(victim))
+
+    monkeypatch.setattr(Bundle, "verify", verify_then_swap)
+    with pytest.raises(BundleError, match=f"{victim.name} does not match its sha256"):
+        load(path)
+
+
+@pytest.mark.parametrize("target, role", SWAPPED)
+def test_the_backend_runs_the_bytes_that_were_checked(default_bundles, tmp_path, monkeypatch, val_images, target, role):
+    """The file is replaced the moment its bytes were read and checked: the detector still runs
+    the exported model (same detections as an untouched copy), since those bytes are all it has."""
+    path = _bundle_of(default_bundles, target, tmp_path)
+    with load(default_bundles[target]) as ref:
+        want = ref.predict(val_images[:3])
+    assert sum(len(d) for d in want) > 0
+    victim = Bundle.open(path).file(role)
+    read = Bundle.read
+    swapped = []
+
+    def read_then_swap(self, read_role=None, **kwargs):
+        data = read(self, read_role, **kwargs)
+        if read_role == role:
+            victim.write_bytes(_other_bytes(victim))
+            swapped.append(read_role)
+        return data
+
+    monkeypatch.setattr(Bundle, "read", read_then_swap)
+    with load(path) as det:
+        got = det.predict(val_images[:3])
+    assert swapped == [role]
+    with pytest.raises(BundleError, match="sha256"):  # the file on disk is another one now
+        Bundle.open(path)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.xyxy, w.xyxy, rtol=1e-5, atol=1e-4)
+        np.testing.assert_array_equal(g.class_ids, w.class_ids)
+
+
+def test_a_model_with_external_data_is_refused_not_resolved_in_the_working_directory(
+    bundle_copy, tmp_path, monkeypatch
+):
+    """onnxruntime given a model's bytes looks for external data in the process's working
+    directory; load() refuses such a model instead (the data file is not what the manifest hashed)."""
+    onnx = pytest.importorskip("onnx")
+    from edgecv.bundle import sha256_file
+
+    model = onnx.load(str(bundle_copy / "model.onnx"))
+    onnx.save(model, str(bundle_copy / "model.onnx"), save_as_external_data=True, location="weights.data")
+    assert (bundle_copy / "weights.data").is_file()
+    edit_manifest(
+        bundle_copy,
+        lambda m: m["files"][0].update(
+            size=(bundle_copy / "model.onnx").stat().st_size, sha256=sha256_file(bundle_copy / "model.onnx")
+        ),
+    )
+    monkeypatch.chdir(bundle_copy)  # where onnxruntime would find weights.data
+    with pytest.raises(BundleError, match=r"external data file.*re-export"):
+        load(bundle_copy)

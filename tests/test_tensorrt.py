@@ -284,6 +284,73 @@ def test_build_on_first_load_into_the_bundle(trt_double, bundle):
     assert trt_double.state["trt"].stats["builds"] == 1
 
 
+def _swap_after(monkeypatch, method: str, victim: Path, when=lambda *a, **k: True) -> list:
+    """Replace ``victim`` on disk (its bytes reversed) right after ``Bundle.<method>`` returns."""
+    original = getattr(Bundle, method)
+    swapped: list = []
+
+    def then_swap(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        if when(*args, **kwargs):
+            victim.write_bytes(victim.read_bytes()[::-1])
+            swapped.append(victim.name)
+        return out
+
+    monkeypatch.setattr(Bundle, method, then_swap)
+    return swapped
+
+
+def test_a_plan_replaced_after_the_hash_check_never_reaches_tensorrt(trt_double, bundle, monkeypatch):
+    """The plan is replaced on disk after load() checked every hash: what would go to
+    deserialize_cuda_engine is refused instead. (TensorRT here is tests/trt_double.py, a TEST
+    DOUBLE; what is checked is edgecv's side: the bytes it hands over.)"""
+    assert main(["build", str(bundle)]) == 0
+    (plan,) = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"]
+    handed = []
+    runtime = trt_double.state["trt"].Runtime
+    deserialize = runtime.deserialize_cuda_engine
+    monkeypatch.setattr(
+        runtime, "deserialize_cuda_engine", lambda self, p: handed.append(bytes(p)) or deserialize(self, p)
+    )
+    swapped = _swap_after(monkeypatch, "verify", bundle / plan["file"])
+    with pytest.raises(EdgecvError, match=f"{plan['file']} does not match its sha256"):
+        load(bundle)
+    assert swapped == [plan["file"]] and handed == []
+
+
+def test_tensorrt_is_handed_the_plan_bytes_that_were_checked(trt_double, bundle, monkeypatch, val_images):
+    """The plan is replaced the moment its bytes were read and checked: deserialize_cuda_engine
+    (of the TEST DOUBLE, tests/trt_double.py) gets the checked bytes, and the detector runs."""
+    import hashlib
+
+    assert main(["build", str(bundle)]) == 0
+    (plan,) = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"]
+    sha = {f["path"]: f["sha256"] for f in Bundle.open(bundle).manifest["files"]}[plan["file"]]
+    handed = []
+    runtime = trt_double.state["trt"].Runtime
+    deserialize = runtime.deserialize_cuda_engine
+    monkeypatch.setattr(
+        runtime, "deserialize_cuda_engine", lambda self, p: handed.append(bytes(p)) or deserialize(self, p)
+    )
+    swapped = _swap_after(
+        monkeypatch, "read", bundle / plan["file"], when=lambda *a, name=None, **k: name == plan["file"]
+    )
+    with load(bundle) as det:
+        assert len(det(val_images[0])) > 0
+    assert swapped == [plan["file"]]
+    assert [hashlib.sha256(p).hexdigest() for p in handed] == [sha]
+    assert hashlib.sha256((bundle / plan["file"]).read_bytes()).hexdigest() != sha  # the file did change
+
+
+def test_a_plan_is_built_from_the_graph_that_was_checked(trt_double, bundle, monkeypatch):
+    """The graph is replaced after load() checked it and before a plan is built from it (on the
+    TEST DOUBLE): the build is refused, so no plan of another graph is kept under its hash."""
+    _swap_after(monkeypatch, "verify", bundle / "model.onnx")
+    with pytest.raises(EdgecvError, match="model.onnx does not match its sha256"):
+        load(bundle, build_plan=True)
+    assert trt_double.state["trt"].stats["builds"] == 0
+
+
 def test_the_timing_cache_is_kept_and_reused(trt_double, bundle, tmp_path):
     timing = tmp_path / "timing.cache"
     assert main(["build", str(bundle), "--timing-cache", str(timing)]) == 0

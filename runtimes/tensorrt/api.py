@@ -136,9 +136,9 @@ class TrtApi:
                 "the tensorrt backend needs an NVIDIA GPU and its driver"
             ) from None
 
-    def parse(self, network: Any, onnx_path: Path) -> Any:
+    def parse(self, network: Any, onnx: bytes, onnx_path: Path | None = None) -> Any:
         parser = self.trt.OnnxParser(network, self.logger)
-        ok = parser.parse(Path(onnx_path).read_bytes(), str(onnx_path))  # path: for external weights
+        ok = parser.parse(onnx, None if onnx_path is None else str(onnx_path))  # path: for external weights
         if not ok:
             errors = []
             for i in range(parser.num_errors):
@@ -180,11 +180,24 @@ class TrtApi:
             config.hardware_compatibility_level = member
         return config
 
-    def build(self, onnx_path: Path, settings: dict, shapes: dict, timing_cache: bytes = b"") -> tuple[bytes, bytes]:
-        """Build a serialized plan; returns (plan, timing cache)."""
+    def build(
+        self,
+        onnx: bytes | Path,
+        settings: dict,
+        shapes: dict,
+        timing_cache: bytes = b"",
+        *,
+        onnx_path: Path | None = None,
+    ) -> tuple[bytes, bytes]:
+        """Build a serialized plan from an ONNX graph (its bytes, or its file); returns (plan,
+        timing cache). ``onnx_path``: where the bytes came from (TensorRT resolves external
+        weights beside it)."""
+        if isinstance(onnx, Path):
+            onnx_path = onnx
+            onnx = onnx.read_bytes()
         builder = self.builder()
         network = builder.create_network(self.network_flags())
-        parser = self.parse(network, onnx_path)
+        parser = self.parse(network, onnx, onnx_path)
         config = self.configure(builder, settings, shapes, timing_cache)
         plan = builder.build_serialized_network(network, config)
         if plan is None:

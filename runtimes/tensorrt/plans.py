@@ -145,12 +145,27 @@ def profile_for(name: str, shape: Sequence[int], settings: dict) -> dict[str, tu
 @dataclass(frozen=True)
 class Graph:
     """The ONNX graph plans are built from: its file, its sha256 and its input ``[batch, ...]``
-    (batch <= 0: dynamic)."""
+    (batch <= 0: dynamic); :meth:`read` gives its bytes."""
 
     path: Path
     sha256: str
     input_name: str
     input_shape: tuple[int, ...]
+    bundle: Bundle | None = field(default=None, repr=False, compare=False)
+
+    def read(self) -> bytes:
+        """The graph's bytes, checked against :attr:`sha256` as they are read: a plan is built
+        from the graph its record names, even if the file is replaced meanwhile.
+
+        Raises:
+            BundleError: the file no longer has that sha256.
+        """
+        if self.bundle is not None:
+            return self.bundle.read("model")
+        data = self.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.sha256:
+            raise BundleError(f"the graph '{self.path}' changed while its plan was being built; export again")
+        return data
 
     @classmethod
     def of_bundle(cls, bundle: Bundle) -> Graph:
@@ -158,7 +173,7 @@ class Graph:
         path = bundle.file("model")  # a BundleError naming the bundle when it has no graph
         sha = next(f["sha256"] for f in bundle.manifest["files"] if f["role"] == "model")
         inp = bundle.manifest["input"]
-        return cls(path, sha, inp["name"], tuple(int(d) for d in inp["shape"]))
+        return cls(path, sha, inp["name"], tuple(int(d) for d in inp["shape"]), bundle)
 
     @classmethod
     def of_file(cls, path: str | os.PathLike, input_name: str, input_shape: Sequence[int]) -> Graph:
@@ -295,15 +310,21 @@ def mismatch_message(entries: list[dict], here: Identity, where: str) -> str:
 @dataclass(frozen=True)
 class Plan:
     """A plan for this machine: where it is kept, its entry (as a manifest lists it) and whether
-    it was built just now; :meth:`read` gives its bytes."""
+    it was built just now; :meth:`read` gives its bytes (those checked against the hash its
+    store vouches for, where it has one: a bundle's manifest, a cache's sidecar)."""
 
     path: Path
     entry: dict
     built: bool = False
     data: bytes | None = field(default=None, repr=False)
+    bundle: Bundle | None = field(default=None, repr=False, compare=False)
 
     def read(self) -> bytes:
-        return self.data if self.data is not None else self.path.read_bytes()
+        if self.data is not None:
+            return self.data
+        if self.bundle is not None:
+            return self.bundle.read(name=self.entry["file"])
+        return self.path.read_bytes()
 
 
 class PlanStore:
@@ -361,7 +382,7 @@ class BundlePlans(PlanStore):
                 f"manifest: plan {entry['file']!r} is not among the bundle's hashed files; "
                 f"rebuild it with `edgecv build {self.bundle.path} --force`"
             )
-        return Plan(self.bundle._confined(entry["file"]), entry)
+        return Plan(self.bundle._confined(entry["file"]), entry, bundle=self.bundle)
 
     def check_writable(self) -> None:
         if not os.access(self.bundle.path, os.W_OK):
@@ -490,7 +511,7 @@ def _build(api: TrtApi, graph: Graph, settings: dict, timing_cache: Path, say: S
         + f"; workspace {settings['workspace_mb']} MB{'; timing cache reused' if cache else ''})"
     )
     t0 = time.perf_counter()
-    data, new_cache = api.build(graph.path, settings, shapes, cache)
+    data, new_cache = api.build(graph.read(), settings, shapes, cache, onnx_path=graph.path)
     seconds = time.perf_counter() - t0
     if new_cache:
         atomic_write(timing_cache, new_cache)
