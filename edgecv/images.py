@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,10 @@ ImageLike = np.ndarray | str | os.PathLike
 MIN_SIDE = 8  # smaller frames are refused: nothing can be detected in them
 MAX_SIDE = 32768
 MAX_FILE_BYTES = 256 * 2**20  # a larger image file is a mistake or an attack: it is not read
+#: the most pixels an image file may declare; checked in its header, before it is decoded. 2^27
+#: (134 megapixels, 400 MB decoded) is above any camera's frame, and an eighth of OpenCV's own
+#: 2^30: a file of a few bytes cannot make the decoder allocate gigabytes.
+MAX_PIXELS = 2**27
 COLORS = ("bgr", "rgb")
 #: the files a folder of images is read from (calibration sets, classification and segmentation sets)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -32,12 +37,146 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             f"{MAX_FILE_BYTES // 2**20} MB: not read"
         )
     data = np.fromfile(p, dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
+    w, h = declared_size(data, p)
+    if min(w, h) < 1:
+        raise InvalidImageError(_UNDECODABLE.format(p) + f": its header declares {w}x{h} pixels")
+    if max(w, h) > MAX_SIDE or w * h > MAX_PIXELS:
         raise InvalidImageError(
-            f"'{p}' could not be decoded as an image (truncated, or not an image format OpenCV reads)"
+            f"image file '{p}' declares {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); edgecv decodes "
+            f"images of at most {MAX_PIXELS / 1e6:.0f} megapixels and {MAX_SIDE} pixels a side "
+            "(edgecv.images.MAX_PIXELS): not decoded. Downscale or tile it first"
         )
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise InvalidImageError(_UNDECODABLE.format(p))
     return img
+
+
+_UNDECODABLE = "'{}' could not be decoded as an image (truncated, or not an image format OpenCV reads)"
+#: what :func:`declared_size` reads the size of; other files are not decoded
+HEADER_FORMATS = ("JPEG", "PNG", "BMP", "WebP", "TIFF", "PNM/PFM")
+
+
+def declared_size(data: np.ndarray, path: str | os.PathLike = "image") -> tuple[int, int]:
+    """The (width, height) an image file declares in its header (JPEG's frame header, PNG's
+    IHDR, BMP's info header, WebP's VP8/VP8L/VP8X header, TIFF's first directory, PNM's
+    header), read without decoding anything.
+
+    Args:
+        data: the file's bytes (uint8 array).
+        path: the file, for messages.
+
+    Raises:
+        InvalidImageError: the header is truncated or malformed, or the format is none of
+            :data:`HEADER_FORMATS`.
+    """
+    b = np.ascontiguousarray(data, dtype=np.uint8).data.cast("B")  # a view: the file is not copied
+    head = bytes(b[:32])
+    size: tuple[int, int] | None = None
+    known = True
+    try:
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            size = struct.unpack(">II", head[16:24]) if head[12:16] == b"IHDR" else None
+        elif head.startswith(b"\xff\xd8"):
+            size = _jpeg_size(b)
+        elif head.startswith(b"BM"):
+            (dib,) = struct.unpack("<I", head[14:18])
+            w, h = struct.unpack("<HH", head[18:22]) if dib == 12 else struct.unpack("<ii", head[18:26])
+            size = (abs(w), abs(h))
+        elif head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+            size = _webp_size(head)
+        elif head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            size = _tiff_size(b)
+        elif len(head) > 1 and head[:1] == b"P" and head[1:2] in b"123456Ff":
+            size = _pnm_size(bytes(b[:4096]))
+        else:
+            known = False
+    except (struct.error, ValueError, IndexError):
+        size = None
+    if not known:
+        raise InvalidImageError(
+            f"'{path}' could not be decoded: it is not a {', '.join(HEADER_FORMATS[:-1])} or "
+            f"{HEADER_FORMATS[-1]} file, the formats edgecv reads; convert it to PNG or JPEG"
+        )
+    if size is None:
+        raise InvalidImageError(_UNDECODABLE.format(path) + ": its header is truncated or malformed")
+    return int(size[0]), int(size[1])
+
+
+def _jpeg_size(b: memoryview) -> tuple[int, int] | None:
+    """Walk the segments up to the frame header (SOF0..SOF15 but DHT, JPG and DAC)."""
+    i = 2
+    while i + 4 <= len(b):
+        if b[i] != 0xFF:
+            return None
+        marker = b[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            i += 2
+        elif marker in (0xD9, 0xDA):  # the end, or the scan, before any frame header
+            return None
+        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", b[i + 5 : i + 9])
+            return w, h
+        else:
+            i += 2 + struct.unpack(">H", b[i + 2 : i + 4])[0]
+    return None
+
+
+def _webp_size(b: bytes) -> tuple[int, int] | None:
+    chunk = b[12:16]
+    if chunk == b"VP8 ":
+        w, h = struct.unpack("<HH", b[26:30])
+        return w & 0x3FFF, h & 0x3FFF
+    if chunk == b"VP8L":
+        (bits,) = struct.unpack("<I", b[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        return int.from_bytes(b[24:27], "little") + 1, int.from_bytes(b[27:30], "little") + 1
+    return None
+
+
+def _tiff_size(b: memoryview) -> tuple[int, int] | None:
+    """ImageWidth (256) and ImageLength (257) of the first directory, classic or BigTIFF."""
+    e = "<" if bytes(b[:2]) == b"II" else ">"
+    big = bytes(b[2:4]) in (b"+\x00", b"\x00+")
+    (ifd,) = struct.unpack(e + "Q", b[8:16]) if big else struct.unpack(e + "I", b[4:8])
+    count_fmt, entry, value_at = ("Q", 20, 12) if big else ("H", 12, 8)
+    (n,) = struct.unpack_from(e + count_fmt, b, ifd)
+    first = ifd + (8 if big else 2)
+    found = {}
+    for k in range(min(n, 4096)):
+        at = first + k * entry
+        tag, kind = struct.unpack_from(e + "HH", b, at)
+        if tag in (256, 257):
+            fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+            if fmt is None:
+                return None
+            found[tag] = struct.unpack_from(e + fmt, b, at + value_at)[0]
+    return (found[256], found[257]) if len(found) == 2 else None
+
+
+def _pnm_size(b: bytes) -> tuple[int, int] | None:
+    """Width and height: the two numbers after the magic, past whitespace and # comments."""
+    numbers: list[int] = []
+    i = 2
+    while len(numbers) < 2 and i < min(len(b), 4096):
+        c = b[i : i + 1]
+        if c.isspace():
+            i += 1
+        elif c == b"#":
+            end = b.find(b"\n", i)
+            i = len(b) if end < 0 else end + 1
+        else:
+            j = i
+            while j < len(b) and b[j : j + 1].isdigit():
+                j += 1
+            if j == i:
+                return None
+            numbers.append(int(b[i:j]))
+            i = j
+    return (numbers[0], numbers[1]) if len(numbers) == 2 else None
 
 
 def prepare(image: ImageLike, color: str, model_color: str = "RGB") -> tuple[np.ndarray, int | None]:
