@@ -28,14 +28,55 @@ DISTS = (
 )
 
 
+#: what the exporter needs of torch and torchvision: torch.onnx.export(..., dynamo=False) arrived in
+#: torch 2.5, and torch 2.N pairs with torchvision 0.(N+15). The ``[export]`` extra pins the tested pair;
+#: ``[export-core]`` leaves torch to the user's own environment within this range.
+TORCH_RANGE = {"torch": ">=2.5,<3", "torchvision": ">=0.20,<1"}
+
+#: torch/torchvision pairs the whole test suite ran with, and where
+TESTED_PAIRS = {("2.14.1", "0.29.1"): "CI: .ci/run with the [export] extra's pins"}
+
+
+def torch_status(v: dict[str, str | None]) -> str:
+    """One line on the installed torch/torchvision pair: tested, in the supported range, or neither."""
+    torch, tv = v.get("torch"), v.get("torchvision")
+    if not torch:
+        return "torch missing: the exporter needs it (pip install 'edgecv[export]', or your own torch>=2.5)"
+    pair = (torch.split("+")[0], (tv or "").split("+")[0])
+    tested = ", ".join(f"{t}+{w}" for t, w in TESTED_PAIRS)
+    if pair in TESTED_PAIRS:
+        return f"torch {torch} + torchvision {tv}: a tested pair ({TESTED_PAIRS[pair]})"
+    if tv and all(_satisfies(have, TORCH_RANGE[d]) for d, have in (("torch", torch), ("torchvision", tv))):
+        return f"torch {torch} + torchvision {tv}: in the supported range, not a tested pair (tested: {tested})"
+    return (
+        f"torch {torch} + torchvision {tv or 'missing'}: outside the supported range "
+        f"(torch{TORCH_RANGE['torch']}, torchvision{TORCH_RANGE['torchvision']}; tested: {tested})"
+    )
+
+
+def require_torch() -> None:
+    """Refuse an exporter import under a torch or torchvision outside :data:`TORCH_RANGE`."""
+    v = {d: _installed(d) for d in TORCH_RANGE}
+    bad = [f"{d} {have}" for d, have in v.items() if have and not _satisfies(have, TORCH_RANGE[d])]
+    if bad:
+        from .errors import EdgecvError
+
+        raise EdgecvError(
+            f"the exporter needs torch{TORCH_RANGE['torch']} and torchvision{TORCH_RANGE['torchvision']}, "
+            f"found {' and '.join(bad)}: pip install 'edgecv[export]' (the tested pair), or upgrade your own "
+            "torch and torchvision together (torch 2.N with torchvision 0.(N+15))"
+        )
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
 def installed() -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for d in DISTS:
-        try:
-            out[d] = version(d)
-        except PackageNotFoundError:
-            out[d] = None
-    return out
+    return {d: _installed(d) for d in DISTS}
 
 
 def _v(text: str | None) -> tuple[int, ...]:
@@ -97,7 +138,11 @@ def _satisfies(have: str, spec: str) -> bool:
 
 
 def own_ranges() -> dict[str, str]:
-    """edgecv's requirements (all extras) as dist -> specifier, from its installed metadata."""
+    """edgecv's requirements (all extras) as dist -> specifier, from its installed metadata.
+
+    torch and torchvision get the supported range (:data:`TORCH_RANGE`) rather than the
+    ``[export]`` extra's exact pins: a user's own torch within the range is not a problem.
+    """
     out: dict[str, str] = {}
     try:
         reqs = requires("edgecv") or []
@@ -107,4 +152,4 @@ def own_ranges() -> dict[str, str]:
         m = re.match(r"^\s*([A-Za-z0-9_.\-]+)\s*(\[[^\]]*\])?\s*([<>=!~][^;]*)?", r)
         if m and m.group(3) and m.group(1) != "edgecv":
             out[m.group(1).lower()] = m.group(3).strip()
-    return out
+    return {**out, **TORCH_RANGE} if out else out

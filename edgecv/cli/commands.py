@@ -619,16 +619,18 @@ def run_env(a: argparse.Namespace) -> int:
     from ..cpu import isa
 
     flags = " ".join(isa())
-    from ..envcheck import installed, own_ranges, problems
+    from ..envcheck import installed, own_ranges, problems, torch_status
 
+    versions = installed()
     info: dict[str, Any] = {
         "edgecv": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_flags": flags,
         "backends": rows,
-        "problems": problems(installed(), own_ranges()),
-        "export": {d: _version(d) for d in ("torch", "torchvision", "onnx", "onnxslim")},
+        "problems": problems(versions, own_ranges()),
+        "export": {d: versions.get(d) or _version(d) for d in ("torch", "torchvision", "onnx", "onnxslim")},
+        "torch": torch_status(versions),
         "eval": {"faster-coco-eval": _version("faster-coco-eval")},
     }
     if a.json:
@@ -640,6 +642,7 @@ def run_env(a: argparse.Namespace) -> int:
     for r in rows:
         print(f"{r['backend']:<12} {'yes' if r['usable'] else 'no':<7} {r['version'] or '-':<12} {r['note']}")
     print("exporter   " + ", ".join(f"{k} {v or 'missing'}" for k, v in info["export"].items()))
+    print(f"pair       {info['torch']}")
     print("metrics    " + ", ".join(f"{k} {v or 'missing'}" for k, v in info["eval"].items()))
     for p in info["problems"]:
         print(f"problem    {p}")
