@@ -77,7 +77,7 @@ def _head(model: nn.Module) -> nn.Module:
             "RTDETRDecoder": "RT-DETR",
         }.get(kind, kind)
         raise SourceError(
-            f"this Ultralytics model's head ({kind}) is for {task}; edgecv takes Ultralytics detection "
+            f"this Ultralytics model's {task} head ({kind}) is not a detection head; edgecv takes Ultralytics detection "
             "models (a Detect head: YOLOv3, YOLOv5u, YOLOv8, YOLO11)"
         )
     assert head is not None, f"{type(model).__name__} has no Detect head in its layers"

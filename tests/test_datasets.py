@@ -204,7 +204,7 @@ def _set(entry, **fields):
         (lambda d: _set(d["images"][1], id=True), r"images\[1\]\.id = true is not an integer"),
         (lambda d: _set(d["annotations"][0], bbox=[1, 2, 3]), r"bbox = \[1, 2, 3\] is not a list of 4"),
         (lambda d: _set(d["annotations"][0], iscrowd=2), r"iscrowd = 2 is not 0 or 1"),
-        (lambda d: d["annotations"].__setitem__(0, "box"), r"annotations\[0\] is a str, not an object"),
+        (lambda d: d["annotations"].__setitem__(0, "box"), r"annotations\[0\] is of type str, not an object"),
         (lambda d: _set(d["images"][1], id=1), r"duplicate image ids \(1\): 1"),
         (lambda d: _set(d["annotations"][1], id=1), r"duplicate annotation ids \(1\): 1"),
         (lambda d: _set(d["categories"][1], name="cat"), r"duplicate category names \(1\): cat"),
@@ -225,7 +225,7 @@ def _set(entry, **fields):
         (lambda d: _set(d["annotations"][0], bbox=[4, 6, 20, -1]), r"width or height <= 0"),
         (lambda d: d.update(images=[], annotations=[]), "has no images"),
         (lambda d: d.pop("annotations"), "not a COCO detection file: no 'annotations'"),
-        (lambda d: d.update(images={}), "'images' is a dict, not a list"),
+        (lambda d: d.update(images={}), "'images' is of type dict, not a list"),
     ],
 )
 def test_bad_coco_is_refused(tmp_path, mutate, msg):

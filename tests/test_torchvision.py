@@ -147,11 +147,11 @@ def test_loading_errors_are_clear(tmp_path):
         EdgecvError, match="unknown torchvision constructor 'ssd512'.*retinanet_resnet50_fpn.*resnet18.*lraspp"
     ):
         export_mod.load_source(str(sd), arch="ssd512", num_classes=4)
-    with pytest.raises(EdgecvError, match="is not a fcos_resnet50_fpn"):
+    with pytest.raises(EdgecvError, match="does not fit fcos_resnet50_fpn: "):
         export_mod.load_source(str(sd), arch="fcos_resnet50_fpn", num_classes=4)
     with pytest.raises(EdgecvError, match="pass --arch"):
         export_mod.load_source(str(sd))
-    with pytest.raises(EdgecvError, match="2 class names for a SSD with 3 classes"):
+    with pytest.raises(EdgecvError, match="2 class names for SSD, which has 3 classes"):
         export_mod.load_source(model, names=["a", "b"])
     pickled = tmp_path / "whole.pt"
     torch.save(model, pickled)
