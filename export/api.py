@@ -47,6 +47,14 @@ def _imgsz(value: int | Sequence[int] | None, src: Source) -> tuple[int, int]:
     if isinstance(value, int):
         value = (value, value)
     h, w = (int(v) for v in value)
+    fixed = src.fixed_imgsz
+    if fixed is not None and (h, w) != fixed:
+        why = "its declared input" if src.kind == "onnx" else "traced at that size, its metadata says"
+        raise ExportError(
+            f"{src.kind} model '{src.name}' takes {fixed[0]}x{fixed[1]} inputs only ({why}), not {h}x{w}: leave "
+            f"out --imgsz (Python: imgsz=None) to export at {fixed[0]}x{fixed[1]}, or export the model again at "
+            f"{h}x{w} or with a dynamic input size"
+        )
     problem = task.check_size(h, w)
     if problem:
         raise ExportError(problem)
@@ -197,8 +205,13 @@ def export(
         target: ``onnxruntime``, ``openvino`` or ``tensorrt`` (the graph TensorRT builds, its build
             settings, and the plan when TensorRT and a GPU are here).
         out_dir: parent directory; the bundle is ``out_dir/<name>``.
-        name: bundle directory name (default ``<model>-<target>-<precision>``).
-        imgsz: input size, int or (H, W), multiples of 32 (default: the checkpoint's, else 640).
+        name: bundle directory name (default ``<model>-<target>-<precision>``, ``<model>`` the source
+            file's stem; for a module in memory, its class name, or its checkpoint's stem for an
+            Ultralytics ``YOLO`` object loaded from a file).
+        imgsz: input size, int or (H, W), multiples of 32 (default: the model's: a checkpoint's
+            training size, an ONNX input's fixed size or an exported model's metadata ``imgsz``,
+            a torchvision detector's transform size; else 640). A model whose input size is fixed
+            (an ONNX input, a traced Ultralytics TorchScript) runs only at that size.
         precision: ``fp32``, ``fp16`` (FP16 network, FP32 I/O and post-processing), ``bf16``
             (openvino only: FP32 weights, computed in bf16 on CPUs that have it) or ``int8``
             (onnxruntime: static QDQ quantization; openvino: NNCF), which needs ``calib``.
@@ -248,7 +261,11 @@ def export(
     dest = Path(out_dir) / name
     from .tasks import check_options, export_options, task_graph
 
-    say(f"source: {src.kind} '{src.name}' ({src.task}), {len(src.names)} classes, input {size[0]}x{size[1]}")
+    say(
+        f"source: {src.kind} '{src.name}' ({src.task}), {len(src.names)} {'class' if len(src.names) == 1 else 'classes'}"
+        f"{f' (names: {src.names_from})' if src.names_from else ''}, input {size[0]}x{size[1]}"
+        f"{' (fixed by the model)' if src.fixed_imgsz else ''}"
+    )
     check_options(src, probabilities)
     if src.meta.get("batch") == 1 and dynamic_batch:
         say(f"{src.meta.get('family', src.name)} is exported for batch 1: the bundle runs one image per call")

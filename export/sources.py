@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import warnings
 import zipfile
@@ -49,6 +50,8 @@ class Source:
     path: str | None = None
     meta: dict = field(default_factory=dict)
     task: str = "detect"  # "detect", "classify" or "segment"
+    fixed_imgsz: tuple[int, int] | None = None  # the only input size the model file runs at
+    names_from: str = ""  # where the class names came from, when the user did not give them
 
 
 def _names(names: Sequence[str] | None, num_classes: int | None) -> tuple[str, ...]:
@@ -98,6 +101,7 @@ def from_checkpoint(ckpt: dict, path: str | None = None) -> Source:
         sha256=sha256_file(path) if path else _module_hash(model),
         path=path,
         meta={"train": ckpt.get("train", {})},
+        names_from="the checkpoint",
     )
 
 
@@ -139,7 +143,17 @@ def torchvision_source(
             f"{len(names)} class name{'s' * (len(names) != 1)} for {type(model).__name__}, which has {c} class{'es' * (c != 1)}"
             + (" (torchvision's num_classes counts the background class, which edgecv drops)" if fam == "ssd" else "")
         )
-    size = (320, 320) if fam == "ssd" else (640, 640)
+    from .. import tasks
+
+    size = TV.default_size(model, tasks.get("detect").size_step) or tasks.get("detect").default_size
+    names_from = ""
+    if not names:
+        names = TV.coco_names(model)
+        names_from = (
+            "torchvision's COCO categories (the model has COCO's 91 classes)"
+            if names
+            else f"none in the model, numbered class0…class{c - 1}: pass --names"
+        )
     meta = {"torchvision": model, "family": fam}
     if fam in ("fasterrcnn", "maskrcnn"):
         meta["batch"] = 1  # the RPN's proposals and RoI heads are exported for one image
@@ -154,6 +168,7 @@ def torchvision_source(
         sha256=sha256 or _module_hash(model),
         path=path,
         meta=meta,
+        names_from=names_from,
     )
 
 
@@ -188,6 +203,7 @@ def ultralytics_source(
         sha256=sha256 or _module_hash(head),
         path=path,
         meta={"family": "ultralytics", "ultralytics": {k: info[k] for k in ("version", "yaml")}},
+        names_from="" if names else "the checkpoint",
     )
 
 
@@ -271,8 +287,8 @@ def load_source(
     given_in_spec = in_spec  # None: the source's own (ImageNet's for torchvision classifiers and segmenters)
     in_spec = in_spec or InputSpec()
 
-    def spec_for(n_classes: int | None) -> tuple[tuple[str, ...], OutputSpec]:
-        nm = _names(names, out_spec.num_classes if out_spec else n_classes)
+    def spec_for(n_classes: int | None, file_names: Sequence[str] | None = None) -> tuple[tuple[str, ...], OutputSpec]:
+        nm = _names(names or file_names, out_spec.num_classes if out_spec else n_classes)
         return nm, out_spec or OutputSpec(len(nm), **spec_kw)
 
     if task not in (None, "detect", "classify", "segment"):
@@ -288,7 +304,10 @@ def load_source(
         if task is not None and task != "detect":
             return task_source(model, task, type(model).__name__, "module", names, in_spec=given_in_spec)
     if _is_ultralytics(model):
-        return ultralytics_source(model, type(model).__name__, "module", names)
+        from .ultralytics_models import checkpoint_path
+
+        ckpt_path = checkpoint_path(model)  # a YOLO object remembers its file: the bundle is named after it
+        return ultralytics_source(model, Path(ckpt_path).stem if ckpt_path else type(model).__name__, "module", names)
     if isinstance(model, nn.Module) and _torchvision_family(model):
         return torchvision_source(model, type(model).__name__, "module", names)
     if isinstance(model, nn.Module):
@@ -304,6 +323,27 @@ def load_source(
     if path.stat().st_size == 0:
         raise SourceError(f"model file '{path}' is empty")
     digest = sha256_file(path)
+
+    def from_export(
+        kind: str,
+        info: dict,
+        fixed: tuple[int, int] | None,
+        size: tuple[int, int] | None,
+        module: nn.Module | None = None,
+        onnx_path: Path | None = None,
+    ) -> Source:
+        """An ONNX or TorchScript file as a Source, with the names and input size its metadata gives."""
+        _check_file_task(path, info["task"], task)
+        file_names = None if names else info["names"]
+        from_file = f"the {'ONNX' if kind == 'onnx' else 'TorchScript'} metadata" if file_names else ""
+        if task in ("classify", "segment"):
+            given = names or file_names
+            src = task_source(module, task, path.stem, kind, given, given_in_spec, digest, str(path), onnx_path, size)
+        else:
+            nm, spec = spec_for(None, file_names)
+            src = Source(path.stem, kind, nm, spec, in_spec, module, onnx_path, size, sha256=digest, path=str(path))
+        return dataclasses.replace(src, fixed_imgsz=fixed, names_from=from_file)
+
     if path.suffix.lower() == ".onnx":
         import onnx
 
@@ -315,10 +355,11 @@ def load_source(
             raise SourceError(
                 f"ONNX source '{path}' has {len(proto.graph.input)} inputs; edgecv expects one image input"
             )
-        if task in ("classify", "segment"):
-            return task_source(None, task, path.stem, "onnx", names, given_in_spec, digest, str(path), onnx_path=path)
-        nm, spec = spec_for(None)
-        return Source(path.stem, "onnx", nm, spec, in_spec, onnx_path=path, sha256=digest, path=str(path))
+        from .ultralytics_models import read_metadata
+
+        info = read_metadata({p.key: p.value for p in proto.metadata_props})
+        fixed = _declared_size(proto)
+        return from_export("onnx", info, fixed, fixed or info["imgsz"], onnx_path=path)
     if path.suffix.lower() not in (".pt", ".pth", ".torchscript", ".ts"):
         raise SourceError(
             f"'{path}': unknown model file type '{path.suffix}'; edgecv takes .pt/.pth, .torchscript or .onnx"
@@ -329,16 +370,19 @@ def load_source(
             "it may be truncated"
         )
     if _is_torchscript(path):
+        extra = {"config.txt": ""}  # Ultralytics' metadata (JSON: names, imgsz, task, args)
         try:
             with warnings.catch_warnings():  # torch.jit.load is deprecated, yet TorchScript files are still handed in
                 warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.load(str(path), map_location="cpu").eval()
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra).eval()
         except RuntimeError as e:
             raise SourceError(f"TorchScript file '{path}' could not be loaded: {e}") from None
-        if task in ("classify", "segment"):
-            return task_source(module, task, path.stem, "torchscript", names, given_in_spec, digest, str(path))
-        nm, spec = spec_for(None)
-        return Source(path.stem, "torchscript", nm, spec, in_spec, module=module, sha256=digest, path=str(path))
+        from .ultralytics_models import read_metadata
+
+        info = read_metadata(_json_object(extra["config.txt"]))
+        # a traced model runs at the size it was traced at, unless its export says it was dynamic
+        fixed = info["imgsz"] if info["dynamic"] is False else None
+        return from_export("torchscript", info, fixed, info["imgsz"], module=module)
     from . import ultralytics_models as U
 
     if U.is_checkpoint(path):
@@ -409,6 +453,32 @@ def load_source(
         "torchvision detector pass --arch (e.g. retinanet_resnet50_fpn) and --num-classes; otherwise build the "
         "nn.Module in Python and call edgecv.export.export(module, ...)"
     )
+
+
+def _declared_size(proto: Any) -> tuple[int, int] | None:
+    """(H, W) of an ONNX model's NCHW image input where both are fixed numbers, else None."""
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    if len(dims) != 4 or not all(d.HasField("dim_value") and d.dim_value > 0 for d in dims[2:]):
+        return None
+    return int(dims[2].dim_value), int(dims[3].dim_value)
+
+
+def _json_object(data: bytes | str) -> dict:
+    """A JSON object from a model file's metadata, or {} where there is none or it is not one."""
+    try:
+        obj = json.loads(data) if data else {}
+    except (ValueError, RecursionError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _check_file_task(path: Path, file_task: str | None, task: str | None) -> None:
+    """Refuse, up front, an exported Ultralytics model whose metadata names a head edgecv does not take."""
+    if task in (None, "detect") and file_task in ("segment", "pose", "obb"):
+        raise SourceError(
+            f"'{path}' is an Ultralytics {file_task} model (its metadata says task={file_task}); edgecv takes "
+            "Ultralytics detection models (task=detect)"
+        )
 
 
 def _is_ultralytics(obj: Any) -> bool:

@@ -50,6 +50,8 @@ TWO_STAGE = {
     "maskrcnn_resnet50_fpn_v2": "maskrcnn",
 }
 CONSTRUCTORS = {**SINGLE_STAGE, **TWO_STAGE}
+#: families whose label 0 is the background, which edgecv drops
+BACKGROUND = ("ssd", "fasterrcnn", "maskrcnn")
 
 
 def family(module: Any) -> str | None:
@@ -79,6 +81,31 @@ def num_classes(module: nn.Module) -> int:
     if kind in ("retinanet", "fcos"):
         return det.head.classification_head.num_classes
     return det.roi_heads.box_predictor.cls_score.out_features - 1
+
+
+def default_size(module: nn.Module, step: int = 32) -> tuple[int, int] | None:
+    """The square input size the detector's own transform evaluates at: its ``fixed_size`` (SSD)
+    or its test-time ``min_size`` (the R-CNNs, RetinaNet, FCOS: 800; the ``*_320_fpn`` models:
+    320), rounded up to a multiple of ``step``. None without a GeneralizedRCNNTransform."""
+    t: Any = getattr(module, "transform", None)
+    fixed = getattr(t, "fixed_size", None)
+    min_size = getattr(t, "min_size", None)
+    side = max(fixed) if fixed else (min_size[-1] if isinstance(min_size, (tuple, list)) and min_size else None)
+    if not isinstance(side, int) or side < 1:
+        return None
+    side = -(-side // step) * step
+    return (side, side)
+
+
+def coco_names(module: nn.Module) -> tuple[str, ...] | None:
+    """torchvision's COCO category names in the bundle's class order, for a detector with COCO's 91
+    outputs (torchvision's COCO-trained models); else None. Class ``i`` is torchvision's label ``i``
+    (``i + 1`` for the families with a background), so the names keep torchvision's "N/A" gaps."""
+    from torchvision.models.detection import FasterRCNN_MobileNet_V3_Large_320_FPN_Weights as Weights
+
+    categories = list(Weights.COCO_V1.meta["categories"])  # the same 91 names for every COCO detector
+    offset = 1 if family(module) in BACKGROUND else 0
+    return tuple(categories[offset:]) if num_classes(module) + offset == len(categories) else None
 
 
 def input_spec(module: nn.Module) -> InputSpec:

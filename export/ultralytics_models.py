@@ -12,8 +12,11 @@ takes ``trust_pickle`` like any other pickle. Heads with one-to-one (NMS-free) b
 
 from __future__ import annotations
 
+import ast
 import copy
+import json
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -109,9 +112,9 @@ def prepare(model: nn.Module) -> RawHead:
 
 
 def _imgsz(value: Any) -> tuple[int, int] | None:
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return (int(value[0]), int(value[1]))
     return None
 
@@ -133,6 +136,55 @@ def describe(model: nn.Module, ckpt: dict | None = None) -> dict:
         "version": (ckpt or {}).get("version"),
         "yaml": (getattr(model, "yaml", None) or {}).get("yaml_file"),
     }
+
+
+def _literal(value: Any) -> Any:
+    """A metadata value as written: ONNX metadata holds Python reprs (``"{0: 'person'}"``,
+    ``"[320, 320]"``), TorchScript's ``config.txt`` JSON values."""
+    if not isinstance(value, str) or len(value) > 1_000_000:
+        return value
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(value)  # literals only: nothing from the file runs
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def read_metadata(props: Mapping[str, Any]) -> dict:
+    """What an exported model's metadata says, as Ultralytics writes it (ONNX ``metadata_props``,
+    TorchScript ``config.txt``): ``names`` (list or None), ``imgsz`` ((H, W) or None), ``task``
+    and ``dynamic`` (whether the export took any input size; None: not said). Unreadable entries
+    are None."""
+    names = _literal(props.get("names"))
+    if isinstance(names, dict):
+        try:
+            keyed = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError):
+            keyed = {}
+        names = [keyed[i] for i in range(len(keyed))] if sorted(keyed) == list(range(len(keyed))) else None
+    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, (str, int)) for n in names)):
+        names = None
+    imgsz = _literal(props.get("imgsz"))
+    args = _literal(props.get("args"))
+    task = props.get("task")
+    return {
+        "names": [str(n) for n in names] if names else None,
+        "imgsz": _imgsz(imgsz),
+        "task": task if isinstance(task, str) else None,
+        "dynamic": bool(args["dynamic"]) if isinstance(args, dict) and args.get("dynamic") is not None else None,
+    }
+
+
+def checkpoint_path(obj: Any) -> str | None:
+    """The checkpoint file a ``YOLO`` object (``ckpt_path``) or its model (``pt_path``) was loaded from."""
+    for o in (obj, getattr(obj, "model", None)):
+        p = getattr(o, "ckpt_path", None) or getattr(o, "pt_path", None)
+        if isinstance(p, (str, Path)) and str(p):
+            return str(p)
+    return None
 
 
 def load_checkpoint(path: Path, trust_pickle: bool) -> tuple[nn.Module, dict]:
@@ -171,11 +223,13 @@ def unwrap(obj: Any) -> nn.Module:
 __all__ = [
     "INSTALL_HINT",
     "RawHead",
+    "checkpoint_path",
     "describe",
     "is_checkpoint",
     "is_model",
     "load_checkpoint",
     "prepare",
+    "read_metadata",
     "require",
     "unwrap",
 ]
