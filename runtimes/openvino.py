@@ -100,6 +100,23 @@ class OpenVinoDetector(Detector):
                 "openvino: this CPU does not compute in %s; the bundle runs in %s", self._hint, self.inference_precision
             )
         self.threads_used = int(first.compiled.get_property("INFERENCE_NUM_THREADS"))
+        self._warm_bridge(first)
+
+    def _warm_bridge(self, first: _Compiled) -> None:
+        """One inference on the loading thread, before any call from another thread.
+
+        OpenVINO's Python binding sets up its numpy bridge lazily, under a static guard, on the
+        first call that converts an array. Two threads making that first call at once (the
+        workers of :meth:`stream`) can deadlock: one holds the guard and waits for the GIL, the
+        other holds the GIL and waits for the guard (seen as a hang of ``det.stream(paths)`` in
+        a fresh process). Making the first call here, alone, sets the bridge up before then.
+        """
+        dims = [self.fixed_batch or 1, *self._dims[1:]]
+        if any(d < 1 for d in dims):
+            return  # a dynamic spatial size: the first real call sets the bridge up instead
+        port = self._model.inputs[0]
+        dtype = np.uint8 if port.get_element_type().to_string() == "u8" else np.float32
+        first.infer(self.input_name, np.zeros(dims, dtype))
 
     def _read_model(self, ov: Any) -> Any:
         """The bundle's IR from the bytes whose sha256 was checked (:meth:`Bundle.read`), not from
