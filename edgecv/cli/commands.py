@@ -651,9 +651,6 @@ def run_env(a: argparse.Namespace) -> int:
     return 0
 
 
-# --- demo -------------------------------------------------------------------------------------
-
-
 # --- models -----------------------------------------------------------------------------------
 
 
@@ -667,6 +664,9 @@ def run_models(a: argparse.Namespace) -> int:
     cat = catalogue()
     print(json.dumps(cat, indent=2) if a.json else format_catalogue(cat))
     return 0
+
+
+# --- demo -------------------------------------------------------------------------------------
 
 
 def setup_demo(p: argparse.ArgumentParser) -> None:
@@ -1009,14 +1009,14 @@ COMMANDS = {
     "build": (setup_build, run_build, "build a TensorRT plan for this GPU and add it to a tensorrt bundle"),
     "doctor": (setup_doctor, run_doctor, "static check of a bundle or ONNX graph against TensorRT's rules"),
     "env": (setup_env, run_env, "which backends are usable here, with versions"),
-    "demo": (
-        setup_demo,
-        run_demo,
     "models": (
         setup_models,
         run_models,
         "what can be exported: sources and --arch constructors per task, targets x precisions",
     ),
+    "demo": (
+        setup_demo,
+        run_demo,
         "export the default detector to every CPU target and compare them on the shapes set",
     ),
 }
