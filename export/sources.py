@@ -150,7 +150,7 @@ def torchvision_source(
     if not names:
         names = TV.coco_names(model)
         names_from = (
-            "torchvision's COCO categories (the model has COCO's 91 classes)"
+            "torchvision's COCO categories, as the model has COCO's 91 classes"
             if names
             else f"none in the model, numbered class0…class{c - 1}: pass --names"
         )
