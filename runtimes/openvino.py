@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BundleError, EdgecvError
+from ..errors import BackendUnavailableError, BundleError, EdgecvError
+from ..graph_references import check_model
 from .base import Detector
 
 log = logging.getLogger("edgecv")
@@ -76,7 +77,12 @@ class OpenVinoDetector(Detector):
     thread_safe = True  # each call takes an infer request of its own from the pool
 
     def activate_impl(self) -> None:
-        import openvino as ov
+        try:
+            import openvino as ov
+        except ImportError as e:  # missing, or a broken install (its native libraries)
+            raise BackendUnavailableError(
+                f"openvino cannot be imported ({e}): pip install 'edgecv[openvino]'"
+            ) from None
 
         if self.bundle is None:
             raise EdgecvError("the openvino backend runs the model of a bundle: load one with edgecv.load(path)")
@@ -91,7 +97,10 @@ class OpenVinoDetector(Detector):
         self._wanted = set(self.output_names.values())
         self._compiled: dict[tuple, _Compiled] = {}
         self._compile_lock = threading.Lock()
-        first = self._compilation(self.fixed_batch or 1, "latency")
+        try:
+            first = self._compilation(self.fixed_batch or 1, "latency")
+        except RuntimeError as e:  # OpenVINO's errors are RuntimeErrors: a model its CPU plugin cannot compile
+            raise self._broken(e) from None
         # what the plugin computes in, after falling back where the CPU lacks the asked type
         effective = first.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.inference_precision = effective.to_string() if hasattr(effective, "to_string") else str(effective)
@@ -124,6 +133,7 @@ class OpenVinoDetector(Detector):
         read straight into a tensor OpenVINO allocates and then owns, so they are held once."""
         assert self.bundle is not None
         xml = self.bundle.read("model")
+        check_model(self.bundle, xml, self.key)  # weights: the hashed .bin beside the XML, and nothing else
         tensors = []
 
         def allocate(size: int) -> np.ndarray:
@@ -136,6 +146,18 @@ class OpenVinoDetector(Detector):
             return self.core.read_model(xml.decode("utf-8"), tensor)
         except UnicodeDecodeError:
             raise BundleError(f"the model of bundle '{self.bundle.path}' is not an OpenVINO IR (XML)") from None
+        except RuntimeError as e:  # OpenVINO's errors (a malformed IR) are RuntimeErrors
+            raise self._broken(e) from None
+
+    def _broken(self, e: Exception) -> BundleError:
+        assert self.bundle is not None
+        # OpenVINO's message: a line per source location it passed through, then what was wrong
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip() and not ln.startswith("Exception from ")]
+        return BundleError(
+            f"bundle '{self.bundle.path}': OpenVINO cannot load {self.bundle.file('model').name} "
+            f"({type(e).__name__}: {' '.join(lines) or str(e).strip()}); it is the file the manifest hashes, "
+            "so the bundle was written broken: re-export it"
+        )
 
     def _compilation(self, batch: int, mode: str) -> _Compiled:
         """The compilation that runs a batch of ``batch`` in ``mode`` (latency or throughput)."""

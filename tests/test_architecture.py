@@ -32,6 +32,7 @@ LAYERS = [
             "edgecv.detections",
             "edgecv.results",
             "edgecv.bundle",
+            "edgecv.graph_references",
             "edgecv.draw",
             "edgecv.cpu",
             "edgecv.envcheck",

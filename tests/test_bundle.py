@@ -248,3 +248,110 @@ def test_a_model_with_external_data_is_refused_not_resolved_in_the_working_direc
     monkeypatch.chdir(bundle_copy)  # where onnxruntime would find weights.data
     with pytest.raises(BundleError, match=r"external data file.*re-export"):
         load(bundle_copy)
+
+
+# --- what a graph refers to (edgecv.graph_references): only what the manifest hashes ----------------
+
+
+def _tiny_model(**node_kw):
+    """A one-node ONNX model (Identity of x), its node's fields from ``node_kw``."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node(node_kw.pop("op_type", "Identity"), ["x"], ["y"], name="n0", **node_kw)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), onnx
+
+
+def test_external_data_is_found_in_subgraphs_with_its_location():
+    from onnx import TensorProto, helper
+
+    from edgecv.graph_references import ExternalTensor, check_onnx, onnx_references
+
+    model, onnx = _tiny_model()
+    inner = helper.make_tensor("w", TensorProto.FLOAT, [1], [1.0])
+    inner.ClearField("float_data")
+    inner.data_location = TensorProto.EXTERNAL
+    inner.external_data.add(key="location", value="../../etc/passwd")
+    then = helper.make_graph(
+        [helper.make_node("Constant", [], ["c"], value=inner)],
+        "then",
+        [],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [1])],
+    )
+    model.graph.node.append(helper.make_node("If", ["cond"], ["z"], then_branch=then, else_branch=then))
+    data = model.SerializeToString()
+    assert onnx_references(data).external == [ExternalTensor("w", "../../etc/passwd")] * 2  # in both branches
+    with pytest.raises(BundleError, match=r"m\.onnx keeps tensor 'w' in the external data file '\.\./\.\./etc/passwd'"):
+        check_onnx(data, "m.onnx", "onnxruntime")
+
+
+@pytest.mark.parametrize(
+    "domain, backend, refused",
+    [
+        ("", "tensorrt", False),
+        ("ai.onnx", "openvino", False),
+        ("com.microsoft", "onnxruntime", False),  # onnxruntime's contrib operators: its own library
+        ("com.microsoft", "tensorrt", True),  # TensorRT would look a plugin up
+        ("trt.plugins", "tensorrt", True),
+        ("com.example.hostile", "onnxruntime", True),
+    ],
+)
+def test_custom_domains_only_where_a_target_registers_them(domain, backend, refused):
+    from edgecv.graph_references import check_onnx
+
+    model, _ = _tiny_model(op_type="Custom" if domain not in ("", "ai.onnx") else "Identity", domain=domain)
+    data = model.SerializeToString()
+    if refused:
+        with pytest.raises(BundleError, match=rf"m\.onnx has node 'n0', operator 'Custom' of domain '{domain}'"):
+            check_onnx(data, "m.onnx", backend)
+    else:
+        check_onnx(data, "m.onnx", backend)
+
+
+def test_a_call_of_the_models_own_function_is_not_a_custom_operator():
+    from onnx import helper
+
+    from edgecv.graph_references import check_onnx, onnx_references
+
+    model, _ = _tiny_model(op_type="MyIdentity", domain="local.fn")
+    body = helper.make_function(
+        "local.fn",
+        "MyIdentity",
+        ["a"],
+        ["b"],
+        [helper.make_node("Identity", ["a"], ["b"])],
+        [helper.make_opsetid("", 17)],
+    )
+    model.functions.append(body)
+    check_onnx(model.SerializeToString(), "m.onnx", "tensorrt")
+    model.functions[0].node[0].domain = "com.example.hostile"  # but what the function runs is checked
+    assert [n.domain for n in onnx_references(model.SerializeToString()).custom] == ["com.example.hostile"]
+
+
+def test_bytes_that_are_not_a_protobuf_are_a_bundle_error():
+    from edgecv.graph_references import check_onnx
+
+    with pytest.raises(BundleError, match=r"m\.onnx: the model is not a readable ONNX file"):
+        check_onnx(b"\x0a\xff\xff\xff\xff\x0f", "m.onnx", "onnxruntime")
+
+
+def test_an_ir_refers_only_to_the_hashed_weights_beside_it():
+    from edgecv.graph_references import check_openvino_ir
+
+    xml = b'<?xml version="1.0"?><net><layers><layer name="c" type="Const"><data offset="8" size="8"/></layer></layers></net>'
+    check_openvino_ir(xml, "model.xml", "model.bin", 16)
+    with pytest.raises(BundleError, match="manifest's weights file is 'w.bin'"):
+        check_openvino_ir(xml, "model.xml", "w.bin", 16)
+    with pytest.raises(BundleError, match="lists no weights file"):
+        check_openvino_ir(xml, "model.xml", None, 0)
+    with pytest.raises(BundleError, match=r"layer 'c' reads bytes 8\+8 of its weights, which are 12 bytes"):
+        check_openvino_ir(xml, "model.xml", "model.bin", 12)
+    entity = b'<?xml version="1.0"?><!DOCTYPE net [<!ENTITY e SYSTEM "/etc/passwd">]><net name="&e;"/>'
+    with pytest.raises(BundleError, match="declares a DTD or entities"):
+        check_openvino_ir(entity, "model.xml", "model.bin", 16)
