@@ -26,9 +26,17 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
             for this GPU and TensorRT version, kept in the bundle or in ``plan_cache`` (a
             directory, also searched without ``build_plan``); see
             :class:`edgecv.runtimes.tensorrt.backend.TensorRtDetector`.
+            ``trust_plan_code=True``: run a version-compatible TensorRT plan, which carries
+            host code that TensorRT runs in this process. The bundle's hashes prove that its
+            files are intact, not who made them: pass it only for bundles from someone you
+            trust. Without it such a plan is refused (:class:`BundleError`). Other backends
+            run no code from a bundle and ignore it.
 
     Raises:
-        BundleError: the bundle is missing, malformed or was modified.
+        BundleError: the bundle is missing, malformed or was modified; its graph refers to a
+            file or an operator domain the manifest does not vouch for (external data, a custom
+            operator, other OpenVINO weights); the backend cannot read its model; or (tensorrt)
+            its plan runs host code and ``trust_plan_code`` is not given.
         BackendUnavailableError: the backend library is not installed, or (tensorrt) there is
             no usable GPU or no plan for this one, with what to do.
     """

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecv import BackendUnavailableError, EdgecvError, PlanError, load
+from edgecv import BackendUnavailableError, BundleError, EdgecvError, PlanError, load
 from edgecv.bundle import MANIFEST_NAME, Bundle, add_file
 from edgecv.cli import main
 from edgecv.errors import CudaError, InferenceError
@@ -242,11 +242,83 @@ def test_a_version_compatible_plan_runs_on_a_later_tensorrt(trt_double, bundle, 
     assert main(["build", str(bundle), "--version-compatible"]) == 0
     assert trt_double.state["trt"].stats["builds"] == 1
     trt_double("10.8.0.40")
-    with load(bundle) as det:  # host code allowed for this plan only: the double refuses it otherwise
+    with load(bundle, trust_plan_code=True) as det:  # host code allowed: the double refuses the plan otherwise
         assert det.plan_entry["version_compatible"] and len(det(val_images[0])) > 0
+    assert trt_double.state["trt"].stats["host_code"] == [True]
     trt_double("10.2.0")
     with pytest.raises(BackendUnavailableError, match="that version or later only"):
+        load(bundle, trust_plan_code=True)
+
+
+# --- host code needs trust (over the TEST DOUBLE: what reaches its deserialize_cuda_engine) -----------
+
+
+def test_host_code_runs_only_with_the_trust_flag(trt_double, bundle, val_images, tmp_path, capsys):
+    import cv2
+
+    image = str(tmp_path / "frame.png")
+    cv2.imwrite(image, val_images[0])
+    assert main(["build", str(bundle), "--version-compatible"]) == 0
+    assert "loading the bundle needs --trust-plan-code" in capsys.readouterr().err
+    stats = trt_double.state["trt"].stats
+    with pytest.raises(BundleError) as e:
         load(bundle)
+    msg = str(e.value)
+    assert "engine-nvidia-orin-sm87-trt10.3.0.plan is version-compatible" in msg
+    assert "carries host code that TensorRT runs" in msg and "not who built it" in msg
+    assert "trust_plan_code=True" in msg and "--trust-plan-code" in msg
+    assert stats["host_code"] == [], "refused before the plan reached TensorRT"
+    assert main(["predict", str(bundle), image]) == 2
+    assert "--trust-plan-code" in capsys.readouterr().err and stats["host_code"] == []
+    assert main(["predict", str(bundle), image, "--trust-plan-code"]) == 0
+    assert stats["host_code"] == [True]
+    with load(bundle, trust_plan_code=True) as det:
+        assert len(det(val_images[0])) > 0
+    assert stats["host_code"] == [True, True]
+
+
+def test_a_plan_without_host_code_never_gets_it(trt_double, bundle, tmp_path):
+    assert main(["build", str(bundle)]) == 0
+    with load(bundle, trust_plan_code=True):  # trusting the maker does not switch host code on
+        pass
+    with load(bundle):
+        pass
+    assert trt_double.state["trt"].stats["host_code"] == [False, False]
+    # a version-compatible plan built by the load itself, from the graph it checked, is edgecv's own
+    with load(bundle, build_plan=True, plan_cache=tmp_path / "c", trust_plan_code=False) as det:
+        assert not det.plan_entry["version_compatible"]
+    m = json.loads((bundle / MANIFEST_NAME).read_text())
+    m["runtime"]["tensorrt"]["build"]["version_compatible"] = True
+    m["runtime"]["tensorrt"]["engines"] = []
+    (bundle / MANIFEST_NAME).write_text(json.dumps(m))
+    with load(bundle, build_plan=True) as det:
+        assert det.plan_entry["version_compatible"]
+    assert trt_double.state["trt"].stats["host_code"][-1] is True
+    with pytest.raises(BundleError, match="--trust-plan-code"):  # the next load reads it from the file
+        load(bundle)
+
+
+def test_inspect_and_export_say_when_loading_needs_the_flag(trt_double, bundle, default_src, tmp_path, capsys):
+    assert main(["inspect", str(bundle)]) == 0
+    assert "trust      no plan runs host code: loads without --trust-plan-code" in capsys.readouterr().out
+    assert main(["build", str(bundle), "--version-compatible"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    assert "trust      plan engine-nvidia-orin-sm87-trt10.3.0.plan is version-compatible" in out
+    assert "loading needs --trust-plan-code" in out
+    said = []
+    from edgecv.export import export
+
+    export(
+        default_src,
+        "tensorrt",
+        out_dir=tmp_path,
+        imgsz=320,
+        tensorrt={"version_compatible": True},
+        progress=said.append,
+    )
+    assert any("loading the bundle will need --trust-plan-code" in s for s in said), said
 
 
 def test_build_on_first_load_into_a_cache_directory(trt_double, bundle, tmp_path, val_images):

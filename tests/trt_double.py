@@ -109,7 +109,8 @@ def make_tensorrt(
     trt.__spec__ = ModuleSpec("tensorrt", None)
     trt.__version__ = version
     trt.__double__ = True
-    stats = {"builds": 0, "timing_cache_in": [], "deserialized": 0}
+    # host_code: engine_host_code_allowed at each deserialize_cuda_engine call, in order
+    stats = {"builds": 0, "timing_cache_in": [], "deserialized": 0, "host_code": []}
     trt.stats = stats
     cuda = gpu or FakeCuda()
 
@@ -396,6 +397,7 @@ def make_tensorrt(
             self.engine_host_code_allowed = False
 
         def deserialize_cuda_engine(self, plan: bytes):
+            stats["host_code"].append(self.engine_host_code_allowed)
             data = bytes(plan)
             if not data.startswith(MAGIC):
                 _log(

@@ -359,6 +359,18 @@ def setup_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=None, help="minimum score (default: the bundle's, 0.25)")
     p.add_argument("--json", action="store_true", help="print detections as JSON")
     add_backend_arg(p)
+    add_trust_plan_code_arg(p)
+
+
+def add_trust_plan_code_arg(p: argparse.ArgumentParser) -> None:
+    """``--trust-plan-code``: :func:`edgecv.runtimes.load`'s ``trust_plan_code``, named like
+    ``--trust-pickle``: both let a file run code in this process."""
+    p.add_argument(
+        "--trust-plan-code",
+        action="store_true",
+        help="allow a version-compatible TensorRT plan, whose host code TensorRT runs in this process "
+        "(the bundle's hashes prove it intact, not who built it: only for bundles you trust)",
+    )
 
 
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
@@ -412,7 +424,12 @@ def _load_for_predict(a: argparse.Namespace):
     from ..runtimes import load
 
     try:
-        return load(a.bundle, **({"backend": a.backend} if a.backend else {}), conf=a.conf)
+        return load(
+            a.bundle,
+            **({"backend": a.backend} if a.backend else {}),
+            conf=a.conf,
+            trust_plan_code=a.trust_plan_code,
+        )
     except BackendUnavailableError as e:
         if a.backend:
             raise
@@ -477,9 +494,11 @@ def _describe_plan(entry: dict) -> str:
 
 def run_inspect(a: argparse.Namespace) -> int:
     from ..bundle import Bundle
+    from ..graph_references import check_bundle
     from . import describe
 
     b = Bundle.open(a.bundle)  # verifies schema and hashes
+    check_bundle(b)  # and that its graph refers to nothing else
     m = b.manifest
     if a.json:
         print(json.dumps(m, indent=2))
@@ -527,6 +546,8 @@ def run_inspect(a: argparse.Namespace) -> int:
             print(f"plan       {e['file']}: {_describe_plan(e)}, built {e.get('built')}")
         if not engines:
             print("plan       none yet: `edgecv build BUNDLE` builds one on the device")
+    for line in describe.trust_lines(m):
+        print(line)
     print("files (sha256 verified):")
     for f in m["files"]:
         print(f"  {f['path']:<14} {f['role']:<8} {f['size']:>12,d} B  {f['sha256']}")
@@ -554,11 +575,16 @@ def setup_build(p: argparse.ArgumentParser) -> None:
 
 
 def run_build(a: argparse.Namespace) -> int:
-    from ..runtimes.tensorrt.plans import build_bundle_plan
+    from ..runtimes.tensorrt.plans import build_bundle_plan, runs_host_code
 
     plan = build_bundle_plan(
         a.bundle, cache_dir=a.cache_dir, timing_cache=a.timing_cache, force=a.force, say=_err, **tensorrt_options(a)
     )
+    if runs_host_code(plan.entry):
+        _err(
+            "this plan is version-compatible: it carries host code that TensorRT runs, so loading the bundle "
+            "needs --trust-plan-code (load(..., trust_plan_code=True)) wherever it runs"
+        )
     print(plan.path)
     return 0
 

@@ -105,6 +105,28 @@ def runtime_lines(manifest: dict) -> list[str]:
     return lines
 
 
+def trust_lines(manifest: dict) -> list[str]:
+    """Whether loading a tensorrt bundle needs ``--trust-plan-code``: its version-compatible plans
+    (and build settings that make them) carry host code TensorRT runs. Other bundles run no code
+    of their own: no line."""
+    rt = (manifest.get("runtime") or {}).get("tensorrt")
+    if rt is None:
+        return []
+    vc = [e.get("file") for e in rt.get("engines", []) if e.get("version_compatible")]
+    if vc:
+        return [
+            f"trust      plan {value(vc)} {'is' if len(vc) == 1 else 'are'} version-compatible: TensorRT runs "
+            "host code from it; loading needs --trust-plan-code (load(..., trust_plan_code=True)), only for "
+            "bundles from someone you trust"
+        ]
+    if (rt.get("build") or {}).get("version_compatible"):
+        return [
+            "trust      plans built from these settings are version-compatible: loading one will need "
+            "--trust-plan-code (a plan built by the load itself runs without it)"
+        ]
+    return ["trust      no plan runs host code: loads without --trust-plan-code"]
+
+
 def quantization_lines(provenance: dict) -> list[str]:
     """The calibration set and how the graph was quantized (FP16, BF16 and INT8 bundles)."""
     lines = []

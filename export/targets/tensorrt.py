@@ -112,6 +112,11 @@ def build(
         raise ExportError(f"a plan was asked for at export, but it cannot be built here: {reason}")
     else:
         say(f"no TensorRT plan built at export ({reason}): build it on the device with `edgecv build BUNDLE`")
+    if plans.runs_host_code(settings):
+        say(
+            "version-compatible: the bundle's plans will carry host code that TensorRT runs, so loading "
+            "the bundle will need --trust-plan-code (load(..., trust_plan_code=True))"
+        )
     runtime = {
         "strongly_typed": True,
         "build": settings,

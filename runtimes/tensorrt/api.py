@@ -211,7 +211,8 @@ class TrtApi:
 
     def deserialize(self, plan: bytes, host_code: bool = False) -> tuple[Any, Any]:
         """(runtime, ICudaEngine) from a plan. ``host_code`` lets a version-compatible plan run
-        the code it carries: only for plans whose hash the bundle vouches for."""
+        the code it carries: only for a plan built here or one whose maker the caller trusts
+        (``trust_plan_code``); a hash does not say who built a plan."""
         try:
             runtime = self.trt.Runtime(self.logger)
         except TypeError as e:

@@ -29,7 +29,10 @@ class TensorRtDetector(Detector):
     - ``build_plan`` (default False): when the bundle has no plan for this GPU and TensorRT
       version, build one on first load (seconds to minutes) instead of refusing;
     - ``plan_cache``: a directory for plans built on first load (default: into the bundle
-      itself), read before building.
+      itself), read before building;
+    - ``trust_plan_code`` (default False): run a version-compatible plan, whose host code
+      TensorRT runs in this process; without it such a plan read from a file is refused with a
+      :class:`BundleError` (one built by this load runs without it).
 
     (``build_engine`` and ``engine_cache``, their old names, still work, with a
     DeprecationWarning.) Batches go up to the profile's ``max_batch`` (``predict`` splits
@@ -45,6 +48,8 @@ class TensorRtDetector(Detector):
         bundle = self.bundle
         if bundle is None:
             raise EdgecvError("the tensorrt backend runs the plans of a bundle: load one with edgecv.load(path)")
+        graph = plans.Graph.of_bundle(bundle)
+        graph.read()  # what the graph refers to is checked at every load, not only when a plan is built
         self.api = api = TrtApi()
         try:
             self.cuda = _cuda.open_cuda()
@@ -59,7 +64,7 @@ class TensorRtDetector(Detector):
         if cache is not None:
             stores.append(plans.PlanCache(cache))
         plan = plans.ensure_plan(
-            plans.Graph.of_bundle(bundle),
+            graph,
             stores,
             plans.settings_of(self.manifest),
             build=bool(options.get("build_plan")),
@@ -67,10 +72,12 @@ class TensorRtDetector(Detector):
             here=here,
         )
         self.plan_entry = plan.entry
-        # host code only for a version-compatible plan the bundle or the cache vouches for by its hash
-        self.runtime, self.cuda_engine = api.deserialize(
-            plan.read(), host_code=bool(plan.entry.get("version_compatible"))
-        )
+        host_code = plans.runs_host_code(plan.entry)
+        # A hash proves a plan intact, not who built it: host code from a file runs only when the
+        # caller trusts its maker; a plan this load built from the checked graph is our own.
+        if host_code and not plan.built and not options.get("trust_plan_code"):
+            raise plans.trust_refusal(plan.entry.get("file") or str(plan.path), f"bundle '{bundle.path}'")
+        self.runtime, self.cuda_engine = api.deserialize(plan.read(), host_code=host_code)
         self.context = self.cuda_engine.create_execution_context()
         if self.context is None:
             raise PlanError(f"TensorRT could not create an execution context: {api.recent_errors()}")

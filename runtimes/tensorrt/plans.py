@@ -27,6 +27,7 @@ from typing import Any
 
 from ...bundle import Bundle, add_file, atomic_write, sha256_file
 from ...errors import BackendUnavailableError, BundleError, CudaError, EdgecvError, PlanError
+from ...graph_references import check_model, check_onnx
 from . import cuda as _cuda
 from .api import TrtApi, parse_version
 
@@ -155,16 +156,22 @@ class Graph:
 
     def read(self) -> bytes:
         """The graph's bytes, checked against :attr:`sha256` as they are read: a plan is built
-        from the graph its record names, even if the file is replaced meanwhile.
+        from the graph its record names, even if the file is replaced meanwhile. TensorRT's
+        parser is given the graph's path and would read external weights beside it, and look
+        operators of other domains up among plugins: a graph that refers to either is refused
+        (:func:`edgecv.graph_references.check_onnx`).
 
         Raises:
-            BundleError: the file no longer has that sha256.
+            BundleError: the file no longer has that sha256, or it refers to what no manifest hashes.
         """
         if self.bundle is not None:
-            return self.bundle.read("model")
+            data = self.bundle.read("model")
+            check_model(self.bundle, data, "tensorrt")
+            return data
         data = self.path.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.sha256:
             raise BundleError(f"the graph '{self.path}' changed while its plan was being built; export again")
+        check_onnx(data, self.path.name, "tensorrt", f"'{self.path.parent}': ")
         return data
 
     @classmethod
@@ -249,6 +256,29 @@ def describe(entry: dict) -> str:
         extra.append(f"hardware compatibility {entry['hardware_compatibility']}")
     return f"{entry['gpu']} (compute capability {entry['compute_capability']}) with TensorRT {entry['tensorrt']}" + (
         f" [{', '.join(extra)}]" if extra else ""
+    )
+
+
+def runs_host_code(entry: dict) -> bool:
+    """Whether TensorRT runs code the plan of ``entry`` carries (a version-compatible plan: the
+    runtime must set ``engine_host_code_allowed`` to deserialize it)."""
+    return bool(entry.get("version_compatible"))
+
+
+#: why a plan that runs host code needs trust, for messages and docs
+HOST_CODE_REASON = (
+    "a version-compatible plan carries host code that TensorRT runs in this process, and the manifest's "
+    "hash proves that the plan is intact, not who built it"
+)
+
+
+def trust_refusal(plan_file: str, where: str) -> BundleError:
+    """The refusal of a plan that runs host code, loaded without ``trust_plan_code``."""
+    return BundleError(
+        f"{where}: plan {plan_file} is version-compatible: {HOST_CODE_REASON}. Load it only if you trust "
+        "whoever built the bundle: load(..., trust_plan_code=True), or --trust-plan-code on the command "
+        "line; or build a plan of your own on this machine (`edgecv build BUNDLE --force`, without "
+        "--version-compatible)"
     )
 
 
