@@ -412,3 +412,18 @@ def test_models_lists_every_task_target_precision_and_arch(capsys):
         assert row[1 : 1 + len(targets.PRECISIONS)] == [
             "yes" if p in t["precisions"] else "—" for p in targets.PRECISIONS
         ]
+
+
+def test_inspect_refuses_a_graph_that_refers_outside_the_bundle(default_bundles, tmp_path, capsys):
+    """A self-consistent manifest (hashes rewritten) whose graph keeps a tensor outside the bundle."""
+    import shutil
+
+    from .test_contract import ext_outside, unknown_domain
+
+    for i, mutate in enumerate((ext_outside, unknown_domain)):
+        b = tmp_path / f"b{i}"
+        shutil.copytree(default_bundles["onnxruntime"], b)
+        names = mutate(b)
+        assert main(["inspect", str(b)]) == 2
+        err = capsys.readouterr().err
+        assert all(n in err for n in names) and "Traceback" not in err, err

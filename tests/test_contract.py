@@ -216,3 +216,215 @@ def test_task_detectors_refuse_calls_once_closed(make, val_images):
                 d(val_images[0])
             with pytest.raises(EdgecvError, match="closed"):
                 d(val_images[0])
+
+
+# --- bundles from untrusted sources: every backend refuses a hostile bundle with a BundleError ------------
+#
+# Each case is a bundle whose manifest is self-consistent (every hash and size rewritten to match),
+# as anyone can write one: the hashes prove the files intact, not who made them.
+
+
+def _relist(bundle, name: str, role: str | None = None) -> None:
+    """Rewrite the manifest entry of ``name`` (added with ``role`` if missing) to match the file."""
+    import hashlib
+    import json
+
+    from edgecv.bundle import MANIFEST_NAME
+
+    mpath = bundle / MANIFEST_NAME
+    m = json.loads(mpath.read_text())
+    data = (bundle / name).read_bytes()
+    entry = {"path": name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    for f in m["files"]:
+        if f["path"] == name:
+            f.update(entry)
+            break
+    else:
+        m["files"].append({**entry, "role": role})
+    mpath.write_text(json.dumps(m, indent=2))
+
+
+def _external_data(bundle, location: str) -> str:
+    """The model's largest initializer moved to an external data file at ``location``."""
+    import onnx
+    from onnx.external_data_helper import set_external_data
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    init = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    (bundle / location).write_bytes(init.raw_data)
+    set_external_data(init, location=location)
+    init.ClearField("raw_data")
+    init.data_location = onnx.TensorProto.EXTERNAL
+    onnx.save(model, str(bundle / "model.onnx"))
+    _relist(bundle, "model.onnx")
+    return location
+
+
+def ext_outside(bundle) -> tuple[str, ...]:
+    (bundle.parent / "outside").mkdir(exist_ok=True)
+    return "model.onnx", _external_data(bundle, "../outside/secret.bin")
+
+
+def ext_inside(bundle) -> tuple[str, ...]:
+    location = _external_data(bundle, "weights.bin")
+    _relist(bundle, "weights.bin", "weights")  # listed and hashed: still refused, edgecv loads single files
+    return "model.onnx", location
+
+
+def unknown_domain(bundle) -> tuple[str, ...]:
+    import onnx
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    node = onnx.helper.make_node(
+        "Exfiltrate", [model.graph.input[0].name], ["exfiltrated"], name="hostile", domain="com.example.hostile"
+    )
+    model.graph.node.append(node)
+    model.opset_import.append(onnx.helper.make_opsetid("com.example.hostile", 1))
+    onnx.save(model, str(bundle / "model.onnx"))
+    _relist(bundle, "model.onnx")
+    return "model.onnx", "com.example.hostile", "Exfiltrate"
+
+
+def corrupt(name: str):
+    def mutate(bundle) -> tuple[str, ...]:
+        data = (bundle / name).read_bytes()
+        (bundle / name).write_bytes(data[: len(data) // 2])  # hashed again below: intact by its manifest
+        _relist(bundle, name)
+        return (name,)
+
+    return mutate
+
+
+def unknown_op(bundle) -> tuple[str, ...]:
+    """A well-formed protobuf whose graph onnxruntime cannot build (an operator no ONNX opset has)."""
+    import onnx
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    model.graph.node[0].op_type = "NoSuchOperator"
+    onnx.save(model, str(bundle / "model.onnx"))
+    _relist(bundle, "model.onnx")
+    return "model.onnx", "onnxruntime cannot load"
+
+
+def ir_weights_elsewhere(bundle) -> tuple[str, ...]:
+    import json
+
+    from edgecv.bundle import MANIFEST_NAME
+
+    (bundle / "model.bin").rename(bundle / "other.bin")
+    m = json.loads((bundle / MANIFEST_NAME).read_text())
+    for f in m["files"]:
+        if f["role"] == "weights":
+            f["path"] = "other.bin"
+    (bundle / MANIFEST_NAME).write_text(json.dumps(m))
+    return "model.xml", "other.bin"
+
+
+def ir_constant_outside_weights(bundle) -> tuple[str, ...]:
+    import re
+
+    xml = (bundle / "model.xml").read_text()
+    size = (bundle / "model.bin").stat().st_size
+    xml = re.sub(r'offset="0" size="(\d+)"', f'offset="{size}" size="\\1"', xml, count=1)
+    (bundle / "model.xml").write_text(xml)
+    _relist(bundle, "model.xml")
+    return "model.xml", f"{size}+"
+
+
+def ir_external_entity(bundle) -> tuple[str, ...]:
+    xml = (bundle / "model.xml").read_text()
+    head, rest = xml.split("\n", 1)
+    entity = '<!DOCTYPE net [<!ENTITY secret SYSTEM "../outside/secret.bin">]>\n'
+    (bundle / "model.xml").write_text(head + "\n" + entity + rest.replace('name="onnx_Frontend_IR"', 'name="&secret;"'))
+    _relist(bundle, "model.xml")
+    return "model.xml", "DTD"
+
+
+def ir_unknown_layer(bundle) -> tuple[str, ...]:
+    xml = (bundle / "model.xml").read_text()
+    (bundle / "model.xml").write_text(xml.replace('type="Convolution"', 'type="NoSuchOperator"', 1))
+    _relist(bundle, "model.xml")
+    return "model.xml", "OpenVINO cannot load"
+
+
+def plan_without_trust(bundle) -> tuple[str, ...]:
+    from edgecv.runtimes.tensorrt.plans import build_bundle_plan
+
+    plan = build_bundle_plan(bundle, version_compatible=True, force=True)  # over the TEST DOUBLE
+    return plan.path.name, "trust_plan_code=True", "--trust-plan-code", "not who built it"
+
+
+ONNX_CASES = {
+    "external-data-outside": ext_outside,
+    "external-data-inside": ext_inside,
+    "unknown-domain": unknown_domain,
+    "corrupt-but-hashed": corrupt("model.onnx"),
+}
+#: the hostile cases of each backend's model format
+HOSTILE = {
+    "onnxruntime": {**ONNX_CASES, "unloadable-graph": unknown_op},
+    "openvino": {
+        "ir-weights-elsewhere": ir_weights_elsewhere,
+        "ir-constant-outside-weights": ir_constant_outside_weights,
+        "ir-external-entity": ir_external_entity,
+        "corrupt-but-hashed": corrupt("model.xml"),
+        "unloadable-ir": ir_unknown_layer,
+    },
+    # the plan is what runs, the graph what TensorRT parses (given its path) when it builds one
+    TRT_DOUBLE: {**ONNX_CASES, "version-compatible-plan-without-trust": plan_without_trust},
+}
+
+
+@pytest.fixture(scope="module")
+def pristine(make, default_bundles):
+    """key -> a bundle of the default detector for that backend (read it, never change it)."""
+
+    def get(key: str):
+        if key == TRT_DOUBLE:
+            with make(TRT_DOUBLE) as d:  # installs the TEST DOUBLE of tensorrt and CUDA
+                return d.bundle.path
+        return default_bundles[key]
+
+    return get
+
+
+@pytest.mark.parametrize(
+    "key, case", [(k, c) for k, cases in HOSTILE.items() if k in BACKENDS for c in cases], ids="-".join
+)
+def test_a_hostile_bundle_is_refused_with_a_bundle_error(key, case, pristine, tmp_path):
+    import shutil
+
+    from edgecv import BundleError
+    from edgecv.bundle import Bundle
+
+    bundle = tmp_path / "hostile"
+    shutil.copytree(pristine(key), bundle)
+    names = HOSTILE[key][case](bundle)
+    Bundle.open(bundle)  # every hash matches: the manifest vouches for the files as they are
+    with pytest.raises(BundleError) as e:
+        load(bundle)
+    assert all(n in str(e.value) for n in names), str(e.value)
+    print(f"{key} {case}: {e.value}")  # the refusals as printed (pytest -s shows them)
+
+
+def test_a_trusted_version_compatible_plan_runs_with_host_code(make, pristine, tmp_path, val_images):
+    """Over the TEST DOUBLE: trust_plan_code is what lets host code run, and only then."""
+    import shutil
+    import sys
+
+    if TRT_DOUBLE not in BACKENDS:
+        pytest.skip("real TensorRT is installed: tests/gpu run version-compatible plans")
+    bundle = tmp_path / "vc"
+    shutil.copytree(pristine(TRT_DOUBLE), bundle)
+    plan_without_trust(bundle)
+    stats = sys.modules["tensorrt"].stats
+    before = list(stats["host_code"])
+    with pytest.raises(EdgecvError, match="trust"):
+        load(bundle)
+    assert stats["host_code"] == before, "refused before TensorRT deserialized anything"
+    with load(bundle, trust_plan_code=True) as det:
+        assert det.plan_entry["version_compatible"] and len(det(val_images[0])) > 0
+    assert stats["host_code"] == [*before, True]
+    with load(pristine(TRT_DOUBLE), trust_plan_code=True) as det:  # a plan for this version only: no host code
+        assert not det.plan_entry["version_compatible"]
+    assert stats["host_code"][-1] is False
