@@ -431,9 +431,11 @@ def load_source(
                 f"segmenters ({', '.join(T.SEGMENTERS)})"
             )
         if num_classes is None:
+            num_classes = TV.classes_in(arch, obj)
+        if num_classes is None:
             raise SourceError(
-                f"--arch {arch} needs --num-classes (torchvision's count, with the background class for "
-                "SSD and the R-CNNs)"
+                f"--arch {arch}: the state dict does not say how many classes it has; pass --num-classes "
+                "(torchvision's count, with the background class for SSD and the R-CNNs)"
             )
         model = TV.build(arch, num_classes, obj)
         return torchvision_source(model, path.stem, "state_dict", names, digest, str(path))

@@ -156,6 +156,37 @@ def build(arch: str, classes: int, state_dict: dict | None = None) -> nn.Module:
     return model.eval()
 
 
+def classes_in(arch: str, state_dict: dict) -> int | None:
+    """torchvision's class count for ``arch`` read from the shapes of ``state_dict``, or None.
+
+    The class-dependent tensors are found by building ``arch`` at two counts and seeing which
+    shapes change: each is ``a * classes + b`` along its first axis (``a`` anchors per place), so
+    the file's shape gives the count. None when the tensors disagree or are missing.
+    """
+    import torch
+    from torchvision.models import detection as D
+
+    state_dict = state_dict.get("model", state_dict) if isinstance(state_dict.get("model"), dict) else state_dict
+    shapes = []
+    for n in (2, 3):
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            model = getattr(D, arch)(weights=None, weights_backbone=None, num_classes=n)
+        shapes.append({k: v.shape for k, v in model.state_dict().items()})
+    found = set()
+    for k, two in shapes[0].items():
+        three, have = shapes[1][k], state_dict.get(k)
+        if two == three:
+            continue
+        if have is None or len(have.shape) != len(two) or have.shape[1:] != two[1:]:
+            return None
+        a = three[0] - two[0]
+        b = two[0] - 2 * a
+        if (have.shape[0] - b) % a:
+            return None
+        found.add((have.shape[0] - b) // a)
+    return found.pop() if len(found) == 1 and min(found) > 0 else None
+
+
 class SingleStage(nn.Module):
     """A torchvision single-stage detector's network and box decoding at a fixed input size.
 

@@ -202,8 +202,7 @@ def test_a_coco_faster_rcnn_320_state_dict_exports_at_320_with_cocos_names(tmp_p
         sd,
         "onnxruntime",
         out_dir=tmp_path,
-        arch="fasterrcnn_mobilenet_v3_large_320_fpn",
-        num_classes=91,
+        arch="fasterrcnn_mobilenet_v3_large_320_fpn",  # the class count is read from the state dict
         progress=said.append,
     )
     m = Bundle.open(bundle).manifest
@@ -211,3 +210,26 @@ def test_a_coco_faster_rcnn_320_state_dict_exports_at_320_with_cocos_names(tmp_p
     assert m["input"]["shape"][1:3] == [320, 320] and m["classes"][:3] == ["person", "bicycle", "car"]
     assert "90 classes (names: torchvision's COCO categories" in said[0]
     assert json.dumps(m["classes"]).count("N/A") == 10  # torchvision's gaps in COCO's ids, kept in place
+
+
+@pytest.mark.parametrize(
+    "arch, classes",
+    [
+        ("fasterrcnn_mobilenet_v3_large_320_fpn", 91),
+        ("retinanet_resnet50_fpn", 5),
+        ("ssdlite320_mobilenet_v3_large", 4),
+    ],
+)
+def test_a_torchvision_state_dict_says_how_many_classes_it_has(arch, classes, tmp_path):
+    """--num-classes is read from the state dict's shapes, so a user's own state dict needs only --arch."""
+    from torchvision.models import detection as D
+
+    from edgecv.export.torchvision_models import classes_in
+
+    state = getattr(D, arch)(weights=None, weights_backbone=None, num_classes=classes).state_dict()
+    assert classes_in(arch, state) == classes
+    assert classes_in(arch, {k: v for k, v in state.items() if "head" not in k}) is None  # heads missing: unknown
+    torch.save(state, tmp_path / "own.pth")
+    source = load_source(tmp_path / "own.pth", arch=arch)  # no num_classes
+    background = arch.startswith(("ssd", "fasterrcnn"))  # torchvision counts it there; edgecv drops it
+    assert len(source.names) == classes - background

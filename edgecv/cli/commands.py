@@ -221,7 +221,10 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
         "...; segmenters: fcn_resnet50, deeplabv3_resnet50, lraspp_mobilenet_v3_large, ...; edgecv models lists them all)",
     )
     g.add_argument(
-        "--num-classes", type=int, help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the background)"
+        "--num-classes",
+        type=int,
+        help="with --arch: torchvision's num_classes (SSD and R-CNNs: with the background); detectors: read from "
+        "the state dict when left out",
     )
 
 
