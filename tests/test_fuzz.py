@@ -2,7 +2,9 @@
 
 Property everywhere: hostile input gives an EdgecvError (or is accepted and valid), never
 another exception, a hang or a crash. Budget: FUZZ_EXAMPLES examples per target (set
-EDGECV_FUZZ_EXAMPLES to run longer); the figures are in docs/reliability.md.
+EDGECV_FUZZ_EXAMPLES to run longer, EDGECV_FUZZ_LOAD_EXAMPLES for the two targets that load a
+backend); the figures, and the nightly run (benchmarks/fuzz_nightly.sh), are in
+docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -267,8 +270,485 @@ def test_arrays_become_model_input_or_are_refused(arr, color):
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3 and out.flags.c_contiguous
 
 
+# --- the graph inside a bundle ----------------------------------------------------------------------
+#
+# A bundle's hashes prove it intact, not who made it: every mutation below rewrites the manifest's
+# size and sha256 of the files it changes, so the hash check passes and what must refuse the file
+# is edgecv's check of the graph (or the backend, its error turned into an EdgecvError).
+
+#: examples per target that loads a backend (``edgecv.load``, and one frame when it loads): as
+#: many as the others unless EDGECV_FUZZ_LOAD_EXAMPLES says (a load costs 5 to 10 times more)
+LOAD_EXAMPLES = int(os.environ.get("EDGECV_FUZZ_LOAD_EXAMPLES", str(FUZZ_EXAMPLES)))
+FUZZ_LOADS = settings(FUZZ, max_examples=LOAD_EXAMPLES)
+#: whether the OpenVINO load target also rewrites constants to other values inside the weights:
+#: other valid models, which fuzz OpenVINO's compiler itself. Off by default: one such IR (an i64
+#: constant feeding a Range) kills the process with SIGFPE in compile_model, and others exhaust
+#: memory; a crash cannot be caught, so it would end the run (docs/reliability.md).
+OPENVINO_VALUES = os.environ.get("EDGECV_FUZZ_OPENVINO_VALUES", "") == "1"
+#: seconds one load may take before the run is stopped with every thread's traceback (a hang)
+HANG_S = 120
+
+#: domains of operators that ONNX itself or a backend edgecv runs defines: an operator in any other
+#: domain has no implementation but one a process would have to load, and must be refused
+KNOWN_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "ai.onnx.training", "com.microsoft"}
+KNOWN_DOMAINS |= {"com.microsoft.nchwc", "com.microsoft.experimental", "com.ms.internal.nhwc", "org.pytorch.aten"}
+
+#: text protobuf accepts (valid UTF-8: no lone surrogates), NUL and controls included
+proto_text = st.text(st.characters(codec="utf-8"), max_size=40)
+
+hostile_locations = st.one_of(
+    st.sampled_from(
+        [
+            "../x.bin",
+            "../../../../etc/passwd",
+            "/etc/passwd",
+            "/proc/self/environ",
+            "/dev/zero",
+            "sub/../../x.bin",
+            "./x.bin",
+            "x.bin",
+            "model.onnx",
+            "edgecv.json",
+            ".",
+            "",
+            "..",
+            "\\..\\x.bin",
+            "C:\\x.bin",
+            "file:///etc/passwd",
+            "x.bin\x00.txt",
+            "\x00",
+        ]
+    ),
+    proto_text,
+    proto_text.map(lambda s: s + "\x00" + s),
+    st.sampled_from([255, 256, 4096, 70_000]).map(lambda n: "a" * n),
+    st.just("<outside>"),  # an absolute path to a file holding the data, outside the bundle
+)
+offsets = st.one_of(
+    st.none(),
+    st.sampled_from(["0", "-1", "4096", str(2**63), str(2**64 + 1), "x", "", "1e3", " 7"]),
+    st.integers(-(2**70), 2**70).map(str),
+)
+
+
+def _write_bundle(b: Path, files: dict[str, bytes], roles: dict[str, str] | None = None) -> dict:
+    """Write ``files`` into bundle ``b`` and make its manifest vouch for them: each one's size and
+    sha256 rewritten (``roles``: files to list that the manifest did not, by role). Returns the
+    manifest written."""
+    import hashlib
+
+    m = json.loads((b / MANIFEST_NAME).read_text())
+    for name, data in files.items():
+        (b / name).write_bytes(data)
+        entry = next((f for f in m["files"] if f["path"] == name), None)
+        if entry is None:
+            if name not in (roles or {}):
+                continue
+            entry = {"path": name, "role": roles[name]}
+            m["files"].append(entry)
+        entry.update(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    (b / MANIFEST_NAME).write_text(json.dumps(m))
+    return m
+
+
+@contextlib.contextmanager
+def _hang_guard():
+    """Stop the whole run, printing every thread's stack, when one load hangs (a fuzz run that
+    hangs must fail, not wait for CI's timeout)."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(HANG_S, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+def _load_or_refuse_bundle(b: Path, what: str) -> EdgecvError | None:
+    """``edgecv.load(b)``: the EdgecvError it raised, or None when it loaded a detector that then
+    ran a frame (or refused it with an EdgecvError). Any other exception propagates: a failure.
+
+    With EDGECV_FUZZ_LAST=FILE, ``what`` and the bundle's path are written to FILE first: a crash
+    of the process (a signal, the OOM killer) leaves the bundle that did it behind, and names it."""
+    from edgecv import load
+    from edgecv.detections import Detections
+
+    if last := os.environ.get("EDGECV_FUZZ_LAST"):
+        Path(last).write_text(f"{b}\n{what}\n")
+    with _hang_guard():
+        try:
+            det = load(b, threads=1)
+        except EdgecvError as e:
+            hypothesis.event(f"refused: {type(e).__name__}")
+            return e
+        with det:
+            try:
+                out = det(np.full((48, 64, 3), 127, np.uint8))
+            except EdgecvError as e:
+                hypothesis.event(f"loaded, frame refused: {type(e).__name__}")
+                return None
+            assert isinstance(out, Detections) and out.xyxy.shape == (len(out), 4)
+    hypothesis.event("loaded and ran")
+    return None
+
+
+# --- ONNX graphs: external data and operators of unknown domains
+
+
+@pytest.fixture(scope="module")
+def onnx_model(default_bundles):
+    onnx = pytest.importorskip("onnx")
+    return onnx.load(default_bundles["onnxruntime"] / "model.onnx")
+
+
+@st.composite
+def onnx_mutations(draw, model):
+    """A copy of ``model`` with one graph-level mutation: (the copy, the external tensor's
+    placement or None, whether the mutation must be refused, what it did)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    if draw(st.sampled_from(["external data", "domain"])) == "external data":
+        where = draw(st.sampled_from(["initializer", "constant", "flag only"]))
+        if where == "constant":  # a Constant node nothing reads, its value external
+            value = numpy_helper.from_array(np.arange(16, dtype=np.float32), "fuzz_const")
+            g.node.append(helper.make_node("Constant", [], ["fuzz_const_out"], value=value))
+            t = g.node[-1].attribute[0].t
+        else:
+            t = g.initializer[draw(st.integers(0, len(g.initializer) - 1))]
+        data = t.raw_data or numpy_helper.to_array(t).tobytes()
+        t.ClearField("raw_data")
+        t.data_location = onnx.TensorProto.EXTERNAL
+        loc = None
+        if where != "flag only":  # "flag only": marked external, with no location at all
+            loc = draw(hostile_locations)
+            t.external_data.add(key="location", value=loc)
+            for key in ("offset", "length"):
+                if (value := draw(offsets)) is not None:
+                    t.external_data.add(key=key, value=value)
+        ext = {"tensor": t, "data": data, "location": loc, "listed": draw(st.booleans())}
+        hypothesis.event(f"mutation: {where} external data")
+        return m, ext, True, f"{where} external data at {loc!r}"
+    domain = draw(st.sampled_from(["com.example", "ai.onnx.contrib", "trt.plugins", "com.microsoft", ""]) | proto_text)
+    op = draw(st.sampled_from(["Foo", "Relu", "NonMaxSuppression", "EfficientNMS_TRT", "Inverse"]) | proto_text)
+    how = draw(st.sampled_from(["retag", "dead node", "function"]))
+    if how == "retag":  # a node of the graph moved into the domain, and maybe renamed
+        node = g.node[draw(st.integers(0, len(g.node) - 1))]
+        node.domain = domain
+        if draw(st.booleans()):
+            node.op_type = op
+    else:  # a node reading the input and writing an output nobody reads
+        g.node.append(helper.make_node(op, [g.input[0].name], ["fuzz_out"], domain=domain))
+    if how == "function":  # ... defined in the model by a function of standard operators
+        body = [helper.make_node("Identity", ["x"], ["y"])]
+        m.functions.append(helper.make_function(domain, op, ["x"], ["y"], body, [helper.make_opsetid("", 17)]))
+    if draw(st.booleans()):
+        m.opset_import.append(helper.make_opsetid(domain, draw(st.integers(-5, 10**6))))
+    unknown = domain not in KNOWN_DOMAINS and how != "function"
+    hypothesis.event(f"mutation: {how}, {'a standard' if domain in KNOWN_DOMAINS else 'another'} domain")
+    return m, None, unknown, f"{how}: {domain!r} {op!r}"
+
+
+def _place_external(d: Path, b: Path, ext: dict) -> dict[str, str]:
+    """Put an external tensor's data where a lax loader would find it: at an absolute path outside
+    the bundle (``<outside>``), relative to the bundle and to the working directory; so a refusal
+    is the check's doing, not a missing file's. Returns the files to list in the manifest, by
+    role (when the example asks for it and the location names a plain file in the bundle)."""
+    loc, data = ext["location"], ext["data"]
+    if loc is None:
+        return {}
+    if loc == "<outside>":
+        outside = d / "outside.bin"
+        outside.write_bytes(data)
+        ext["tensor"].external_data[0].value = str(outside)
+        return {}
+    for base in (b, Path.cwd()):
+        try:
+            p = (base / loc).resolve()
+            if p.is_relative_to(d.resolve()) and not p.exists():
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_bytes(data)
+        except (OSError, ValueError):  # a name the file system refuses (NUL, too long)
+            pass
+    name = os.path.normpath(loc) if loc else ""
+    if not ext["listed"] or not name or "/" in name or "\x00" in name or len(name) > 255 or name == MANIFEST_NAME:
+        return {}
+    return {name: "external_data"} if (b / name).is_file() else {}
+
+
+@FUZZ_LOADS
+@given(data=st.data())
+def test_onnx_graph_mutations_load_or_are_refused(default_bundles, onnx_model, tmp_path_factory, data):
+    """External data at hostile locations and operators of unknown domains, the manifest rewritten
+    to vouch for the model: a BundleError where the graph reaches beyond what the manifest lists,
+    else an EdgecvError or a working detector; never another exception."""
+    model, ext, must_refuse, what = data.draw(onnx_mutations(onnx_model))
+    with _scratch(tmp_path_factory, "og") as d:
+        b = d / "b"
+        shutil.copytree(default_bundles["onnxruntime"], b)
+        (d / "cwd").mkdir()
+        with contextlib.chdir(d / "cwd"):
+            roles = {}
+            if ext is not None:
+                roles = _place_external(d, b, ext)
+                listed = {f["path"] for f in Bundle.open(b, verify=False).manifest["files"]} | set(roles)
+                loc = ext["location"]
+                must_refuse = not (loc and os.path.normpath(loc) in listed)
+            files = {"model.onnx": model.SerializeToString(), **{n: (b / n).read_bytes() for n in roles}}
+            _write_bundle(b, files, roles)
+            got = _load_or_refuse_bundle(b, what)
+    if must_refuse:
+        assert isinstance(got, BundleError), f"{what}: {'loaded' if got is None else repr(got)}, not a BundleError"
+
+
+# --- OpenVINO IR: weights that are not the ones the XML describes
+
+CONST_DATA = re.compile(r'<data element_type="([^"]*)" shape="([^"]*)" offset="(\d+)" size="(\d+)"\s*/>')
+LAYER = re.compile(r'<layer id="(\d+)" name="([^"]*)" type="([^"]*)" version="([^"]*)">')
+
+
+@pytest.fixture(scope="module")
+def ir_files(default_bundles):
+    if "openvino" not in default_bundles:
+        pytest.skip("OpenVINO is not installed")
+    b = default_bundles["openvino"]
+    return (b / "model.xml").read_text(), (b / "model.bin").read_bytes()
+
+
+def _attr(value: str) -> str:
+    from xml.sax.saxutils import escape
+
+    return escape(value, {'"': "&quot;"})
+
+
+@st.composite
+def ir_mutations(draw, xml: str, weights: bytes, values: bool = True):
+    """One mutation of an IR: (XML, weights, the manifest path of the weights, what it did).
+
+    ``values``: a constant's type, shape, offset or size may be rewritten to another well-formed
+    reference inside the weights, i.e. to another valid model with other constant values. Off,
+    a rewritten constant always points past the end of the weights or is malformed."""
+    kind = draw(st.sampled_from(["const data", "weights", "layer", "weights file"]))
+    if kind == "const data":  # a constant's offset, size, shape or type in the XML
+        consts = list(CONST_DATA.finditer(xml))
+        c = consts[draw(st.integers(0, len(consts) - 1))]
+        etype, shape, offset, size = c.groups()
+        n = len(weights)
+        numbers = st.sampled_from([n, n - 1, n + 1, 2**31, 2**32, 2**63 - 1, 2**64 - 1, 2**64]) | st.integers(0, 2**70)
+        offset = draw(st.just(offset) | numbers.map(str) | st.sampled_from(["-1", "", "x", "1e3", "0x10"]))
+        size = draw(st.just(size) | numbers.map(str) | st.sampled_from(["-4", "", "x"]))
+        if draw(st.booleans()):
+            shape = draw(
+                st.sampled_from(["", "0", "-1", "1,,2", "a", "100000, 100000, 100000", str(2**63)])
+                | st.lists(st.integers(-2, 2**40), max_size=4).map(lambda s: ", ".join(map(str, s)))
+            )
+        if draw(st.booleans()):
+            etype = draw(st.sampled_from(["f16", "i64", "u1", "u4", "string", "bf16", "dynamic", "undefined", "x"]))
+        inside = offset.isdigit() and size.isdigit() and int(offset) + int(size) <= n
+        if not values and inside and (etype, shape, offset, size) != c.groups():
+            offset = str(n)
+            inside = False
+        new = f'<data element_type="{_attr(etype)}" shape="{_attr(shape)}" offset="{offset}" size="{size}" />'
+        what = f"const at {c.start()}: {new}"
+        changed = (etype, shape, offset, size) != c.groups()
+        hypothesis.event(
+            f"mutation: const data, {'other values' if inside and changed else 'past the end or malformed'}"
+        )
+        return xml[: c.start()] + new + xml[c.end() :], weights, "model.bin", what
+    if kind == "layer":  # a layer of an unknown type or operation set (an extension's)
+        layers = list(LAYER.finditer(xml))
+        ly = layers[draw(st.integers(0, len(layers) - 1))]
+        lid, name, ltype, version = ly.groups()
+        ltype = draw(st.just(ltype) | st.sampled_from(["Foo", "Const", "Result", "If", "Loop"]) | st.text(max_size=20))
+        version = draw(
+            st.just(version) | st.sampled_from(["opset999", "custom_opset", "extension", "", "experimental"])
+        )
+        new = f'<layer id="{lid}" name="{name}" type="{_attr(ltype)}" version="{_attr(version)}">'
+        hypothesis.event("mutation: layer type or version")
+        return xml[: ly.start()] + new + xml[ly.end() :], weights, "model.bin", f"layer: {new}"
+    # the weights cut, grown or replaced; or another file of the bundle named as the weights
+    name = "model.bin" if kind == "weights" else draw(st.sampled_from(["other.bin", "model.xml"]))
+    how = (
+        "the XML"
+        if name == "model.xml"
+        else draw(st.sampled_from(["cut", "grown", "zeros", "random", "reversed", "xml", "empty"]))
+    )
+    seed = draw(st.integers(0, 2**32 - 1))
+    new_weights = {
+        "cut": lambda: weights[: seed % len(weights)],
+        "grown": lambda: weights + np.random.default_rng(seed).bytes(seed % 5000),
+        "zeros": lambda: bytes(len(weights)),
+        "random": lambda: np.random.default_rng(seed).bytes(len(weights)),
+        "reversed": lambda: weights[::-1],
+        "xml": lambda: xml.encode(),
+        "the XML": lambda: xml.encode(),
+        "empty": lambda: b"",
+    }[how]()
+    hypothesis.event(f"mutation: weights {how}, as {name}")
+    return xml, new_weights, name, f"weights {how}, {len(new_weights)} bytes, as {name}"
+
+
+def _past_the_end(xml: str, weights: int) -> str | None:
+    """A constant of ``xml`` whose data lies past the end of ``weights`` bytes, or None."""
+    for c in CONST_DATA.finditer(xml):
+        if int(c.group(3)) + int(c.group(4)) > weights:
+            return c.group(0)
+    return None
+
+
+@FUZZ_LOADS
+@given(data=st.data())
+def test_openvino_ir_mutations_load_or_are_refused(default_bundles, ir_files, tmp_path_factory, data):
+    """Constants pointing past the weights, weights cut, swapped or grown, unknown layers, another
+    file named as the weights; the manifest rewritten to vouch for them: an EdgecvError or a
+    working detector, never another exception; a constant past the end of the weights a
+    BundleError."""
+    xml, weights, weights_name, what = data.draw(ir_mutations(*ir_files, values=OPENVINO_VALUES))
+    with _scratch(tmp_path_factory, "ir") as d:
+        b = d / "b"
+        shutil.copytree(default_bundles["openvino"], b)
+        files = {"model.xml": xml.encode()}
+        if weights_name != "model.xml":
+            files[weights_name] = weights
+        m = _write_bundle(b, files, {"other.bin": "weights"})
+        if weights_name == "other.bin":  # the manifest's weights are another file than model.bin
+            m["files"] = [f for f in m["files"] if f["path"] != "model.bin"]
+        elif weights_name == "model.xml":
+            m["files"] = [f for f in m["files"] if f["role"] != "weights"]
+            m["files"].append(dict(next(f for f in m["files"] if f["path"] == "model.xml"), role="weights"))
+        (b / MANIFEST_NAME).write_text(json.dumps(m))
+        got = _load_or_refuse_bundle(b, what)
+    beyond = _past_the_end(xml, len(weights))
+    if beyond is not None:
+        assert isinstance(got, BundleError), f"{what}: {beyond} past the end, {'loaded' if got is None else repr(got)}"
+
+
+# --- the graph check alone, on many more mutations than a load can afford
+
+
+def _check_onnx(model: bytes, backend: str) -> BundleError | None:
+    from edgecv.graph_references import check_onnx
+
+    try:
+        check_onnx(model, "model.onnx", backend)
+    except BundleError as e:
+        return e
+    return None
+
+
+@FUZZ
+@given(data=st.data())
+def test_onnx_graph_mutations_are_refused_by_the_graph_check(onnx_model, data):
+    """The mutations of :func:`test_onnx_graph_mutations_load_or_are_refused`, given to the graph
+    check itself, for each target that runs an ONNX graph: external data (listed or not: the check
+    sees no manifest) and operators of other domains are BundleErrors."""
+    model, ext, must_refuse, what = data.draw(onnx_mutations(onnx_model))
+    if ext is not None and ext["location"] == "<outside>":
+        ext["tensor"].external_data[0].value = "/tmp/outside.bin"
+    raw = model.SerializeToString()
+    for backend in ("onnxruntime", "tensorrt"):
+        got = _check_onnx(raw, backend)
+        if must_refuse:
+            assert got is not None, f"{what}: passed the graph check for {backend}"
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def _nested_graphs(depth: int) -> bytes:
+    """A model whose graph holds an If node whose branch holds an If node ... ``depth`` deep."""
+    graph = b""
+    for _ in range(depth):  # graph.node(1) -> node.attribute(5) -> attribute.g(6) -> graph
+        graph = _field(1, _field(4, b"If") + _field(5, _field(1, b"then_branch") + _field(6, graph)))
+    return _field(7, graph)
+
+
+@pytest.fixture(scope="module")
+def onnx_skeleton(onnx_model) -> bytes:
+    """The model with every initializer cut to one value: mostly structure, so byte edits anywhere
+    in it hit fields, lengths and nesting rather than tensor data."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(onnx_model)
+    for t in m.graph.initializer:
+        t.raw_data = t.raw_data[:4]
+        t.ClearField("dims")
+    return m.SerializeToString()
+
+
+@st.composite
+def byte_edits(draw, base: bytes) -> bytes:
+    """``base`` with up to 4 edits: bytes flipped, inserted or deleted, or the end cut off."""
+    out = bytearray(base)
+    for _ in range(draw(st.integers(1, 4))):
+        pos = draw(st.integers(0, max(0, len(out) - 1)))
+        how = draw(st.sampled_from(["flip", "insert", "delete", "cut"]))
+        if how == "flip" and out:
+            out[pos] ^= draw(st.integers(1, 255))
+        elif how == "insert":
+            out[pos:pos] = draw(st.binary(min_size=1, max_size=12))
+        elif how == "delete":
+            del out[pos : pos + draw(st.integers(1, 12))]
+        else:
+            del out[pos:]
+    return bytes(out)
+
+
+@FUZZ
+@given(data=st.data())
+def test_onnx_bytes_read_by_the_graph_check(onnx_skeleton, data):
+    """The graph check's own protobuf reader: a model's bytes edited anywhere, graphs nested
+    thousands deep, arbitrary bytes: read, or refused with a BundleError (never a RecursionError,
+    an IndexError, a hang)."""
+    kind = data.draw(st.sampled_from(["edited", "nested", "arbitrary"]))
+    hypothesis.event(f"bytes: {kind}")
+    raw = {
+        "edited": lambda: data.draw(byte_edits(onnx_skeleton)),
+        "nested": lambda: _nested_graphs(data.draw(st.integers(0, 5000))),
+        "arbitrary": lambda: data.draw(st.binary(max_size=2000)),
+    }[kind]()
+    for backend in ("onnxruntime", "tensorrt"):
+        _check_onnx(raw, backend)
+
+
+@FUZZ
+@given(data=st.data())
+def test_openvino_ir_mutations_are_refused_by_the_graph_check(ir_files, data):
+    """The mutations of :func:`test_openvino_ir_mutations_load_or_are_refused`, and the XML's
+    bytes edited anywhere, given to the IR check itself: a constant past the end of the weights is
+    a BundleError; nothing raises another exception."""
+    from edgecv.graph_references import check_openvino_ir
+
+    xml, weights, weights_name, what = data.draw(ir_mutations(*ir_files))
+    raw, edited = xml.encode(), data.draw(st.booleans())
+    if edited:  # then the XML may not even parse: only "a BundleError or nothing" holds
+        raw = data.draw(byte_edits(raw))
+        hypothesis.event("and the XML's bytes edited")
+    try:
+        check_openvino_ir(raw, "model.xml", weights_name, len(weights))
+    except BundleError:
+        return
+    beyond = None if edited else _past_the_end(xml, len(weights))
+    assert beyond is None, f"{what}: {beyond} lies past the end of {len(weights)} bytes of weights"
+
+
 def test_the_fuzz_budget_is_recorded():
-    assert FUZZ_EXAMPLES >= 100, "keep at least 100 examples per target in CI"
+    assert FUZZ_EXAMPLES >= 100 and LOAD_EXAMPLES >= 100, "keep at least 100 examples per target in CI"
 
 
 def test_hostile_bundle_file_names_and_links_are_refused(default_bundles, tmp_path):
