@@ -21,6 +21,7 @@ from .errors import (
     InvalidImageError,
     PlanError,
     SourceError,
+    VideoError,
 )
 from .letterbox import CenterCrop, Letterbox
 from .results import Classifications, SegmentationMap
@@ -42,6 +43,7 @@ __all__ = [
     "PlanError",
     "SegmentationMap",
     "SourceError",
+    "VideoError",
     "load",
     "__version__",
 ]

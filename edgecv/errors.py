@@ -61,6 +61,12 @@ class DatasetError(EdgecvError):
     annotations that do not fit its images or the model's classes."""
 
 
+class VideoError(EdgecvError):
+    """A video source or sink cannot be used: a file that does not open or decode (damaged, a
+    missing codec), a camera that does not exist, a stream that refuses or stays down after its
+    retries, an output file that cannot be written."""
+
+
 class AccuracyBudgetError(EdgecvError):
     """The quantized model could not be brought within the accuracy budget (CLI exit status 1)."""
 

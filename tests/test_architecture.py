@@ -38,6 +38,7 @@ LAYERS = [
             "edgecv.envcheck",
             "edgecv.data",
             "edgecv.assets",
+            "edgecv.video",
         ],
     ),
     ("runtimes", ["edgecv.runtimes"]),
