@@ -41,7 +41,7 @@ LAYERS = [
             "edgecv.video",
         ],
     ),
-    ("runtimes", ["edgecv.runtimes"]),
+    ("runtimes", ["edgecv.runtimes", "edgecv.tracking"]),
     (
         "evaluation",
         [

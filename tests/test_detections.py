@@ -51,8 +51,27 @@ def test_filter_and_labels():
         (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[3]), "out of range"),
         (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0.5]), "whole numbers"),
         (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0], masks=np.zeros((2, 5, 5))), "masks"),
+        (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0], tracker_ids=[1, 2]), "tracker_ids must be"),
+        (dict(xyxy=np.zeros((1, 4)), scores=[1.0], class_ids=[0], tracker_ids=[1.5]), "integers"),
     ],
 )
 def test_invalid_detections_raise(kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         Detections(names=NAMES, **kwargs)
+
+
+def tracked(n=4):
+    d = dets(n)
+    return Detections(d.xyxy, d.scores, d.class_ids, NAMES, tracker_ids=np.arange(10, 10 + n, dtype=np.int32))
+
+
+def test_tracker_ids_are_int64_read_only_and_kept_by_selection():
+    d = tracked()
+    assert d.tracker_ids.dtype == np.int64 and not d.tracker_ids.flags.writeable
+    assert d[[3, 0]].tracker_ids.tolist() == [13, 10]
+    assert d[1].tracker_ids.tolist() == [11]
+    keep = d.scores >= np.median(d.scores)
+    assert d.filter(float(np.median(d.scores))).tracker_ids.tolist() == np.arange(10, 14)[keep].tolist()
+    assert [row["tracker_id"] for row in d.to_dict()] == [10, 11, 12, 13]
+    assert "tracker_id" not in dets().to_dict()[0]
+    assert dets()[0:2].tracker_ids is None
