@@ -15,6 +15,7 @@ from typing import Any
 from .. import targets
 from ..console import count
 from ..errors import EdgecvError
+from .track import run_track, setup_track
 
 
 def _err(msg: str) -> None:
@@ -353,7 +354,9 @@ def run_export(a: argparse.Namespace) -> int:
 
 def setup_predict(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", help="bundle directory")
-    p.add_argument("images", nargs="+", help="image files, folders of images or globs")
+    p.add_argument(
+        "images", nargs="+", help="image files, folders of images or globs, video files (every frame; --save: an mp4)"
+    )
     p.add_argument(
         "--save",
         help="write the image with boxes drawn (classes tinted, top classes written) here (a "
@@ -446,10 +449,12 @@ def run_predict(a: argparse.Namespace) -> int:
     import cv2
 
     from ..images import IMAGE_SUFFIXES, read_image
+    from .track import is_video_file, predict_video
 
-    paths = image_paths(a.images)
-    # --save: a folder when it names one, ends in a separator, or several images are drawn
-    save_dir = a.save and (len(paths) > 1 or a.save.endswith(("/", os.sep)) or Path(a.save).is_dir())
+    videos = [s for s in a.images if is_video_file(s)]
+    paths = image_paths([s for s in a.images if not is_video_file(s)])
+    # --save: a folder when it names one, ends in a separator, or several images or videos are drawn
+    save_dir = a.save and (len(paths) + len(videos) > 1 or a.save.endswith(("/", os.sep)) or Path(a.save).is_dir())
     out: dict[str, Any] = {}
     with _load_for_predict(a) as det:
         task = det.task_def
@@ -476,6 +481,11 @@ def run_predict(a: argparse.Namespace) -> int:
                         f"could not write '{dest}': give a file name with an image extension "
                         f"({', '.join(IMAGE_SUFFIXES)}) or a folder, in a directory that exists and is writable"
                     )
+        for spec in videos:  # every frame through the detector; --save: an mp4 per video
+            if save_dir:
+                Path(a.save).mkdir(parents=True, exist_ok=True)
+            dest = (Path(a.save) / f"{Path(spec).stem}.mp4" if save_dir else Path(a.save)) if a.save else None
+            out[spec] = predict_video(det, spec, dest, quiet=a.json)
     if a.json:
         print(json.dumps(out, indent=2))
     return 0
@@ -1030,7 +1040,8 @@ def run_latency_gate(a: argparse.Namespace, images: list | None) -> int:
 
 COMMANDS = {
     "export": (setup_export, run_export, "export a detector to a bundle for one target"),
-    "predict": (setup_predict, run_predict, "run a bundle on images; print and draw the detections"),
+    "predict": (setup_predict, run_predict, "run a bundle on images or videos; print and draw the detections"),
+    "track": (setup_track, run_track, "detect and track objects in a video, frames, a camera or a stream"),
     "inspect": (setup_inspect, run_inspect, "show a bundle's manifest, files, hashes and I/O contract"),
     "val": (setup_val, run_val, "COCO metrics of a bundle or source model on a data set"),
     "compare": (setup_compare, run_compare, "compare bundles with a reference on a data set, paired; gate on mAP drop"),
