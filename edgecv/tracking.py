@@ -275,7 +275,8 @@ class _LineWriter:
 class MotWriter(_LineWriter):
     """Tracks as MOTChallenge text: one line per tracked box,
     ``frame,id,x,y,w,h,score,class,-1,-1`` (frame numbered from 1, box left, top, width,
-    height in pixels, class the class id)."""
+    height in pixels; class numbered from 1, class id + 1, as MOTChallenge's ``gt.txt`` and
+    :func:`edgecv.data.moving_shapes.write_mot` number them)."""
 
     def write(self, frame: Frame | int, dets: Detections) -> None:
         """Write one frame's tracks; ``frame`` is a Frame or its 0-based index."""
@@ -285,7 +286,7 @@ class MotWriter(_LineWriter):
         for (x1, y1, x2, y2), score, cid, tid in zip(
             dets.xyxy.tolist(), dets.scores.tolist(), dets.class_ids.tolist(), dets.tracker_ids.tolist()
         ):
-            self._line(f"{number},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.5f},{cid},-1,-1")
+            self._line(f"{number},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{score:.5f},{cid + 1},-1,-1")
 
 
 class JsonlWriter(_LineWriter):

@@ -484,8 +484,8 @@ def run_predict(a: argparse.Namespace) -> int:
         for spec in videos:  # every frame through the detector; --save: an mp4 per video
             if save_dir:
                 Path(a.save).mkdir(parents=True, exist_ok=True)
-            dest = (Path(a.save) / f"{Path(spec).stem}.mp4" if save_dir else Path(a.save)) if a.save else None
-            out[spec] = predict_video(det, spec, dest, quiet=a.json)
+            drawn = (Path(a.save) / f"{Path(spec).stem}.mp4" if save_dir else Path(a.save)) if a.save else None
+            out[spec] = predict_video(det, spec, drawn, quiet=a.json)
     if a.json:
         print(json.dumps(out, indent=2))
     return 0

@@ -96,7 +96,8 @@ def run_track(a: argparse.Namespace) -> int:
         try:
             for frame, tracks in bar:
                 frames += 1
-                ids.update((tracks.tracker_ids if tracks.tracker_ids is not None else ()).tolist())
+                if tracks.tracker_ids is not None:
+                    ids.update(tracks.tracker_ids.tolist())
                 if txt:
                     txt.write(frame, tracks)
                 if jsonl:
