@@ -35,7 +35,7 @@ _URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 _GLOB_CHARS = set("*?[")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # frames compare by identity: arrays have no single truth value
 class Frame:
     """One decoded frame.
 
@@ -455,7 +455,7 @@ class VideoWriter:
             raise VideoError(f"cannot write '{self.path}': folder '{parent}' does not exist")
         if not os.access(parent, os.W_OK) or self.path.is_dir():
             raise VideoError(f"cannot write '{self.path}': it is not a writable file location")
-        self._writer: Any = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps, self.size)
+        self._writer: Any = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*fourcc), self.fps, self.size)
         if not self._writer.isOpened():
             self._writer.release()
             raise VideoError(

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
-from ..video import VideoWriter
-from .shapes import CLASSES, render
+from ..video import VideoWriter, open_source
+from .shapes import render
 
 #: seeds of the samples the sprites and the backgrounds are cut from (apart from every split's)
 SPRITE_SEED = 4_000_037
@@ -114,11 +114,23 @@ def _tracks(rng: np.random.Generator, pool: list[Sprite], size: tuple[int, int],
                 x = rng.uniform(0, w - sw)
                 y = -sh + 1.0 if side == 2 else h - 1.0
                 ang = rng.uniform(-0.5, 0.5) + (math.pi / 2 if side == 2 else -math.pi / 2)
-        else:  # starts inside, heading for the centre band so that paths cross, and may leave
+        elif kind == 1:  # starts inside, heading for the centre band so that paths cross
             start = 0
             x, y = rng.uniform(0, w - sw), rng.uniform(0, h - sh)
             tx, ty = rng.uniform(0.3, 0.7) * w - sw / 2, rng.uniform(0.3, 0.7) * h - sh / 2
             ang = math.atan2(ty - y, tx - x) + rng.uniform(-0.3, 0.3)
+        else:  # starts inside near a side and leaves through it within the first half
+            start = 0
+            gap = min(rng.uniform(0.1, 0.4) * frames * speed, (min(w - sw, h - sh)) / 2)
+            side = int(rng.integers(4))
+            if side < 2:
+                x = gap if side == 0 else w - sw - gap
+                y = rng.uniform(0, h - sh)
+                ang = rng.uniform(-0.4, 0.4) + (math.pi if side == 0 else 0)
+            else:
+                x = rng.uniform(0, w - sw)
+                y = gap if side == 2 else h - sh - gap
+                ang = rng.uniform(-0.4, 0.4) + (-math.pi / 2 if side == 2 else math.pi / 2)
         depth = float(j + rng.uniform(0, n))  # draw order: larger is in front
         tracks.append(_Track(sp, depth, start, float(x), float(y), speed * math.cos(ang), speed * math.sin(ang)))
     return tracks
@@ -233,14 +245,19 @@ def write_video(seq_dir: str | os.PathLike, path: str | os.PathLike, fps: float 
     info = configparser.ConfigParser()
     info.optionxform = str  # type: ignore[assignment,method-assign]
     info.read(seq / "seqinfo.ini")
-    section = info["Sequence"] if info.has_section("Sequence") else {}
-    rate = float(fps or section.get("frameRate", FRAME_RATE))
-    files = sorted((seq / section.get("imDir", "img1")).glob("*" + section.get("imExt", ".jpg")))
-    if not files:
-        raise DatasetError(f"'{seq}' has no frames in {section.get('imDir', 'img1')}/: is it a MOTChallenge sequence?")
-    first = cv2.imread(str(files[0]))
-    size = (first.shape[1], first.shape[0])
-    with VideoWriter(path, rate, size) as out:
-        for f in files:
-            out.write(cv2.imread(str(f)))
+    section = dict(info["Sequence"]) if info.has_section("Sequence") else {}
+    rate = float(fps or section.get("frameRate") or FRAME_RATE)
+    frames = seq / section.get("imDir", "img1")
+    if not frames.is_dir():
+        raise DatasetError(f"'{seq}' has no {frames.name}/ folder of frames: is it a MOTChallenge sequence?")
+    with open_source(frames, fps=rate) as src:
+        out: VideoWriter | None = None
+        try:
+            for frame in src:
+                if out is None:
+                    out = VideoWriter(path, rate, (frame.image.shape[1], frame.image.shape[0]))
+                out.write(frame.image)
+        finally:
+            if out is not None:
+                out.close()
     return Path(path)
