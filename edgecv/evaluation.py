@@ -8,6 +8,11 @@ Every evaluator module provides ``load_data``, ``evaluate``, ``compare``, ``metr
 ``per_class_table``, ``compare_table``, ``validation_figures``, ``val_headline``,
 ``compare_headline`` and ``run_record`` (classifiers and segmenters: :mod:`edgecv.taskeval`'s,
 with their :class:`~edgecv.taskeval.Scorer`).
+
+Some evaluations score another task's models in another way: ``track`` (:mod:`edgecv.track_eval`)
+runs a detector and a tracker over video sequences. They are named in :data:`MODES`, beside the
+tasks; a data set says which evaluation it is for (``dataset.task``), so a detector given
+tracking sequences is evaluated as a tracker.
 """
 
 from __future__ import annotations
@@ -22,18 +27,46 @@ from typing import Any
 from . import tasks
 from .errors import EdgecvError
 
+#: evaluations of another task's models: name -> (the task of the models, the evaluator module)
+MODES: dict[str, tuple[str, str]] = {"track": ("detect", "track_eval")}
+
+
+def model_task(evaluation: str) -> str:
+    """The task of the models an evaluation takes: ``detect`` for ``track``, else the task itself."""
+    return MODES[evaluation][0] if evaluation in MODES else evaluation
+
 
 def evaluator(task: str) -> ModuleType:
-    """The evaluator module of ``task``: its own (detect: :mod:`edgecv.harness`), or, for a task
-    whose module gives a :class:`edgecv.taskeval.Scorer` (``SCORER``), the shared
-    :mod:`edgecv.taskeval`, which finds that scorer by the task."""
+    """The evaluator module of ``task`` or of an evaluation in :data:`MODES`: its own (detect:
+    :mod:`edgecv.harness`, track: :mod:`edgecv.track_eval`), or, for a task whose module gives a
+    :class:`edgecv.taskeval.Scorer` (``SCORER``), the shared :mod:`edgecv.taskeval`, which finds
+    that scorer by the task."""
+    if task in MODES:
+        return importlib.import_module(f".{MODES[task][1]}", __package__)
     module = importlib.import_module(f".{tasks.get(task).evaluator}", __package__)
     return importlib.import_module(".taskeval", __package__) if hasattr(module, "SCORER") else module
+
+
+def evaluator_for(model_task_name: str, dataset: Any) -> ModuleType:
+    """The evaluator for models of a task on ``dataset``: the evaluation the data set is for where
+    it is one of :data:`MODES` (and takes models of that task), else the task's own.
+
+    Raises:
+        EdgecvError: the data set is for an evaluation of another task's models.
+    """
+    mode = getattr(dataset, "task", None)
+    if mode in MODES:
+        if MODES[mode][0] != model_task_name:
+            raise EdgecvError(f"{mode} is evaluated with {MODES[mode][0]} models; this one's task is {model_task_name}")
+        return evaluator(mode)
+    return evaluator(model_task_name)
 
 
 def reporter(task: str) -> ModuleType | None:
     """The module whose ``write_report`` writes ``compare --report`` for ``task``; None where
     the task has none."""
+    if task in MODES:
+        return None
     name = tasks.get(task).report
     return importlib.import_module(f".{name}", __package__) if name else None
 
@@ -46,14 +79,15 @@ def load_dataset(
     fmt: str | None = None,
 ):
     """A data set of ``task``: for detectors a COCO json, a YOLO or VOC folder (``fmt``, detected by
-    default); for classifiers a folder of class folders; for segmenters images/, masks/ and classes.txt."""
+    default); for classifiers a folder of class folders; for segmenters images/, masks/ and classes.txt;
+    for ``track`` MOTChallenge sequences."""
     return evaluator(task).load_data(data, task, images=images, names=names, fmt=fmt)
 
 
 def evaluate(det, dataset, name: str | None = None, progress: bool = True, warmup: int = 3, **kwargs: Any):
-    """Run a model over a data set of its task; the run's ``metrics.primary`` is mAP50-95, top-1
-    or mIoU."""
-    return evaluator(det.task).evaluate(det, dataset, name, progress=progress, warmup=warmup, **kwargs)
+    """Run a model over a data set of its task (or of an evaluation in :data:`MODES` over that task);
+    the run's ``metrics.primary`` is mAP50-95, top-1, mIoU or HOTA."""
+    return evaluator_for(det.task, dataset).evaluate(det, dataset, name, progress=progress, warmup=warmup, **kwargs)
 
 
 def compare(
@@ -66,14 +100,15 @@ def compare(
     say: Callable[[str], None] | None = None,
     **kwargs: Any,
 ):
-    """Evaluate every model on the same images and compare each candidate with the first (the
-    reference), paired: a bootstrap over images for the difference of the primary metric."""
+    """Evaluate every model on the same images (or sequences) and compare each candidate with the
+    first (the reference), paired: a bootstrap over images (tracking: sequences or blocks of
+    frames) for the difference of the primary metric."""
     if len(models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
     kinds = {det.task for _, det in models}
     if len(kinds) > 1:
         raise EdgecvError(f"compare takes models of one task; these are {sorted(kinds)}")
-    return evaluator(kinds.pop()).compare(
+    return evaluator_for(kinds.pop(), dataset).compare(
         models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say, **kwargs
     )
 

@@ -53,6 +53,7 @@ LAYERS = [
             "edgecv.taskeval",
             "edgecv.classify_eval",
             "edgecv.segment_eval",
+            "edgecv.track_eval",
             "edgecv.evaluation",
             "edgecv.report",
         ],

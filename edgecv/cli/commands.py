@@ -186,14 +186,17 @@ def tensorrt_options(a: argparse.Namespace) -> dict:
     return opts
 
 
-def add_source_args(p: argparse.ArgumentParser) -> None:
+def add_source_args(p: argparse.ArgumentParser, evaluations: tuple[str, ...] = ()) -> None:
+    """The options that describe a source model; ``evaluations`` adds evaluation modes (val and
+    compare: ``track``, over a detector) to ``--task``'s choices."""
     g = p.add_argument_group("sources without metadata (TorchScript, ONNX, pickled modules, torchvision state dicts)")
     g.add_argument(
         "--task",
-        choices=("detect", "classify", "segment"),
+        choices=("detect", "classify", "segment", *evaluations),
         default=None,
         help="what the model does (default: detect; torchvision classifiers and segmenters are recognised). "
-        "classify: the model outputs logits [B, C]; segment: per-pixel logits [B, C, h, w]",
+        "classify: the model outputs logits [B, C]; segment: per-pixel logits [B, C, h, w]"
+        + ("; track: a detector evaluated with a tracker on MOTChallenge sequences (--data)" if evaluations else ""),
     )
     g.add_argument("--names", help="class names: comma-separated, or a text file with one per line")
     g.add_argument(
@@ -271,7 +274,8 @@ def add_data_args(p: argparse.ArgumentParser, required: bool = True) -> None:
         "--data",
         required=required,
         help="detection: a COCO json, a folder of YOLO txt labels, or a folder of VOC xml; classification: a "
-        "folder of class folders; segmentation: a folder with images/, masks/ and classes.txt",
+        "folder of class folders; segmentation: a folder with images/, masks/ and classes.txt; --task track: a folder "
+        "of MOTChallenge sequences (seqinfo.ini, img1/, gt/gt.txt) or one sequence",
     )
     g.add_argument("--images", help="the images folder (default: beside the annotations)")
     g.add_argument(
@@ -737,14 +741,54 @@ def run_demo(a: argparse.Namespace) -> int:
 # --- val / compare / bench -------------------------------------------------------------------
 
 
+def add_eval_mode_args(p: argparse.ArgumentParser) -> None:
+    """--tracker, for ``--task track``."""
+    p.add_argument(
+        "--tracker",
+        default="bytetrack",
+        help="--task track: the tracker the detections go through (bytetrack, sort, ocsort; default bytetrack)",
+    )
+
+
+def evaluation_of(spec: str, a: argparse.Namespace) -> str:
+    """What val or compare evaluates: an evaluation mode given as --task (track), else the model's task."""
+    from ..evaluation import MODES
+
+    return a.task if a.task in MODES else task_of(spec, a)
+
+
+def eval_source_options(a: argparse.Namespace) -> dict:
+    """source_options, with an evaluation mode's --task (track) replaced by the task of its models."""
+    from ..evaluation import model_task
+
+    opts = source_options(a)
+    if opts.get("task"):
+        opts["task"] = model_task(opts["task"])
+    return opts
+
+
+def eval_conf(a: argparse.Namespace, evaluation: str) -> float | None:
+    """--conf, or its default: COCO's 0.001 for accuracy, the detector's own floor for tracking
+    (as edgecv track runs it)."""
+    from ..evaluation import MODES
+
+    return a.conf if a.conf is not None or evaluation in MODES else 0.001
+
+
 def setup_val(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a bundle directory, or a source model (run through the torch reference)")
     add_data_args(p)
-    p.add_argument("--conf", type=float, default=0.001, help="score threshold of the evaluation (COCO: 0.001)")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="score threshold of the evaluation (default: COCO's 0.001; --task track: the detector's own)",
+    )
     p.add_argument("--max-det", type=int, default=100, help="detections per image counted (COCO: 100)")
     p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
     p.add_argument("--json", help="write the metrics as JSON to this file")
-    add_source_args(p)
+    add_eval_mode_args(p)
+    add_source_args(p, evaluations=("track",))
 
 
 def run_val(a: argparse.Namespace) -> int:
@@ -752,11 +796,20 @@ def run_val(a: argparse.Namespace) -> int:
     from ..pipeline import open_model
 
     _quiet_torch()
-    dataset = open_dataset(a, task_of(a.model, a))
-    with open_model(a.model, source_options=source_options(a)) as det:
-        run = evaluate(det, dataset, progress=sys.stderr.isatty(), conf=a.conf, max_dets=a.max_det)
+    evaluation = evaluation_of(a.model, a)
+    conf = eval_conf(a, evaluation)
+    dataset = open_dataset(a, evaluation)
+    with open_model(a.model, source_options=eval_source_options(a)) as det:
+        run = evaluate(
+            det,
+            dataset,
+            progress=sys.stderr.isatty(),
+            conf=conf,
+            max_dets=a.max_det,
+            **({"tracker": a.tracker} if evaluation == "track" else {}),
+        )
     ev = evaluator(run.task)
-    print(ev.val_headline(run, dataset, a.conf, a.max_det))
+    print(ev.val_headline(run, dataset, conf, a.max_det))
     print(metrics_table([run]))
     print()
     print(per_class_table([run]))
@@ -774,16 +827,23 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
         dest="max_map_drop",
         type=float,
         default=None,
-        help="exit 1 when a candidate loses more points of the task's metric (mAP50-95, top-1, mIoU)",
+        help="exit 1 when a candidate loses more points of the task's metric (mAP50-95, top-1, mIoU; "
+        "--task track: HOTA)",
     )
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% interval (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--conf", type=float, default=0.001, help="score threshold of the evaluation (COCO: 0.001)")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="score threshold of the evaluation (default: COCO's 0.001; --task track: the detector's own)",
+    )
     p.add_argument("--max-det", type=int, default=100)
     p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
     p.add_argument("--json", help="write the comparison as JSON to this file")
     p.add_argument("--report", help="write a Markdown report with plots into this directory")
-    add_source_args(p)
+    add_eval_mode_args(p)
+    add_source_args(p, evaluations=("track",))
 
 
 def run_compare(a: argparse.Namespace) -> int:
@@ -794,7 +854,7 @@ def run_compare(a: argparse.Namespace) -> int:
     _quiet_torch()
     if len(a.models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
-    kinds = {task_of(m, a) for m in a.models}
+    kinds = {evaluation_of(m, a) for m in a.models}
     if len(kinds) > 1:
         raise EdgecvError(
             f"compare takes models of one task; these are {sorted(kinds)} (give --task for a source model)"
@@ -803,19 +863,20 @@ def run_compare(a: argparse.Namespace) -> int:
     ev = evaluator(task)
     report_writer = reporter(task) if a.report else None
     if a.report and report_writer is None:
-        raise EdgecvError("--report is written for detectors; for a classifier or segmenter use --json")
+        raise EdgecvError("--report is written for detectors; for a classifier, segmenter or tracking use --json")
     dataset = open_dataset(a, task)
-    dets = [open_model(m, source_options=source_options(a)) for m in a.models]
+    dets = [open_model(m, source_options=eval_source_options(a)) for m in a.models]
     try:
         result = compare(
             [(model_name(m, d), d) for m, d in zip(a.models, dets)],
             dataset,
             bootstrap=a.bootstrap,
             seed=a.seed,
-            conf=a.conf,
+            conf=eval_conf(a, task),
             max_dets=a.max_det,
             progress=sys.stderr.isatty(),
             say=_err,
+            **({"tracker": a.tracker} if task == "track" else {}),
         )
     finally:
         for d in dets:
