@@ -353,7 +353,7 @@ def _metrics() -> tuple:
         try:
             from trackeval.metrics import CLEAR, HOTA, Identity
         except ImportError:
-            raise EdgecvError("tracking metrics need trackeval: pip install 'edgecv[track]'") from None
+            raise EdgecvError("tracking metrics need trackeval: pip install 'edgecv[track-eval]'") from None
         _METRICS = (HOTA(), CLEAR({"PRINT_CONFIG": False}), Identity({"PRINT_CONFIG": False}))
     return _METRICS
 
