@@ -27,6 +27,16 @@ from .letterbox import CenterCrop, Letterbox
 from .results import Classifications, SegmentationMap
 from .runtimes import load
 
+
+def track(det, source, tracker="bytetrack", **options):
+    """Detect and track objects over a video: ``for frame, dets in edgecv.track(det, "clip.mp4")``,
+    ``dets.tracker_ids`` keeping identities across frames (:func:`edgecv.tracking.track`; needs
+    the ``[track]`` extra, imported on the first call)."""
+    from .tracking import track as run
+
+    return run(det, source, tracker, **options)
+
+
 __all__ = [
     "AccuracyBudgetError",
     "BackendUnavailableError",
@@ -45,5 +55,6 @@ __all__ = [
     "SourceError",
     "VideoError",
     "load",
+    "track",
     "__version__",
 ]

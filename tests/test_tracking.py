@@ -294,3 +294,15 @@ def test_cli_predict_on_a_video(bundle, sequence, tmp_path, capsys):
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
     cap.release()
+
+
+def test_edgecv_track_is_the_tracking_pipeline_and_import_edgecv_stays_light():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, edgecv; assert callable(edgecv.track); "
+        "print(sorted(m for m in ('trackers', 'supervision', 'edgecv.tracking') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"  # nothing of tracking is imported until edgecv.track is called
