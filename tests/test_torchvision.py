@@ -139,8 +139,12 @@ def test_loading_errors_are_clear(tmp_path):
     model = _model("ssdlite320_mobilenet_v3_large", 4)
     sd = tmp_path / "sd.pth"
     torch.save(model.state_dict(), sd)
-    with pytest.raises(EdgecvError, match="needs --num-classes"):
-        export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large")
+    # the class count is read from the state dict; one without its heads cannot say it
+    assert len(export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large").names) == 3
+    headless = tmp_path / "headless.pth"
+    torch.save({k: v for k, v in model.state_dict().items() if "head" not in k}, headless)
+    with pytest.raises(EdgecvError, match="does not say how many classes it has; pass --num-classes"):
+        export_mod.load_source(str(headless), arch="ssdlite320_mobilenet_v3_large")
     with pytest.raises(EdgecvError, match=r"does not fit ssdlite320_mobilenet_v3_large with 7 classes.*--num-classes"):
         export_mod.load_source(str(sd), arch="ssdlite320_mobilenet_v3_large", num_classes=7)
     with pytest.raises(
