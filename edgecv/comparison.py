@@ -3,7 +3,9 @@ on the primary metric (mAP50-95, top-1 or mIoU)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,21 @@ def model_name(spec: Any, det: Any) -> str:
             return f"{det.bundle.path.name} [{det.key}]"
         return det.bundle.path.name
     return f"{det.manifest['name']} (torch)"
+
+
+def distinct_names(names: Sequence[str], specs: Sequence[Any]) -> list[str]:
+    """``names`` with each one that repeats told apart by where its model lies: its folder and
+    name (``bundles-onnx/yolov8n-onnxruntime-fp32``), or its whole path where that repeats too."""
+    out = list(names)
+    for level in (1, None):
+        seen = [n for i, n in enumerate(out) if n in out[:i] + out[i + 1 :]]
+        if not seen:
+            break
+        for i, (n, spec) in enumerate(zip(out, specs)):
+            if n in seen and isinstance(spec, (str, os.PathLike)):
+                path = Path(spec)
+                out[i] = f"{path.parent.name}/{names[i]}" if level else str(path.resolve())
+    return out
 
 
 def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: float | None) -> list[str]:

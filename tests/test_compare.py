@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,3 +182,30 @@ def test_fast_bootstrap_equals_evaluating_each_draw_from_scratch():
         draw = [ids[k] for k in rng.integers(0, len(ids), len(ids))]
         assert abs(fast.map(draw) - slow.map(draw)) < 1e-9
     assert abs(fast.map(sorted(ids)) - coco_metrics(gt, results).map) < 1e-9
+
+
+def test_bundles_of_one_name_from_two_folders_are_told_apart_in_the_tables(default_bundles, val_set, tmp_path):
+    import shutil
+
+    from edgecv.cli import main
+    from edgecv.comparison import distinct_names
+
+    bundle = default_bundles["onnxruntime"]
+    copies = [shutil.copytree(bundle, tmp_path / folder / bundle.name) for folder in ("from-onnx", "from-ts")]
+    images_dir, ann = val_set
+    args = ["compare", "edgecv-tiny", *map(str, copies), "--data", str(ann), "--images", str(images_dir)]
+    assert main([*args, "--bootstrap", "0", "--json", str(tmp_path / "c.json")]) == 0
+    rows = [c["name"] for c in json.loads((tmp_path / "c.json").read_text())["comparisons"]]
+    assert rows == [f"from-onnx/{bundle.name}", f"from-ts/{bundle.name}"]
+
+    names = ["y-onnxruntime-fp32", "y-onnxruntime-fp32", "y-openvino-int8", "edgecv-tiny (torch)"]
+    specs = ["a/onnx/y-onnxruntime-fp32", "a/ts/y-onnxruntime-fp32", "a/onnx/y-openvino-int8", "edgecv-tiny"]
+    assert distinct_names(names, specs) == [
+        "onnx/y-onnxruntime-fp32",
+        "ts/y-onnxruntime-fp32",
+        "y-openvino-int8",
+        "edgecv-tiny (torch)",
+    ]
+    same_folder_name = ["b/x/m", "c/x/m"]
+    out = distinct_names(["m", "m"], same_folder_name)
+    assert out == [str((Path.cwd() / p).resolve()) for p in same_folder_name] and len(set(out)) == 2

@@ -847,7 +847,7 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
 
 
 def run_compare(a: argparse.Namespace) -> int:
-    from ..comparison import model_name
+    from ..comparison import distinct_names, model_name
     from ..evaluation import compare, compare_table, evaluator, metrics_table, per_class_table, reporter
     from ..pipeline import open_model
 
@@ -868,7 +868,7 @@ def run_compare(a: argparse.Namespace) -> int:
     dets = [open_model(m, source_options=eval_source_options(a)) for m in a.models]
     try:
         result = compare(
-            [(model_name(m, d), d) for m, d in zip(a.models, dets)],
+            list(zip(distinct_names([model_name(m, d) for m, d in zip(a.models, dets)], a.models), dets)),
             dataset,
             bootstrap=a.bootstrap,
             seed=a.seed,
