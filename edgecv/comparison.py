@@ -36,6 +36,26 @@ def distinct_names(names: Sequence[str], specs: Sequence[Any]) -> list[str]:
     return out
 
 
+def comparison_record(result: Any, hidden: Sequence[str] = ()) -> dict:
+    """A compare result as JSON (``compare --json``): its data set, settings, each model's figures
+    and latency (less the info keys in ``hidden``), and each candidate's comparison."""
+    return {
+        "task": result.task,
+        "dataset": result.dataset,
+        "settings": result.settings,
+        "models": [
+            {
+                "name": r.name,
+                **{k: v for k, v in r.info.items() if k not in hidden},
+                "metrics": r.metrics.to_dict(),
+                "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms)) if len(r.latency_ms) else None},
+            }
+            for r in result.runs
+        ],
+        "comparisons": [c.to_dict() for c in result.comparisons],
+    }
+
+
 def gate_failures(runs: Sequence[Any], comparisons: Sequence[Any], max_drop: float | None) -> list[str]:
     """Messages for each candidate that loses more than ``max_drop`` points of the primary metric
     (mAP50-95, top-1 or mIoU) against the reference, ``runs[0]``."""

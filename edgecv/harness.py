@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import gate_failures, intervals, model_name
+from .comparison import comparison_record, gate_failures, intervals, model_name
 from .console import points, progress_bar, table
 from .detections import Detections
 from .errors import EdgecvError
@@ -293,20 +293,7 @@ class CompareResult:
         return gate_failures(self.runs, self.comparisons, max_map_drop)
 
     def to_dict(self) -> dict:
-        return {
-            "dataset": self.dataset,
-            "settings": self.settings,
-            "models": [
-                {
-                    "name": r.name,
-                    **{k: v for k, v in r.info.items() if k != "cat_of"},
-                    "metrics": r.metrics.to_dict(),
-                    "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))},
-                }
-                for r in self.runs
-            ],
-            "comparisons": [c.to_dict() for c in self.comparisons],
-        }
+        return comparison_record(self, hidden=("cat_of",))
 
 
 def compare(

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import tasks
-from .comparison import gate_failures, intervals, model_name
+from .comparison import comparison_record, gate_failures, intervals, model_name
 from .console import points, progress_bar, table
 from .errors import BundleError, DatasetError, EdgecvError
 from .images import IMAGE_SUFFIXES, read_image
@@ -307,21 +307,7 @@ class TaskCompareResult:
         return gate_failures(self.runs, self.comparisons, max_drop)
 
     def to_dict(self) -> dict:
-        return {
-            "task": self.task,
-            "dataset": self.dataset,
-            "settings": self.settings,
-            "models": [
-                {
-                    "name": r.name,
-                    **{k: v for k, v in r.info.items() if k != "labels"},
-                    "metrics": r.metrics.to_dict(),
-                    "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms))},
-                }
-                for r in self.runs
-            ],
-            "comparisons": [c.to_dict() for c in self.comparisons],
-        }
+        return comparison_record(self, hidden=("labels",))
 
 
 def dataset_info(dataset: TaskDataset) -> dict:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .comparison import gate_failures, intervals, model_name
+from .comparison import comparison_record, gate_failures, intervals, model_name
 from .console import count, points, progress_bar, table
 from .errors import DatasetError, EdgecvError
 from .images import IMAGE_SUFFIXES
@@ -711,21 +711,7 @@ class TrackCompareResult:
         return gate_failures(self.runs, self.comparisons, max_drop)
 
     def to_dict(self) -> dict:
-        return {
-            "task": self.task,
-            "dataset": self.dataset,
-            "settings": self.settings,
-            "models": [
-                {
-                    "name": r.name,
-                    **r.info,
-                    "metrics": r.metrics.to_dict(),
-                    "latency_ms": {"p50": r.median_ms, "mean": float(np.mean(r.latency_ms)) if r.latency_ms else None},
-                }
-                for r in self.runs
-            ],
-            "comparisons": [c.to_dict() for c in self.comparisons],
-        }
+        return comparison_record(self)
 
 
 def dataset_info(dataset: TrackDataset) -> dict:
