@@ -139,6 +139,29 @@ def test_openvino_static_compilations_give_the_same_boxes(make_detector, val_ima
         dyn.close()
 
 
+@pytest.mark.skipif("onnxruntime" not in EXPORT_TARGETS, reason="needs onnxruntime")
+def test_onnxruntime_stream_runs_on_its_own_single_thread_session(make_detector, val_images):
+    det = make_detector("onnxruntime", conf=0.1)
+    shared = make_detector("onnxruntime", conf=0.1, threads=1)
+    try:
+        frames = val_images[:4]
+        single = [det(f) for f in frames]
+        assert det._stream_session is None  # made on the first stream() call only
+        streamed = list(det.stream(frames))
+        options = det._stream_session.get_session_options()
+        assert det._stream_session is not det.session and options.intra_op_num_threads == 1
+        assert det.session.get_session_options().intra_op_num_threads == physical_cores()
+        for got, want in zip(streamed, single, strict=True):
+            assert len(got) == len(want) > 0
+            np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1e-4)
+            np.testing.assert_array_equal(got.class_ids, want.class_ids)
+        list(shared.stream(frames[:1]))  # threads=1 for calls too: one session serves both
+        assert shared._stream_session is shared.session
+    finally:
+        det.close()
+        shared.close()
+
+
 # --- operations and peak --------------------------------------------------------------------------
 
 
