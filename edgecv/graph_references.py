@@ -122,6 +122,10 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int | memoryview | None]]:
         yield key >> 3, value
 
 
+#: :func:`_fields` for other readers of protobuf messages without their schema (edgecv.serving.triton)
+protobuf_fields = _fields
+
+
 def _text(value: memoryview) -> str:
     return bytes(value).decode("utf-8", "replace")
 
