@@ -41,7 +41,11 @@ LAYERS = [
             "edgecv.video",
         ],
     ),
-    ("runtimes", ["edgecv.runtimes", "edgecv.tracking"]),
+    # the serving client is a runtime (edgecv.load of a URL); the server and the Triton writer are tools
+    (
+        "runtimes",
+        ["edgecv.runtimes", "edgecv.tracking", "edgecv.serving", "edgecv.serving.protocol", "edgecv.serving.client"],
+    ),
     (
         "evaluation",
         [
@@ -69,6 +73,9 @@ LAYERS = [
             "edgecv.demo",
             "edgecv.testing",
             "edgecv.cli",
+            "edgecv.serving.server",
+            "edgecv.serving.triton",
+            "edgecv.sharding",
         ],
     ),
 ]
