@@ -36,19 +36,30 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             f"image file '{p}' is {p.stat().st_size / 2**20:.0f} MB, over edgecv's limit of "
             f"{MAX_FILE_BYTES // 2**20} MB: not read"
         )
-    data = np.fromfile(p, dtype=np.uint8)
-    w, h = declared_size(data, p)
+    return decode_image(np.fromfile(p, dtype=np.uint8), p)
+
+
+def decode_image(data: np.ndarray | bytes, path: str | os.PathLike = "image") -> np.ndarray:
+    """Decode an encoded image (the bytes of a JPEG, PNG... file) as HxWx3 uint8 BGR, after
+    checking the size its header declares against :data:`MAX_PIXELS` and :data:`MAX_SIDE`.
+
+    Args:
+        data: the file's bytes (``bytes`` or a uint8 array).
+        path: where they came from, for messages.
+    """
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    w, h = declared_size(data, path)
     if min(w, h) < 1:
-        raise InvalidImageError(_UNDECODABLE.format(p) + f": its header declares {w}x{h} pixels")
+        raise InvalidImageError(_UNDECODABLE.format(path) + f": its header declares {w}x{h} pixels")
     if max(w, h) > MAX_SIDE or w * h > MAX_PIXELS:
         raise InvalidImageError(
-            f"image file '{p}' declares {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); edgecv decodes "
+            f"image file '{path}' declares {w}x{h} pixels ({w * h / 1e6:.0f} megapixels); edgecv decodes "
             f"images of at most {MAX_PIXELS / 1e6:.0f} megapixels and {MAX_SIDE} pixels a side "
             "(edgecv.images.MAX_PIXELS): not decoded. Downscale or tile it first"
         )
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
-        raise InvalidImageError(_UNDECODABLE.format(p))
+        raise InvalidImageError(_UNDECODABLE.format(path))
     return img
 
 

@@ -16,7 +16,9 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
     """Load a bundle directory; its manifest picks the backend.
 
     Args:
-        path: the bundle directory written by ``edgecv export``.
+        path: the bundle directory written by ``edgecv export``; or the URL of a served model,
+            ``http(s)://HOST:PORT/v2/models/NAME``, for a
+            :class:`~edgecv.serving.client.RemoteDetector` (``edgecv serve``, Triton).
         backend: run the bundle's graph on another backend than its target; only
             ``"onnxruntime"`` for a bundle whose model is an ONNX graph (e.g. checking the
             accuracy of a tensorrt bundle's graph on a CPU).
@@ -40,6 +42,13 @@ def load(path: str | os.PathLike, backend: str | None = None, **options: Any) ->
         BackendUnavailableError: the backend library is not installed, or (tensorrt) there is
             no usable GPU or no plan for this one, with what to do.
     """
+    if isinstance(path, str) and path.startswith(("http://", "https://")):
+        from ..errors import BackendUnavailableError
+        from ..serving.client import RemoteDetector
+
+        if backend is not None:
+            raise BackendUnavailableError(f"{path} runs on its server; backend={backend!r} does not apply to it")
+        return RemoteDetector(path, **options)
     bundle = Bundle.open(path)
     if backend is not None and backend != bundle.target:
         if backend != "onnxruntime" or bundle.file("model").suffix != ".onnx":

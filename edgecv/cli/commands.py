@@ -15,6 +15,7 @@ from typing import Any
 from .. import targets
 from ..console import count
 from ..errors import EdgecvError
+from .serve import run_serve, setup_serve
 from .track import run_track, setup_track
 
 
@@ -1107,6 +1108,11 @@ COMMANDS = {
     "val": (setup_val, run_val, "COCO metrics of a bundle or source model on a data set"),
     "compare": (setup_compare, run_compare, "compare bundles with a reference on a data set, paired; gate on mAP drop"),
     "bench": (setup_bench, run_bench, "latency percentiles per stage, batch and threads; gate against a baseline"),
+    "serve": (
+        setup_serve,
+        run_serve,
+        "serve bundles over the Open Inference Protocol (KServe v2) on Ray Serve, with dynamic batching",
+    ),
     "build": (setup_build, run_build, "build a TensorRT plan for this GPU and add it to a tensorrt bundle"),
     "doctor": (setup_doctor, run_doctor, "static check of a bundle or ONNX graph against TensorRT's rules"),
     "env": (setup_env, run_env, "which backends are usable here, with versions"),

@@ -160,15 +160,22 @@ def model_config(
                 "dims": list(inp.shape[1:]),
             }
         ],
-        "output": [
-            {"name": o.name, "data_type": config_datatype(o.datatype), "dims": list(o.shape[1:])} for o in outputs
-        ],
+        "output": [_config_output(o) for o in outputs],
         "instance_group": [{"name": name, "kind": "KIND_CPU", "count": int(replicas)}],
         "parameters": {MANIFEST_PARAMETER: {"string_value": json.dumps(manifest, separators=(",", ":"))}},
     }
     if batch_wait_us is not None:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(batch_wait_us)}
     return config
+
+
+def _config_output(spec: TensorSpec) -> dict:
+    """One output of a model config. An output of one number per image ([B]) is ``dims: [1]``
+    with an empty ``reshape``, as Triton requires of a batched model (dims may not be empty)."""
+    out: dict[str, Any] = {"name": spec.name, "data_type": config_datatype(spec.datatype), "dims": list(spec.shape[1:])}
+    if not out["dims"]:
+        out["dims"], out["reshape"] = [1], {"shape": []}
+    return out
 
 
 def manifest_from_config(config: Mapping) -> dict:
