@@ -261,6 +261,7 @@ def bench_table(result: BenchResult) -> str:
     rows = []
     stream = any("stream_fps" in r for r in result.rows)
     peak = any("fraction_of_peak" in r for r in result.rows)
+    nodes = any("node" in r for r in result.rows)  # bench --ray: where each row ran
     for r in result.rows:
         s = r["stages_ms"]
         used = r.get("threads_used")
@@ -287,6 +288,8 @@ def bench_table(result: BenchResult) -> str:
                 f"{r['peak']['gops_per_s']:.0f} {r['peak']['precision']}" if f else "—",
                 f"{f['infer'] * 100:.0f}% / {f['e2e'] * 100:.0f}%" if f else "—",
             ]
+        if nodes:
+            row.append(r.get("node", "—"))
         rows.append((*row, r["iterations"]))
     head = [
         "model",
@@ -305,4 +308,6 @@ def bench_table(result: BenchResult) -> str:
         head.append("stream fps")
     if peak:
         head += ["GOPs/img", "peak GOP/s", "of peak infer / e2e"]
+    if nodes:
+        head.append("node")
     return table(tuple(head + ["iters"]), rows, left=1) + "\n(ms per call; threads: asked (used))"

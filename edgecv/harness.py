@@ -9,14 +9,16 @@ import dataclasses
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .comparison import comparison_record, gate_failures, intervals, model_name
 from .console import points, progress_bar, table
+from .datasets import category_map
 from .detections import Detections
 from .errors import EdgecvError
 from .images import read_image
@@ -47,6 +49,85 @@ class Run:
         return statistics.median(self.latency_ms) if self.latency_ms else float("nan")
 
 
+@dataclass(frozen=True)
+class ImagePrediction:
+    """One model's output on one image, before scoring: what :func:`predict_images` yields and
+    what a shard of a sharded run (:mod:`edgecv.sharding`) sends back."""
+
+    image_id: int
+    detections: Detections  # masks dropped: they are in ``segm``, run-length encoded
+    latency_ms: float  # end to end, the image already decoded
+    segm: list[dict] | None = None  # COCO segm results of the image's masks; None: the model gives none
+
+
+def image_items(dataset) -> list[tuple[int, Path]]:
+    """(image id, image file) of every image of a detection data set, in the data set's order."""
+    return [(int(info["id"]), dataset.image_path(info)) for info in dataset.coco["images"]]
+
+
+def predict_images(
+    det,
+    items: Sequence[tuple[int, Path]],
+    conf: float = EVAL_CONF,
+    cat_of: dict[int, int] | None = None,
+    warmup: int = 3,
+) -> Iterator[ImagePrediction]:
+    """Run ``det`` over ``items`` ((image id, file) pairs), one image at a time, in their order.
+
+    Images are decoded before the clock starts; ``warmup`` untimed calls on the first image come
+    first. Instance masks are run-length encoded as they come (dense masks are large), with
+    ``cat_of`` (model class -> COCO category id) naming their categories.
+    """
+    if warmup and items:
+        first = read_image(items[0][1])
+        for _ in range(warmup):
+            det(first, conf=conf)
+    for image_id, path in items:
+        img = read_image(path)
+        t0 = time.perf_counter()
+        d = det(img, conf=conf)
+        ms = (time.perf_counter() - t0) * 1000
+        segm = None
+        if d.masks is not None:
+            segm = to_coco_results({image_id: d}, cat_of or {}, masks=True)
+            d = dataclasses.replace(d, masks=None)
+        yield ImagePrediction(image_id, d, ms, segm)
+
+
+def score_predictions(
+    name: str,
+    predictions: Sequence[ImagePrediction],
+    dataset,
+    names: Sequence[str],
+    manifest: dict,
+    max_dets: int = 100,
+) -> Run:
+    """A model's :class:`Run` from its predictions on every image of ``dataset`` (in the data
+    set's order): COCO box metrics, and mask metrics where the model gave instance masks.
+
+    Args:
+        names: the model's class names; manifest: its manifest (``target`` and ``precision`` are kept).
+    """
+    cat_of = category_map(names, dataset.coco["categories"])
+    dets = {p.image_id: p.detections for p in predictions}
+    run = Run(
+        name,
+        dets,
+        [p.latency_ms for p in predictions],
+        tuple(names),
+        coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets),
+        info={"target": manifest["target"], "precision": manifest["precision"], "cat_of": cat_of},
+    )
+    if any(p.segm is not None for p in predictions):  # instance masks: COCO segm AP beside box AP
+        anns = dataset.coco.get("annotations", [])
+        if anns and all("segmentation" in a for a in anns):
+            segm = [r for p in predictions for r in p.segm or []]
+            run.mask_metrics = coco_metrics(dataset.coco, segm, max_dets=max_dets, iou_type="segm")
+        else:
+            run.info["mask_metrics"] = "the data set lacks a segmentation for some annotations: no mask AP"
+    return run
+
+
 def run_dataset(
     det,
     dataset,
@@ -56,48 +137,16 @@ def run_dataset(
     progress: bool = True,
     max_dets: int = 100,
 ) -> Run:
-    """Run ``det`` over every image of ``dataset`` and compute its COCO metrics.
+    """Run ``det`` over every image of ``dataset`` and compute its COCO metrics
+    (:func:`predict_images`, then :func:`score_predictions`).
 
     Images are decoded before the clock starts; ``warmup`` untimed calls come first.
     """
-    from .datasets import category_map
-
-    infos = dataset.coco["images"]
     cat_of = category_map(det.names, dataset.coco["categories"])
-    dets: dict[int, Detections] = {}
-    times: list[float] = []
-    if warmup:
-        first = read_image(dataset.image_path(infos[0]))
-        for _ in range(warmup):
-            det(first, conf=conf)
     name = name or model_name(None, det)
-    segm: list[dict] = []  # mask results, run-length encoded as they come: dense masks are large
-    has_masks = False
-    for info in progress_bar(infos, len(infos), name, progress):
-        img = read_image(dataset.image_path(info))
-        t0 = time.perf_counter()
-        d = det(img, conf=conf)
-        times.append((time.perf_counter() - t0) * 1000)
-        if d.masks is not None:
-            has_masks = True
-            segm.extend(to_coco_results({int(info["id"]): d}, cat_of, masks=True))
-            d = dataclasses.replace(d, masks=None)
-        dets[int(info["id"])] = d
-    run = Run(
-        name,
-        dets,
-        times,
-        tuple(det.names),
-        coco_metrics(dataset.coco, to_coco_results(dets, cat_of), max_dets=max_dets),
-        info={"target": det.manifest["target"], "precision": det.manifest["precision"], "cat_of": cat_of},
-    )
-    if has_masks:  # instance masks: COCO segm AP beside box AP
-        anns = dataset.coco.get("annotations", [])
-        if anns and all("segmentation" in a for a in anns):
-            run.mask_metrics = coco_metrics(dataset.coco, segm, max_dets=max_dets, iou_type="segm")
-        else:
-            run.info["mask_metrics"] = "the data set lacks a segmentation for some annotations: no mask AP"
-    return run
+    items = image_items(dataset)
+    predictions = list(progress_bar(predict_images(det, items, conf, cat_of, warmup), len(items), name, progress))
+    return score_predictions(name, predictions, dataset, det.names, det.manifest, max_dets)
 
 
 # --- paired comparison ------------------------------------------------------------------------
@@ -322,6 +371,27 @@ def compare(
             f"detectors are compared on a detection data set (COCO, YOLO, VOC), not on a set of task {dataset.task}"
         )
     runs = [run_dataset(det, dataset, conf, name, progress=progress, max_dets=max_dets) for name, det in models]
+    return compare_runs(
+        runs, dataset, bootstrap=bootstrap, seed=seed, conf=conf, max_dets=max_dets, progress=progress, say=say
+    )
+
+
+def compare_runs(
+    runs: Sequence[Run],
+    dataset,
+    *,
+    bootstrap: int = 200,
+    seed: int = 0,
+    conf: float = EVAL_CONF,
+    max_dets: int = 100,
+    progress: bool = True,
+    say: Callable[[str], None] | None = None,
+) -> CompareResult:
+    """The paired comparison of runs over ``dataset`` (the first the reference): the bootstrap
+    interval of each candidate's mAP difference, its per-class differences and box parity.
+    :func:`compare` runs the models first; a sharded run (:mod:`edgecv.sharding`) merges its
+    shards into runs and comes here."""
+    runs = list(runs)
     ref = runs[0]
     results = [to_coco_results(r.detections, r.info["cat_of"]) for r in runs]
     if bootstrap:
