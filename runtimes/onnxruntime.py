@@ -14,6 +14,7 @@ import threading
 
 import numpy as np
 
+from ..bundle import Bundle
 from ..cpu import physical_cores
 from ..errors import BackendUnavailableError, BundleError, EdgecvError
 from ..graph_references import check_model
@@ -37,13 +38,14 @@ class OnnxRuntimeDetector(Detector):
         self.stream_threads = max(1, int(self.options.get("stream_threads", 1)))
         if self.bundle is None:
             raise EdgecvError("the onnxruntime backend runs the model of a bundle: load one with edgecv.load(path)")
-        self.session = self._session(ort, self.threads_used)
+        self._bundle = self.bundle
+        self.session = self._session(ort, self.bundle, self.threads_used)
         self._stream_session = None
         self._stream_lock = threading.Lock()
         self._outputs = list(self.output_names.values())
 
-    def _session(self, ort, threads: int):
-        """An inference session on the bundle's model with ``threads`` intra-op threads."""
+    def _session(self, ort, bundle: Bundle, threads: int):
+        """An inference session on ``bundle``'s model with ``threads`` intra-op threads."""
         so = ort.SessionOptions()
         level = self.options.get("graph_optimization_level", "all")
         so.graph_optimization_level = {
@@ -54,16 +56,16 @@ class OnnxRuntimeDetector(Detector):
         }[level]
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
-        model = self.bundle.read("model")  # the bytes whose sha256 was checked are the bytes run
+        model = bundle.read("model")  # the bytes whose sha256 was checked are the bytes run
         # A model given as bytes has no folder: onnxruntime would look for external data in the
         # process's working directory, a file no manifest vouches for; and it would run the
         # operators of any domain it has registered.
-        check_model(self.bundle, model, self.key)
+        check_model(bundle, model, self.key)
         try:
             return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime's own types (InvalidProtobuf, Fail, ...)
             raise BundleError(
-                f"bundle '{self.bundle.path}': onnxruntime cannot load {self.bundle.file('model').name} "
+                f"bundle '{bundle.path}': onnxruntime cannot load {bundle.file('model').name} "
                 f"({type(e).__name__}: {str(e).strip()}); it is the file the manifest hashes, so the bundle "
                 "was written broken: re-export it"
             ) from None
@@ -83,7 +85,7 @@ class OnnxRuntimeDetector(Detector):
         with self._stream_lock:  # the stream's workers all ask for it on their first frame
             if self._stream_session is None:
                 same = self.stream_threads == self.threads_used  # the call session would do
-                self._stream_session = self.session if same else self._session(ort, self.stream_threads)
+                self._stream_session = self.session if same else self._session(ort, self._bundle, self.stream_threads)
         return self._stream_session
 
     def release_impl(self) -> None:
