@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import platform
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from ..console import count
 from ..errors import EdgecvError
 from .serve import run_serve, setup_serve
 from .track import run_track, setup_track
+from .triton import run_triton, setup_triton
 
 
 def _err(msg: str) -> None:
@@ -776,6 +779,49 @@ def eval_conf(a: argparse.Namespace, evaluation: str) -> float | None:
     return a.conf if a.conf is not None or evaluation in MODES else 0.001
 
 
+def add_ray_args(p: argparse.ArgumentParser, shards: bool = True) -> None:
+    """--ray [ADDRESS] (and, for val and compare, --workers and --worker-threads)."""
+    g = p.add_argument_group("on Ray (pip install 'edgecv[serve]'; see docs/serving.md)")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help=(
+            "shard the images over Ray workers; the metrics are those of one process. "
+            if shards
+            else "run each model's bench as one task that takes a whole node: never two on the same cores. "
+        )
+        + "Without ADDRESS a local Ray on this machine's cores; with it the cluster there (auto, HOST:6379, "
+        "ray://HOST:10001)",
+    )
+    if shards:
+        g.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="with --ray: shards per model (default: the cluster's CPUs / --worker-threads)",
+        )
+        g.add_argument(
+            "--worker-threads",
+            type=int,
+            default=None,
+            help="with --ray: backend threads of each worker (default: CPUs / --workers, at least 1)",
+        )
+
+
+def sharded_specs(a: argparse.Namespace, models: list[str], evaluation: str) -> list:
+    """The models of val or compare --ray as specs a Ray worker opens; detectors only."""
+    from ..sharding import ModelSpec
+
+    if evaluation != "detect":
+        raise EdgecvError(
+            f"--ray shards the evaluation of detectors today; {evaluation} runs in one process: drop --ray"
+        )
+    return [ModelSpec(m, eval_source_options(a)) for m in models]
+
+
 def setup_val(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="a bundle directory, or a source model (run through the torch reference)")
     add_data_args(p)
@@ -789,6 +835,7 @@ def setup_val(p: argparse.ArgumentParser) -> None:
     p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
     p.add_argument("--json", help="write the metrics as JSON to this file")
     add_eval_mode_args(p)
+    add_ray_args(p)
     add_source_args(p, evaluations=("track",))
 
 
@@ -799,16 +846,32 @@ def run_val(a: argparse.Namespace) -> int:
     _quiet_torch()
     evaluation = evaluation_of(a.model, a)
     conf = eval_conf(a, evaluation)
+    specs = sharded_specs(a, [a.model], evaluation) if a.ray is not None else []
     dataset = open_dataset(a, evaluation)
-    with open_model(a.model, source_options=eval_source_options(a)) as det:
-        run = evaluate(
-            det,
-            dataset,
-            progress=sys.stderr.isatty(),
-            conf=conf,
-            max_dets=a.max_det,
-            **({"tracker": a.tracker} if evaluation == "track" else {}),
-        )
+    if a.ray is not None:
+        from ..sharding import evaluate_sharded, ray_session
+
+        with ray_session(a.ray):
+            run = evaluate_sharded(
+                specs[0],
+                dataset,
+                workers=a.workers,
+                threads=a.worker_threads,
+                conf=conf,
+                max_dets=a.max_det,
+                progress=sys.stderr.isatty(),
+                say=_err,
+            )
+    else:
+        with open_model(a.model, source_options=eval_source_options(a)) as det:
+            run = evaluate(
+                det,
+                dataset,
+                progress=sys.stderr.isatty(),
+                conf=conf,
+                max_dets=a.max_det,
+                **({"tracker": a.tracker} if evaluation == "track" else {}),
+            )
     ev = evaluator(run.task)
     print(ev.val_headline(run, dataset, conf, a.max_det))
     print(metrics_table([run]))
@@ -844,6 +907,7 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", help="write the comparison as JSON to this file")
     p.add_argument("--report", help="write a Markdown report with plots into this directory")
     add_eval_mode_args(p)
+    add_ray_args(p)
     add_source_args(p, evaluations=("track",))
 
 
@@ -865,23 +929,33 @@ def run_compare(a: argparse.Namespace) -> int:
     report_writer = reporter(task) if a.report else None
     if a.report and report_writer is None:
         raise EdgecvError("--report is written for detectors; for a classifier, segmenter or tracking use --json")
+    specs = sharded_specs(a, a.models, task) if a.ray is not None else []
     dataset = open_dataset(a, task)
-    dets = [open_model(m, source_options=eval_source_options(a)) for m in a.models]
-    try:
-        result = compare(
-            list(zip(distinct_names([model_name(m, d) for m, d in zip(a.models, dets)], a.models), dets)),
-            dataset,
-            bootstrap=a.bootstrap,
-            seed=a.seed,
-            conf=eval_conf(a, task),
-            max_dets=a.max_det,
-            progress=sys.stderr.isatty(),
-            say=_err,
-            **({"tracker": a.tracker} if task == "track" else {}),
-        )
-    finally:
-        for d in dets:
-            d.close()
+    settings: dict[str, Any] = dict(
+        bootstrap=a.bootstrap,
+        seed=a.seed,
+        conf=eval_conf(a, task),
+        max_dets=a.max_det,
+        progress=sys.stderr.isatty(),
+        say=_err,
+    )
+    if a.ray is not None:
+        from ..sharding import compare_sharded, ray_session
+
+        with ray_session(a.ray):
+            result = compare_sharded(specs, dataset, workers=a.workers, threads=a.worker_threads, **settings)
+    else:
+        dets = [open_model(m, source_options=eval_source_options(a)) for m in a.models]
+        try:
+            result = compare(
+                list(zip(distinct_names([model_name(m, d) for m, d in zip(a.models, dets)], a.models), dets)),
+                dataset,
+                **settings,
+                **({"tracker": a.tracker} if task == "track" else {}),
+            )
+        finally:
+            for d in dets:
+                d.close()
     failures = result.failures(a.max_map_drop)
     print(ev.compare_headline(result, dataset, a.bootstrap, a.seed))
     print(compare_table(result))
@@ -970,6 +1044,7 @@ def setup_bench(p: argparse.ArgumentParser) -> None:
         help="against a baseline: how much slower (or, by the same factor, faster) the reference workload may "
         "run than in the baseline before a slowdown is not judged (default 100%%: twice as slow or half the time)",
     )
+    add_ray_args(p, shards=False)
 
 
 def run_bench(a: argparse.Namespace) -> int:
@@ -982,27 +1057,39 @@ def run_bench(a: argparse.Namespace) -> int:
         paths = ds.images if hasattr(ds, "images") else [ds.image_path(i) for i in ds.coco["images"]]
         images = [read_image(p) for p in paths[: a.limit]]
     if a.compare or a.save_baseline or a.baseline:
+        if a.ray is not None:
+            raise EdgecvError("the latency gates run both sides in one process by design: drop --ray")
         return run_latency_gate(a, images)
     from ..bench import bench, bench_table
 
     seconds = 10.0 if a.seconds is None else a.seconds
-    result = bench(
-        a.models,
-        batches=a.batch,
-        threads=a.threads or [None],
-        seconds=seconds,
-        min_iters=a.min_iters,
-        warmup=a.warmup,
-        images=images,
-        say=_err,
-        stream=a.stream,
-        peak=a.peak,
-    )
+    if a.ray is not None:  # the same bench, each model one task on a whole node
+        from ..sharding import bench_sharded, ray_session
+
+        session: contextlib.AbstractContextManager[Any] = ray_session(a.ray)
+        measure: Callable[..., Any] = bench_sharded
+    else:
+        session, measure = contextlib.nullcontext(), bench
+    with session:
+        result = measure(
+            a.models,
+            batches=a.batch,
+            threads=a.threads or [None],
+            seconds=seconds,
+            min_iters=a.min_iters,
+            warmup=a.warmup,
+            images=images,
+            say=_err,
+            stream=a.stream,
+            peak=a.peak,
+        )
     m = result.machine
     print(
         f"{m['cpu']}, {m['cores']} cores; {result.settings['images']} images; warm-up {a.warmup}+ calls, "
         f">= {a.min_iters} calls and {seconds:g} s per row"
     )
+    for node, nm in result.settings.get("ray", {}).get("machines", {}).items():
+        print(f"node {node}: {nm['cpu']}, {nm['cores']} cores")
     print(bench_table(result))
     if a.json:
         result.save(a.json)
@@ -1114,6 +1201,7 @@ COMMANDS = {
         "serve bundles over the Open Inference Protocol (KServe v2) on Ray Serve, with dynamic batching",
     ),
     "build": (setup_build, run_build, "build a TensorRT plan for this GPU and add it to a tensorrt bundle"),
+    "triton": (setup_triton, run_triton, "write a Triton Inference Server model repository from bundles"),
     "doctor": (setup_doctor, run_doctor, "static check of a bundle or ONNX graph against TensorRT's rules"),
     "env": (setup_env, run_env, "which backends are usable here, with versions"),
     "models": (
