@@ -110,7 +110,9 @@ class BundleModel:
             return await self._batched(batch)
         return await asyncio.to_thread(self._run, batch)
 
-    @ray_serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, batch_size_fn=_image_count)
+    # two batches in flight: one in the graph while the next gathers (one at a time gave 0.87x the
+    # requests per second of no batching with 8 clients on 2 cores; two gave 0.97-1.16x)
+    @ray_serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, max_concurrent_batches=2, batch_size_fn=_image_count)
     async def _batched(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
         out = await asyncio.to_thread(self._run, np.concatenate(batches))
         ends = np.cumsum([len(b) for b in batches])
