@@ -173,6 +173,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def test_cli_serves_until_sigint_even_as_a_background_job(default_bundles, val_images):
+    """`edgecv serve` end to end in its own process: it prints the model's URL, the client gets the
+    local bundle's detections from it, and SIGINT stops it (exit 0, "stopping") although it was
+    started as a shell's background job is, with SIGINT ignored (Python's default handler is then
+    never installed). Runs before the module's own server starts: one Ray at a time."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from edgecv import load
+
+    port = _free_port()
+    cmd = [sys.executable, "-m", "edgecv.cli", "serve", str(default_bundles["onnxruntime"]), "--name", "tiny"]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Ctrl-C to stop" in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert ready.wait(180), f"edgecv serve did not start: {''.join(lines)}"
+        url = f"http://127.0.0.1:{port}/v2/models/tiny"
+        assert any(url in line for line in lines), lines
+        with load(url) as remote, load(default_bundles["onnxruntime"]) as det:
+            got, want = remote(val_images[0]), det(val_images[0])
+        assert len(got) == len(want) > 0 and np.allclose(got.xyxy, want.xyxy, atol=1e-5)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0
+        assert any("stopping" in line for line in lines)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="module")
 def served(default_bundles):
     """The default detector's onnxruntime bundle served on 127.0.0.1 (as ``tiny``), and the same

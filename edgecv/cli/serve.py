@@ -54,37 +54,44 @@ def run_serve(a: argparse.Namespace) -> int:
     except ImportError as e:
         raise EdgecvError(f"edgecv serve needs Ray Serve ({e}): pip install 'edgecv[serve]'") from None
 
-    server = serve(
-        a.bundles,
-        replicas=a.replicas,
-        max_batch=a.max_batch,
-        batch_wait_ms=a.batch_wait_ms,
-        batching=not a.no_batching,
-        host=a.host,
-        port=a.port,
-        address=a.address,
-        names=a.names,
-        max_body_bytes=None if a.max_body_mb is None else int(a.max_body_mb * 2**20),
-    )
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGTERM and SIGINT stop the server, from before it starts (a signal during the start stops
+    # it once started). SIGINT is said explicitly: a shell starts a background job
+    # (`edgecv serve ... &`) with SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        batching = "off" if a.no_batching else f"up to {a.max_batch} images, {a.batch_wait_ms:g} ms wait"
-        print(
-            f"serving on {server.url} (Open Inference Protocol v2; {a.replicas} replica(s) a model; batching {batching})"
+        server = serve(
+            a.bundles,
+            replicas=a.replicas,
+            max_batch=a.max_batch,
+            batch_wait_ms=a.batch_wait_ms,
+            batching=not a.no_batching,
+            host=a.host,
+            port=a.port,
+            address=a.address,
+            names=a.names,
+            max_body_bytes=None if a.max_body_mb is None else int(a.max_body_mb * 2**20),
         )
-        for name, url in server.models.items():
-            print(f"  {name:<24} {url}")
-            print(f"  {'':<24} POST {url}/infer (tensors), POST {url}/detect (an encoded image -> JSON)")
-        first = next(iter(server.models.values()))
-        print(f'client: det = edgecv.load("{first}")')
-        print("Ctrl-C to stop")
-        while not stop.wait(0.5):
+        try:
+            batching = "off" if a.no_batching else f"up to {a.max_batch} images, {a.batch_wait_ms:g} ms wait"
+            print(
+                f"serving on {server.url} (Open Inference Protocol v2; {a.replicas} replica(s) a model; "
+                f"batching {batching})"
+            )
+            for name, url in server.models.items():
+                print(f"  {name:<24} {url}")
+                print(f"  {'':<24} POST {url}/infer (tensors), POST {url}/detect (an encoded image -> JSON)")
+            first = next(iter(server.models.values()))
+            print(f'client: det = edgecv.load("{first}")')
+            print("Ctrl-C to stop", flush=True)
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
             pass
-    except KeyboardInterrupt:
-        pass
+        finally:
+            print("stopping", flush=True)
+            server.stop()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        print("stopping")
-        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
