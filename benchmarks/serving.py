@@ -280,7 +280,10 @@ def sharded_compare(bundles: list[Path], ann: Path, images_dir: Path, say) -> di
     from edgecv.cli import main
 
     runs = {}
-    for label, extra in (("single process", []), ("2 Ray workers", ["--ray", "--workers", "2", "--worker-threads", "2"])):
+    for label, extra in (
+        ("single process", []),
+        ("2 Ray workers", ["--ray", "--workers", "2", "--worker-threads", "2"]),
+    ):
         out = Path("build/bench-serving") / f"compare-{len(runs)}.json"
         t0 = time.perf_counter()
         code = main(
