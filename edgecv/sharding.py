@@ -477,3 +477,37 @@ def bench_sharded(
     first = results[0]
     settings = {**first["settings"], "ray": {"nodes": len(nodes), "machines": machines}}
     return BenchResult(rows, first["machine"], settings)
+
+
+# --- sweeps: independent jobs, one task each ---------------------------------------------------
+
+
+def run_tasks(
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    *,
+    names: Sequence[str] | None = None,
+    num_cpus: float = 1,
+    say: Callable[[str], None] | None = None,
+) -> list[tuple[Any, str | None]]:
+    """``fn(item)`` for every item as one Ray task each (``num_cpus`` CPUs per task: a 2-core
+    machine runs two at once), in the running Ray (see :func:`ray_session`). Returns, in the
+    order of ``items``, ``(result, None)`` or ``(None, what went wrong)``: one failing job does
+    not stop the others (an export sweep reports every bundle it made and every one it could not).
+    """
+    ray = _ray()
+    names = list(names) if names is not None else [str(i) for i in range(len(items))]
+    task = ray.remote(fn)
+    refs = {task.options(num_cpus=num_cpus, max_retries=0).remote(item): i for i, item in enumerate(items)}
+    out: list[tuple[Any, str | None]] = [(None, "not run")] * len(items)
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        i = refs[ready[0]]
+        try:
+            out[i] = (ray.get(ready[0]), None)
+        except Exception as e:  # noqa: BLE001 - the worker's error, a crash or a lost node
+            out[i] = (None, _failure(e))
+        if say:
+            say(f"{names[i]}: {'done' if out[i][1] is None else 'failed'} ({len(items) - len(pending)}/{len(items)})")
+    return out

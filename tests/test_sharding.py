@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +179,38 @@ def test_cli_compare_and_bench_on_ray(local_ray, pair, val_set, tmp_path, capsys
 
     code = main(["val", pair[0], *data, "--ray", "--task", "track"])
     assert code == 2 and "detectors today" in capsys.readouterr().err
+
+
+def test_export_sweep_in_one_process_and_on_ray(local_ray, tmp_path, capsys):
+    """`export --target a,b --precision x,y` makes every bundle, in one process or as Ray tasks;
+    a job that cannot be made (int8 without --calib) is reported while the others are made; a
+    sweep refuses --name and an unknown target before any work."""
+    from edgecv import load
+    from edgecv.cli import main
+
+    def bundles(out: str) -> list[Path]:
+        return [Path(line) for line in out.splitlines() if line.strip()]
+
+    code = main(["export", "--target", "onnxruntime,openvino", "-o", str(tmp_path / "one")])
+    out, err = capsys.readouterr()
+    made = bundles(out)
+    assert code == 0, err
+    assert [b.name for b in made] == ["edgecv-tiny-onnxruntime-fp32", "edgecv-tiny-openvino-fp32"]
+    code = main(["export", "--target", "onnxruntime,openvino", "--ray", "-o", str(tmp_path / "ray")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    on_ray = bundles(out)
+    assert [b.name for b in on_ray] == [b.name for b in made]
+    img = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    for a, b in zip(made, on_ray):
+        with load(a) as x, load(b) as y:
+            np.testing.assert_array_equal(x(img, conf=0.01).xyxy, y(img, conf=0.01).xyxy)
+
+    code = main(["export", "--precision", "fp32,int8", "-o", str(tmp_path / "part")])
+    out, err = capsys.readouterr()
+    assert code == 2 and [b.name for b in bundles(out)] == ["edgecv-tiny-onnxruntime-fp32"]
+    assert "export onnxruntime int8 failed" in err and "--calib" in err
+    assert main(["export", "--target", "onnxruntime,openvino", "--name", "x", "-o", str(tmp_path)]) == 2
+    assert "--name names one bundle" in capsys.readouterr().err
+    assert main(["export", "--target", "onnxruntime,tflite", "-o", str(tmp_path / "bad")]) == 2
+    assert "unknown target(s) tflite" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -77,13 +77,14 @@ def setup_export(p: argparse.ArgumentParser) -> None:
         "--target",
         "-t",
         default="onnxruntime",
-        help=" | ".join(targets.export_keys()) + " (default onnxruntime)",
+        help=" | ".join(targets.export_keys()) + " (default onnxruntime); several, comma-separated, make a "
+        "sweep (every target at every --precision)",
     )
     p.add_argument(
         "--precision",
         default="fp32",
         help="fp32 | fp16 | int8 (int8 needs --calib) | bf16 (openvino: FP32 weights, bf16 compute on CPUs that "
-        "have it, f32 elsewhere)",
+        "have it, f32 elsewhere); several, comma-separated, make a sweep",
     )
     p.add_argument("--calib", help="int8 calibration images: a folder, a COCO json, a YOLO labels or VOC xml folder")
     p.add_argument(
@@ -142,6 +143,7 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     add_data_args(p, required=False)
     add_source_args(p)
     add_tensorrt_args(p)
+    add_ray_args(p, shards=False, what="run a sweep's exports as Ray tasks, one CPU each. ")
 
 
 def add_tensorrt_args(p: argparse.ArgumentParser, build: bool = False) -> None:
@@ -308,6 +310,10 @@ def _quiet_torch() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
 def run_export(a: argparse.Namespace) -> int:
     try:
         import torch  # noqa: F401
@@ -315,6 +321,75 @@ def run_export(a: argparse.Namespace) -> int:
         raise EdgecvError(
             f"export needs the exporter's packages ({e.name} is missing): pip install 'edgecv[export]'"
         ) from None
+    jobs = [(t, p) for t in _split(a.target) for p in _split(a.precision)]
+    if not jobs:
+        raise EdgecvError("--target and --precision need at least one value each")
+    if len(jobs) == 1 and a.ray is None:
+        a.target, a.precision = jobs[0]
+        bundle, table, failures = export_one(a)
+        if table:
+            print(table, file=sys.stderr)
+        print(bundle)
+        for f in failures:
+            _err(f"edgecv: gate failed: {f}")
+        return 1 if failures else 0
+    return export_sweep(a, jobs)
+
+
+def export_sweep(a: argparse.Namespace, jobs: list[tuple[str, str]]) -> int:
+    """``--target a,b --precision x,y``: one export per (target, precision), one after another, or
+    one Ray task each with ``--ray``. Every bundle made is printed; a job that fails is reported
+    and the others go on (exit 1 when a gate failed, 2 when an export could not be made)."""
+    import copy
+
+    if a.name:
+        raise EdgecvError(
+            f"--name names one bundle; this sweep makes {len(jobs)}: drop --name (each is <model>-<target>-<precision>)"
+        )
+    known = set(targets.export_keys())
+    unknown = sorted({t for t, _ in jobs} - known)
+    if unknown:
+        raise EdgecvError(f"unknown target(s) {', '.join(unknown)}: choose from {', '.join(sorted(known))}")
+    names = [f"{t} {p}" for t, p in jobs]
+    per_job = []
+    for t, p in jobs:
+        one = copy.copy(a)
+        one.target, one.precision, one.ray = t, p, None
+        per_job.append(one)
+    results: list[tuple[Any, str | None]] = []
+    if a.ray is None:
+        for name, one in zip(names, per_job):
+            _err(f"export {name} ({len(results) + 1}/{len(jobs)})")
+            try:
+                results.append((export_one(one), None))
+            except EdgecvError as e:
+                results.append((None, str(e)))
+    else:
+        from ..sharding import ray_session, run_tasks
+
+        with ray_session(a.ray) as where:
+            _err(f"export sweep: {len(jobs)} exports on {where}, one task each")
+            results = run_tasks(export_one, per_job, names=names, say=_err)
+    gate_failed = errors = False
+    for name, (done, error) in zip(names, results):
+        if error is not None:
+            errors = True
+            _err(f"edgecv: export {name} failed: {error}")
+            continue
+        bundle, table, failures = done
+        if table:
+            print(table, file=sys.stderr)
+        print(bundle)
+        for f in failures:
+            gate_failed = True
+            _err(f"edgecv: gate failed ({name}): {f}")
+    return 2 if errors else 1 if gate_failed else 0
+
+
+def export_one(a: argparse.Namespace) -> tuple[Path, str | None, list[str]]:
+    """One export of ``a.model`` to ``a.target`` at ``a.precision``, checked as the options say:
+    the bundle, the comparison table (when validated) and the gates that failed. Runs in a Ray
+    task for ``export --ray`` (the namespace travels; the data set is opened where it runs)."""
     _quiet_torch()
     from ..evaluation import compare_table
     from ..pipeline import export_checked
@@ -349,12 +424,7 @@ def run_export(a: argparse.Namespace) -> int:
         tensorrt=trt or None,
         **nms,
     )
-    if result is not None:
-        print(compare_table(result), file=sys.stderr)
-    print(bundle)
-    for f in failures:
-        _err(f"edgecv: gate failed: {f}")
-    return 1 if failures else 0
+    return Path(bundle), (compare_table(result) if result is not None else None), list(failures)
 
 
 # --- predict ----------------------------------------------------------------------------------
@@ -779,8 +849,9 @@ def eval_conf(a: argparse.Namespace, evaluation: str) -> float | None:
     return a.conf if a.conf is not None or evaluation in MODES else 0.001
 
 
-def add_ray_args(p: argparse.ArgumentParser, shards: bool = True) -> None:
-    """--ray [ADDRESS] (and, for val and compare, --workers and --worker-threads)."""
+def add_ray_args(p: argparse.ArgumentParser, shards: bool = True, what: str | None = None) -> None:
+    """--ray [ADDRESS] (and, for val and compare, --workers and --worker-threads); ``what`` says
+    what --ray does for a command whose work is not sharded images or a bench."""
     g = p.add_argument_group("on Ray (pip install 'edgecv[serve]'; see docs/serving.md)")
     g.add_argument(
         "--ray",
@@ -789,9 +860,12 @@ def add_ray_args(p: argparse.ArgumentParser, shards: bool = True) -> None:
         default=None,
         metavar="ADDRESS",
         help=(
-            "shard the images over Ray workers; the metrics are those of one process. "
-            if shards
-            else "run each model's bench as one task that takes a whole node: never two on the same cores. "
+            what
+            or (
+                "shard the images over Ray workers; the metrics are those of one process. "
+                if shards
+                else "run each model's bench as one task that takes a whole node: never two on the same cores. "
+            )
         )
         + "Without ADDRESS a local Ray on this machine's cores; with it the cluster there (auto, HOST:6379, "
         "ray://HOST:10001)",
