@@ -385,19 +385,27 @@ def commit(tmp: Path, dest: str | os.PathLike, manifest: dict, roles: dict[str, 
             )
         # One atomic swap: at every instant dest is the previous bundle or the new one. The
         # previous one is then in the staging directory's place, renamed to .old and removed.
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{threading.get_ident()}")
-        if _exchange(tmp, dest):
-            os.replace(tmp, old)
-        else:  # two renames; a process killed between them is repaired by clean_stale()
-            os.replace(dest, old)
-            try:
-                os.replace(tmp, dest)
-            except BaseException:
-                os.replace(old, dest)
-                raise
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, dest)
     _fsync_dir(dest.parent)
     return dest
+
+
+def swap_dir(tmp: Path, dest: Path) -> None:
+    """Put directory ``tmp`` in the place of directory ``dest`` and remove the previous one: one
+    atomic exchange where the OS has it (at every instant ``dest`` is the old folder or the new
+    one), else two renames (a process killed between them leaves ``.<name>.old-*`` beside it,
+    which :func:`clean_stale` repairs for bundles)."""
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{threading.get_ident()}")
+    if _exchange(tmp, dest):
+        os.replace(tmp, old)
+    else:
+        os.replace(dest, old)
+        try:
+            os.replace(tmp, dest)
+        except BaseException:
+            os.replace(old, dest)
+            raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_validation(path: str | os.PathLike, validation: dict) -> None:

@@ -15,21 +15,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Bundle, staging
+from ..bundle import Bundle, staging, swap_dir
 from ..errors import BackendUnavailableError, BundleError, EdgecvError, UnknownTargetError
 from ..graph_references import check_model
 from ..graph_references import protobuf_fields as _fields
 from ..runtimes.tensorrt.plans import BUILD_DEFAULTS, MANIFEST_KEY, describe, parse_version
+from .protocol import MANIFEST_PARAMETER  # the model-config parameter that carries the manifest
 
-#: the model-config parameter that carries the bundle's manifest (compact JSON)
-MANIFEST_PARAMETER = "edgecv_manifest"
 #: the model version folder edgecv writes
 VERSION = "1"
 #: the class names, one per line, in the model folder (``label_filename`` of an output)
@@ -513,15 +511,7 @@ def _write_model(plan: ModelPlan, out: Path) -> Path:
         if not dest.is_dir() or dest.is_symlink():
             os.replace(tmp, dest)
             return dest
-        # --force: the old folder is moved aside, the new one renamed into its place
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-        try:
-            os.replace(tmp, dest)
-        except BaseException:
-            os.replace(old, dest)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
+        swap_dir(tmp, dest)  # --force: the new folder takes the old one's place
     return dest
 
 
