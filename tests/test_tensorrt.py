@@ -188,7 +188,13 @@ def test_export_without_tensorrt_writes_graph_and_settings(graph_bundle):
     assert rt["engines"] == [] and rt["strongly_typed"] is True
     assert rt["build"] == plans.BUILD_DEFAULTS
     assert rt["profile"] == {"images": {"min": [1, 320, 320, 3], "opt": [1, 320, 320, 3], "max": [8, 320, 320, 3]}}
-    assert rt["static_check"]["errors"] == 0 and rt["static_check"]["versions"] == ["10.3", "10.15", "11.x"]
+    assert rt["static_check"]["errors"] == 0 and rt["static_check"]["versions"] == [
+        "10.3",
+        "10.15",
+        "11.0",
+        "11.2",
+        "11.5",
+    ]
 
 
 def test_build_adds_a_plan_and_it_runs_like_the_graph(trt_double, bundle, val_images, capsys):
@@ -466,6 +472,57 @@ def test_unsupported_versions_no_gpu_and_parser_errors(trt_double, bundle):
     assert main(["build", str(bundle)]) == 2
     with pytest.raises(EdgecvError, match=r"cannot parse the graph: NonMaxSuppression /nms/NonMaxSuppression"):
         plans.build_bundle_plan(bundle)
+
+
+ROI_ALIGN = [{"name": "ROIAlign_TRT", "version": "2", "ops": ["RoiAlign"]}]
+
+
+def _roi_align_graph() -> bytes:
+    """A graph whose RoiAlign TensorRT builds from its ROIAlign_TRT plugin."""
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("RoiAlign", ["x", "rois", "idx"], ["y"], name="roi", output_height=2, output_width=2)
+    g = helper.make_graph(
+        [node],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8]),
+            helper.make_tensor_value_info("rois", TensorProto.FLOAT, [2, 4]),
+            helper.make_tensor_value_info("idx", TensorProto.INT64, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 1, 2, 2])],
+    )
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_the_plugin_library_is_registered_once_and_missing_plugins_are_named(trt_double):
+    """With the TEST DOUBLE: edgecv's TrtApi registers NVIDIA's plugin library once per process
+    (trt.init_libnvinfer_plugins) before TensorRT parses or loads; a plugin a graph needs and the
+    registry lacks is refused with its name and the fix, before TensorRT is asked; a plan or graph
+    whose plugins are not listed (an older bundle) gets TensorRT's own error and the fix."""
+    trt = trt_double()
+    graph, s = _roi_align_graph(), plans.check_settings({})
+    shapes = plans.profile_for("x", (1, 1, 8, 8), s)
+    plan, _ = TrtApi().build(graph, s, shapes, plugins=ROI_ALIGN)
+    TrtApi().build(graph, s, shapes)
+    TrtApi().deserialize(plan, plugins=ROI_ALIGN)
+    assert (trt.stats["plugin_inits"], trt.stats["builds"], trt.stats["deserialized"]) == (1, 2, 1)
+    assert TrtApi().missing_plugins([*ROI_ALIGN, {"name": "NoSuch_TRT", "version": "1", "ops": ["X"]}]) == [
+        {"name": "NoSuch_TRT", "version": "1", "ops": ["X"]}
+    ]
+    trt = trt_double(plugin_library=False)  # a device whose TensorRT has no plugin library
+    missing = (
+        r"needs TensorRT's ROIAlign_TRT plugin \(version 2\) for its RoiAlign nodes.*did not load.*libnvinfer_plugin"
+    )
+    with pytest.raises(BackendUnavailableError, match="the graph " + missing):
+        TrtApi().build(graph, s, shapes, plugins=ROI_ALIGN)
+    with pytest.raises(BackendUnavailableError, match="the plan " + missing):
+        TrtApi().deserialize(plan, plugins=ROI_ALIGN)
+    assert trt.stats["plugin_inits"] == 1 and trt.stats["builds"] == 0
+    with pytest.raises(EdgecvError, match="ROIAlign plugin was not found in the plugin registry.*libnvinfer_plugin"):
+        TrtApi().build(graph, s, shapes)
+    with pytest.raises(BackendUnavailableError, match="Cannot find plugin: ROIAlign_TRT.*libnvinfer_plugin"):
+        TrtApi().deserialize(plan)
 
 
 def test_export_builds_the_plan_where_tensorrt_and_a_gpu_are(trt_double, default_src, tmp_path):

@@ -15,6 +15,13 @@ whether real TensorRT builds and runs our graphs: the tests in tests/gpu do that
   the addresses edgecv sets. ``deserialize_cuda_engine`` returns None, logging TensorRT's
   message, for a plan of another version (unless version-compatible and host code is
   allowed) or another compute capability.
+- Plugins: ``init_libnvinfer_plugins(logger, namespace)`` registers the creators of NVIDIA's
+  plugin library (ROIAlign_TRT, ScatterElements, ModulatedDeformConv2d) in the module's plugin
+  registry (``get_plugin_registry().get_creator(name, version, namespace)``), or nothing with
+  ``plugin_library=False``. As the real parser does, the double's parser builds RoiAlign from
+  ROIAlign_TRT version 2 and fails with "ROIAlign plugin was not found in the plugin registry!"
+  without it; a plan records the plugins it uses, and its runtime refuses to deserialize it
+  while one is not registered. ``stats["plugin_inits"]`` counts the registrations.
 - ``FakeCuda`` is host memory behind the :class:`edgecv.runtimes.tensorrt.cuda.Cuda` interface; it
   checks every copy against live allocations and counts what is still allocated.
 """
@@ -100,8 +107,23 @@ class FakeCuda(Cuda):
         return len(self.device_mem) + len(self.host_mem) + len(self.streams)
 
 
+#: the creators NVIDIA's plugin library registers that edgecv's graphs can need: (name, version)
+PLUGIN_LIBRARY = (
+    ("ROIAlign_TRT", "1"),
+    ("ROIAlign_TRT", "2"),
+    ("ScatterElements", "2"),
+    ("ModulatedDeformConv2d", "1"),
+)
+#: ONNX op -> the plugin the parser builds it from (onnx-tensorrt importRoiAlign: ROIAlign_TRT version 2)
+PARSER_PLUGINS = {"RoiAlign": ("ROIAlign_TRT", "2", "ROIAlign plugin was not found in the plugin registry!")}
+
+
 def make_tensorrt(
-    version: str = "10.3.0", gpu: FakeCuda | None = None, gpu_ok: bool = True, unsupported_ops: tuple[str, ...] = ()
+    version: str = "10.3.0",
+    gpu: FakeCuda | None = None,
+    gpu_ok: bool = True,
+    unsupported_ops: tuple[str, ...] = (),
+    plugin_library: bool = True,
 ) -> types.ModuleType:
     """A module with the TensorRT API subset edgecv uses (see the module docstring)."""
     major = int(version.split(".")[0])
@@ -110,9 +132,36 @@ def make_tensorrt(
     trt.__version__ = version
     trt.__double__ = True
     # host_code: engine_host_code_allowed at each deserialize_cuda_engine call, in order
-    stats = {"builds": 0, "timing_cache_in": [], "deserialized": 0, "host_code": []}
+    stats = {"builds": 0, "timing_cache_in": [], "deserialized": 0, "host_code": [], "plugin_inits": 0}
     trt.stats = stats
     cuda = gpu or FakeCuda()
+    creators: dict[tuple[str, str, str], object] = {}  # (name, version, namespace) -> creator
+
+    class PluginCreator:
+        def __init__(self, name: str, plugin_version: str, namespace: str) -> None:
+            self.name, self.plugin_version, self.plugin_namespace = name, plugin_version, namespace
+
+    class PluginRegistry:
+        @property
+        def all_creators(self):
+            return list(creators.values())
+
+        def get_creator(self, type, version, plugin_namespace=""):  # noqa: A002 - TensorRT's names
+            return creators.get((type, version, plugin_namespace))
+
+    registry = PluginRegistry()
+
+    def get_plugin_registry():
+        return registry
+
+    def init_libnvinfer_plugins(logger, namespace):
+        stats["plugin_inits"] += 1
+        if not plugin_library:
+            _log(logger, Severity.ERROR, "double: libnvinfer_plugin.so.10: cannot open shared object file")
+            return False
+        for name, v in PLUGIN_LIBRARY:
+            creators[(name, v, namespace)] = PluginCreator(name, v, namespace)
+        return True
 
     class _Severity(enum.IntEnum):
         INTERNAL_ERROR = 0
@@ -153,6 +202,7 @@ def make_tensorrt(
                 flag_bits & (1 << int(NetworkDefinitionCreationFlag.STRONGLY_TYPED))
             )
             self.onnx = None
+            self.plugins: list = []
 
     class ParserError:
         def __init__(self, node: int, name: str, op: str, desc: str) -> None:
@@ -178,13 +228,21 @@ def make_tensorrt(
             import onnx
 
             proto = onnx.load_from_string(bytes(model))
+            used = []
             for i, node in enumerate(proto.graph.node):
                 if node.op_type in unsupported_ops:
                     self.errors.append(
                         ParserError(i, node.name, node.op_type, f"No importer registered for op: {node.op_type}")
                     )
+                if node.op_type in PARSER_PLUGINS:
+                    name, v, missing = PARSER_PLUGINS[node.op_type]
+                    if registry.get_creator(name, v, "") is None:
+                        self.errors.append(ParserError(i, node.name, node.op_type, missing))
+                    elif [name, v] not in used:
+                        used.append([name, v])
             if self.errors:
                 return False
+            self.network.plugins = used
             self.network.onnx = bytes(model)
             self.network.inputs = [
                 (i.name, [d.dim_value or -1 for d in i.type.tensor_type.shape.dim]) for i in proto.graph.input
@@ -284,6 +342,7 @@ def make_tensorrt(
                 "hardware": config.hardware_compatibility_level.name,
                 "profiles": [{k: [list(s) for s in v] for k, v in p.shapes.items()} for p in config.profiles],
                 "workspace": config.pools.get(MemoryPoolType.WORKSPACE),
+                "plugins": network.plugins,
             }
             return memoryview(MAGIC + json.dumps(header).encode() + b"\n" + network.onnx)
 
@@ -437,6 +496,15 @@ def make_tensorrt(
                     f"{header['cc'][0]}.{header['cc'][1]}, please rebuild.",
                 )
                 return None
+            for name, v in header.get("plugins", []):
+                if registry.get_creator(name, v, "") is None:
+                    _log(
+                        self.logger,
+                        Severity.ERROR,
+                        f"IPluginRegistry::getCreator: Error Code 4: API Usage Error (Cannot find plugin: {name}, "
+                        f"version: {v}, namespace:.)",
+                    )
+                    return None
             stats["deserialized"] += 1
             return Engine(header, onnx_bytes)
 
@@ -452,6 +520,8 @@ def make_tensorrt(
         OnnxParser=OnnxParser,
         Builder=Builder,
         Runtime=Runtime,
+        init_libnvinfer_plugins=init_libnvinfer_plugins,
+        get_plugin_registry=get_plugin_registry,
     ).items():
         setattr(trt, name, obj)
     trt.cuda = cuda

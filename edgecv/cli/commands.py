@@ -684,7 +684,7 @@ def run_build(a: argparse.Namespace) -> int:
 
 
 def setup_doctor(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help="a bundle directory or an ONNX file")
+    p.add_argument("model", nargs="?", help="a bundle directory or an ONNX file")
     p.add_argument(
         "--target",
         "-t",
@@ -692,13 +692,27 @@ def setup_doctor(p: argparse.ArgumentParser) -> None:
         choices=("tensorrt",),
         help="the target whose rules are checked (tensorrt)",
     )
-    p.add_argument("--versions", help="comma-separated TensorRT versions to check: 10.3, 10.15, 11.x (default all)")
+    p.add_argument(
+        "--versions",
+        nargs="?",
+        const="",
+        metavar="LIST",
+        help="comma-separated TensorRT versions to check: 10.3, 10.15, 11.0, 11.2, 11.5, or 10.x / 11.x (default all); "
+        "without a list: the versions, the releases each stands for, and which tables are the parser's own "
+        "(authoritative) and which are derived from release notes",
+    )
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
 
 def run_doctor(a: argparse.Namespace) -> int:
     from ..runtimes.tensorrt import static_check  # reads graphs with the onnx package (pip install onnx), not torch
 
+    if a.versions == "":  # --versions alone: which tables the check has
+        print(static_check.versions_table())
+        if a.model is None:
+            return 0
+    if a.model is None:
+        raise EdgecvError("give a bundle or an ONNX file to check (or --versions alone to list the TensorRT versions)")
     versions = [v.strip() for v in a.versions.split(",")] if a.versions else None
     path = Path(a.model)
     if path.is_dir():

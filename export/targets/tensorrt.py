@@ -32,16 +32,33 @@ def _input_shape(onnx_path: Path) -> tuple[str, list[int]]:
 
 
 def nonzero_on_float(path: Path) -> int:
-    """Cast the BOOL inputs of NonZero nodes to FLOAT, in place: TensorRT's parser lists NonZero
-    for FP32/FP16, and torchvision's two-stage detectors take NonZero of masks (the same
-    indices either way). Returns the number of nodes changed."""
+    """Cast the BOOL inputs of NonZero nodes to FLOAT, in place, in the main graph and in the
+    bodies of If, Loop and Scan nodes: TensorRT's parser lists NonZero for FP32/FP16, and
+    torchvision's two-stage detectors take NonZero of masks (the same indices either way).
+    Returns the number of nodes changed."""
     import onnx
-    from onnx import TensorProto, helper
 
     model = onnx.load(str(path))
-    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
-    nodes, changed = [], 0
-    for node in model.graph.node:
+    changed = _nonzero_on_float(model.graph, {})
+    if changed:
+        model = onnx.shape_inference.infer_shapes(model)
+        onnx.checker.check_model(model)
+        onnx.save(model, str(path))
+    return changed
+
+
+def _nonzero_on_float(graph, outer: dict[str, int], start: int = 0) -> int:
+    """:func:`nonzero_on_float` on one graph; ``outer``: the element types of the names it reads
+    from the graphs around it. Returns the number of nodes changed (``start`` numbers the casts)."""
+    from onnx import AttributeProto, TensorProto, helper
+
+    types = {
+        **outer,
+        **{v.name: v.type.tensor_type.elem_type for v in [*graph.input, *graph.value_info, *graph.output]},
+        **{t.name: t.data_type for t in graph.initializer},
+    }
+    nodes, changed = [], start
+    for node in graph.node:
         if node.op_type == "NonZero" and types.get(node.input[0]) == TensorProto.BOOL:
             cast_out = f"{node.input[0]}_as_float_{changed}"
             nodes.append(
@@ -55,13 +72,13 @@ def nonzero_on_float(path: Path) -> int:
             )
             node.input[0] = cast_out
             changed += 1
+        for a in node.attribute:
+            for body in [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs):
+                changed = _nonzero_on_float(body, types, changed)
         nodes.append(node)
-    if changed:
-        del model.graph.node[:]
-        model.graph.node.extend(nodes)
-        model = onnx.shape_inference.infer_shapes(model)
-        onnx.checker.check_model(model)
-        onnx.save(model, str(path))
+    if len(nodes) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(nodes)
     return changed
 
 
@@ -98,12 +115,13 @@ def build(
             exclude,
         )
     nonzero_on_float(target)
-    graph = plans.Graph.of_file(target, *_input_shape(target))
-    prof = graph.profile(settings)
+    name, shape = _input_shape(target)
+    prof = plans.profile_for(name, shape, settings)
     report = static_check.check(target, prof, path="model.onnx")
     if report.errors:
         raise ExportError("TensorRT would refuse this graph:\n" + report.table())
     say(f"TensorRT static check: {report.summary()}")
+    graph = plans.Graph.of_file(target, name, shape, report.plugin_entries())
     staged = plans.StagedPlans(out_dir)
     reason = "not asked for" if want_plan is False else plans.can_build_here()
     if reason is None:
@@ -119,6 +137,9 @@ def build(
         )
     runtime = {
         "strongly_typed": True,
+        # the plugins of NVIDIA's plugin library the graph's operators are built from: checked for
+        # in TensorRT's plugin registry before a plan is built or loaded on the device
+        "plugins": report.plugin_entries(),
         "build": settings,
         "profile": {n: dict(zip(("min", "opt", "max"), (list(x) for x in v))) for n, v in prof.items()},
         plans.MANIFEST_KEY: staged.entries(),

@@ -13,6 +13,8 @@ import collections
 import importlib
 import logging
 import re
+import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,13 @@ HARDWARE_LEVEL_NAMES = {
 }
 
 
+#: id of a tensorrt module -> (the module, whether NVIDIA's plugin library registered, the logger
+#: given to it). TensorRT keeps that logger for as long as the process runs (the plugin library
+#: holds its pointer), so it is kept here too; plugins are registered once per process.
+_PLUGIN_LIBRARY: dict[int, tuple[Any, bool, Any]] = {}
+_PLUGIN_LOCK = threading.Lock()
+
+
 def parse_version(text: str) -> tuple[int, ...]:
     """``"10.3.0.26"`` -> (10, 3, 0, 26); non-numeric parts end the version."""
     out = []
@@ -50,6 +59,14 @@ def parse_version(text: str) -> tuple[int, ...]:
             break
         out.append(int(m.group()))
     return tuple(out)
+
+
+def _plugin_hint() -> str:
+    return (
+        "TensorRT builds these operators from NVIDIA's plugin library (libnvinfer_plugin), which edgecv "
+        "registers with trt.init_libnvinfer_plugins: install it with TensorRT (on a Jetson, JetPack's "
+        "libnvinfer-plugin10 package; on x86-64, the libraries of the `tensorrt` pip package)"
+    )
 
 
 def _install_hint() -> str:
@@ -108,6 +125,58 @@ class TrtApi:
 
         return _Logger()
 
+    # -- plugins -------------------------------------------------------------------------------
+
+    def load_plugins(self) -> bool:
+        """Register NVIDIA's plugin library (libnvinfer_plugin) in TensorRT's plugin registry,
+        once per process: ``trt.init_libnvinfer_plugins(logger, "")``. The ONNX parser builds
+        some operators from its plugins (RoiAlign from ROIAlign_TRT), and a plan that holds
+        them needs them registered to load. Returns whether the library registered."""
+        with _PLUGIN_LOCK:
+            done = _PLUGIN_LIBRARY.get(id(self.trt))
+            if done is None or done[0] is not self.trt:
+                try:
+                    ok = bool(self.trt.init_libnvinfer_plugins(self.logger, ""))
+                except (AttributeError, OSError, RuntimeError, TypeError) as e:  # no plugin library
+                    log.warning("tensorrt: NVIDIA's plugin library did not load: %s", e)
+                    ok = False
+                if not ok:
+                    log.warning("tensorrt: NVIDIA's plugin library (libnvinfer_plugin) did not register its plugins")
+                done = (self.trt, ok, self.logger)
+                _PLUGIN_LIBRARY[id(self.trt)] = done
+            return done[1]
+
+    def missing_plugins(self, plugins: Iterable[dict]) -> list[dict]:
+        """The plugins of ``plugins`` (``{"name", "version", "ops"}``, as a bundle's manifest
+        lists them) that TensorRT's plugin registry does not have. A plugin whose version is
+        not known (None) is not looked for."""
+        registry = self.trt.get_plugin_registry()
+        get = getattr(registry, "get_creator", None) or registry.get_plugin_creator
+        return [p for p in plugins if p.get("version") and get(p["name"], str(p["version"]), "") is None]
+
+    def require_plugins(self, plugins: Iterable[dict], what: str) -> None:
+        """Load NVIDIA's plugin library and check that ``plugins`` are registered.
+
+        Raises:
+            BackendUnavailableError: one is missing; the message names it, the operators that
+                need it, and how to install the library.
+        """
+        plugins = list(plugins)
+        loaded = self.load_plugins()
+        missing = self.missing_plugins(plugins) if plugins else []
+        if missing:
+            raise BackendUnavailableError(
+                f"{what} needs "
+                + ", ".join(
+                    f"TensorRT's {p['name']} plugin (version {p['version']}) for its {'/'.join(p.get('ops', []))} nodes"
+                    for p in missing
+                )
+                + f", and TensorRT {self.version}'s plugin registry has no such plugin"
+                + ("" if loaded else " (NVIDIA's plugin library, libnvinfer_plugin, did not load)")
+                + ". "
+                + _plugin_hint()
+            )
+
     def recent_errors(self) -> str:
         """TensorRT's last few warnings and errors, for a message."""
         return " | ".join(list(self.messages)[-5:]) or "no message from TensorRT"
@@ -129,12 +198,14 @@ class TrtApi:
 
     def builder(self) -> Any:
         try:
-            return self.trt.Builder(self.logger)
+            builder = self.trt.Builder(self.logger)
         except TypeError as e:  # "factory function returned nullptr": no usable GPU
             raise BackendUnavailableError(
                 f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e}); "
                 "the tensorrt backend needs an NVIDIA GPU and its driver"
             ) from None
+        self.load_plugins()  # the parser looks plugins up (RoiAlign: ROIAlign_TRT) while it parses
+        return builder
 
     def parse(self, network: Any, onnx: bytes, onnx_path: Path | None = None) -> Any:
         parser = self.trt.OnnxParser(network, self.logger)
@@ -146,9 +217,11 @@ class TrtApi:
                 node = e.node_name() if hasattr(e, "node_name") else e.node()
                 op = e.node_operator() if hasattr(e, "node_operator") else ""
                 errors.append(f"{op or 'node'} {node!s}: {e.desc()}")
+            plugin = any("plugin registry" in e for e in errors)
             raise ExportError(
                 f"TensorRT {self.version} cannot parse the graph: "
                 + "; ".join(errors or [self.recent_errors()])
+                + (f". {_plugin_hint()}" if plugin else "")
                 + " (run `edgecv doctor --target tensorrt` on the bundle for the full check)"
             )
         return parser
@@ -188,14 +261,17 @@ class TrtApi:
         timing_cache: bytes = b"",
         *,
         onnx_path: Path | None = None,
+        plugins: Iterable[dict] = (),
     ) -> tuple[bytes, bytes]:
         """Build a serialized plan from an ONNX graph (its bytes, or its file); returns (plan,
         timing cache). ``onnx_path``: where the bytes came from (TensorRT resolves external
-        weights beside it)."""
+        weights beside it); ``plugins``: the plugins the graph's operators are built from (a
+        manifest's ``runtime.tensorrt.plugins``), checked for before parsing."""
         if isinstance(onnx, Path):
             onnx_path = onnx
             onnx = onnx.read_bytes()
         builder = self.builder()
+        self.require_plugins(plugins, "the graph")
         network = builder.create_network(self.network_flags())
         parser = self.parse(network, onnx, onnx_path)
         config = self.configure(builder, settings, shapes, timing_cache)
@@ -209,23 +285,29 @@ class TrtApi:
 
     # -- running -------------------------------------------------------------------------------
 
-    def deserialize(self, plan: bytes, host_code: bool = False) -> tuple[Any, Any]:
+    def deserialize(self, plan: bytes, host_code: bool = False, plugins: Iterable[dict] = ()) -> tuple[Any, Any]:
         """(runtime, ICudaEngine) from a plan. ``host_code`` lets a version-compatible plan run
         the code it carries: only for a plan built here or one whose maker the caller trusts
-        (``trust_plan_code``); a hash does not say who built a plan."""
+        (``trust_plan_code``); a hash does not say who built a plan. ``plugins``: the plugins
+        the plan's layers use (a manifest's ``runtime.tensorrt.plugins``), checked for first."""
         try:
             runtime = self.trt.Runtime(self.logger)
         except TypeError as e:
             raise BackendUnavailableError(
                 f"TensorRT could not start on a GPU here ({self.recent_errors()}; {e})"
             ) from None
+        self.require_plugins(plugins, "the plan")
         if host_code:
             runtime.engine_host_code_allowed = True
         cuda_engine = runtime.deserialize_cuda_engine(plan)
         if cuda_engine is None:
+            errors = self.recent_errors()
+            if "plugin" in errors.lower():  # a plan of an older bundle, whose manifest lists no plugins
+                raise BackendUnavailableError(
+                    f"TensorRT {self.version} cannot load the plan: {errors}. {_plugin_hint()}"
+                )
             raise PlanError(
-                f"TensorRT {self.version} refused the plan: {self.recent_errors()}; rebuild it on this "
-                "machine with `edgecv build BUNDLE`"
+                f"TensorRT {self.version} refused the plan: {errors}; rebuild it on this machine with `edgecv build BUNDLE`"
             )
         return runtime, cuda_engine
 

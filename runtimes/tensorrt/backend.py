@@ -77,7 +77,7 @@ class TensorRtDetector(Detector):
         # caller trusts its maker; a plan this load built from the checked graph is our own.
         if host_code and not plan.built and not options.get("trust_plan_code"):
             raise plans.trust_refusal(plan.entry.get("file") or str(plan.path), f"bundle '{bundle.path}'")
-        self.runtime, self.cuda_engine = api.deserialize(plan.read(), host_code=host_code)
+        self.runtime, self.cuda_engine = api.deserialize(plan.read(), host_code=host_code, plugins=graph.plugins)
         self.context = self.cuda_engine.create_execution_context()
         if self.context is None:
             raise PlanError(f"TensorRT could not create an execution context: {api.recent_errors()}")

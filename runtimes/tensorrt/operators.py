@@ -1,11 +1,19 @@
-"""TensorRT's ONNX operator support, as its parser documents it (onnx-tensorrt
-``docs/operators.md``): the opset range, the supported operators with their types and
-restrictions (verbatim), and the operators marked unsupported.
+"""TensorRT's ONNX operator support, per TensorRT version: the opset range, the supported
+operators with their types and restrictions, the operators marked unsupported, the rules
+each version's parser applies beyond its table, and the operators it builds from plugins.
 
-"10.3" is the version JetPack 6 ships; "10.15" is the latest table available when this
-was written. No 11.x table was available: :mod:`.static_check` checks 11.x
-against the 10.15 operators with 11.x's opset range (up to 25, per NVIDIA's 11.x docs).
-Refresh from onnx-tensorrt when a new table is published.
+Two kinds of tables (:data:`AUTHORITY`, ``edgecv doctor --versions``):
+
+- **authoritative**: "10.3" (JetPack 6) and "10.15" are copied verbatim from the parser's own
+  operator matrix (onnx-tensorrt ``docs/operators.md``, :data:`SOURCES`), with the parser rules
+  of :data:`PARSER_RULES` read from its importer code;
+- **derived**: no operator matrix is published for 11.x. "11.0", "11.2" and "11.5" are the
+  10.15 table with the changes the 11.x release notes list (:data:`DERIVED`): Swish from
+  11.0, DFT and 5-D GridSample from 11.2, opset 25 from 11.5. Each label covers the releases
+  up to the next one (``COVERS``).
+
+Refresh from onnx-tensorrt when a new matrix is published. docs/operators.md says where each
+rule comes from.
 """
 
 SOURCES = {
@@ -615,3 +623,231 @@ UNSUPPORTED_NOTES = {
         "the form of a model local function."
     },
 }
+
+
+# --- what each table is, and the 11.x tables derived from the release notes -----------------------
+
+#: version label -> "authoritative" (the parser's own matrix) or "derived" (release notes over a matrix)
+AUTHORITY = {"10.3": "authoritative", "10.15": "authoritative"}
+#: version label -> the releases it stands for
+COVERS = {"10.3": "JetPack 6", "10.15": "10.15"}
+#: version label -> where its table comes from, in a few words (SOURCES has the commits)
+ORIGIN = {
+    "10.3": "onnx-tensorrt 10.3-GA docs/operators.md and importers",
+    "10.15": "onnx-tensorrt docs/operators.md at the 10.15 header (fa5aa9f)",
+}
+
+#: label -> (the table it starts from, the changes, the sources). ``add``: operators the parser
+#: gains (types and restrictions as the notes give them, else those of its neighbours, said so);
+#: ``change``: rows whose restrictions change; ``opsets``: the opset range.
+DERIVED: dict[str, dict] = {
+    "11.0": {
+        "base": "10.15",
+        "covers": "11.0-11.1",
+        "origin": "10.15 + 11.0 notes: Swish",
+        "opsets": (9, 24),
+        "add": {
+            "Swish": {
+                "types": "FP32, FP16, BF16",
+                "restrictions": "",
+                "note": "types not given by the notes: those of ONNX's Swish-24 that TensorRT computes in "
+                "(FP32, FP16, BF16), like Sigmoid",
+            },
+        },
+        "change": {},
+        "sources": [
+            "NVIDIA/TensorRT:CHANGELOG.md@a892d22267d9cd2dedc1a0893e6892ac901f6d3d, '11.0 GA - 2026-6-2', "
+            "Parsers: 'Added support for `Swish` operator' (release v11.0); 11.1 GA lists no operator change",
+        ],
+    },
+    "11.2": {
+        "base": "11.0",
+        "covers": "11.2-11.4",
+        "origin": "11.0 + 11.2 notes: DFT (plugin), 5-D GridSample",
+        "opsets": (9, 24),
+        "add": {
+            "DFT": {
+                "types": "FP32",
+                "restrictions": "",
+                "note": "built from TensorRT's cuFFT plugin (FFTPlugin, see PLUGINS): forward and inverse C2C, R2C "
+                "and C2R transforms; types not given by the notes: FP32 assumed",
+            },
+        },
+        "change": {
+            "GridSample": {
+                "types": "FP32, FP16, BF16",
+                "restrictions": "Input must be 4D or 5D input.",
+            },
+        },
+        "sources": [
+            "NVIDIA/TensorRT release v11.2 (1dade06, 2026-08-04), Parsers: 'Added support for the DFT operator and "
+            "5D GridSample operators'; Plugins: 'a new FFTPlugin ... to support the ONNX DFT operator'",
+            "TensorRT 11.2.1 release notes (docs.nvidia.com/deeplearning/tensorrt/latest/getting-started/"
+            "release-notes-11/11.2.1.html): 'Extends GridSample from 2D-only to 3D (rank-5 input) with FP32, FP16, "
+            "and BF16'; 'a cuFFT-based plugin for the ONNX DFT operator'",
+            "NVIDIA/TensorRT releases v11.3 (98adec8) and v11.4 (16ed063): no operator change",
+        ],
+    },
+    "11.5": {
+        "base": "11.2",
+        "covers": "11.5+",
+        "origin": "11.2 + 11.5 notes: opset 25",
+        "opsets": (9, 25),
+        "add": {},
+        "change": {},
+        "sources": [
+            "onnx/onnx-tensorrt release/11.5-GA (7e30698) and NVIDIA/TensorRT release v11.5 (7fe18f0): 'Added "
+            "support for ONNX opset 25 and updated the supported ONNX release to 1.22.0'; 'Added support for "
+            "Squeeze when axis input is omitted'",
+        ],
+    },
+}
+
+for _label, _d in DERIVED.items():
+    _rows = {op: dict(row) for op, row in SUPPORTED[_d["base"]].items()}
+    for _op, _row in {**_d["add"], **_d["change"]}.items():
+        _rows[_op] = {"types": _row["types"], "restrictions": _row["restrictions"]}
+    SUPPORTED[_label] = _rows
+    UNSUPPORTED[_label] = [op for op in UNSUPPORTED[_d["base"]] if op not in _d["add"]]
+    UNSUPPORTED_NOTES[_label] = {}
+    OPSETS[_label] = _d["opsets"]
+    AUTHORITY[_label] = "derived"
+    COVERS[_label] = _d["covers"]
+    ORIGIN[_label] = _d["origin"]
+    SOURCES[_label] = f"derived from {_d['base']}'s table by the release notes: " + "; ".join(_d["sources"])
+del _label, _d, _rows
+
+# --- what each parser refuses beyond its table -------------------------------------------------------
+
+#: ONNX element types (TensorProto.DataType) -> the names the tables use
+TYPE_NAMES = {
+    1: "FP32",
+    2: "UINT8",
+    3: "INT8",
+    4: "UINT16",
+    5: "INT16",
+    6: "INT32",
+    7: "INT64",
+    8: "STRING",
+    9: "BOOL",
+    10: "FP16",
+    11: "DOUBLE",
+    12: "UINT32",
+    13: "UINT64",
+    14: "COMPLEX64",
+    15: "COMPLEX128",
+    16: "BF16",
+    17: "FP8",  # FLOAT8E4M3FN
+    18: "FP8E4M3FNUZ",
+    19: "FP8E5M2",
+    20: "FP8E5M2FNUZ",
+    21: "UINT4",
+    22: "INT4",
+    23: "FP4",  # FLOAT4E2M1
+}
+
+#: the ONNX types each parser converts to a TensorRT type (``convertDtype`` in importerUtils.cpp: a
+#: Cast to any other type is refused, "Unsupported cast!"); DOUBLE becomes FLOAT
+PARSER_TYPES = {
+    "10.3": ("DOUBLE", "FP32", "INT8", "UINT8", "FP16", "BF16", "BOOL", "INT32", "INT64", "FP8", "INT4"),
+    "10.15": ("DOUBLE", "FP32", "INT8", "UINT8", "FP16", "BF16", "BOOL", "INT32", "INT64", "FP8", "INT4", "FP4"),
+}
+#: TensorRT's quantized types: made by QuantizeLinear only ("support is available only through
+#: quantization from a floating-point type with higher precision", NOTES)
+QUANTIZED_TYPES = ("INT8", "FP8", "INT4", "FP4")
+
+# activationHelper: notInvalidType(inputs.at(0), {"INT32", "BOOL", "UINT8"})
+_ACTIVATION: dict[int, tuple[str, ...]] = {0: ("INT32", "BOOL")}
+_NOT_BOOL: dict[int, tuple[str, ...]] = {0: ("BOOL",)}
+_NOT_INT: dict[int, tuple[str, ...]] = {0: ("INT32", "INT64")}
+_FLOAT_ONLY: dict[int, tuple[str, ...]] = {0: ("INT32", "INT64", "INT8", "BOOL", "FP8", "INT4")}
+
+#: op -> {input index: the types its importer refuses} ("Found unsupported input type of ..."), read
+#: from the 10.3-GA importer (onnxOpImporters.cpp and importerUtils.cpp, notInvalidType and the
+#: explicit type assertions). UINT8 refusals are left out: UINT8 is refused everywhere but a network
+#: input or output (the uint8 rule). The 10.15 importer is not published where this was written;
+#: its activationHelper (importerUtils.cpp@fa5aa9f) refuses the same types, and the other refusals
+#: are assumed unchanged for 10.15 and 11.x.
+PARSER_REFUSES: dict[str, dict[int, tuple[str, ...]]] = {
+    **{
+        op: _ACTIVATION
+        for op in (
+            "Elu",
+            "Gelu",
+            "HardSigmoid",
+            "HardSwish",
+            "LeakyRelu",
+            "Mish",
+            "ParametricSoftplus",
+            "Relu",
+            "ScaledTanh",
+            "Selu",
+            "Sigmoid",
+            "Softplus",
+            "Softsign",
+            "Tanh",
+            "ThresholdedRelu",
+        )
+    },
+    **{op: _NOT_BOOL for op in ("DepthToSpace", "SpaceToDepth", "Resize", "Upsample")},
+    **{
+        op: _NOT_BOOL
+        for op in (
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceMax",
+            "ReduceMean",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceSum",
+            "ReduceSumSquare",
+        )
+    },
+    "GridSample": {0: ("BOOL",), 1: ("BOOL",)},
+    "Gemm": _NOT_INT,
+    "MatMul": _NOT_INT,
+    "PRelu": {0: ("INT32", "INT64"), 1: ("INT32", "INT64")},
+    "Hardmax": {0: ("INT64", "INT32", "INT8", "BOOL")},
+    "MeanVarianceNormalization": _FLOAT_ONLY,
+    "InstanceNormalization": {0: ("BF16", *_FLOAT_ONLY[0])},  # "Inputs must be either FLOAT or FLOAT16"
+}
+
+#: version-specific rules of each parser, with where they come from (docs/operators.md)
+PARSER_RULES = {
+    "scatternd-reduction": {
+        "10.3": 'onnxOpImporters.cpp importScatterND: ASSERT(!attrs.count("reduction")) - any reduction '
+        "attribute, 'none' included, is refused (jonhoo/onnx-tensorrt 10.3-GA@62bdde2, the same in onnx/"
+        "onnx-tensorrt 10.0-GA and 10.1-GA); matrix: '`reduction` is not supported'",
+        "10.15": "matrix: '`reduction` other than `none` is not supported' (onnx/onnx-tensorrt docs/operators.md"
+        "@fa5aa9f)",
+    },
+    "cumsum-axis": {
+        "10.3": 'onnxOpImporters.cpp importCumSum: assertIsWeights(inputs.at(1), "Axis input for CumSum must be an '
+        "initializer!\") (10.3-GA@62bdde2): an initializer or a Constant node's output; matrix: '`axis` must be "
+        "an initializer'",
+        "10.15": "matrix: '`axis` must be a build-time constant' (docs/operators.md@fa5aa9f): a graph input is "
+        "refused; a computed axis must fold to a constant when TensorRT builds",
+    },
+}
+
+#: operators the parser builds from a TensorRT plugin, found in the plugin registry when the graph is
+#: parsed and when the plan is loaded: op -> (plugin name, plugin version, when). Without NVIDIA's
+#: plugin library (libnvinfer_plugin, registered by trt.init_libnvinfer_plugins) the parser fails
+#: with "ROIAlign plugin was not found in the plugin registry!" (10.3-GA importRoiAlign).
+PLUGINS: dict[str, dict[str, tuple[str, str | None, str]]] = {
+    "10.3": {
+        "RoiAlign": ("ROIAlign_TRT", "2", "always"),
+        "DeformConv": ("ModulatedDeformConv2d", "1", "always"),
+        "ScatterElements": ("ScatterElements", "2", "with a reduction other than none"),
+    },
+}
+PLUGINS["10.15"] = dict(PLUGINS["10.3"])
+PLUGINS["11.0"] = dict(PLUGINS["10.15"])
+# the FFT plugin's registry name is not given by the notes: its library is NVIDIA's plugin library too
+PLUGINS["11.2"] = {**PLUGINS["11.0"], "DFT": ("FFTPlugin", None, "always")}
+PLUGINS["11.5"] = dict(PLUGINS["11.2"])
+
+#: the input ranks GridSample takes: 4-D ("Input must be 4D input.") until 11.2 adds 5-D
+GRIDSAMPLE_RANKS = {"10.3": (4,), "10.15": (4,), "11.0": (4,), "11.2": (4, 5), "11.5": (4, 5)}

@@ -143,6 +143,12 @@ def profile_for(name: str, shape: Sequence[int], settings: dict) -> dict[str, tu
     return {name: shapes}
 
 
+def plugins_of(manifest: dict) -> tuple[dict, ...]:
+    """The TensorRT plugins a tensorrt bundle's graph needs, as its export recorded them (none
+    recorded by bundles exported before edgecv looked)."""
+    return tuple(manifest.get("runtime", {}).get("tensorrt", {}).get("plugins", []))
+
+
 @dataclass(frozen=True)
 class Graph:
     """The ONNX graph plans are built from: its file, its sha256 and its input ``[batch, ...]``
@@ -153,6 +159,9 @@ class Graph:
     input_name: str
     input_shape: tuple[int, ...]
     bundle: Bundle | None = field(default=None, repr=False, compare=False)
+    #: the TensorRT plugins its operators are built from (``{"name", "version", "ops"}``, the static
+    #: check's :meth:`~.static_check.Report.plugin_entries`): looked for before a plan is built or loaded
+    plugins: tuple[dict, ...] = field(default=(), compare=False)
 
     def read(self) -> bytes:
         """The graph's bytes, checked against :attr:`sha256` as they are read: a plan is built
@@ -180,12 +189,14 @@ class Graph:
         path = bundle.file("model")  # a BundleError naming the bundle when it has no graph
         sha = next(f["sha256"] for f in bundle.manifest["files"] if f["role"] == "model")
         inp = bundle.manifest["input"]
-        return cls(path, sha, inp["name"], tuple(int(d) for d in inp["shape"]), bundle)
+        return cls(path, sha, inp["name"], tuple(int(d) for d in inp["shape"]), bundle, plugins_of(bundle.manifest))
 
     @classmethod
-    def of_file(cls, path: str | os.PathLike, input_name: str, input_shape: Sequence[int]) -> Graph:
+    def of_file(
+        cls, path: str | os.PathLike, input_name: str, input_shape: Sequence[int], plugins: Sequence[dict] = ()
+    ) -> Graph:
         """A graph outside a bundle (a bundle being exported); its sha256 is computed."""
-        return cls(Path(path), sha256_file(path), input_name, tuple(int(d) for d in input_shape))
+        return cls(Path(path), sha256_file(path), input_name, tuple(int(d) for d in input_shape), None, tuple(plugins))
 
     def profile(self, settings: dict) -> dict[str, tuple[tuple[int, ...], ...]]:
         """The optimization profile a plan of this graph is built with."""
@@ -541,7 +552,7 @@ def _build(api: TrtApi, graph: Graph, settings: dict, timing_cache: Path, say: S
         + f"; workspace {settings['workspace_mb']} MB{'; timing cache reused' if cache else ''})"
     )
     t0 = time.perf_counter()
-    data, new_cache = api.build(graph.read(), settings, shapes, cache, onnx_path=graph.path)
+    data, new_cache = api.build(graph.read(), settings, shapes, cache, onnx_path=graph.path, plugins=graph.plugins)
     seconds = time.perf_counter() - t0
     if new_cache:
         atomic_write(timing_cache, new_cache)

@@ -1,18 +1,22 @@
 """The static TensorRT check: what TensorRT's ONNX parser and builder would refuse in a
 graph, found on any machine, without TensorRT or a GPU.
 
-Checked against the operator tables of :mod:`.operators` for TensorRT 10.3
-(JetPack 6), 10.15 and 11.x (the 10.15 operators, 11.x's opset range): operators and
-their documented restrictions (attributes, constant inputs), input types, the opset, Q/DQ
-zero points and types, UINT8 and DOUBLE tensors, INT64 weights, dynamic input dimensions
-without an optimization profile, and outputs whose size is not fixed. Every finding names
-its node.
+Checked against the operator tables of :mod:`.operators` for TensorRT 10.3 (JetPack 6) and
+10.15 (the parser's own matrices) and 11.0, 11.2 and 11.5 (derived from the 11.x release
+notes): operators and their documented restrictions (attributes, constant inputs), the rules
+each version's parser applies beyond its table (ScatterND's reduction, CumSum's axis), input
+types the parser refuses, Cast targets, Q/DQ types and zero points, the opset, UINT8 and DOUBLE
+tensors, INT64 weights, dynamic input dimensions without an optimization profile, outputs
+whose size is not fixed, and the operators TensorRT builds from a plugin. The bodies of If,
+Loop and Scan nodes are checked as the parser imports them, each with its own initializers
+and value types and the names it reads from the graphs around it. Every finding names its
+node, inside a body by its path: ``If_12/else_branch/Unique_3``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,36 +25,15 @@ from ...bundle import Bundle
 from ...errors import EdgecvError
 from . import operators, plans
 
-#: version label -> (operator table, opset range, what it stands for)
+#: version label -> (operator table, opset range, the releases it stands for)
 VERSIONS: dict[str, tuple[str, tuple[int, int], str]] = {
-    "10.3": ("10.3", operators.OPSETS["10.3"], "JetPack 6"),
-    "10.15": ("10.15", operators.OPSETS["10.15"], "current 10.x"),
-    "11.x": ("10.15", (9, 25), "11.x: 10.15's operator table (no 11.x table was available), opsets to 25"),
+    label: (label, operators.OPSETS[label], operators.COVERS[label])
+    for label in ("10.3", "10.15", "11.0", "11.2", "11.5")
 }
+#: names ``versions`` also takes, for several labels
+ALIASES = {"10.x": ("10.3", "10.15"), "11.x": ("11.0", "11.2", "11.5")}
 SEVERITIES = ("error", "warning", "info")
-_TYPE_NAMES = {
-    1: "FP32",
-    2: "UINT8",
-    3: "INT8",
-    5: "INT16",
-    6: "INT32",
-    7: "INT64",
-    9: "BOOL",
-    10: "FP16",
-    11: "DOUBLE",
-    16: "BF16",
-    17: "FP8",
-    18: "FP8",
-    19: "FP8",
-    20: "FP8",
-    21: "UINT4",
-    22: "INT4",
-    23: "FP4",
-    12: "UINT32",
-    13: "UINT64",
-    4: "UINT16",
-    8: "STRING",
-}
+_TYPE_NAMES = operators.TYPE_NAMES
 _RESIZE = {
     "coordinate_transformation_mode": (
         "half_pixel",
@@ -74,14 +57,28 @@ class Finding:
 
 
 @dataclass
+class Plugin:
+    """An operator TensorRT builds from a plugin of NVIDIA's plugin library (libnvinfer_plugin)."""
+
+    op: str
+    name: str  # the plugin's name in TensorRT's plugin registry
+    version: str | None  # its version there (None: not given by the source)
+    nodes: list[str]
+    versions: list[str]  # the TensorRT versions that build ``op`` from it
+
+
+@dataclass
 class Report:
     """The findings for one graph."""
 
     path: str
     opset: int
-    nodes: int
+    nodes: int  # in the main graph
     versions: list[str]
     findings: list[Finding]
+    subgraphs: int = 0  # If/Loop/Scan bodies checked
+    subgraph_nodes: int = 0  # nodes in them
+    plugins: list[Plugin] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
@@ -98,12 +95,26 @@ class Report:
             "path": self.path,
             "opset": self.opset,
             "nodes": self.nodes,
+            "subgraphs": self.subgraphs,
+            "subgraph_nodes": self.subgraph_nodes,
             "versions": self.versions,
+            "tables": {v: operators.AUTHORITY[VERSIONS[v][0]] for v in self.versions},
             "errors": self.count("error"),
             "warnings": self.count("warning"),
             "infos": self.count("info"),
+            "plugins": [asdict(p) for p in self.plugins],
             "findings": [asdict(f) for f in self.findings],
         }
+
+    def plugin_entries(self) -> list[dict]:
+        """The plugins the graph needs, as a manifest records them: ``{"name", "version", "ops"}``
+        (version None where the source does not give it)."""
+        out: dict[tuple[str, str | None], dict] = {}
+        for p in self.plugins:
+            e = out.setdefault((p.name, p.version), {"name": p.name, "version": p.version, "ops": []})
+            if p.op not in e["ops"]:
+                e["ops"].append(p.op)
+        return list(out.values())
 
     def summary(self) -> str:
         return (
@@ -113,8 +124,10 @@ class Report:
 
     def table(self) -> str:
         """The findings as a text table, errors first."""
-        head = f"TensorRT static check of {self.path} (opset {self.opset}, {self.nodes} nodes) against " + ", ".join(
-            f"{v} ({VERSIONS[v][2]})" for v in self.versions
+        body = f", {self.subgraphs} If/Loop/Scan bodies with {self.subgraph_nodes} nodes" if self.subgraphs else ""
+        head = (
+            f"TensorRT static check of {self.path} (opset {self.opset}, {self.nodes} nodes{body}) against "
+            + ", ".join(describe_version(v) for v in self.versions)
         )
         if not self.findings:
             return f"{head}\nno findings: TensorRT's parser should take this graph\n{self.summary()}"
@@ -128,39 +141,169 @@ class Report:
         return "\n".join([head, *lines, self.summary()])
 
 
-# --- helpers --------------------------------------------------------------------------------------
+def describe_version(label: str) -> str:
+    """``label`` with the releases it stands for, and "derived" where its table is not the parser's own."""
+    table, _, covers = VERSIONS[label]
+    what = [] if covers == label else [covers]
+    if operators.AUTHORITY[table] == "derived":
+        what.append("derived")
+    return f"{label} ({', '.join(what)})" if what else label
 
 
-class _Graph:
-    def __init__(self, model: Any) -> None:
-        import onnx
+def resolve_versions(versions: Iterable[str] | None) -> list[str]:
+    """Labels of :data:`VERSIONS` from labels and :data:`ALIASES` (default: all), in table order."""
+    if versions is None:
+        return list(VERSIONS)
+    wanted: set[str] = set()
+    bad = []
+    for v in versions:
+        v = v.strip()
+        if v in VERSIONS:
+            wanted.add(v)
+        elif v in ALIASES:
+            wanted.update(ALIASES[v])
+        else:
+            bad.append(v)
+    if bad or not wanted:
+        raise EdgecvError(
+            f"unknown TensorRT version {bad}; the check knows {list(VERSIONS)} (and {', '.join(ALIASES)}): "
+            "`edgecv doctor --versions` lists them"
+        )
+    return [v for v in VERSIONS if v in wanted]
+
+
+def versions_table() -> str:
+    """Which TensorRT versions the check knows, the releases each stands for, its opsets and
+    where its table comes from (``edgecv doctor --versions``)."""
+    rows = [("version", "stands for", "opsets", "table", "from")]
+    for label, (table, (lo, hi), covers) in VERSIONS.items():
+        rows.append((label, covers, f"{lo}..{hi}", operators.AUTHORITY[table], operators.ORIGIN[table]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+    return "\n".join(
+        [
+            *lines,
+            "authoritative: the ONNX parser's own operator matrix (onnx-tensorrt docs/operators.md), with the rules "
+            "its importer code applies; derived: no matrix is published for 11.x, so the table is 10.15's with the "
+            "changes the 11.x release notes list. docs/operators.md has the sources.",
+            "aliases: " + "; ".join(f"{k} = {', '.join(v)}" for k, v in ALIASES.items()),
+        ]
+    )
+
+
+# --- graphs and their bodies ----------------------------------------------------------------------
+
+
+class _Scope:
+    """The names of one graph: the main graph or the body of an If, Loop or Scan node, with the
+    scope around it (a body reads names of the graphs around it, "outer-scope" values)."""
+
+    def __init__(self, graph: Any, parent: _Scope | None = None, prefix: str = "") -> None:
         from onnx import numpy_helper
 
-        self.model = model
-        g = model.graph
-        self.init = {t.name: t for t in g.initializer}
-        self.consts = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.output}
+        self.graph, self.parent = graph, parent
+        self.prefix = prefix  # the path of a body: "If_12/else_branch/"
+        self.init = {t.name: t for t in graph.initializer}
+        self.consts = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}
+        self.producer = {o: n for n in graph.node for o in n.output if o}
+        self.inputs = {i.name for i in graph.input if i.name not in self.init}
         self.types: dict[str, int] = {}
-        for vi in [*g.input, *g.output, *g.value_info]:
+        for vi in [*graph.input, *graph.output, *graph.value_info]:
             if vi.type.tensor_type.elem_type:
                 self.types[vi.name] = vi.type.tensor_type.elem_type
-        for t in g.initializer:
+        for t in graph.initializer:
             self.types[t.name] = t.data_type
+        self.shapes = {
+            vi.name: len(vi.type.tensor_type.shape.dim)
+            for vi in [*graph.input, *graph.output, *graph.value_info]
+            if vi.type.tensor_type.HasField("shape")
+        }
         self._np = numpy_helper
-        self._onnx = onnx
+
+    def owner(self, name: str) -> _Scope | None:
+        """The scope that defines ``name`` (the innermost one: a body's own names hide outer ones)."""
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.init or name in scope.producer or name in scope.inputs:
+                return scope
+            scope = scope.parent
+        return None
+
+    def type(self, name: str) -> int:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.types:
+                return scope.types[name]
+            scope = scope.parent
+        return 0
+
+    def rank(self, name: str) -> int | None:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.shapes:
+                return scope.shapes[name]
+            scope = scope.parent
+        return None
 
     def is_const(self, name: str) -> bool:
-        return name in self.init or name in self.consts
+        """An initializer or a Constant node's output: what TensorRT's parser takes as weights."""
+        s = self.owner(name)
+        return s is not None and (name in s.init or name in s.consts)
 
     def value(self, name: str) -> Any:
-        if name in self.init:
-            return self._np.to_array(self.init[name])
-        node = self.consts.get(name)
+        s = self.owner(name)
+        if s is None:
+            return None
+        if name in s.init:
+            return s._np.to_array(s.init[name])
+        node = s.consts.get(name)
         if node is not None:
             for a in node.attribute:
                 if a.name == "value":
-                    return self._np.to_array(a.t)
+                    return s._np.to_array(a.t)
+                if a.name in ("value_int", "value_ints", "value_float", "value_floats"):
+                    import numpy as np
+
+                    return np.asarray(_attr(node, a.name, None))
         return None
+
+    def runtime_source(self, name: str, seen: set[str] | None = None) -> str | None:
+        """The input (of the network or of a body) whose values ``name`` is computed from, or
+        None when it depends on constants and shapes only (it may fold when TensorRT builds)."""
+        seen = seen if seen is not None else set()
+        if name in seen:
+            return None
+        seen.add(name)
+        s = self.owner(name)
+        if s is None or name in s.init:
+            return None
+        if name in s.inputs:
+            return name
+        node = s.producer[name]
+        if node.op_type in ("Constant", "Shape", "Size"):
+            return None  # a Shape reads a tensor's dimensions, not its values
+        for i in node.input:
+            if i:
+                src = s.runtime_source(i, seen)
+                if src is not None:
+                    return src
+        return None
+
+
+def _walk(scope: _Scope, bodies: list[_Scope] | None = None) -> Iterator[tuple[Any, _Scope, str]]:
+    """(node, its scope, its name with the path of the bodies it is in) of every node, bodies
+    included; the scope of each body is appended to ``bodies``."""
+    from onnx import AttributeProto
+
+    for node in scope.graph.node:
+        name = scope.prefix + (node.name or (node.output[0] if node.output else node.op_type))
+        yield node, scope, name
+        for a in node.attribute:
+            for body in [a.g] if a.type == AttributeProto.GRAPH else list(a.graphs):
+                inner = _Scope(body, scope, f"{name}/{a.name}/")
+                if bodies is not None:
+                    bodies.append(inner)
+                yield from _walk(inner, bodies)
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
@@ -171,6 +314,10 @@ def _attr(node: Any, name: str, default: Any) -> Any:
             v = helper.get_attribute_value(a)
             return v.decode() if isinstance(v, bytes) else v
     return default
+
+
+def _has_attr(node: Any, name: str) -> bool:
+    return any(a.name == name for a in node.attribute)
 
 
 def _input(node: Any, i: int) -> str:
@@ -189,13 +336,33 @@ def load_model(path: str | Path) -> Any:
         raise EdgecvError(f"'{path}' is not a readable ONNX graph: {e}") from None
 
 
+def _inferred(model: Any) -> Any:
+    """``model`` with the types and shapes ONNX infers (of body values too), where it can."""
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # a graph ONNX cannot infer is checked with the types it carries
+        return model
+
+
 # --- the rules ------------------------------------------------------------------------------------
 
 
-def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Finding]:
-    op, name = node.op_type, node.name or (node.output[0] if node.output else "")
+def _types(text: str) -> set[str]:
+    return {s.strip() for s in text.replace("INF64", "INT64").split(",")}
+
+
+def _parser(label: str) -> str:
+    """The parser whose importer rules a label follows: 10.3's, or 10.15's (11.x builds on it)."""
+    return "10.3" if label == "10.3" else "10.15"
+
+
+def _node_rules(node: Any, g: _Scope, name: str, table: dict, label: str) -> Iterable[Finding]:
+    op = node.op_type
     entry = table.get(op)
     restr = entry["restrictions"] if entry else ""
+    parser = _parser(label)
 
     def F(sev: str, rule: str, msg: str) -> Finding:
         return Finding(sev, rule, msg, name, op, [label])
@@ -216,14 +383,22 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
             f"{op} is {'marked unsupported' if listed else 'not listed'} in TensorRT's ONNX operator table",
         )
         return
-    # the data input's type against the table's Supported Types
+    qdq = op in ("QuantizeLinear", "DequantizeLinear")
+    # input types: what the parser refuses is an error; what its table does not list, a warning
     data = _input(node, 1 if op == "Where" else 0)
-    t = _TYPE_NAMES.get(g.types.get(data, 0))
-    if (
-        t
-        and t not in ("DOUBLE", "UINT8")
-        and t not in {s.strip() for s in entry["types"].replace("INF64", "INT64").split(",")}
-    ):
+    for i, refused in operators.PARSER_REFUSES.get(op, {}).items():
+        t = _TYPE_NAMES.get(g.type(_input(node, i)))
+        if t in refused:
+            takes = [x for x in entry["types"].split(", ") if x not in refused]
+            yield F(
+                "error",
+                "input-type",
+                f"input {_input(node, i)!r} is {t}: TensorRT's ONNX parser refuses {op} on {t} ('Found unsupported "
+                f"input type of {t}'); cast it to {', '.join(takes)} first",
+            )
+            data = ""  # said once
+    t = _TYPE_NAMES.get(g.type(data))
+    if not qdq and t and t not in ("DOUBLE", "UINT8") and t not in _types(entry["types"]):
         yield F("warning", "input-type", f"input {data!r} is {t}; TensorRT lists {op} for {entry['types']}")
     if op == "TopK":
         if _attr(node, "sorted", 1) != 1:
@@ -240,34 +415,13 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
                 yield F("error", "resize-mode", f"{a}={v!r} is not supported (TensorRT takes {sorted(allowed)})")
         if _attr(node, "antialias", 0):
             yield F("error", "resize-mode", "antialiasing is not supported")
-    elif op in ("QuantizeLinear", "DequantizeLinear"):
-        zp = _input(node, 2)
-        if zp:
-            zt = _TYPE_NAMES.get(g.types.get(zp, 0))
-            if zt in ("UINT8", "UINT16", "INT16"):
-                yield F(
-                    "error",
-                    "qdq-type",
-                    f"zero point {zp!r} is {zt}: TensorRT quantizes to INT8/FP8/INT4 "
-                    "(export for tensorrt, which writes symmetric INT8 Q/DQ)",
-                )
-            val = g.value(zp)
-            if val is None:
-                yield F(
-                    "error", "qdq-zero-point", f"zero point {zp!r} is computed at run time; TensorRT needs a constant 0"
-                )
-            elif (val != 0).any():
-                yield F(
-                    "error",
-                    "qdq-zero-point",
-                    f"zero point {zp!r} is not 0 ({val.reshape(-1)[:4].tolist()}…): "
-                    "TensorRT takes symmetric quantization only",
-                )
-        scale = _input(node, 1)
-        if scale and not g.is_const(scale):
-            yield F(
-                "warning", "qdq-scale", f"scale {scale!r} is computed at run time; TensorRT expects constant scales"
-            )
+    elif qdq:
+        yield from (F(*x) for x in _qdq_rules(node, g, entry, parser))
+    elif op in ("Cast", "CastLike"):
+        to = _attr(node, "to", 0) if op == "Cast" else g.type(_input(node, 1))
+        yield from (F(*x) for x in _cast_rules(to, entry, parser))
+    elif op == "CumSum":
+        yield from (F(*x) for x in _cumsum_rules(_input(node, 1), g, label))
     elif op.startswith("Reduce") and "axes" in restr:
         axes = _input(node, 1)
         if axes and not g.is_const(axes):
@@ -287,34 +441,172 @@ def _node_rules(node: Any, g: _Graph, table: dict, label: str) -> Iterable[Findi
             yield F("error", "maxpool", "dilations must be all ones")
         if len(_attr(node, "kernel_shape", [0, 0])) not in (2, 3):
             yield F("error", "maxpool", "only 2D or 3D pooling is supported")
+    elif op == "GridSample":
+        rank, ranks = g.rank(_input(node, 0)), operators.GRIDSAMPLE_RANKS[VERSIONS[label][0]]
+        if rank is not None and rank not in ranks:
+            yield F(
+                "error",
+                "gridsample-rank",
+                f"input {_input(node, 0)!r} is {rank}-D: TensorRT samples 4-D inputs, and 5-D from 11.2 on",
+            )
+    elif op == "Constant":
+        bad = [a.name for a in node.attribute if a.name in ("sparse_value", "value_string", "value_strings")]
+        if bad:
+            yield F("error", "constant", f"a Constant with {bad[0]} is not supported (TensorRT takes dense numbers)")
     elif op == "If":
-        then_g, else_g = _attr(node, "then_branch", None), _attr(node, "else_branch", None)
-        if then_g is not None and else_g is not None:
-            shared = {o.name for o in then_g.output} & {o.name for o in else_g.output}
-            if shared:
-                yield F(
-                    "error",
-                    "if-branches",
-                    f"both branches name outputs {sorted(shared)}: TensorRT needs different names",
-                )
-            for a, b in zip(then_g.output, else_g.output):
-                ra, rb = (
-                    len(x.type.tensor_type.shape.dim) if x.type.tensor_type.HasField("shape") else None for x in (a, b)
-                )
-                if ra is not None and rb is not None and ra != rb:
-                    yield F(
-                        "error",
-                        "if-branches",
-                        f"branch outputs {a.name} and {b.name} have ranks {ra} and {rb}: TensorRT needs the same rank",
-                    )
-    elif op == "ScatterND" and _attr(node, "reduction", "none") != "none":
-        yield F("error", "scatter-reduction", "ScatterND with a reduction is not supported")
+        yield from (F(*x) for x in _if_rules(node))
+    elif op == "ScatterND":
+        yield from (F(*x) for x in _scatternd_rules(node, label))
     elif restr:
         yield F("info", "restriction", "restriction not checked automatically: " + restr.replace("<br />", " "))
 
 
-def _io_rules(g: _Graph, profile: dict | None) -> Iterable[Finding]:
-    graph = g.model.graph
+def _qdq_rules(node: Any, g: _Scope, entry: dict, parser: str) -> Iterator[tuple[str, str, str]]:
+    """Q/DQ: the types TensorRT quantizes to and from, a zero point of 0, constant scales."""
+    quantized = [t for t in operators.QUANTIZED_TYPES if t in operators.PARSER_TYPES[parser]]
+    x = _input(node, 0)
+    xt = _TYPE_NAMES.get(g.type(x))
+    if node.op_type == "DequantizeLinear" and xt and xt not in _types(entry["types"]):
+        yield (
+            "error",
+            "qdq-type",
+            f"DequantizeLinear of {xt} {x!r}: TensorRT dequantizes {entry['types']} only (a quantized type "
+            "made by QuantizeLinear); quantize the tensor to INT8 (export for tensorrt --precision int8 writes "
+            "symmetric INT8 Q/DQ)",
+        )
+    if node.op_type == "QuantizeLinear" and xt and xt not in _types(entry["types"]):
+        yield ("error", "qdq-type", f"QuantizeLinear of {xt} {x!r}: TensorRT quantizes {entry['types']} only")
+    zp = _input(node, 2)
+    if zp:
+        zt = _TYPE_NAMES.get(g.type(zp))
+        if zt and zt not in quantized:
+            yield (
+                "error",
+                "qdq-type",
+                f"zero point {zp!r} is {zt}: TensorRT quantizes to {'/'.join(quantized)} "
+                "(export for tensorrt, which writes symmetric INT8 Q/DQ)",
+            )
+        val = g.value(zp)
+        if val is None:
+            yield ("error", "qdq-zero-point", f"zero point {zp!r} is computed at run time; TensorRT needs a constant 0")
+        elif (val != 0).any():
+            yield (
+                "error",
+                "qdq-zero-point",
+                f"zero point {zp!r} is not 0 ({val.reshape(-1)[:4].tolist()}…): "
+                "TensorRT takes symmetric quantization only",
+            )
+    elif node.op_type == "QuantizeLinear" and _has_attr(node, "output_dtype"):
+        ot = _TYPE_NAMES.get(_attr(node, "output_dtype", 0), "?")
+        if ot not in quantized:
+            yield ("error", "qdq-type", f"output_dtype {ot}: TensorRT quantizes to {'/'.join(quantized)}")
+    scale = _input(node, 1)
+    if scale and not g.is_const(scale):
+        yield ("warning", "qdq-scale", f"scale {scale!r} is computed at run time; TensorRT expects constant scales")
+
+
+def _cast_rules(to: int, entry: dict, parser: str) -> Iterator[tuple[str, str, str]]:
+    """The target type of a Cast: one the parser converts, and not a quantized type."""
+    t = _TYPE_NAMES.get(to)
+    if not t:
+        return
+    if t not in operators.PARSER_TYPES[parser]:
+        yield (
+            "error",
+            "cast-type",
+            f"Cast to {t}: TensorRT's ONNX parser has no {t} type ('Unsupported cast!'); cast to one of "
+            f"{entry['types']}",
+        )
+    elif t in operators.QUANTIZED_TYPES:
+        yield (
+            "error",
+            "cast-type",
+            f"Cast to {t}: TensorRT's ONNX operator table lists Cast for {entry['types']}, and {t} is one of its "
+            "quantized types, made only by QuantizeLinear from a float: use a QuantizeLinear/DequantizeLinear "
+            "pair (export for tensorrt --precision int8 writes them)",
+        )
+
+
+def _cumsum_rules(axis: str, g: _Scope, label: str) -> Iterator[tuple[str, str, str]]:
+    """CumSum's axis: an initializer on 10.3 (its importer asserts it), a build-time constant after."""
+    if not axis or g.is_const(axis):
+        return
+    source = g.runtime_source(axis)
+    if label == "10.3":
+        yield (
+            "error",
+            "constant-input",
+            f"axis {axis!r} must be an initializer: TensorRT 10.3's parser refuses any other ('Axis input for "
+            "CumSum must be an initializer!'); make it one (fold the graph's constants, e.g. with onnxslim)",
+        )
+    elif source is not None:
+        what = "an input of the graph" if source == axis else f"computed from the graph input {source!r}"
+        yield (
+            "error",
+            "constant-input",
+            f"axis {axis!r} is {what}, known only at run time: TensorRT needs a build-time constant axis "
+            "(make it an initializer)",
+        )
+    else:
+        yield (
+            "warning",
+            "constant-input",
+            f"axis {axis!r} is computed in the graph: TensorRT needs it to fold to a build-time constant "
+            "(make it an initializer to be sure)",
+        )
+
+
+def _scatternd_rules(node: Any, label: str) -> Iterator[tuple[str, str, str]]:
+    if not _has_attr(node, "reduction"):
+        return
+    reduction = _attr(node, "reduction", "none")
+    if label == "10.3":
+        yield (
+            "error",
+            "scatter-reduction",
+            f"ScatterND has a reduction attribute ({reduction!r}): TensorRT 10.3's parser refuses the attribute "
+            "whatever its value ('Attribute reduction is not supported.'); remove it",
+        )
+    elif reduction != "none":
+        yield (
+            "error",
+            "scatter-reduction",
+            f"ScatterND with reduction={reduction!r} is not supported (TensorRT takes reduction 'none' only)",
+        )
+
+
+def _if_rules(node: Any) -> Iterator[tuple[str, str, str]]:
+    then_g, else_g = _attr(node, "then_branch", None), _attr(node, "else_branch", None)
+    if then_g is None or else_g is None:
+        return
+    shared = {o.name for o in then_g.output} & {o.name for o in else_g.output}
+    if shared:
+        yield ("error", "if-branches", f"both branches name outputs {sorted(shared)}: TensorRT needs different names")
+    for a, b in zip(then_g.output, else_g.output):
+        ra, rb = (len(x.type.tensor_type.shape.dim) if x.type.tensor_type.HasField("shape") else None for x in (a, b))
+        if ra is not None and rb is not None and ra != rb:
+            yield (
+                "error",
+                "if-branches",
+                f"branch outputs {a.name} and {b.name} have ranks {ra} and {rb}: TensorRT needs the same rank",
+            )
+
+
+def _plugin_of(node: Any, label: str) -> tuple[str, str | None] | None:
+    """The plugin TensorRT ``label`` builds ``node`` from, if any (:data:`.operators.PLUGINS`)."""
+    if node.domain not in ("", "ai.onnx"):
+        return None
+    hit = operators.PLUGINS[VERSIONS[label][0]].get(node.op_type)
+    if hit is None or node.op_type not in operators.SUPPORTED[VERSIONS[label][0]]:
+        return None
+    name, version, when = hit
+    if node.op_type == "ScatterElements" and _attr(node, "reduction", "none") == "none":
+        return None
+    return name, version
+
+
+def _io_rules(g: _Scope, profile: dict | None) -> Iterable[Finding]:
+    graph = g.graph
     inputs = [i for i in graph.input if i.name not in g.init]
     dynamic_batch = False
     for inp in inputs:
@@ -370,15 +662,20 @@ def _io_rules(g: _Graph, profile: dict | None) -> Iterable[Finding]:
             )
 
 
-def _tensor_rules(g: _Graph) -> Iterable[Finding]:
-    graph = g.model.graph
-    io = {i.name for i in graph.input} | {o.name for o in graph.output}
+def _tensor_rules(g: _Scope, prefix: str = "") -> Iterable[Finding]:
+    """DOUBLE, UINT8 and INT64 tensors of one graph (``prefix``: the path of a body; UINT8 is
+    taken only as an input or output of the network, never inside a body)."""
+    graph = g.graph
+    io = set() if prefix else {i.name for i in graph.input} | {o.name for o in graph.output}
     slice_bounds = {n.input[i] for n in graph.node if n.op_type == "Slice" for i in (1, 2) if len(n.input) > i}
     for name, t in g.types.items():
+        if prefix and name not in g.producer and name not in g.init:
+            continue  # a body's inputs and outer-scope names are checked where they are made
         tn = _TYPE_NAMES.get(t)
+        where = prefix + name
         if tn == "DOUBLE":
             yield Finding(
-                "warning", "double", f"{name} is DOUBLE: TensorRT casts it to FLOAT, clamping to ±FLT_MAX", name
+                "warning", "double", f"{name} is DOUBLE: TensorRT casts it to FLOAT, clamping to ±FLT_MAX", where
             )
         elif tn == "UINT8":
             consumers = [n for n in graph.node if name in n.input]
@@ -389,7 +686,15 @@ def _tensor_rules(g: _Graph) -> Iterable[Finding]:
                     "error",
                     "uint8",
                     f"{name} is UINT8 inside the graph: TensorRT takes UINT8 only as a network input or output",
-                    name,
+                    where,
+                )
+            elif prefix and name not in io:
+                yield Finding(
+                    "error",
+                    "uint8",
+                    f"{name} is UINT8 inside an If/Loop/Scan body: TensorRT takes UINT8 only as a network input "
+                    "or output",
+                    where,
                 )
             elif any(n.op_type != "Cast" for n in consumers):
                 ops = sorted({n.op_type for n in consumers if n.op_type != "Cast"})
@@ -398,7 +703,7 @@ def _tensor_rules(g: _Graph) -> Iterable[Finding]:
                     "uint8",
                     f"UINT8 tensor {name} feeds {', '.join(ops)}: TensorRT converts UINT8 "
                     "with a Cast only (cast it to float first)",
-                    name,
+                    where,
                 )
     n64, big = 0, []
     for name, t in g.init.items():
@@ -415,9 +720,9 @@ def _tensor_rules(g: _Graph) -> Iterable[Finding]:
             "int64",
             f"INT64 weight {name} holds values outside the INT32 range; TensorRT layers "
             "that compute in INT32 would overflow",
-            name,
+            prefix + name,
         )
-    if n64:
+    if n64 and not prefix:
         yield Finding(
             "info", "int64", f"{n64} INT64 initializers (shape arithmetic); TensorRT 10+ takes INT64 natively"
         )
@@ -426,21 +731,26 @@ def _tensor_rules(g: _Graph) -> Iterable[Finding]:
 def check(
     model: str | Path | Any, profile: dict | None = None, versions: Iterable[str] | None = None, path: str | None = None
 ) -> Report:
-    """Check an ONNX graph (a path or a loaded ``ModelProto``) for TensorRT.
+    """Check an ONNX graph (a path or a loaded ``ModelProto``) for TensorRT, the bodies of its
+    If, Loop and Scan nodes included.
 
     Args:
         profile: input name -> (min, opt, max) shapes, as :func:`.plans.profile` gives
             for a bundle; None for a bare graph.
-        versions: labels of :data:`VERSIONS` (default: all).
+        versions: labels of :data:`VERSIONS` or :data:`ALIASES` (default: all).
+
+    Raises:
+        EdgecvError: an unknown version, or a file that is not an ONNX graph.
     """
-    labels = list(versions or VERSIONS)
-    bad = [v for v in labels if v not in VERSIONS]
-    if bad:
-        raise EdgecvError(f"unknown TensorRT version {bad}; the check knows {list(VERSIONS)}")
+    labels = resolve_versions(versions)
     if isinstance(model, (str, Path)):
         path = path or str(model)
         model = load_model(model)
-    g = _Graph(model)
+    else:
+        model = _inferred(model)
+    top = _Scope(model.graph)
+    bodies: list[_Scope] = []
+    nodes = list(_walk(top, bodies))
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     merged: dict[tuple, Finding] = {}
 
@@ -451,18 +761,52 @@ def check(
         else:
             merged[key] = f
 
+    plugins: dict[tuple[str, str, str | None], Plugin] = {}
     for label in labels:
         table_key, (lo, hi), _ = VERSIONS[label]
         if not lo <= opset <= hi:
             add(Finding("error", "opset", f"opset {opset} is outside TensorRT {label}'s {lo}..{hi}", versions=[label]))
         table = operators.SUPPORTED[table_key]
-        for node in model.graph.node:
-            for f in _node_rules(node, g, table, label):
+        for node, scope, name in nodes:
+            for f in _node_rules(node, scope, name, table, label):
                 add(f)
-    for f in [*_io_rules(g, profile), *_tensor_rules(g)]:
+            hit = _plugin_of(node, label)
+            if hit is not None:
+                p = plugins.setdefault((node.op_type, *hit), Plugin(node.op_type, hit[0], hit[1], [], []))
+                if name not in p.nodes:
+                    p.nodes.append(name)
+                if label not in p.versions:
+                    p.versions.append(label)
+    for p in plugins.values():
+        add(
+            Finding(
+                "info",
+                "plugin",
+                f"{len(p.nodes)} {p.op} node(s) are built from TensorRT's {p.name} plugin"
+                + (f" (version {p.version})" if p.version else "")
+                + ": the device needs NVIDIA's plugin library (libnvinfer_plugin, which edgecv loads with "
+                "trt.init_libnvinfer_plugins)",
+                p.nodes[0] + (f" (+{len(p.nodes) - 1})" if len(p.nodes) > 1 else ""),
+                p.op,
+                list(p.versions),
+            )
+        )
+    rules = [*_io_rules(top, profile), *_tensor_rules(top)]
+    for scope in bodies:
+        rules.extend(_tensor_rules(scope, scope.prefix))
+    for f in rules:
         f.versions = list(labels)
         add(f)
-    return Report(path or "<model>", opset, len(model.graph.node), labels, list(merged.values()))
+    return Report(
+        path or "<model>",
+        opset,
+        len(model.graph.node),
+        labels,
+        list(merged.values()),
+        subgraphs=len(bodies),
+        subgraph_nodes=len(nodes) - len(model.graph.node),
+        plugins=list(plugins.values()),
+    )
 
 
 def check_bundle(bundle_path: str | Path, versions: Iterable[str] | None = None) -> Report:
