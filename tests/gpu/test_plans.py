@@ -2,9 +2,11 @@
 
 Marked ``tensorrt``: these skip, with the reason, wherever TensorRT or a usable GPU is
 missing (tests/conftest.py). Run them all with tests/gpu/run.sh, which writes the figures
-to a results file. They build plans for the default detector at FP32, FP16 and INT8 with
-real TensorRT, run them through edgecv's runtime (cuda-python or libcudart, no torch),
-and compare with the PyTorch source on the shapes validation set.
+to a results file. They build plans for the default detector at FP32, FP16 and INT8, and
+for the trained Faster and Mask R-CNN fixtures (whose RoiAlign nodes TensorRT builds from
+its ROIAlign_TRT plugin, and whose NMS sits in an If), with real TensorRT, run them through
+edgecv's runtime (cuda-python or libcudart, no torch), and compare with the PyTorch source
+on the shapes validation set.
 """
 
 from __future__ import annotations
@@ -63,6 +65,21 @@ def source_run(default_src, val):
     return run_dataset(ref, val, progress=False, warmup=0)
 
 
+def _record(key: str, source_run, got, plan: dict) -> tuple[float, dict]:
+    """The mAP drop (points) and box parity of a plan's run against the source's, kept in RESULTS."""
+    drop = (source_run.metrics.map - got.metrics.map) * 100
+    parity = box_parity(source_run.detections, got.detections)
+    RESULTS["tests"][key] = {
+        "source_map": source_run.metrics.map,
+        "plan_map": got.metrics.map,
+        "drop_points": drop,
+        "parity": parity,
+        "plan": plan,
+        "median_latency_ms": got.median_ms,
+    }
+    return drop, parity
+
+
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_plan_matches_the_source(precision, default_src, val, source_run, tmp_path):
     calib = [shapes.render(shapes.SPLIT_SEEDS["train"], i).image for i in range(64)] if precision == "int8" else None
@@ -80,16 +97,7 @@ def test_plan_matches_the_source(precision, default_src, val, source_run, tmp_pa
     with load(bundle) as det:
         got = run_dataset(det, val, progress=False, warmup=5)
         batch = det.predict([str(val.image_path(info)) for info in val.coco["images"][:8]])
-    drop = (source_run.metrics.map - got.metrics.map) * 100
-    parity = box_parity(source_run.detections, got.detections)
-    RESULTS["tests"][precision] = {
-        "source_map": source_run.metrics.map,
-        "plan_map": got.metrics.map,
-        "drop_points": drop,
-        "parity": parity,
-        "plan": plan,
-        "median_latency_ms": got.median_ms,
-    }
+    drop, parity = _record(precision, source_run, got, plan)
     assert len(batch) == 8
     assert drop <= MAX_DROP[precision], f"{precision} plan loses {drop:.2f} mAP points"
     if precision in ("fp32", "fp16"):  # box-level parity with the PyTorch source
@@ -128,3 +136,42 @@ def test_edgecv_build_and_the_timing_cache(default_src, tmp_path):
     assert main(["build", str(bundle), "--timing-cache", str(timing), "--force"]) == 0
     second = Bundle.open(bundle).manifest["runtime"]["tensorrt"]["engines"][0]["build_seconds"]
     RESULTS["tests"]["build_seconds"] = {"cold": first, "with_timing_cache": second}
+
+
+RCNN_FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "torchvision" / "maskrcnn.pt"
+#: mAP50-95 points an FP32 R-CNN plan may lose against the PyTorch source (TensorRT's ROIAlign_TRT
+#: plugin samples as torchvision's roi_align does, aligned=True)
+RCNN_MAX_DROP = 0.5
+
+
+@pytest.mark.parametrize("family", ["fasterrcnn", "maskrcnn"])
+def test_rcnn_plans_load_the_plugins_and_match_the_source(family, val, tmp_path):
+    """A two-stage detector on the GPU: the static check lists the plugin its RoiAlign nodes
+    need, TensorRT's plugin registry has it once edgecv registered NVIDIA's plugin library,
+    and the FP32 plan keeps the source's mAP (box and, for Mask R-CNN, mask AP)."""
+    if not RCNN_FIXTURE.is_file():
+        pytest.skip(f"{RCNN_FIXTURE} is not in this checkout")
+    from edgecv.export.models.train_torchvision import load as load_fixture
+    from edgecv.runtimes.tensorrt.api import TrtApi
+
+    model = load_fixture(RCNN_FIXTURE, family)
+    names = [c["name"] for c in val.coco["categories"]]
+    ref = export_mod.reference(model, imgsz=IMGSZ, names=names)
+    want = run_dataset(ref, val, progress=False, warmup=0)
+    bundle = export_mod.export(
+        model, "tensorrt", imgsz=IMGSZ, out_dir=tmp_path, names=names, tensorrt={"build_plan": True}
+    )
+    rt = Bundle.open(bundle).manifest["runtime"]["tensorrt"]
+    assert {"name": "ROIAlign_TRT", "version": "2", "ops": ["RoiAlign"]} in rt["plugins"]
+    api = TrtApi()
+    assert api.load_plugins() and api.missing_plugins(rt["plugins"]) == []
+    (plan,) = rt["engines"]
+    with load(bundle) as det:
+        got = run_dataset(det, val, progress=False, warmup=3)
+    drop, parity = _record(family, want, got, plan)
+    assert drop <= RCNN_MAX_DROP, f"{family} plan loses {drop:.2f} mAP points"
+    assert parity["mean_iou"] > 0.99, parity
+    if family == "maskrcnn":
+        mask_drop = (want.mask_metrics.map - got.mask_metrics.map) * 100
+        RESULTS["tests"][family]["mask_drop_points"] = mask_drop
+        assert mask_drop <= RCNN_MAX_DROP, f"mask AP drops {mask_drop:.2f} points"
