@@ -161,6 +161,22 @@ def test_int64_weights_outside_int32_are_flagged_but_slice_ends_are_not():
     )
     flagged = [x.node for x in findings(m) if x.rule == "int64" and x.severity == "warning"]
     assert flagged == ["c"]
+    # in a body: an NMS's box count of INT64 max (the parser clamps it to INT32 max), as the INT8
+    # R-CNN graphs have it in the If of their batched NMS, is not flagged; another such weight is
+    nms = helper.make_node("NonMaxSuppression", ["b", "sc", "all", "iou"], ["keep"], name="nms")
+    add = helper.make_node("Add", ["big", "big"], ["e"], name="add")
+    inner = body(
+        [nms, add],
+        outputs=[vi("keep", TensorProto.INT64, [None, 3]), vi("e", TensorProto.INT64, [1])],
+        inits=[const("all", np.array([2**63 - 1])), const("iou", np.float32(0.5)), const("big", np.array([2**40]))],
+    )
+    m = graph(
+        [helper.make_node("If", ["c"], ["k", "y"], name="if", then_branch=inner, else_branch=inner)],
+        [vi("c", TensorProto.BOOL, []), vi("b", F, [1, 4, 4]), vi("sc", F, [1, 1, 4])],
+        [vi("k", TensorProto.INT64, [None, 3]), vi("y", TensorProto.INT64, [1])],
+    )
+    flagged = sorted(x.node for x in findings(m) if x.rule == "int64" and x.severity == "warning")
+    assert flagged == ["if/else_branch/big", "if/then_branch/big"]
 
 
 # --- inside If, Loop and Scan bodies; what each version's parser applies --------------------------

@@ -16,7 +16,7 @@ node, inside a body by its path: ``If_12/else_branch/Unique_3``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -662,12 +662,26 @@ def _io_rules(g: _Scope, profile: dict | None) -> Iterable[Finding]:
             )
 
 
-def _tensor_rules(g: _Scope, prefix: str = "") -> Iterable[Finding]:
+def _clamped_int64(nodes: Iterable[Any]) -> set[str]:
+    """INT64 inputs whose largest values mean "all" and never reach an INT32 computation: the
+    starts and ends of Slice, and NonMaxSuppression's max_output_boxes_per_class, which the
+    parser clamps to INT32 max itself (10.3-GA importNonMaxSuppression: "Consider when user
+    chooses int64 max as input, which is reasonable")."""
+    out = set()
+    for n in nodes:
+        if n.op_type == "Slice":
+            out.update(n.input[1:3])
+        elif n.op_type == "NonMaxSuppression" and len(n.input) > 2:
+            out.add(n.input[2])
+    return out
+
+
+def _tensor_rules(g: _Scope, prefix: str = "", clamped: Collection[str] = ()) -> Iterable[Finding]:
     """DOUBLE, UINT8 and INT64 tensors of one graph (``prefix``: the path of a body; UINT8 is
-    taken only as an input or output of the network, never inside a body)."""
+    taken only as an input or output of the network, never inside a body; ``clamped``: INT64
+    names whose size does not matter, :func:`_clamped_int64`)."""
     graph = g.graph
     io = set() if prefix else {i.name for i in graph.input} | {o.name for o in graph.output}
-    slice_bounds = {n.input[i] for n in graph.node if n.op_type == "Slice" for i in (1, 2) if len(n.input) > i}
     for name, t in g.types.items():
         if prefix and name not in g.producer and name not in g.init:
             continue  # a body's inputs and outer-scope names are checked where they are made
@@ -709,8 +723,8 @@ def _tensor_rules(g: _Scope, prefix: str = "") -> Iterable[Finding]:
     for name, t in g.init.items():
         if t.data_type == 7:
             n64 += 1
-            if name in slice_bounds:
-                continue  # INT64 max as a slice end is the usual "to the end"
+            if name in clamped:
+                continue  # INT64 max as a slice end or an NMS box count is the usual "all"
             v = g.value(name)
             if v is not None and v.size and (v.min() < _INT32[0] or v.max() > _INT32[1]):
                 big.append(name)
@@ -791,9 +805,10 @@ def check(
                 list(p.versions),
             )
         )
-    rules = [*_io_rules(top, profile), *_tensor_rules(top)]
+    clamped = _clamped_int64(n for n, _, _ in nodes)
+    rules = [*_io_rules(top, profile), *_tensor_rules(top, "", clamped)]
     for scope in bodies:
-        rules.extend(_tensor_rules(scope, scope.prefix))
+        rules.extend(_tensor_rules(scope, scope.prefix, clamped))
     for f in rules:
         f.versions = list(labels)
         add(f)
