@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bundle import Bundle
+from ...console import count
 from ...errors import EdgecvError
 from . import operators, plans
 
@@ -124,9 +125,13 @@ class Report:
 
     def table(self) -> str:
         """The findings as a text table, errors first."""
-        body = f", {self.subgraphs} If/Loop/Scan bodies with {self.subgraph_nodes} nodes" if self.subgraphs else ""
+        body = (
+            f", {count(self.subgraphs, 'If/Loop/Scan body')} with {count(self.subgraph_nodes, 'node')}"
+            if self.subgraphs
+            else ""
+        )
         head = (
-            f"TensorRT static check of {self.path} (opset {self.opset}, {self.nodes} nodes{body}) against "
+            f"TensorRT static check of {self.path} (opset {self.opset}, {count(self.nodes, 'node')}{body}) against "
             + ", ".join(describe_version(v) for v in self.versions)
         )
         if not self.findings:
@@ -796,7 +801,8 @@ def check(
             Finding(
                 "info",
                 "plugin",
-                f"{len(p.nodes)} {p.op} node(s) are built from TensorRT's {p.name} plugin"
+                f"{count(len(p.nodes), p.op + ' node')} {'is' if len(p.nodes) == 1 else 'are'} built from "
+                f"TensorRT's {p.name} plugin"
                 + (f" (version {p.version})" if p.version else "")
                 + ": the device needs NVIDIA's plugin library (libnvinfer_plugin, which edgecv loads with "
                 "trt.init_libnvinfer_plugins)",
