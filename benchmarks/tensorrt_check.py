@@ -1,12 +1,15 @@
 """The static TensorRT check over every family's TensorRT graphs.
 
-    python benchmarks/tensorrt_check.py [--families edgecv-tiny,retinanet,...]
+    python benchmarks/tensorrt_check.py [--families edgecv-tiny,retinanet,...] [--merge]
 
 Each family's trained member (as in families_cpu.py) is exported with ``--target tensorrt``
 at FP32, FP16 and INT8 (calibrated on shapes training images; no plan: TensorRT is not
-needed) and its graph is checked against TensorRT 10.3, 10.15 and 11.x
-(``edgecv.runtimes.tensorrt.static_check``). Export refuses a graph with errors, so a cell that fails says
-why. Writes ``tensorrt-check-<date>.json`` and ``.md`` under ``--out``.
+needed) and its graph is checked against every TensorRT version the check knows (10.3, 10.15,
+and 11.0, 11.2, 11.5 derived from the release notes: ``edgecv doctor --versions``), the
+bodies of its If/Loop/Scan nodes included (``edgecv.runtimes.tensorrt.static_check``). Export
+refuses a graph with errors, so a cell that fails says why. Writes ``tensorrt-check-<date>.json``
+and ``.md`` under ``--out``; ``--merge`` keeps the rows of the other families already in that
+day's file (run the families in parts).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from edgecv.cpu import machine
 from edgecv.data import shapes
 from edgecv.errors import EdgecvError
 from edgecv.export import export
-from edgecv.runtimes.tensorrt.static_check import check_bundle
+from edgecv.runtimes.tensorrt.static_check import VERSIONS, check_bundle
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -40,6 +43,7 @@ def main() -> None:
     )
     ap.add_argument("--work", default="build/bench-trt-check")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--merge", action="store_true", help="keep the other families' rows of today's results file")
     args = ap.parse_args()
     work, _, calib_dir, say = setup(args.work, 1, args.calib_size)
     rows = []
@@ -69,6 +73,9 @@ def main() -> None:
                 row.update(
                     passes=not report.errors,
                     nodes=report.nodes,
+                    bodies=report.subgraphs,
+                    body_nodes=report.subgraph_nodes,
+                    plugins=[f"{p['name']} {p['version'] or ''}".strip() for p in report.plugin_entries()],
                     opset=report.opset,
                     errors=report.count("error"),
                     warnings=report.count("warning"),
@@ -82,36 +89,55 @@ def main() -> None:
                 row.update(passes=False, why=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
             say(f"{label} {precision}: {'passes' if row['passes'] else row.get('why')}")
             rows.append(row)
+    stamp = dt.date.today().isoformat()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / f"tensorrt-check-{stamp}.json"
+    if args.merge and results.is_file():
+        done = {r["family"] for r in rows}
+        order = list(FAMILIES.values())
+        rows = [r for r in json.loads(results.read_text())["rows"] if r["family"] not in done] + rows
+        rows.sort(key=lambda r: (order.index(r["family"]), PRECISIONS.index(r["precision"])))
     table = _table(
-        ("family", "precision", "passes", "nodes", "Q/DQ nodes", "errors", "warnings", "notes", "why not"),
+        (
+            "family",
+            "precision",
+            "passes",
+            "nodes",
+            "in bodies",
+            "Q/DQ nodes",
+            "errors",
+            "warnings",
+            "notes",
+            "plugins",
+            "why not",
+        ),
         [
             (
                 r["family"],
                 r["precision"],
                 "yes" if r["passes"] else "no",
                 str(r.get("nodes", "")),
+                f"{r['body_nodes']} in {r['bodies']}" if r.get("bodies") else ("0" if "bodies" in r else ""),
                 str(r.get("qdq", "")),
                 str(r.get("errors", "")),
                 str(r.get("warnings", "")),
                 str(r.get("notes", "")),
+                ", ".join(r.get("plugins", [])),
                 r.get("why", ""),
             )
             for r in rows
         ],
         left=2,
     )
-    stamp = dt.date.today().isoformat()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    m = machine()
-    (out / f"tensorrt-check-{stamp}.json").write_text(
-        json.dumps({"rows": rows, "machine": m, "settings": vars(args)}, indent=2)
-    )
+    results.write_text(json.dumps({"rows": rows, "machine": machine(), "settings": vars(args)}, indent=2))
     (out / f"tensorrt-check-{stamp}.md").write_text(
-        f"# TensorRT static check of every family's graphs, {stamp}\n\n`edgecv doctor` rules for TensorRT 10.3, "
-        "10.15 and 11.x, on the graphs `edgecv export --target tensorrt` writes (input 320x320, INT8 calibrated on "
-        f"{args.calib_size} shapes training images). Notes are informational (e.g. the count of INT64 shape "
-        f"initializers).\n\n```\n{table}\n```\n"
+        f"# TensorRT static check of every family's graphs, {stamp}\n\n`edgecv doctor` rules for TensorRT "
+        f"{', '.join(VERSIONS)} (the 11.x tables derived from the release notes: `edgecv doctor --versions`), on "
+        "the graphs `edgecv export --target tensorrt` writes (input 320x320, INT8 calibrated on "
+        f"{args.calib_size} shapes training images), the bodies of their If/Loop/Scan nodes included ('in bodies': "
+        "nodes in how many bodies). Notes are informational (e.g. the count of INT64 shape initializers, the "
+        f"operators TensorRT builds from a plugin: 'plugins').\n\n```\n{table}\n```\n"
     )
     print(table)
 
