@@ -44,6 +44,9 @@ class Target:
             that runs it as the target does (``all``: onnxruntime's integer kernels; ``basic``:
             Q/DQ as float arithmetic, the math TensorRT's INT8 layers approximate); '' where
             it is not (OpenVINO's NNCF model).
+        score_input: its detector graphs take the NMS score floor as an input, fed with the
+            runtime's ``conf`` (``output.nms.score_input`` in the manifest); else the export's
+            floor is baked into the graph.
     """
 
     key: str
@@ -60,6 +63,7 @@ class Target:
     build_settings: bool = False
     int8_graph: str = ""
     usable_check: str = ""
+    score_input: bool = True
 
     @property
     def validation_backend(self) -> str:

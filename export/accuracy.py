@@ -85,7 +85,8 @@ def layer_sensitivity(
         so.graph_optimization_level = levels[level]
         so.log_severity_level = 3
         sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        return [sess.run(heads, {sess.get_inputs()[0].name: x}) for x in xs]
+        names = [i.name for i in sess.get_inputs()]
+        return [sess.run(heads, calib.feeds(x, names)) for x in xs]
 
     ref = outputs(fp32)
 

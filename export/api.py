@@ -72,9 +72,11 @@ def build_manifest(
     runtime: dict | None = None,
     options: dict | None = None,
     probabilities: bool = False,
+    score_input: str | None = None,
 ) -> dict:
     """The manifest (without ``files``) of a bundle or in-memory reference model: the common
-    fields, with the input placement and the output section of the source's task."""
+    fields, with the input placement and the output section of the source's task.
+    ``score_input``: the graph input that takes the NMS score floor, when it has one."""
     from .tasks import output_tensors
 
     task = tasks.get(src.task)
@@ -96,7 +98,12 @@ def build_manifest(
             **task.input_section(imgsz, src.in_spec.pad_value, src.meta),
             "normalization": {**src.in_spec.to_dict(), "in_graph": True},
         },
-        "output": task.output_section(tensors=tensors, num_classes=len(src.names), mode=mode, nms=nms.to_dict()),
+        "output": task.output_section(
+            tensors=tensors,
+            num_classes=len(src.names),
+            mode=mode,
+            nms={**nms.to_dict(), **({"score_input": score_input} if score_input else {})},
+        ),
         "runtime": {target: runtime or {}},
         "provenance": {
             "source": {
@@ -119,10 +126,19 @@ def build_manifest(
     }
 
 
-def _graph(src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str, probabilities: bool = False) -> Any:
+def _graph(
+    src: Source, imgsz: tuple[int, int], nms: NmsSpec, mode: str, probabilities: bool = False, score_input: bool = True
+) -> Any:
     from .tasks import task_graph
 
-    return task_graph(src, src.module, imgsz, nms, mode, probabilities, lambda: probe_output_shape(src, imgsz))
+    return task_graph(
+        src, src.module, imgsz, nms, mode, probabilities, lambda: probe_output_shape(src, imgsz), score_input
+    )
+
+
+def _score_input(graph: Any) -> str | None:
+    """The name of the graph's score-floor input, if it takes one."""
+    return G.SCORE_INPUT if G.SCORE_INPUT in G.extra_inputs(graph) else None
 
 
 def _prepare(model: Any, imgsz: Any, conf: float, iou: float, max_det: int, class_aware: bool, **kw: Any):
@@ -170,7 +186,9 @@ def reference(
     if src.module is None:
         raise ExportError("the torch reference runs PyTorch sources only; an ONNX source has none")
     g = _graph(src, size, nms, mode, probabilities)
-    manifest = build_manifest(src, "torch", "fp32", size, nms, mode, src.meta.get("batch") != 1, {}, {}, probabilities)
+    manifest = build_manifest(
+        src, "torch", "fp32", size, nms, mode, src.meta.get("batch") != 1, {}, {}, probabilities, _score_input(g)
+    )
     return get_backend("torch")(manifest, None, module=g, **det_opts)
 
 
@@ -215,8 +233,11 @@ def export(
         precision: ``fp32``, ``fp16`` (FP16 network, FP32 I/O and post-processing), ``bf16``
             (openvino only: FP32 weights, computed in bf16 on CPUs that have it) or ``int8``
             (onnxruntime: static QDQ quantization; openvino: NNCF), which needs ``calib``.
-        conf, iou, max_det, class_aware: NMS settings baked into the graph. ``conf`` is a floor:
-            the runtime filters at its own ``conf`` (default 0.25) above it.
+        conf, iou, max_det, class_aware: NMS settings of the graph. ``iou``, ``max_det`` and
+            ``class_aware`` are baked in. The score floor is a graph input (``score_threshold``,
+            on targets whose graph takes it): the runtime feeds its own ``conf`` (default 0.25)
+            there, so NMS never works on candidates the caller drops; ``conf`` here is the floor
+            used for calibration and where the graph has no such input.
         mode: ``"nms"`` (fixed-size in-graph NMS outputs) or ``"raw"`` (candidates + host NMS).
         dynamic_batch: a dynamic batch dimension (else batch 1).
         progress: called with a line of text at each stage.
@@ -277,7 +298,7 @@ def export(
         work.mkdir()
         onnx_path = work / "graph.onnx"
         if src.module is not None and src.kind != "torchscript":
-            g = _graph(src, size, nms, mode, probabilities)
+            g = _graph(src, size, nms, mode, probabilities, t.score_input)
             say(f"exporting the graph to ONNX (opset {G.OPSET}, {', '.join(g.output_names)} outputs)")
             G.export_torch(g, size, onnx_path, dynamic_batch)
         else:
@@ -292,7 +313,7 @@ def export(
                 say("exporting the TorchScript model to ONNX")
                 model_onnx = Path(work) / "model.onnx"
                 G.export_model(src.module, size, model_onnx, dynamic_batch)
-            g = task_graph(src, None, size, nms, mode, probabilities, lambda: shape)
+            g = task_graph(src, None, size, nms, mode, probabilities, lambda: shape, t.score_input)
             say(f"joining the ONNX model with edgecv's pre/post-processing ({', '.join(g.output_names)} outputs)")
             G.export_onnx_source(model_onnx, g, size, shape, onnx_path, dynamic_batch)
         cal = None
@@ -340,7 +361,7 @@ def export(
             **({"probabilities": True} if probabilities else {}),
         }
         manifest = build_manifest(
-            src, target, precision, size, nms, mode, dynamic_batch, runtime, options, probabilities
+            src, target, precision, size, nms, mode, dynamic_batch, runtime, options, probabilities, _score_input(g)
         )
         manifest["provenance"]["versions"].update(builder.versions())
         if record:

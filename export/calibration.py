@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,23 @@ class CalibrationSet:
 
     def describe(self) -> dict:
         return {"source": self.source, "size": self.size, "sha256": self.sha256}
+
+    def feeds(self, sample: np.ndarray, input_names: Sequence[str]) -> dict[str, np.ndarray]:
+        """One sample as the graph's inputs by name: the images (the first input) and, where
+        the graph takes one, the NMS score floor at :data:`CALIBRATION_FLOOR` for each image.
+        The floor acts only after the network (on NMS), so it changes no calibrated range."""
+        from .graph import SCORE_INPUT
+
+        feeds = {input_names[0]: sample}
+        for name in input_names[1:]:
+            if name != SCORE_INPUT:
+                raise ExportError(f"the graph has an input '{name}' that calibration does not know how to feed")
+            feeds[name] = np.full(len(sample), CALIBRATION_FLOOR, np.float32)
+        return feeds
+
+
+#: the score floor the graph's NMS gets while calibration images run through it
+CALIBRATION_FLOOR = 0.001
 
 
 def _image_paths(calib: Path) -> list[Path]:

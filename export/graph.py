@@ -21,6 +21,9 @@ from .spec import InputSpec, NmsSpec, OutputSpec
 
 OPSET = 17
 INPUT_NAME = "images"
+#: the graph input that carries the NMS score floor, one value per image ([B] float32): the
+#: runtime feeds its ``conf`` there, so NMS works only on the candidates the caller keeps
+SCORE_INPUT = "score_threshold"
 NMS_OUTPUTS = ("num_dets", "boxes", "scores", "labels")
 RAW_OUTPUTS = ("boxes", "scores")
 
@@ -74,16 +77,23 @@ class Decode(nn.Module):
 
 class _OnnxNMS(torch.autograd.Function):
     """ONNX ``NonMaxSuppression``; the eager forward has the op's semantics (per-class,
-    score > threshold, suppress IoU > threshold) through torchvision."""
+    score > threshold, suppress IoU > threshold) through torchvision.
+
+    ``score`` is a float (a floor baked into the graph) or a [B] tensor (the graph's score
+    input): NMS runs once over the whole batch, so the graph takes the lowest of the B floors,
+    and each image's results are filtered at its own floor on the host. A server that batches
+    requests with different floors (Triton's dynamic batching) stays exact this way.
+    """
 
     @staticmethod
     def forward(
-        ctx, boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int, iou: float, score: float
+        ctx, boxes: torch.Tensor, scores: torch.Tensor, max_per_class: int, iou: float, score: float | torch.Tensor
     ) -> torch.Tensor:
         # boxes [B, N, 4], scores [B, C, N] -> selected [M, 3] (batch, class, box)
+        floor = float(score.min()) if isinstance(score, torch.Tensor) else score
         out = []
         for b in range(scores.shape[0]):
-            cls, idx = (scores[b] > score).nonzero(as_tuple=True)
+            cls, idx = (scores[b] > floor).nonzero(as_tuple=True)
             if idx.numel() == 0:
                 continue
             keep = torchvision.ops.batched_nms(boxes[b, idx], scores[b, cls, idx], cls, iou)
@@ -94,13 +104,17 @@ class _OnnxNMS(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g, boxes, scores, max_per_class, iou, score):  # pragma: no cover - used by the exporter
+        if isinstance(score, float):
+            floor = g.op("Constant", value_t=torch.tensor([score], dtype=torch.float32))
+        else:  # the score input [B]: its lowest value, shape [1]
+            floor = g.op("ReduceMin", score, keepdims_i=1)
         return g.op(
             "NonMaxSuppression",
             boxes,
             scores,
             g.op("Constant", value_t=torch.tensor([max_per_class], dtype=torch.int64)),
             g.op("Constant", value_t=torch.tensor([iou], dtype=torch.float32)),
-            g.op("Constant", value_t=torch.tensor([score], dtype=torch.float32)),
+            floor,
         )
 
 
@@ -117,14 +131,18 @@ class FixedNMS(nn.Module):
         self.nms = nms
         self.c, self.n = num_classes, num_candidates
 
-    def forward(self, boxes: torch.Tensor, scores: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, boxes: torch.Tensor, scores: torch.Tensor, floor: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, ...]:
+        """``floor``: the score input [B] (None: the spec's score threshold, baked in)."""
         k, n = self.nms.max_detections, self.n
         if not self.nms.class_aware:
             best, cls = scores.max(-1)
             nms_scores = best.unsqueeze(1)  # [B, 1, N]
         else:
             nms_scores = scores.transpose(1, 2)  # [B, C, N]
-        sel = _OnnxNMS.apply(boxes, nms_scores, k, float(self.nms.iou_threshold), float(self.nms.score_threshold))
+        score = float(self.nms.score_threshold) if floor is None else floor
+        sel = _OnnxNMS.apply(boxes, nms_scores, k, float(self.nms.iou_threshold), score)
         cc = nms_scores.shape[1]
         flat = nms_scores.reshape(-1)
         lin = sel[:, 0] * (cc * n) + sel[:, 1] * n + sel[:, 2]
@@ -156,6 +174,8 @@ class DetectorGraph(nn.Module):
     Args:
         model: the source detector, float NCHW in, raw predictions out (first output if several).
         in_spec / out_spec / nms: the contracts; ``num_candidates`` is N of the raw output.
+        score_input: in mode ``"nms"``, take the NMS score floor as a second input,
+            :data:`SCORE_INPUT` [B] float32 (else the spec's ``score_threshold`` is baked in).
     """
 
     def __init__(
@@ -166,6 +186,7 @@ class DetectorGraph(nn.Module):
         nms: NmsSpec,
         num_candidates: int,
         mode: str = "nms",
+        score_input: bool = True,
     ) -> None:
         super().__init__()
         if mode not in ("nms", "raw"):
@@ -175,6 +196,7 @@ class DetectorGraph(nn.Module):
         self.decode = Decode(out_spec)
         self.mode = mode
         self.nms = FixedNMS(nms, out_spec.num_classes, num_candidates) if mode == "nms" else None
+        self.score_input = bool(score_input) and self.nms is not None
         # instance masks (Mask R-CNN): the model's mask head runs on the boxes NMS kept
         self.with_masks = has_masks(model)
         if self.with_masks and mode != "nms":
@@ -187,24 +209,33 @@ class DetectorGraph(nn.Module):
     def output_names(self) -> tuple[str, ...]:
         return output_names(self.mode, self.with_masks)
 
-    def postprocess(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    @property
+    def extra_inputs(self) -> dict[str, torch.Tensor]:
+        """The graph's inputs after the images, by name, with an example value for batch 1."""
+        if not self.score_input:
+            return {}
+        assert self.nms is not None
+        return {SCORE_INPUT: torch.tensor([self.nms.nms.score_threshold], dtype=torch.float32)}
+
+    def postprocess(self, raw: torch.Tensor, floor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         boxes, scores = self.decode(raw)
         if self.nms is None:
             return boxes, scores
-        return self.nms(boxes, scores)
+        return self.nms(boxes, scores, floor if self.score_input else None)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor, floor: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        """``floor``: the score input [B] when the graph takes it (None: the spec's threshold)."""
         assert self.model is not None, "a graph without its model (an ONNX source's) is exported in parts, not run"
         x = self.normalize(images)
         if self.with_masks:
             masked: Any = self.model  # has_masks: it has forward_features and masks
             raw, features = masked.forward_features(x)
-            num, boxes, scores, labels = self.postprocess(raw)
+            num, boxes, scores, labels = self.postprocess(raw, floor)
             return num, boxes, scores, labels, masked.masks(features, boxes, labels)
         raw = self.model(x)
         if isinstance(raw, (tuple, list)):
             raw = raw[0]
-        return self.postprocess(raw)
+        return self.postprocess(raw, floor)
 
 
 class TaskGraph(Protocol):
@@ -219,13 +250,18 @@ class TaskGraph(Protocol):
     def postprocess(self, raw: Any) -> tuple[torch.Tensor, ...]: ...
 
 
+def extra_inputs(graph: Any) -> dict[str, torch.Tensor]:
+    """A task graph's inputs after the images (a detector's score floor), with example values."""
+    return dict(getattr(graph, "extra_inputs", {}))
+
+
 class _Post(nn.Module):
     def __init__(self, graph: TaskGraph) -> None:
         super().__init__()
         self.graph = graph
 
-    def forward(self, raw: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.graph.postprocess(raw)
+    def forward(self, raw: torch.Tensor, *extra: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.graph.postprocess(raw, *extra)
 
 
 def has_masks(model: nn.Module | None) -> bool:
@@ -251,8 +287,12 @@ def _export(
     out_names: tuple[str, ...],
     dynamic_batch: bool,
     opset: int,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    axes = {in_name: {0: "batch"}} if dynamic_batch else None
+    """``extra``: inputs after ``example`` by name (each with a batch axis first, like it)."""
+    extra = extra or {}
+    in_names = [in_name, *extra]
+    axes = {n: {0: "batch"} for n in in_names} if dynamic_batch else None
     if axes:
         axes.update({n: {0: "batch"} for n in out_names})
     module.eval()
@@ -262,9 +302,9 @@ def _export(
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (example,),
+            (example, *extra.values()),
             str(path),
-            input_names=[in_name],
+            input_names=in_names,
             output_names=list(out_names),
             dynamic_axes=axes,
             opset_version=opset,
@@ -306,7 +346,7 @@ def export_torch(
     example = torch.full((1, imgsz[0], imgsz[1], 3), 114, dtype=torch.uint8)
     raw_path = path.with_suffix(".raw.onnx")
     try:
-        _export(graph, example, raw_path, INPUT_NAME, graph.output_names, dynamic_batch, opset)
+        _export(graph, example, raw_path, INPUT_NAME, graph.output_names, dynamic_batch, opset, extra_inputs(graph))
         finish(onnx.load(str(raw_path)), path)
     finally:
         raw_path.unlink(missing_ok=True)
@@ -358,7 +398,16 @@ def export_onnx_source(
         example = torch.zeros(
             tuple(1 if not isinstance(d, int) else d for d in (1, *raw_shape[1:])), dtype=torch.float32
         )
-        _export(_Post(graph), example, post_p, "post_in", tuple(graph.output_names), dynamic_batch, opset)
+        _export(
+            _Post(graph),
+            example,
+            post_p,
+            "post_in",
+            tuple(graph.output_names),
+            dynamic_batch,
+            opset,
+            extra_inputs(graph),
+        )
         pre, post = onnx.load(str(pre_p)), onnx.load(str(post_p))
     finally:
         pre_p.unlink(missing_ok=True)

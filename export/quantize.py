@@ -173,8 +173,8 @@ class CountingReader:
 
     calls = 0  # across instances: tests read it to see whether calibration ran
 
-    def __init__(self, calib: CalibrationSet, input_name: str) -> None:
-        self.calib, self.name, self.i = calib, input_name, 0
+    def __init__(self, calib: CalibrationSet, input_names: Sequence[str]) -> None:
+        self.calib, self.names, self.i = calib, list(input_names), 0
         self.end = len(calib.samples)
 
     def __len__(self) -> int:
@@ -189,7 +189,7 @@ class CountingReader:
             return None
         CountingReader.calls += 1
         self.i += 1
-        return {self.name: self.calib.samples[self.i - 1]}
+        return self.calib.feeds(self.calib.samples[self.i - 1], self.names)
 
     def rewind(self) -> None:
         self.i = 0
@@ -294,7 +294,7 @@ def quantize_qdq(
     except Exception:  # the pre-processing step is an optimisation; the quantizer works without it
         shutil.copyfile(fp32_path, pre)
     model = onnx.load(str(pre))
-    input_name = model.graph.input[0].name
+    input_names = [i.name for i in model.graph.input]
     excluded = sorted(set(exclude))
     # by name in the pre-processed graph (its optimisation step may rename nodes)
     floats = sorted(set(excluded) | set(postprocess_nodes(model)))
@@ -324,7 +324,7 @@ def quantize_qdq(
         quantize_static(
             str(pre),
             str(out_path),
-            Reader(calib, input_name),
+            Reader(calib, input_names),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
@@ -466,7 +466,8 @@ def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[
     # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
     heavy = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
     types = sorted({op.get_type_name() for op in model.get_ops()} - heavy - {"Parameter", "Result", "Constant"})
-    dataset = nncf.Dataset(calib.samples)
+    inputs = [port.get_any_name() for port in model.inputs]
+    dataset = nncf.Dataset(calib.samples, lambda sample: calib.feeds(sample, inputs))
     q = nncf.quantize(
         model,
         dataset,

@@ -143,13 +143,15 @@ def task_graph(
     mode: str,
     probabilities: bool,
     probe: Callable[[], tuple],
+    score_input: bool = True,
 ) -> DetectorGraph | ClassifierGraph | SegmenterGraph:
     """The graph edgecv exports around ``module`` (None: an ONNX source's, joined later) for the
     source's task: a detector's decode and NMS, a classifier's softmax, a segmenter's argmax.
-    ``probe`` gives the network's output shape (a detector's candidate count), when needed."""
+    ``probe`` gives the network's output shape (a detector's candidate count), when needed;
+    ``score_input``: a detector's NMS takes its score floor as an input (:data:`graph.SCORE_INPUT`)."""
     if src.task == "detect":
         n = src.out_spec.check_shape(probe())
-        return DetectorGraph(module, src.in_spec, src.out_spec, nms, n, mode).eval()
+        return DetectorGraph(module, src.in_spec, src.out_spec, nms, n, mode, score_input).eval()
     if src.task == "classify":
         return ClassifierGraph(module, src.in_spec).eval()
     return SegmenterGraph(module, src.in_spec, imgsz, probabilities).eval()

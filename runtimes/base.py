@@ -76,6 +76,11 @@ class Detector:
         self.fixed_batch: int | None = inp["shape"][0] if inp["shape"][0] > 0 else None
         self.model_color: str = inp["color"]
         self.output_names: dict[str, str] = dict(out["tensors"])
+        #: the graph input that takes the NMS score floor ([B] float32), fed with each call's
+        #: ``conf``; None where the graph has the floor baked in (older bundles, TensorRT)
+        self.score_input: str | None = (out.get("nms") or {}).get("score_input")
+        #: the floor the graph was exported with: what a call without a ``conf`` of its own feeds
+        self.score_floor: float = float((out.get("nms") or {}).get("score_threshold", 0.0))
         #: places an image into the input and maps results back: a Letterbox, or a classifier's CenterCrop
         self.placer: Letterbox | CenterCrop = self.task_def.placer(manifest)
         self.probabilities = bool(probabilities)
@@ -103,13 +108,15 @@ class Detector:
         """Load the model and make it ready to run."""
         raise NotImplementedError
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the model on ``batch`` [B, H, W, 3] uint8; return the outputs by their manifest names."""
+    def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Run the model on ``batch`` [B, H, W, 3] uint8 and the graph's other inputs ``extra``
+        (by name: the score floor, see :meth:`extra_inputs`); return the outputs by their
+        manifest names. ``extra`` is only ever given for graphs that take such inputs."""
         raise NotImplementedError
 
-    def infer_stream_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_stream_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """As :meth:`infer_impl`, for :meth:`stream`; a backend with a throughput mode overrides it."""
-        return self.infer_impl(batch)
+        return self.infer_impl(batch, extra) if extra else self.infer_impl(batch)
 
     def release_impl(self) -> None:
         """Free what :meth:`activate_impl` acquired."""
@@ -157,15 +164,39 @@ class Detector:
             params.append(p)
         return batch, params
 
-    def _run(self, batch: np.ndarray, streaming: bool = False) -> dict[str, np.ndarray]:
+    def extra_inputs(self, batch_size: int, conf: float | None = None) -> dict[str, np.ndarray]:
+        """The graph's inputs besides the images for a batch of ``batch_size``: the score floor,
+        where the graph takes it, at ``conf`` (None: the floor it was exported with).
+
+        The graph keeps scores strictly above the floor and the host keeps scores at or above
+        ``conf``, so the floor fed is the float32 just below ``conf``: a box scored exactly
+        ``conf`` reaches the host, which then decides, as it did when the floor was baked in.
+        """
+        if self.score_input is None:
+            return {}
+        floor = np.nextafter(np.float32(self.score_floor if conf is None else conf), np.float32(-np.inf))
+        return {self.score_input: np.full(batch_size, floor, np.float32)}
+
+    def _run(
+        self,
+        batch: np.ndarray,
+        streaming: bool = False,
+        conf: float | None = None,
+        extra: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """The graph's outputs on ``batch``; its other inputs are ``extra``, or made for ``conf``
+        (:meth:`extra_inputs`)."""
         if self._closed:
             raise EdgecvError(f"this {self.key} detector was closed; load the bundle again to use it")
         infer = self.infer_stream_impl if streaming else self.infer_impl
+        if extra is None:
+            extra = self.extra_inputs(len(batch), conf)
+        args = (batch, extra) if extra else (batch,)
         try:
             if self.thread_safe:
-                return infer(batch)
+                return infer(*args)
             with self._lock:
-                return infer(batch)
+                return infer(*args)
         except EdgecvError:
             raise
         except MemoryError as e:
@@ -214,7 +245,7 @@ class Detector:
             if self.fixed_batch and len(chunk) < self.fixed_batch:
                 batch = np.concatenate([batch, np.repeat(batch[-1:], self.fixed_batch - len(chunk), 0)])
             t1 = time.perf_counter()
-            outputs = self._run(batch, _streaming)
+            outputs = self._run(batch, _streaming, conf)
             t2 = time.perf_counter()
             results.extend(self.postprocess(outputs, params, conf))
             t3 = time.perf_counter()

@@ -70,13 +70,13 @@ class OnnxRuntimeDetector(Detector):
                 "was written broken: re-export it"
             ) from None
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        values = self.session.run(self._outputs, {self.input_name: batch})
+    def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        values = self.session.run(self._outputs, {self.input_name: batch, **(extra or {})})
         return dict(zip(self._outputs, values))
 
-    def infer_stream_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_stream_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         session = self._stream_session or self._make_stream_session()
-        values = session.run(self._outputs, {self.input_name: batch})
+        values = session.run(self._outputs, {self.input_name: batch, **(extra or {})})
         return dict(zip(self._outputs, values))
 
     def _make_stream_session(self):

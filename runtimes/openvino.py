@@ -52,12 +52,13 @@ class _Compiled:
                 return self.compiled.create_infer_request()
         return self.idle.get()  # all busy: wait for one
 
-    def infer(self, name: str, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer(self, name: str, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         request = self.take()
         try:
             # share_inputs: the request reads the caller's array in place; share_outputs: the
             # results are views of the request's buffers, copied once here before it is reused
-            res = request.infer({name: np.ascontiguousarray(batch)}, share_inputs=True, share_outputs=True)
+            feeds = {name: np.ascontiguousarray(batch), **(extra or {})}
+            res = request.infer(feeds, share_inputs=True, share_outputs=True)
             return {n: np.array(res[port]) for port, n in self.outputs}
         finally:
             self.idle.put(request)
@@ -125,7 +126,7 @@ class OpenVinoDetector(Detector):
             return  # a dynamic spatial size: the first real call sets the bridge up instead
         port = self._model.inputs[0]
         dtype = np.uint8 if port.get_element_type().to_string() == "u8" else np.float32
-        first.infer(self.input_name, np.zeros(dims, dtype))
+        first.infer(self.input_name, np.zeros(dims, dtype), self.extra_inputs(dims[0]))
 
     def _read_model(self, ov: Any) -> Any:
         """The bundle's IR from the bytes whose sha256 was checked (:meth:`Bundle.read`), not from
@@ -182,7 +183,8 @@ class OpenVinoDetector(Detector):
         model = self._model
         if isinstance(size, int) and self._static:
             model = self._model.clone()
-            model.reshape({model.inputs[0]: [size, *self._dims[1:]]})
+            # every input has the batch first: the images, and the score floor [B] where it is one
+            model.reshape({port: [size, *(self._dims[1:] if k == 0 else [])] for k, port in enumerate(model.inputs)})
         hint = (
             self.options.get("stream_hint", "THROUGHPUT")
             if mode == "throughput"
@@ -199,11 +201,11 @@ class OpenVinoDetector(Detector):
         log.debug("openvino: compiled for batch %s, %s hint", size, hint)
         return _Compiled(compiled, requests, self._wanted)
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return self._compilation(len(batch), "latency").infer(self.input_name, batch)
+    def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        return self._compilation(len(batch), "latency").infer(self.input_name, batch, extra)
 
-    def infer_stream_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return self._compilation(len(batch), "throughput").infer(self.input_name, batch)
+    def infer_stream_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        return self._compilation(len(batch), "throughput").infer(self.input_name, batch, extra)
 
     def release_impl(self) -> None:
         # a compilation's ports hold the compiled model, and with it the weights tensor

@@ -31,9 +31,10 @@ class TorchDetector(Detector):
         if self.threads:
             torch.set_num_threads(int(self.threads))
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        with self._torch.inference_mode():
-            outs = self.module(self._torch.from_numpy(batch))
+    def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        t = self._torch
+        with t.inference_mode():
+            outs = self.module(t.from_numpy(batch), *(t.from_numpy(v) for v in (extra or {}).values()))
         names = list(self.output_names.values())
         return {n: o.numpy() for n, o in zip(names, outs)}
 

@@ -39,6 +39,7 @@ LAYERS = [
             "edgecv.data",
             "edgecv.assets",
             "edgecv.video",
+            "edgecv.console",  # plain-text tables, counts and progress bars: every layer prints
         ],
     ),
     # the serving client is a runtime (edgecv.load of a URL); the server and the Triton writer are tools
@@ -51,7 +52,6 @@ LAYERS = [
         [
             "edgecv.metrics",
             "edgecv.datasets",
-            "edgecv.console",
             "edgecv.comparison",
             "edgecv.harness",
             "edgecv.taskeval",

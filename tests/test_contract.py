@@ -428,3 +428,28 @@ def test_a_trusted_version_compatible_plan_runs_with_host_code(make, pristine, t
     with load(pristine(TRT_DOUBLE), trust_plan_code=True) as det:  # a plan for this version only: no host code
         assert not det.plan_entry["version_compatible"]
     assert stats["host_code"][-1] is False
+
+
+def test_the_calls_conf_is_the_graphs_score_floor(det, val_images):
+    """A detector graph takes its NMS score floor as an input and each call feeds its ``conf``
+    there: the graph's own outputs hold only the boxes at or above it, and exactly the boxes a
+    low floor gives at or above it (NMS keeps the same boxes; nothing above the floor is lost)."""
+    assert det.score_input == "score_threshold"
+    batch, _ = det.preprocess(val_images[:3])
+    low, high = det._run(batch, conf=0.001), det._run(batch, conf=0.5)
+    fewer = 0
+    for i in range(len(batch)):
+        n_low, n_high = int(low["num_dets"][i]), int(high["num_dets"][i])
+        keep = low["scores"][i, :n_low] >= 0.5
+        assert n_high == int(keep.sum()) and (high["scores"][i, :n_high] >= 0.5).all()
+        np.testing.assert_allclose(high["boxes"][i, :n_high], low["boxes"][i, :n_low][keep], atol=1e-3)
+        np.testing.assert_allclose(high["scores"][i, :n_high], low["scores"][i, :n_low][keep], atol=1e-5)
+        fewer += n_low - n_high
+    assert fewer > 0, "the floor of 0.5 dropped no box: the graph did not take it"
+    # a box scored exactly ``conf`` is kept (the graph keeps scores above the floor it is fed)
+    score = float(low["scores"][0, min(2, int(low["num_dets"][0]) - 1)])
+    exact = det._run(batch, conf=score)  # the same batch: the same float arithmetic as ``low``
+    assert score in exact["scores"][0, : int(exact["num_dets"][0])]
+    # each image of one call may have its own floor: the graph takes their lowest
+    mixed = det._run(batch[:2], extra={"score_threshold": np.array([0.5, 0.001], np.float32)})
+    assert int(mixed["num_dets"][1]) == int(low["num_dets"][1])

@@ -363,7 +363,7 @@ def test_percentile_calibration_survives_too_narrow_ranges(tmp_path, symmetric, 
         quantize_static(
             str(fp32),
             str(tmp_path / "raw.onnx"),
-            Reader(cal, "images"),
+            Reader(cal, ["images"]),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,

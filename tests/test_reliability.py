@@ -130,7 +130,7 @@ def test_boxes_are_clipped_finite_and_ordered_on_many_frames(det, val_images):
 def test_a_backend_failure_is_an_edgecv_error_and_the_detector_stays_usable(det, val_images, monkeypatch, fault):
     real = det.infer_impl
 
-    def failing(batch):
+    def failing(batch, extra=None):
         raise fault
 
     monkeypatch.setattr(det, "infer_impl", failing)

@@ -288,12 +288,19 @@ def test_endpoints_and_status_codes(served, local):
     assert status == 200 and "binary_tensor_data" in server_meta["extensions"]
     status, meta = call(served, "GET", "/v2/models/tiny")
     assert status == 200 and meta["name"] == "tiny" and meta["versions"] == ["1"]
-    assert meta["inputs"] == [{"name": "images", "datatype": "UINT8", "shape": [-1, *local.input_size, 3]}]
+    assert meta["inputs"] == [
+        {"name": "images", "datatype": "UINT8", "shape": [-1, *local.input_size, 3]},
+        {"name": "score_threshold", "datatype": "FP32", "shape": [-1]},  # the NMS score floor per image
+    ]
     assert [o["name"] for o in meta["outputs"]] == list(local.output_names.values())
     assert all(o["shape"][0] == -1 for o in meta["outputs"])
     status, config = call(served, "GET", "/v2/models/tiny/config")
     parsed = json_format.ParseDict(config, model_config_pb2.ModelConfig())  # Triton's schema
     assert status == 200 and parsed.max_batch_size == 8 and parsed.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert [(i.name, list(i.dims), i.HasField("reshape")) for i in parsed.input] == [
+        ("images", [*local.input_size, 3], False),
+        ("score_threshold", [1], True),
+    ]
     assert P.manifest_from_config(config) == local.manifest
     for path in ("/v2/models/nope", "/v2/models/nope/config", "/v2/models/nope/ready", "/v2/models/tiny/versions/2"):
         status, body = call(served, "GET", path)

@@ -187,7 +187,10 @@ def test_export_without_tensorrt_writes_graph_and_settings(graph_bundle):
     rt = Bundle.open(graph_bundle).manifest["runtime"]["tensorrt"]
     assert rt["engines"] == [] and rt["strongly_typed"] is True
     assert rt["build"] == plans.BUILD_DEFAULTS
-    assert rt["profile"] == {"images": {"min": [1, 320, 320, 3], "opt": [1, 320, 320, 3], "max": [8, 320, 320, 3]}}
+    assert rt["profile"] == {
+        "images": {"min": [1, 320, 320, 3], "opt": [1, 320, 320, 3], "max": [8, 320, 320, 3]},
+        "score_threshold": {"min": [1], "opt": [1], "max": [8]},  # the NMS score floor, one per image
+    }
     assert rt["static_check"]["errors"] == 0 and rt["static_check"]["versions"] == [
         "10.3",
         "10.15",
@@ -449,7 +452,7 @@ def test_the_adapter_builds_strongly_typed_on_10_and_11(trt_double, bundle, vers
     plan, _ = api.build(bundle / "model.onnx", s, plans.profile(m, s))
     header = json.loads(plan.split(b"\n")[1])
     assert header["version_compatible"] and header["profiles"] == [
-        {"images": [[1, 320, 320, 3], [1, 320, 320, 3], [8, 320, 320, 3]]}
+        {"images": [[1, 320, 320, 3], [1, 320, 320, 3], [8, 320, 320, 3]], "score_threshold": [[1], [1], [8]]}
     ]
     assert header["workspace"] == 1024 << 20
     same_cc = plans.check_settings({"hardware_compatibility": "same_compute_capability"})

@@ -72,8 +72,10 @@ def test_the_config_says_what_the_bundle_is(repo, default_bundles, target):
     platform, backend, files = EXPECTED[target]
     assert (config.name, config.platform, config.backend) == (target, platform, backend)
     assert config.max_batch_size == triton.DEFAULT_MAX_BATCH == 8  # a dynamic batch: edgecv's default
-    (inp,) = config.input
+    inp, floor = config.input  # the images, and the NMS score floor of each image ([B] -> dims [1], no shape)
     assert (inp.name, pb.DataType.Name(inp.data_type), list(inp.dims)) == ("images", "TYPE_UINT8", [320, 320, 3])
+    assert (floor.name, pb.DataType.Name(floor.data_type), list(floor.dims)) == ("score_threshold", "TYPE_FP32", [1])
+    assert floor.HasField("reshape") and list(floor.reshape.shape) == [] and not inp.HasField("reshape")
     got = {o.name: (pb.DataType.Name(o.data_type), list(o.dims)) for o in config.output}
     assert got == OUTPUTS
     assert [o.name for o in config.output if o.HasField("reshape")] == ["num_dets"]  # [B] -> dims [1], no shape
@@ -120,19 +122,21 @@ def test_the_copied_model_gives_the_bundles_outputs(repo, default_bundles, val_i
         batch, _ = det.preprocess(val_images[:3])
     for target in EXPORT_TARGETS:
         with load(default_bundles[target]) as det:
-            want = det.infer_impl(batch)
+            want = det._run(batch)
+            feeds = {"images": batch, **det.extra_inputs(len(batch))}  # the score floor, the export's
+        assert len(feeds) == 2, "the graph takes the score floor as an input"
         if target == "onnxruntime":
             import onnxruntime as ort
 
             session = ort.InferenceSession(str(repo / target / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
-            got = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"images": batch})))
+            got = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
         else:
             import openvino as ov
 
             core = ov.Core()
             model = core.read_model(str(repo / target / "1" / "model.xml"))
             compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-            res = compiled(batch)
+            res = compiled(feeds)
             # a port carries several tensor names after conversion: take the manifest's
             got = {n: np.asarray(res[o]) for o in compiled.outputs for n in o.get_names() if n in OUTPUTS}
         assert int(want["num_dets"].sum()) > 0

@@ -107,7 +107,12 @@ def setup_export(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-o", "--out-dir", default="build", help="parent directory of the bundle (default build/)")
     p.add_argument("--name", default=None, help="bundle directory name (default <model>-<target>-<precision>)")
-    p.add_argument("--conf", type=float, default=0.001, help="score floor of the in-graph NMS (default 0.001)")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=0.001,
+        help="NMS score floor for calibration and for requests without one; a call's conf is fed to the graph (default 0.001)",
+    )
     p.add_argument("--iou", type=float, default=0.5, help="NMS IoU threshold (default 0.5)")
     p.add_argument("--max-det", type=int, default=100, help="detections per image (default 100)")
     p.add_argument("--agnostic", action="store_true", help="class-agnostic NMS")

@@ -93,18 +93,22 @@ class RemoteDetector(Detector):
     def activate_impl(self) -> None:
         import tritonclient.http  # noqa: F401  - fail here, with the extra to install, not mid-call
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         from tritonclient.http import InferInput, InferRequestedOutput
 
         names = list(self.output_names.values())
         request_id = uuid.uuid4().hex
         inp = InferInput(self.input_name, list(batch.shape), "UINT8")
         inp.set_data_from_numpy(np.ascontiguousarray(batch), binary_data=True)
+        inputs = [inp]
+        for name, value in (extra or {}).items():  # the score floors, one per image
+            inputs.append(InferInput(name, list(value.shape), "FP32"))
+            inputs[-1].set_data_from_numpy(np.ascontiguousarray(value, np.float32), binary_data=True)
         outputs = [InferRequestedOutput(n, binary_data=True) for n in names]
         result = self._request(
             "infer",
             lambda c: c.infer(
-                self.model_name, [inp], model_version=self.model_version, outputs=outputs, request_id=request_id
+                self.model_name, inputs, model_version=self.model_version, outputs=outputs, request_id=request_id
             ),
         )
         got = result.get_response().get("id")

@@ -95,6 +95,19 @@ def input_spec(manifest: Mapping) -> TensorSpec:
     return TensorSpec(manifest["input"]["name"], "UINT8", (-1, h, w, c))
 
 
+def score_spec(manifest: Mapping) -> TensorSpec | None:
+    """The served score-floor input of a detector whose graph takes one (FP32 [B], one floor per
+    image: see :meth:`edgecv.runtimes.base.Detector.extra_inputs`); None otherwise."""
+    name = (manifest["output"].get("nms") or {}).get("score_input")
+    return TensorSpec(name, "FP32", (-1,)) if name else None
+
+
+def input_specs(manifest: Mapping) -> list[TensorSpec]:
+    """Every served input of a bundle: the images, then the score floor where the graph has one."""
+    score = score_spec(manifest)
+    return [input_spec(manifest), *([score] if score else [])]
+
+
 def output_specs(manifest: Mapping, sample: Mapping[str, np.ndarray]) -> list[TensorSpec]:
     """The served outputs of a bundle, in its manifest's order, with the datatypes and shapes of
     ``sample`` (the model's outputs for one batch, by manifest name) and -1 for the batch."""
@@ -121,7 +134,7 @@ def model_metadata(name: str, manifest: Mapping, outputs: Sequence[TensorSpec]) 
         "name": name,
         "versions": [MODEL_VERSION],
         "platform": platform(manifest),
-        "inputs": [input_spec(manifest).to_json()],
+        "inputs": [i.to_json() for i in input_specs(manifest)],
         "outputs": [o.to_json() for o in outputs],
     }
 
@@ -164,14 +177,18 @@ def model_config(
         "instance_group": [{"name": name, "kind": "KIND_CPU", "count": int(replicas)}],
         "parameters": {MANIFEST_PARAMETER: {"string_value": json.dumps(manifest, separators=(",", ":"))}},
     }
+    score = score_spec(manifest)
+    if score is not None:  # one floor per image: [B], written as Triton wants a batched [B] tensor
+        config["input"].append(_config_output(score))
     if batch_wait_us is not None:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(batch_wait_us)}
     return config
 
 
 def _config_output(spec: TensorSpec) -> dict:
-    """One output of a model config. An output of one number per image ([B]) is ``dims: [1]``
-    with an empty ``reshape``, as Triton requires of a batched model (dims may not be empty)."""
+    """One output (or the score input) of a model config. A tensor of one number per image
+    ([B]) is ``dims: [1]`` with an empty ``reshape``, as Triton requires of a batched model
+    (dims may not be empty)."""
     out: dict[str, Any] = {"name": spec.name, "data_type": config_datatype(spec.datatype), "dims": list(spec.shape[1:])}
     if not out["dims"]:
         out["dims"], out["reshape"] = [1], {"shape": []}
@@ -375,18 +392,31 @@ def parse_infer_request(body: bytes, header_length: int | str | None = None) -> 
 
 
 def check_input(request: InferRequest, spec: TensorSpec, max_batch_size: int) -> np.ndarray:
-    """The request's one input, checked against the model's: name, datatype UINT8, shape
-    [B, H, W, 3] with 1 <= B <= ``max_batch_size``. Returns it as a contiguous array.
+    """The request's images, checked against the model's input (see :func:`check_inputs`);
+    for a model that takes the images alone."""
+    return check_inputs(request, [spec], max_batch_size)[0]
+
+
+def check_inputs(
+    request: InferRequest, specs: Sequence[TensorSpec], max_batch_size: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The request's inputs, checked against the model's (``specs``: the images, then the score
+    floor where the model takes one; :func:`input_specs`): the images by name, datatype UINT8,
+    shape [B, H, W, 3] with 1 <= B <= ``max_batch_size``; the score floor, which a request may
+    leave out, FP32 [B]. Returns (images, floors or None) as contiguous arrays.
 
     Raises:
         ProtocolError: 400 naming what differs.
     """
-    if len(request.inputs) != 1:
-        names = [t.name for t in request.inputs]
-        raise ProtocolError(f"the model takes one input, '{spec.name}'; the request has {len(names)}: {names}")
-    t = request.inputs[0]
-    if t.name != spec.name:
-        raise ProtocolError(f"unknown input '{t.name}': the model's input is '{spec.name}'")
+    spec, optional = specs[0], list(specs[1:])
+    known = [spec.name, *(o.name for o in optional)]
+    names = [t.name for t in request.inputs]
+    unknown = [n for n in names if n not in known]
+    if unknown or len(set(names)) != len(names) or spec.name not in names:
+        takes = f"'{spec.name}'" + "".join(f" (and optionally '{o.name}')" for o in optional)
+        raise ProtocolError(f"the model takes the input {takes}; the request has {names}")
+    by_name = {t.name: t for t in request.inputs}
+    t = by_name[spec.name]
     if t.datatype != spec.datatype:
         raise ProtocolError(f"input '{t.name}' is {t.datatype}; the model takes {spec.datatype}")
     want = list(spec.shape[1:])
@@ -397,7 +427,18 @@ def check_input(request: InferRequest, spec: TensorSpec, max_batch_size: int) ->
         )
     if not 1 <= t.shape[0] <= max_batch_size:
         raise ProtocolError(f"input '{t.name}' has a batch of {t.shape[0]}; this model takes 1 to {max_batch_size}")
-    return np.ascontiguousarray(t.array)
+    floors = None
+    for o in optional:
+        f = by_name.get(o.name)
+        if f is None:
+            continue
+        if f.datatype != o.datatype or list(f.shape) != [t.shape[0]]:
+            raise ProtocolError(
+                f"input '{f.name}' is {f.datatype} {list(f.shape)}; the model takes {o.datatype} [{t.shape[0]}]: "
+                "one score floor per image"
+            )
+        floors = np.ascontiguousarray(f.array)
+    return np.ascontiguousarray(t.array), floors
 
 
 def infer_response(

@@ -35,9 +35,9 @@ MAX_IMAGE_BYTES = 32 * 2**20
 READY_TIMEOUT_S = 2.0
 
 
-def _image_count(items: list[np.ndarray]) -> int:
+def _image_count(items: list[tuple[np.ndarray, np.ndarray]]) -> int:
     """serve.batch's batch size: the images of the queued requests, not the requests."""
-    return sum(len(x) for x in items)
+    return sum(len(x) for x, _ in items)
 
 
 @ray_serve.deployment(ray_actor_options={"num_cpus": 0})
@@ -75,7 +75,7 @@ class BundleModel:
         self.batch_wait_s = batch_wait_s
         self.replicas = replicas
         h, w = self.det.input_size
-        sample = self._run(np.full((1, h, w, 3), 114, np.uint8))  # warm, and the outputs' types
+        sample = self._run(np.full((1, h, w, 3), 114, np.uint8), None)  # warm, and the outputs' types
         self.outputs = P.output_specs(manifest, sample)
         # serve.batch's setters, on the decorated method (its arguments are fixed at decoration)
         self._batched.set_max_batch_size(self.max_batch)  # type: ignore[attr-defined]
@@ -96,25 +96,40 @@ class BundleModel:
     def pid(self) -> int:
         return os.getpid()
 
-    def _run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph on ``batch``, padded to a fixed-batch bundle's batch and cut back."""
+    def _floors(self, n: int, floors: np.ndarray | None) -> np.ndarray:
+        """The score floors of ``n`` images: the request's, else the bundle's export floor."""
+        if floors is not None:
+            return np.asarray(floors, np.float32)
+        return np.full(n, self.det.score_floor, np.float32)
+
+    def _run(self, batch: np.ndarray, floors: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The graph on ``batch``, padded to a fixed-batch bundle's batch and cut back; its score
+        floors (where the graph takes them) are ``floors``, else the bundle's export floor."""
         n, fixed = len(batch), self.det.fixed_batch
         if fixed and n < fixed:
             batch = np.concatenate([batch, np.repeat(batch[-1:], fixed - n, 0)])
-        out = self.det._run(batch)
+        extra = None
+        if self.det.score_input is not None:
+            f = self._floors(n, floors)
+            extra = {self.det.score_input: np.concatenate([f, np.repeat(f[-1:], len(batch) - n)])}
+        out = self.det._run(batch, extra=extra)
         return {k: np.asarray(v)[:n] for k, v in out.items()}
 
-    async def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The outputs (by manifest name) of a batch of letterboxed uint8 frames [B, H, W, 3]."""
+    async def infer(self, batch: np.ndarray, floors: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The outputs (by manifest name) of a batch of letterboxed uint8 frames [B, H, W, 3] and,
+        for a graph that takes them, their score floors [B] (None: the bundle's export floor)."""
         if self.batching:
-            return await self._batched(batch)
-        return await asyncio.to_thread(self._run, batch)
+            return await self._batched((batch, self._floors(len(batch), floors)))
+        return await asyncio.to_thread(self._run, batch, floors)
 
     # two batches in flight: one in the graph while the next gathers (one at a time gave 0.87x the
     # requests per second of no batching with 8 clients on 2 cores; two gave 0.97-1.16x)
     @ray_serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, max_concurrent_batches=2, batch_size_fn=_image_count)
-    async def _batched(self, batches: list[np.ndarray]) -> list[dict[str, np.ndarray]]:
-        out = await asyncio.to_thread(self._run, np.concatenate(batches))
+    async def _batched(self, items: list[tuple[np.ndarray, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        # each request keeps its own floors: the graph runs NMS at their lowest, and each
+        # request's results are filtered at its own conf afterwards (by the client or detect)
+        batches = [b for b, _ in items]
+        out = await asyncio.to_thread(self._run, np.concatenate(batches), np.concatenate([f for _, f in items]))
         ends = np.cumsum([len(b) for b in batches])
         return [{k: v[e - len(b) : e] for k, v in out.items()} for b, e in zip(batches, ends)]
 
@@ -123,8 +138,10 @@ class BundleModel:
         other requests), decode; the result as JSON (``Detections.to_dict()`` for detectors)."""
         det = self.det
         batch, params = det.preprocess([image], "bgr")
-        outputs = await self.infer(batch)
-        result = det.postprocess(outputs, params, det.conf if conf is None else conf)[0]
+        conf = det.conf if conf is None else conf
+        floors = det.extra_inputs(1, conf).get(det.score_input or "")
+        outputs = await self.infer(batch, floors)
+        result = det.postprocess(outputs, params, conf)[0]
         return det.task_def.to_json(result)
 
 
@@ -177,7 +194,7 @@ class Ingress:
             except Exception as e:  # noqa: BLE001 - no replica yet, or it died
                 raise P.ProtocolError(f"model '{name}' is not ready ({type(e).__name__}); retry", 503) from None
             info["outputs"] = [P.TensorSpec(o["name"], o["datatype"], tuple(o["shape"])) for o in info["outputs"]]
-            info["input"] = P.input_spec(info["manifest"])
+            info["inputs"] = P.input_specs(info["manifest"])
             self.info[name] = info
         return self.info[name]
 
@@ -277,8 +294,8 @@ class Ingress:
         limit = self.max_body_bytes or P.max_request_bytes(info["manifest"], info["max_batch_size"])
         body = P.decompress(await self._body(request, limit), request.headers.get("content-encoding"), limit)
         req = P.parse_infer_request(body, request.headers.get(P.HEADER_LENGTH))
-        batch = P.check_input(req, info["input"], info["max_batch_size"])
-        outputs = await self._call(name, "infer", batch)
+        batch, floors = P.check_inputs(req, info["inputs"], info["max_batch_size"])
+        outputs = await self._call(name, "infer", batch, floors)
         content, header_length = P.infer_response(name, req, outputs)
         headers = {} if header_length is None else {P.HEADER_LENGTH: str(header_length)}
         kind = "application/json" if header_length is None else "application/octet-stream"

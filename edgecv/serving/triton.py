@@ -378,6 +378,14 @@ def model_config(
             f"says uint8 {inp['shape']}: re-export the bundle"
         )
     config.input.add(name=inp["name"], data_type=pb.DataType.Value(dtype), dims=dims)
+    score = (m["output"].get("nms") or {}).get("score_input")
+    if score:  # the NMS score floor, one per image ([B]): a client sends it with the images
+        dtype, dims = io(score, "score input")
+        if dtype != "TYPE_FP32":
+            raise BundleError(f"bundle '{bundle.path}': the score input {score!r} is {dtype}, not FP32: re-export it")
+        floor = config.input.add(name=score, data_type=pb.DataType.Value(dtype), dims=dims or [1])
+        if not dims:
+            floor.reshape.SetInParent()  # [B]: dims [1] reshaped to none, as for the outputs below
     label_role = "probs" if m["task"] == "classify" else "labels"
     for role, tensor in m["output"]["tensors"].items():
         dtype, dims = io(tensor, f"output {role}")

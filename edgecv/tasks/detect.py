@@ -91,7 +91,7 @@ class Detect(Task):
                 raise BundleError(
                     "manifest: output.masks must name one of output.tensors and have a threshold in (0, 1)"
                 )
-        check_fields(out["nms"], _NMS, {}, "output.nms")
+        check_fields(out["nms"], _NMS, {"score_input": str}, "output.nms")
 
     def output_section(self, *, tensors: Sequence[str], num_classes: int, mode: str, nms: dict) -> dict:
         """A detector's ``output``: the graph's tensors, the NMS it runs (or the host runs) and,

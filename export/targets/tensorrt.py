@@ -24,11 +24,14 @@ from .. import quantize as Q
 log = logging.getLogger("edgecv.export")
 
 
-def _input_shape(onnx_path: Path) -> tuple[str, list[int]]:
+def _input_shape(onnx_path: Path) -> tuple[str, list[int], list[str]]:
+    """The graph's image input (name and shape) and the names of its other inputs (the score floor)."""
     import onnx
 
-    inp = onnx.load(str(onnx_path), load_external_data=False).graph.input[0]
-    return inp.name, [d.dim_value if d.dim_value > 0 else -1 for d in inp.type.tensor_type.shape.dim]
+    inputs = onnx.load(str(onnx_path), load_external_data=False).graph.input
+    inp = inputs[0]
+    shape = [d.dim_value if d.dim_value > 0 else -1 for d in inp.type.tensor_type.shape.dim]
+    return inp.name, shape, [i.name for i in inputs[1:]]
 
 
 def nonzero_on_float(path: Path) -> int:
@@ -115,13 +118,13 @@ def build(
             exclude,
         )
     nonzero_on_float(target)
-    name, shape = _input_shape(target)
-    prof = plans.profile_for(name, shape, settings)
+    name, shape, extra = _input_shape(target)
+    prof = plans.profile_for(name, shape, settings, extra)
     report = static_check.check(target, prof, path="model.onnx")
     if report.errors:
         raise ExportError("TensorRT would refuse this graph:\n" + report.table())
     say(f"TensorRT static check: {report.summary()}")
-    graph = plans.Graph.of_file(target, name, shape, report.plugin_entries())
+    graph = plans.Graph.of_file(target, name, shape, report.plugin_entries(), extra)
     staged = plans.StagedPlans(out_dir)
     reason = "not asked for" if want_plan is False else plans.can_build_here()
     if reason is None:

@@ -91,7 +91,7 @@ class TensorRtDetector(Detector):
     def _allocate(self) -> None:
         # the profile the plan was built with (`edgecv build` may have changed the bundle's settings)
         settings = plans.check_settings(self.plan_entry.get("build") or plans.settings_of(self.manifest))
-        ((_, _, hi),) = plans.profile(self.manifest, settings).values()
+        _, _, hi = plans.profile(self.manifest, settings)[self.input_name]
         self.max_batch = hi[0]
         if self.fixed_batch is None:
             self.batch_size = min(self.batch_size, self.max_batch)
@@ -99,7 +99,8 @@ class TensorRtDetector(Detector):
         self.buffers: dict[str, tuple[int, int, np.ndarray]] = {}  # name -> (device ptr, host ptr, host view)
         self.inputs: list[str] = []
         self.outputs: list[str] = []
-        known = {self.input_name, *self.output_names.values()}
+        extra = list(plans.extra_inputs_of(self.manifest))
+        known = {self.input_name, *extra, *self.output_names.values()}
         for name, is_input, dtype, shape in self.api.io_tensors(self.cuda_engine):
             if name not in known:
                 raise PlanError(f"the plan has a tensor '{name}' the manifest does not name: rebuild the plan")
@@ -114,10 +115,10 @@ class TensorRtDetector(Detector):
             self.buffers[name] = (dev, host, self.cuda.host_array(host, full, dtype))
             self.context.set_tensor_address(name, dev)
             (self.inputs if is_input else self.outputs).append(name)
-        if self.inputs != [self.input_name]:
-            raise PlanError(f"the plan's inputs {self.inputs} are not the manifest's '{self.input_name}'")
+        if self.inputs != [self.input_name, *extra]:
+            raise PlanError(f"the plan's inputs {self.inputs} are not the manifest's {[self.input_name, *extra]}")
 
-    def infer_impl(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         b = batch.shape[0]
         if b > self.max_batch:
             raise EdgecvError(
@@ -125,21 +126,24 @@ class TensorRtDetector(Detector):
                 "larger max batch or pass batch_size"
             )
         try:
-            return self._run_plan(batch)
+            return self._run_plan(batch, extra or {})
         except CudaError as e:
             raise InferenceError(
                 f"tensorrt inference failed: {e}. The detector is still loaded; if this repeats, "
                 "close it and load the bundle again"
             ) from e
 
-    def _run_plan(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run_plan(self, batch: np.ndarray, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         stream = self._cuda_stream
         assert stream is not None, "the stream is made by _allocate and destroyed only by release_impl"
-        dev, host, view = self.buffers[self.input_name]
-        np.copyto(view[: batch.shape[0]], batch)
-        self.cuda.memcpy_async(dev, host, batch.nbytes, _cuda.HOST_TO_DEVICE, stream)
-        if not self.context.set_input_shape(self.input_name, tuple(batch.shape)):
-            raise InferenceError(f"TensorRT refused input shape {tuple(batch.shape)}: {self.api.recent_errors()}")
+        for name, value in {self.input_name: batch, **extra}.items():  # the images, the score floors
+            dev, host, view = self.buffers[name]
+            np.copyto(view[: value.shape[0]], value)
+            self.cuda.memcpy_async(dev, host, value.nbytes, _cuda.HOST_TO_DEVICE, stream)
+            if not self.context.set_input_shape(name, tuple(value.shape)):
+                raise InferenceError(
+                    f"TensorRT refused the shape {tuple(value.shape)} of input '{name}': {self.api.recent_errors()}"
+                )
         missing = self.context.infer_shapes()
         if missing:
             raise InferenceError(f"TensorRT cannot infer the shapes of {list(missing)}: {self.api.recent_errors()}")

@@ -127,20 +127,29 @@ def profile(manifest: dict, settings: dict) -> dict[str, tuple[tuple[int, ...], 
     """The optimization profile of a bundle: input name -> (min, opt, max) shapes.
 
     A bundle's image size is fixed (its letterbox size); its batch is 1 or dynamic, and a
-    dynamic batch spans 1 .. ``max_batch`` with TensorRT tuning for ``opt_batch``.
+    dynamic batch spans 1 .. ``max_batch`` with TensorRT tuning for ``opt_batch``. A graph
+    that takes the NMS score floor has it as a second input, one value per image ([B]).
     """
     inp = manifest["input"]
-    return profile_for(inp["name"], inp["shape"], settings)
+    return profile_for(inp["name"], inp["shape"], settings, extra_inputs_of(manifest))
 
 
-def profile_for(name: str, shape: Sequence[int], settings: dict) -> dict[str, tuple[tuple[int, ...], ...]]:
-    """The profile of one input of shape ``[batch, ...]`` (batch <= 0: dynamic)."""
+def extra_inputs_of(manifest: dict) -> tuple[str, ...]:
+    """The inputs of a bundle's graph after the images: the NMS score floor ([B]) where it has one."""
+    score = (manifest.get("output", {}).get("nms") or {}).get("score_input")
+    return (score,) if score else ()
+
+
+def profile_for(
+    name: str, shape: Sequence[int], settings: dict, extra: Sequence[str] = ()
+) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """The profile of an input of shape ``[batch, ...]`` (batch <= 0: dynamic), and of the
+    ``extra`` inputs of one value per image ([batch]) that go with it."""
     b, *rest = (int(d) for d in shape)
-    if b > 0:
-        shapes = ((b, *rest),) * 3
-    else:
-        shapes = ((1, *rest), (settings["opt_batch"], *rest), (settings["max_batch"], *rest))
-    return {name: shapes}
+    batches = (b,) * 3 if b > 0 else (1, settings["opt_batch"], settings["max_batch"])
+    out = {name: tuple((n, *rest) for n in batches)}
+    out.update({e: tuple((n,) for n in batches) for e in extra})
+    return out
 
 
 def plugins_of(manifest: dict) -> tuple[dict, ...]:
@@ -162,6 +171,8 @@ class Graph:
     #: the TensorRT plugins its operators are built from (``{"name", "version", "ops"}``, the static
     #: check's :meth:`~.static_check.Report.plugin_entries`): looked for before a plan is built or loaded
     plugins: tuple[dict, ...] = field(default=(), compare=False)
+    #: its inputs after the images, one value per image ([batch]): the NMS score floor
+    extra_inputs: tuple[str, ...] = ()
 
     def read(self) -> bytes:
         """The graph's bytes, checked against :attr:`sha256` as they are read: a plan is built
@@ -188,19 +199,26 @@ class Graph:
         """A bundle's graph (its hash from the manifest: the bundle was verified on open)."""
         path = bundle.file("model")  # a BundleError naming the bundle when it has no graph
         sha = next(f["sha256"] for f in bundle.manifest["files"] if f["role"] == "model")
-        inp = bundle.manifest["input"]
-        return cls(path, sha, inp["name"], tuple(int(d) for d in inp["shape"]), bundle, plugins_of(bundle.manifest))
+        inp, m = bundle.manifest["input"], bundle.manifest
+        shape = tuple(int(d) for d in inp["shape"])
+        return cls(path, sha, inp["name"], shape, bundle, plugins_of(m), extra_inputs_of(m))
 
     @classmethod
     def of_file(
-        cls, path: str | os.PathLike, input_name: str, input_shape: Sequence[int], plugins: Sequence[dict] = ()
+        cls,
+        path: str | os.PathLike,
+        input_name: str,
+        input_shape: Sequence[int],
+        plugins: Sequence[dict] = (),
+        extra_inputs: Sequence[str] = (),
     ) -> Graph:
         """A graph outside a bundle (a bundle being exported); its sha256 is computed."""
-        return cls(Path(path), sha256_file(path), input_name, tuple(int(d) for d in input_shape), None, tuple(plugins))
+        shape = tuple(int(d) for d in input_shape)
+        return cls(Path(path), sha256_file(path), input_name, shape, None, tuple(plugins), tuple(extra_inputs))
 
     def profile(self, settings: dict) -> dict[str, tuple[tuple[int, ...], ...]]:
         """The optimization profile a plan of this graph is built with."""
-        return profile_for(self.input_name, self.input_shape, settings)
+        return profile_for(self.input_name, self.input_shape, settings, self.extra_inputs)
 
 
 # --- identity, selection ------------------------------------------------------------------------
