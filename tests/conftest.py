@@ -28,9 +28,22 @@ def _private_cache(tmp_path_factory):
         os.environ["EDGECV_CACHE"] = old
 
 
+#: set to 1 to run the nightly lane too (docs/testing.md)
+NIGHTLY_ENV = "EDGECV_NIGHTLY"
+
+
 def pytest_collection_modifyitems(config, items):
     import importlib.util
+    import os
 
+    if os.environ.get(NIGHTLY_ENV) != "1":
+        for item in items:
+            if item.get_closest_marker("nightly") is not None:
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"nightly lane (a full-size model a lighter test covers in CI): {NIGHTLY_ENV}=1 runs it"
+                    )
+                )
     marked = [item for item in items if item.get_closest_marker("tensorrt") is not None]
     if not marked:
         return
