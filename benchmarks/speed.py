@@ -16,7 +16,13 @@ frame of 640x480, the paths in a shuffled order, so the machine's noise falls on
   and OpenVINO exports, FP32 and INT8 (OpenVINO only: Ultralytics has no INT8 ONNX export); its
   exports have a static batch of 1, so it has no batch-8 rows;
 - edgecv ``det(frame)`` on onnxruntime FP32 / INT8 and openvino FP32 / BF16 / INT8 bundles;
-  batch 8 through ``det.predict(frames)``, and ``det.stream(frames)`` frames per second.
+  batch 8 through ``det.predict(frames)``, and ``det.stream(frames)`` frames per second;
+- the levers of the second speed round (YOLOv8n at the largest size; ``--no-levers`` leaves them
+  out), each in a row of its own beside the edgecv openvino INT8 row: the NMS score floor held
+  at 0.001 as before it was a graph input (the same bundle), and a rectangular input (480x640
+  for the 640x480 frames: no padding rows); and, after the table, the head-to-head against
+  Ultralytics' OpenVINO INT8 with a busy loop on one core (``--load-blocks``), edgecv at its
+  default threads and at one thread.
 
 Accuracy: COCO mAP50-95 of every path on ``--count`` images of the shapes validation split
 (INT8 calibrated on the training split). Limit: operations per image counted from the graph
@@ -164,6 +170,46 @@ class UltralyticsPath:
         pass
 
 
+class FixedFloor:
+    """edgecv ``det(frame)`` with the graph's NMS score floor held at ``floor`` whatever the
+    call's conf: how every bundle ran before the floor became a graph input (it was baked in at
+    the export's 0.001). The same bundle as its ``edgecv`` row: the difference is the lever."""
+
+    def __init__(self, det, floor: float) -> None:
+        self.det, self.floor = det, floor
+        self.last_timing: dict[str, float] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.det, name)
+
+    def __call__(self, img: np.ndarray, conf: float = 0.25) -> Detections:
+        det = self.det
+        t0 = time.perf_counter()
+        batch, params = det.preprocess([img])
+        t1 = time.perf_counter()
+        out = det._run(batch, extra={det.score_input: np.full(1, self.floor, np.float32)})
+        t2 = time.perf_counter()
+        res = det.postprocess(out, params, conf)[0]
+        self.last_timing = {"preprocess": t1 - t0, "infer": t2 - t1, "postprocess": time.perf_counter() - t2}
+        return res
+
+    def close(self) -> None:
+        pass
+
+
+class CpuHog:
+    """A bounded busy loop in a child process (one core), stopped by its own pid: the "busy
+    neighbour" of the under-load rows. It ends by itself after ``seconds`` in any case."""
+
+    def __init__(self, seconds: float = 300) -> None:
+        code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
+        self.proc = subprocess.Popen([sys.executable, "-c", code])
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
 # --- timing -------------------------------------------------------------------------------------
 
 
@@ -196,6 +242,38 @@ def side_by_side(paths: dict, frames: list, rounds: int, batch: int, seed: int =
             else:
                 out[k]["host"].append((p.last_timing["preprocess"] + p.last_timing["postprocess"]) * 1000)
     return out
+
+
+def under_load(paths: dict, frames: list, args, label: str, imgsz: int, say) -> dict:
+    """The head-to-head with a busy neighbour: a CPU hog (one core) runs while Ultralytics'
+    OpenVINO INT8 predictor and edgecv's INT8 bundle take turns: edgecv as loaded by default
+    (threads unpinned), with OpenVINO's pinned threads (edgecv's default before), and on one
+    thread. Per block: each one's median ms, and Ultralytics / each edgecv variant."""
+    ult, ec = "Ultralytics OpenVINO INT8", "edgecv openvino INT8"
+    if ult not in paths or ec not in paths or not args.load_blocks:
+        return {}
+    bundle = paths[ec].bundle.path
+    extra = {
+        "edgecv openvino INT8, pinned threads (before)": open_model(bundle, cpu_pinning=True),
+        "edgecv openvino INT8, 1 thread": open_model(bundle, threads=1),
+    }
+    keys = {ult: paths[ult], ec: paths[ec], **extra}
+    blocks = []
+    try:
+        for b in range(args.load_blocks):
+            say(f"{label} @ {imgsz}: under load (a busy loop on one core), block {b + 1} of {args.load_blocks}")
+            hog = CpuHog()
+            try:
+                time.sleep(0.5)
+                t = side_by_side(keys, frames, args.h2h_rounds, 1, seed=100 + b)
+            finally:
+                hog.stop()
+            med = {k: statistics.median(v["e2e"]) for k, v in t.items()}
+            blocks.append({"ms": med, "ratios": {k: med[ult] / med[k] for k in keys if k != ult}})
+    finally:
+        for det in extra.values():
+            det.close()
+    return {"blocks": blocks}
 
 
 # --- one model at one size ----------------------------------------------------------------------
@@ -233,6 +311,26 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
             paths[key] = UltralyticsPath(str(ultralytics_export(pt, fmt, int8, imgsz, work, data)), imgsz, names, key)
     for (target, precision), d in bundles.items():
         paths[f"edgecv {target} {precision.upper()}"] = open_model(d)
+    levers = args.levers and label == "yolov8n" and imgsz == max(args.sizes)
+    if levers:
+        ov8 = paths["edgecv openvino INT8"]
+        paths["lever: openvino INT8, NMS floor held at 0.001 (before)"] = FixedFloor(ov8, 0.001)
+        rect = (imgsz * 3 // 4 // 32 * 32, imgsz)  # 480x640 for 640x480 (4:3) frames: no padding
+        d = work / "bundles" / f"{label}-{rect[0]}x{rect[1]}" / "openvino-int8"
+        if not (d / "edgecv.json").is_file():
+            say(f"{label} @ {rect[0]}x{rect[1]}: exporting edgecv openvino int8")
+            made = export(
+                src,
+                "openvino",
+                precision="int8",
+                imgsz=rect,
+                out_dir=d.parent / "staging",
+                calib=calib,
+                calib_size=args.calib_size,
+            )
+            d.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(made, d)
+        paths[f"edgecv openvino INT8 {rect[0]}x{rect[1]}"] = open_model(d)
 
     say(f"{label} @ {imgsz}: COCO mAP of {len(paths)} paths on {len(dataset)} images")
     maps = {k: run_dataset(p, dataset, name=k, progress=False).metrics.map for k, p in paths.items()}
@@ -248,7 +346,8 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
             say(f"{label} @ {imgsz}: head to head, block {b + 1} of {args.h2h_blocks}")
             t = side_by_side({k: paths[k] for k in pair}, frames, args.h2h_rounds, 1, seed=b + 1)
             h2h.append(statistics.median(t[pair[0]]["e2e"]) / statistics.median(t[pair[1]]["e2e"]))
-    batched = {k: p for k, p in paths.items() if not isinstance(p, UltralyticsPath)}
+    loaded = under_load(paths, frames, args, label, imgsz, say) if levers else {}
+    batched = {k: p for k, p in paths.items() if not isinstance(p, (UltralyticsPath, FixedFloor))}
     say(f"{label} @ {imgsz}: batch 8, {args.rounds8} rounds side by side")
     t8 = side_by_side(batched, frames, args.rounds8, 8)
     fps = {}
@@ -297,6 +396,8 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
         }
         if k == pair[1] and h2h:
             row["vs_ultralytics_openvino_int8_blocks"] = h2h
+        if k == pair[1] and loaded:
+            row["under_load"] = loaded
         if peak is not None:
             row["peak_backend"] = backend
             row["peak_gops_per_s"] = peak.gops_per_s
@@ -502,6 +603,12 @@ def footprint_table(fp: dict) -> str:
     )
 
 
+def isa_line(flags: list[str]) -> str:
+    """The ISA in the words of issue 21: AVX2 / AVX-512 / VNNI / BF16 / AMX."""
+    names = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "VNNI", "avx512_bf16": "BF16", "amx_tile": "AMX"}
+    return " + ".join(names[f] for f in flags if f in names) or "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
@@ -514,6 +621,10 @@ def main() -> None:
     ap.add_argument("--h2h-blocks", type=int, default=3, help="blocks of the edgecv vs Ultralytics OpenVINO INT8 run")
     ap.add_argument("--h2h-rounds", type=int, default=40, help="rounds per head-to-head block")
     ap.add_argument("--no-footprint", action="store_true")
+    ap.add_argument(
+        "--no-levers", dest="levers", action="store_false", help="leave out the lever rows (YOLOv8n, largest size)"
+    )
+    ap.add_argument("--load-blocks", type=int, default=3, help="blocks of the head to head under load (0: none)")
     ap.add_argument("--work", default="build/bench-speed")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
@@ -566,7 +677,9 @@ def main() -> None:
     md = [
         f"# Speed, side by side, {stamp}",
         "",
-        f"{m['cpu']}, {m['cores']} cores; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".",
+        f"{m['cpu']}, {m['cores']} cores, ISA {isa_line(m['isa'])}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ".",
         f"Frames 640x480 from the shapes validation split; batch 1: median of {args.rounds} rounds, batch 8: "
         f"{args.rounds8} rounds, paths taking turns in a shuffled order. mAP50-95 on {args.count} images "
         f"(conf 0.001). Operations counted from the graph; peaks measured in this run ({peak_line}).",
@@ -593,6 +706,33 @@ def main() -> None:
             footprint_table(fp),
             "```",
         ]
+    for r in rows:
+        if r.get("under_load"):
+            bl = r["under_load"]["blocks"]
+            md += [
+                "",
+                f"Under load at {r['imgsz']}, batch 1 (a busy loop on one of the cores, {len(bl)} blocks of "
+                f"{args.h2h_rounds} rounds), Ultralytics' OpenVINO INT8 predictor time / edgecv's:",
+                "",
+            ]
+            for k in bl[0]["ratios"]:
+                ratios = [b["ratios"][k] for b in bl]
+                md.append(
+                    f"- {k}: " + ", ".join(f"{x:.2f}x" for x in ratios) + f" (median {statistics.median(ratios):.2f}x)"
+                )
+            md += [
+                "",
+                "Medians in ms per block: "
+                + "; ".join(", ".join(f"{k} {v:.1f}" for k, v in b["ms"].items()) for b in bl)
+                + ".",
+            ]
+    from edgecv.cpu import float_precision
+
+    md += [
+        "",
+        f'Float parts of INT8 bundles with `inference_precision="auto"`: {float_precision()} on this CPU '
+        "(bf16 only where it has AVX512_BF16 or AMX).",
+    ]
     (out / f"speed-{stamp}.md").write_text("\n".join(md) + "\n")
     (out / f"speed-{stamp}.json").write_text(
         json.dumps(

@@ -53,6 +53,19 @@ def isa(cpuinfo: str | None = None) -> list[str]:
     return [f for f in ISA_FLAGS if f in have]
 
 
+def computes_bf16(flags: list[str] | None = None) -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX512_BF16 or AMX-BF16), where OpenVINO's
+    CPU plugin computes bf16 as fast as or faster than f32; ``flags`` as :func:`isa` gives them."""
+    have = set(isa() if flags is None else flags)
+    return bool(have & {"avx512_bf16", "amx_bf16"})
+
+
+def float_precision(flags: list[str] | None = None) -> str:
+    """The precision OpenVINO's float operations run in for ``inference_precision="auto"``:
+    ``bf16`` on CPUs that compute it natively, ``f32`` elsewhere (AVX2-only CPUs emulate bf16)."""
+    return "bf16" if computes_bf16(flags) else "f32"
+
+
 def model_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what the platform module says."""
     try:

@@ -458,3 +458,20 @@ def test_isa_is_read_from_the_flags_line(text, flags):
     from edgecv.cpu import isa
 
     assert isa(text) == flags
+
+
+@pytest.mark.parametrize(
+    "flags,bf16",
+    [
+        (["avx2"], False),
+        (["avx2", "avx512f", "avx512_vnni"], False),  # VNNI speeds INT8, not bf16
+        (["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], True),
+        (["avx2", "avx512f", "amx_tile", "amx_int8", "amx_bf16"], True),
+    ],
+)
+def test_auto_float_precision_follows_the_cpus_bf16(flags, bf16):
+    """OpenVINO's ``inference_precision="auto"``: bf16 only where the CPU computes it natively."""
+    from edgecv.cpu import computes_bf16, float_precision
+
+    assert computes_bf16(flags) is bf16
+    assert float_precision(flags) == ("bf16" if bf16 else "f32")

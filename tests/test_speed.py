@@ -117,6 +117,36 @@ def test_threads_used_is_reported(target, make_detector):
 
 
 @pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
+def test_openvino_threads_are_unpinned_unless_asked(make_detector):
+    """Unpinned by default (a busy neighbour costs less); ``cpu_pinning=True`` gives OpenVINO's own."""
+    free, pinned = make_detector("openvino"), make_detector("openvino", cpu_pinning=True)
+    try:
+        for det, want in ((free, False), (pinned, True)):
+            for mode in ("latency", "throughput"):
+                assert det._compilation(1, mode).compiled.get_property("ENABLE_CPU_PINNING") is want, (want, mode)
+    finally:
+        free.close()
+        pinned.close()
+
+
+@pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
+def test_openvino_auto_precision_is_what_this_cpu_computes_natively(make_detector, val_images):
+    """``inference_precision="auto"``: the float parts run bf16 where the CPU has native bf16
+    (edgecv.cpu.computes_bf16), f32 elsewhere, and the plugin reports the precision it took."""
+    from edgecv.cpu import float_precision
+
+    auto, pinned = make_detector("openvino", inference_precision="auto"), make_detector("openvino")
+    try:
+        assert auto.inference_precision == float_precision() and pinned.inference_precision == "f32"
+        if float_precision() == "f32":  # the same compilation: the same boxes
+            a, b = auto(val_images[0]), pinned(val_images[0])
+            assert np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.scores, b.scores)
+    finally:
+        auto.close()
+        pinned.close()
+
+
+@pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
 def test_openvino_static_compilations_give_the_same_boxes(make_detector, val_images):
     det = make_detector("openvino", batch_size=4, conf=0.1)
     dyn = make_detector("openvino", batch_size=4, conf=0.1, static_shapes=False)
