@@ -111,3 +111,36 @@ def calibration_set(
         h.update(canvas.tobytes())
         samples.append(canvas[None])
     return CalibrationSet(samples, h.hexdigest(), source)
+
+
+def rect_imgsz(images: Any, long_side: int = 640, step: int = 32, sample: int = 64, seed: int = 0) -> tuple[int, int]:
+    """A rectangular input size (H, W) for frames shaped like ``images``: the longer side is
+    ``long_side``, the shorter one follows the median aspect of up to ``sample`` of the images
+    (a seeded subset), rounded up to a multiple of ``step`` so a whole frame fits without
+    padding beyond that rounding (640x480 frames: 480x640; 16:9: 384x640).
+
+    Args:
+        images: a folder of images or a data set, as :func:`calibration_set` takes them.
+
+    Raises:
+        ExportError: no images, or ``long_side`` not a multiple of ``step``.
+    """
+    import cv2
+
+    if long_side % step or long_side <= 0:
+        raise ExportError(f"the longer side {long_side} must be a positive multiple of {step}")
+    root = Path(images)
+    if not root.exists():
+        raise ExportError(f"'{root}' does not exist: --rect reads the aspect of the frames from it")
+    paths = _image_paths(root)
+    if len(paths) > sample:
+        paths = [paths[i] for i in sorted(np.random.default_rng(seed).choice(len(paths), sample, replace=False))]
+    aspects = []
+    for path in paths:
+        img = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_8)  # an eighth of the pixels: the shape is enough
+        if img is None:
+            img = read_image(path)
+        aspects.append(img.shape[0] / img.shape[1])
+    ratio = float(np.median(aspects))
+    short = min(long_side, int(np.ceil(long_side * min(ratio, 1 / ratio) / step)) * step)
+    return (short, long_side) if ratio <= 1 else (long_side, short)

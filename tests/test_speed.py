@@ -327,3 +327,48 @@ def test_bench_reports_stream_threads_and_fraction_of_peak(target, default_bundl
     assert row["peak"]["precision"] == "fp32"
     table = bench_table(res)
     assert "stream fps" in table and "of peak" in table and f"default ({physical_cores()})" in table
+
+
+# --- rectangular inputs ---------------------------------------------------------------------------
+
+
+def _frames(folder, shapes_hw):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (h, w) in enumerate(shapes_hw):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((h, w, 3), 90, np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "frames,long_side,want",
+    [
+        ([(480, 640)] * 3, 640, (480, 640)),  # 4:3: no padding at all
+        ([(720, 1280)] * 3, 640, (384, 640)),  # 16:9: 360 rounded up to the stride
+        ([(1280, 720)] * 3, 640, (640, 384)),  # portrait
+        ([(480, 640), (720, 1280), (720, 1280)], 320, (192, 320)),  # the median aspect: 16:9
+        ([(500, 500)], 640, (640, 640)),
+    ],
+)
+def test_rect_size_follows_the_frames_median_aspect(tmp_path, frames, long_side, want):
+    from edgecv.export.calibration import rect_imgsz
+
+    assert rect_imgsz(_frames(tmp_path / "f", frames), long_side) == want
+
+
+def test_cli_rect_export_takes_the_frames_shape(tmp_path, capsys):
+    """``export --rect``: the bundle's input is 256x320 for 4:3 frames at --imgsz 320, it runs on
+    such a frame, and the size it chose is said; --rect with HxW or without images is refused."""
+    from edgecv import load
+    from edgecv.cli import main
+
+    frames = _frames(tmp_path / "calib", [(480, 640)] * 4)
+    code = main(["export", "--rect", "--imgsz", "320", "--calib", str(frames), "-o", str(tmp_path), "--name", "r"])
+    err = capsys.readouterr().err
+    assert code == 0 and "--rect: input 256x320" in err, err
+    with load(tmp_path / "r") as det:
+        assert det.input_size == (256, 320)
+        det(np.full((480, 640, 3), 90, np.uint8))
+    assert main(["export", "--rect", "--imgsz", "256x320", "--calib", str(frames), "-o", str(tmp_path)]) == 2
+    assert "one number" in capsys.readouterr().err
+    assert main(["export", "--rect", "-o", str(tmp_path)]) == 2
+    assert "--calib" in capsys.readouterr().err

@@ -105,6 +105,12 @@ def setup_export(p: argparse.ArgumentParser) -> None:
         default=None,
         help="input size N or HxW, multiples of 32 (default: the model's, else 640)",
     )
+    p.add_argument(
+        "--rect",
+        action="store_true",
+        help="a rectangular input for frames of one shape: the longer side --imgsz N (default 640), the shorter "
+        "from the median aspect of the --calib images (else --images or --data), e.g. 480x640 for 4:3 video",
+    )
     p.add_argument("-o", "--out-dir", default="build", help="parent directory of the bundle (default build/)")
     p.add_argument("--name", default=None, help="bundle directory name (default <model>-<target>-<precision>)")
     p.add_argument(
@@ -329,6 +335,8 @@ def run_export(a: argparse.Namespace) -> int:
     jobs = [(t, p) for t in _split(a.target) for p in _split(a.precision)]
     if not jobs:
         raise EdgecvError("--target and --precision need at least one value each")
+    if a.rect:
+        a.imgsz = rect_size(a)
     if len(jobs) == 1 and a.ray is None:
         a.target, a.precision = jobs[0]
         bundle, table, failures = export_one(a)
@@ -339,6 +347,23 @@ def run_export(a: argparse.Namespace) -> int:
             _err(f"edgecv: gate failed: {f}")
         return 1 if failures else 0
     return export_sweep(a, jobs)
+
+
+def rect_size(a: argparse.Namespace) -> tuple[int, int]:
+    """``--rect``: the input size whose longer side is ``--imgsz`` (640 when not given) and whose
+    shorter side follows the frames' median aspect (:func:`edgecv.export.calibration.rect_imgsz`)."""
+    from ..export.calibration import rect_imgsz
+
+    if isinstance(a.imgsz, tuple):
+        raise EdgecvError(
+            f"--rect chooses the shorter side itself: give --imgsz one number (the longer side), not {a.imgsz}"
+        )
+    frames = a.calib or getattr(a, "images", None) or a.data
+    if not frames:
+        raise EdgecvError("--rect reads the frames' shape from images: give --calib (or --images or --data)")
+    size = rect_imgsz(frames, a.imgsz or 640)
+    _err(f"--rect: input {size[0]}x{size[1]} (the median aspect of the images in {frames})")
+    return size
 
 
 def export_sweep(a: argparse.Namespace, jobs: list[tuple[str, str]]) -> int:
