@@ -77,7 +77,7 @@ class Detector:
         self.model_color: str = inp["color"]
         self.output_names: dict[str, str] = dict(out["tensors"])
         #: the graph input that takes the NMS score floor ([B] float32), fed with each call's
-        #: ``conf``; None where the graph has the floor baked in (older bundles, TensorRT)
+        #: ``conf``; None where the graph has the floor baked in (bundles made before the input)
         self.score_input: str | None = (out.get("nms") or {}).get("score_input")
         #: the floor the graph was exported with: what a call without a ``conf`` of its own feeds
         self.score_floor: float = float((out.get("nms") or {}).get("score_threshold", 0.0))
@@ -111,12 +111,12 @@ class Detector:
     def infer_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """Run the model on ``batch`` [B, H, W, 3] uint8 and the graph's other inputs ``extra``
         (by name: the score floor, see :meth:`extra_inputs`); return the outputs by their
-        manifest names. ``extra`` is only ever given for graphs that take such inputs."""
+        manifest names. ``extra`` is None for graphs that take the images alone."""
         raise NotImplementedError
 
     def infer_stream_impl(self, batch: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """As :meth:`infer_impl`, for :meth:`stream`; a backend with a throughput mode overrides it."""
-        return self.infer_impl(batch, extra) if extra else self.infer_impl(batch)
+        return self.infer_impl(batch, extra)
 
     def release_impl(self) -> None:
         """Free what :meth:`activate_impl` acquired."""
@@ -169,12 +169,16 @@ class Detector:
         where the graph takes it, at ``conf`` (None: the floor it was exported with).
 
         The graph keeps scores strictly above the floor and the host keeps scores at or above
-        ``conf``, so the floor fed is the float32 just below ``conf``: a box scored exactly
-        ``conf`` reaches the host, which then decides, as it did when the floor was baked in.
+        ``conf``, so the floor fed for a ``conf`` is the float32 just below it: a box scored
+        exactly ``conf`` reaches the host, which then decides. Without a ``conf``, the export's
+        floor itself: the graph then gives what it gave with that floor baked in.
         """
         if self.score_input is None:
             return {}
-        floor = np.nextafter(np.float32(self.score_floor if conf is None else conf), np.float32(-np.inf))
+        if conf is None:
+            floor = np.float32(self.score_floor)
+        else:
+            floor = np.nextafter(np.float32(conf), np.float32(-np.inf))
         return {self.score_input: np.full(batch_size, floor, np.float32)}
 
     def _run(
@@ -190,13 +194,12 @@ class Detector:
             raise EdgecvError(f"this {self.key} detector was closed; load the bundle again to use it")
         infer = self.infer_stream_impl if streaming else self.infer_impl
         if extra is None:
-            extra = self.extra_inputs(len(batch), conf)
-        args = (batch, extra) if extra else (batch,)
+            extra = self.extra_inputs(len(batch), conf) or None
         try:
             if self.thread_safe:
-                return infer(*args)
+                return infer(batch, extra)
             with self._lock:
-                return infer(*args)
+                return infer(batch, extra)
         except EdgecvError:
             raise
         except MemoryError as e:

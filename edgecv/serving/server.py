@@ -100,7 +100,7 @@ class BundleModel:
         """The score floors of ``n`` images: the request's, else the bundle's export floor."""
         if floors is not None:
             return np.asarray(floors, np.float32)
-        return np.full(n, self.det.score_floor, np.float32)
+        return np.full(n, self.det.score_floor, np.float32)  # as Detector.extra_inputs without a conf
 
     def _run(self, batch: np.ndarray, floors: np.ndarray | None) -> dict[str, np.ndarray]:
         """The graph on ``batch``, padded to a fixed-batch bundle's batch and cut back; its score
