@@ -98,19 +98,47 @@ def compare(
     seed: int = 0,
     progress: bool = True,
     say: Callable[[str], None] | None = None,
+    across_sizes: bool = False,
     **kwargs: Any,
 ):
     """Evaluate every model on the same images (or sequences) and compare each candidate with the
     first (the reference), paired: a bootstrap over images (tracking: sequences or blocks of
-    frames) for the difference of the primary metric."""
+    frames) for the difference of the primary metric.
+
+    The models must take one input size, so that a difference is the conversion's and not the
+    size's (:func:`edgecv.pipeline.sized_source_options` runs a source at its bundles' size);
+    ``across_sizes`` allows different sizes and names each model with its size (``@640x640``)."""
     if len(models) < 2:
         raise EdgecvError("compare needs a reference and at least one candidate")
     kinds = {det.task for _, det in models}
     if len(kinds) > 1:
         raise EdgecvError(f"compare takes models of one task; these are {sorted(kinds)}")
+    models = labelled_sizes(models, across_sizes)
     return evaluator_for(kinds.pop(), dataset).compare(
         models, dataset, bootstrap=bootstrap, seed=seed, progress=progress, say=say, **kwargs
     )
+
+
+def model_input_size(det: Any) -> tuple[int, int]:
+    """The (height, width) an open model takes, from its manifest."""
+    h, w = det.manifest["input"]["shape"][1:3]
+    return int(h), int(w)
+
+
+def labelled_sizes(models: Sequence[tuple[str, Any]], across_sizes: bool) -> list[tuple[str, Any]]:
+    """``models`` as they are where they take one input size; else refused, or with
+    ``across_sizes`` each named with its size (``yolov8n (torch) @320x320``)."""
+    sizes = [model_input_size(det) for _, det in models]
+    if len(set(sizes)) == 1:
+        return list(models)
+    listed = ", ".join(f"{name} {h}x{w}" for (name, _), (h, w) in zip(models, sizes))
+    if not across_sizes:
+        raise EdgecvError(
+            f"these models take different input sizes ({listed}): a difference between them would be the size's, "
+            "not the conversion's. Run a source at its bundles' size (imgsz), or ask for a comparison across "
+            "sizes by name (across_sizes=True, compare --across-sizes)"
+        )
+    return [(f"{name} @{h}x{w}", det) for (name, det), (h, w) in zip(models, sizes)]
 
 
 def metrics_table(runs: Sequence[Any]) -> str:

@@ -6,7 +6,7 @@ the accuracy gate — the one call behind ``edgecv export --data``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,69 @@ def open_model(spec: Any, **options: Any):
     return reference(spec, detector_options=options, **source_options)
 
 
+def input_size(spec: Any) -> tuple[int, int] | None:
+    """The (height, width) that a bundle directory's model takes; None for anything else (a source)."""
+    from .bundle import MANIFEST_NAME, Bundle
+
+    if isinstance(spec, (str, os.PathLike)) and (Path(spec) / MANIFEST_NAME).is_file():
+        h, w = Bundle.open(spec, verify=False).manifest["input"]["shape"][1:3]
+        return int(h), int(w)
+    return None
+
+
+def size_text(size: Any) -> str:
+    """``640x640`` for (640, 640) or 640."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{h}x{w}"
+
+
+def sized_source_options(
+    models: Sequence[Any], source_options: dict | None = None, across_sizes: bool = False
+) -> list[dict]:
+    """The source options each of ``models`` opens with, so that a comparison measures the
+    conversion and not a change of input size: a source model runs at the input size of the
+    bundles it is compared with.
+
+    A source's own size (its checkpoint's training size, or 640) is not what a bundle of it was
+    exported at when ``--imgsz`` differed at export; compared at their own sizes, a YOLOv8n
+    trained at 320 and its FP32 bundle at 640 differ by 21 mAP points, all of it the size.
+
+    Args:
+        models: bundle directories and sources, as the command line names them.
+        source_options: how to read a source; its ``imgsz`` is the size asked for (``--imgsz``).
+        across_sizes: allow models of different input sizes (``compare --across-sizes``): each
+            source then runs at ``imgsz`` or its own size, and nothing is refused.
+
+    Raises:
+        EdgecvError: the bundles take different sizes, or ``imgsz`` contradicts theirs, and
+            ``across_sizes`` is not set.
+    """
+    opts = dict(source_options or {})
+    sizes = {str(m): input_size(m) for m in models}
+    bundles = {m: s for m, s in sizes.items() if s is not None}
+    distinct = sorted(set(bundles.values()))
+    asked = opts.get("imgsz")
+    asked_hw = None if asked is None else ((asked, asked) if isinstance(asked, int) else tuple(asked))
+    listed = ", ".join(f"{Path(m).name} {size_text(s)}" for m, s in bundles.items())
+    if across_sizes or not distinct:
+        return [opts for _ in models]
+    if len(distinct) > 1:
+        raise EdgecvError(
+            f"these bundles take different input sizes ({listed}): a difference between them would be the size's, "
+            "not the conversion's. Compare bundles of one size, or ask for a comparison across sizes by name: "
+            "--across-sizes"
+        )
+    (size,) = distinct
+    if asked_hw is not None and asked_hw != size:
+        raise EdgecvError(
+            f"--imgsz {size_text(asked_hw)} contradicts the bundle{'s' * (len(bundles) > 1)} ({listed}): a source "
+            f"model is run at the size of the bundles it is compared with. Drop --imgsz (the source then runs at "
+            f"{size_text(size)}), or ask for a comparison across sizes by name: --across-sizes"
+        )
+    sized = {**opts, "imgsz": size if size[0] != size[1] else size[0]}
+    return [opts if str(m) in bundles else sized for m in models]
+
+
 def validate_bundle(
     bundle: str | os.PathLike,
     source: Any,
@@ -61,7 +124,7 @@ def validate_bundle(
     from .cpu import machine
     from .evaluation import compare, validation_record
 
-    ref = open_model(source, source_options=dict(source_options or {}))
+    ref = open_model(source, source_options=sized_source_options([bundle, source], source_options)[1])
     det = open_model(bundle)  # a tensorrt bundle's graph is measured where this runs: on the CPU
     target = Bundle.open(bundle, verify=False).target
     try:

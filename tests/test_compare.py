@@ -209,3 +209,79 @@ def test_bundles_of_one_name_from_two_folders_are_told_apart_in_the_tables(defau
     same_folder_name = ["b/x/m", "c/x/m"]
     out = distinct_names(["m", "m"], same_folder_name)
     assert out == [str((Path.cwd() / p).resolve()) for p in same_folder_name] and len(set(out)) == 2
+
+
+# --- one input size per comparison ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundle_at_640(default_src, tmp_path_factory):
+    """edgecv-tiny (trained at 320, its source's own size) exported at 640."""
+    from edgecv.export import export
+
+    return export(default_src, "onnxruntime", out_dir=tmp_path_factory.mktemp("at640"), imgsz=640, name="tiny-640")
+
+
+def test_sources_run_at_their_bundles_size_and_contradictions_are_refused(default_bundles, bundle_at_640):
+    from edgecv.errors import EdgecvError
+    from edgecv.pipeline import sized_source_options
+
+    b320, b640 = str(default_bundles["onnxruntime"]), str(bundle_at_640)
+    opts = {"names": None}
+    ref, cand = sized_source_options(["edgecv-tiny", b640], opts)
+    assert ref["imgsz"] == 640 and "imgsz" not in cand  # the source takes the bundle's size
+    assert sized_source_options(["edgecv-tiny", b320], opts)[0]["imgsz"] == 320
+    assert sized_source_options(["edgecv-tiny", b640], {"imgsz": 640})[0]["imgsz"] == 640
+    with pytest.raises(EdgecvError, match=r"--imgsz 320x320 contradicts .*tiny-640 640x640.*--across-sizes"):
+        sized_source_options(["edgecv-tiny", b640], {"imgsz": 320})
+    with pytest.raises(EdgecvError, match=r"different input sizes \(.*320x320, tiny-640 640x640\)"):
+        sized_source_options(["edgecv-tiny", b320, b640], opts)
+    # asked for by name: nothing is changed or refused
+    assert sized_source_options(["edgecv-tiny", b640], {"imgsz": 320}, across_sizes=True)[0]["imgsz"] == 320
+
+
+def test_compare_of_a_320_source_with_its_640_bundle_measures_the_conversion(
+    default_src, bundle_at_640, val_set, tmp_path, capsys
+):
+    """The source's own size is 320 and its bundle's 640: compare runs the source at 640, so the
+    FP32 bundle loses nothing; at 320 the same pair differs by the size, and compare says so."""
+    from edgecv.cli import main
+
+    images_dir, ann = val_set
+    common = ["--data", str(ann), "--images", str(images_dir), "--bootstrap", "20"]
+    assert main(["compare", "edgecv-tiny", str(bundle_at_640), *common, "--json", str(tmp_path / "same.json")]) == 0
+    same = json.loads((tmp_path / "same.json").read_text())
+    assert abs(same["comparisons"][0]["delta_map"]) < 1e-3
+    assert same["comparisons"][0]["parity"]["matched_share"] == 1.0
+
+    capsys.readouterr()
+    assert main(["compare", "edgecv-tiny", str(bundle_at_640), *common, "--imgsz", "320"]) == 2
+    err = capsys.readouterr().err
+    assert "--imgsz 320x320 contradicts" in err and "640x640" in err and "--across-sizes" in err
+
+    args = ["compare", "edgecv-tiny", str(bundle_at_640), *common, "--imgsz", "320", "--across-sizes"]
+    assert main([*args, "--json", str(tmp_path / "across.json")]) == 0
+    out = capsys.readouterr().out
+    assert "edgecv-tiny (torch) @320x320" in out and "tiny-640 @640x640" in out
+    across = json.loads((tmp_path / "across.json").read_text())
+    assert abs(across["comparisons"][0]["delta_map"]) > 1e-3  # what the size alone changes
+
+
+def test_compare_refuses_bundles_of_two_sizes_and_val_a_contradicting_imgsz(
+    default_bundles, bundle_at_640, val_set, capsys
+):
+    from edgecv.cli import main
+    from edgecv.errors import EdgecvError
+    from edgecv.evaluation import compare
+    from edgecv.runtimes import load
+
+    images_dir, ann = val_set
+    data = ["--data", str(ann), "--images", str(images_dir)]
+    assert main(["compare", str(default_bundles["onnxruntime"]), str(bundle_at_640), *data]) == 2
+    assert "different input sizes" in capsys.readouterr().err
+    assert main(["val", str(bundle_at_640), *data, "--imgsz", "320"]) == 2
+    assert "contradicts the bundle, which takes 640x640" in capsys.readouterr().err
+    # the library refuses it too, before any image is run
+    with load(default_bundles["onnxruntime"]) as a, load(bundle_at_640) as b:
+        with pytest.raises(EdgecvError, match="different input sizes"):
+            compare([("a", a), ("b", b)], dataset=None)

@@ -929,15 +929,16 @@ def add_ray_args(p: argparse.ArgumentParser, shards: bool = True, what: str | No
         )
 
 
-def sharded_specs(a: argparse.Namespace, models: list[str], evaluation: str) -> list:
-    """The models of val or compare --ray as specs a Ray worker opens; detectors only."""
+def sharded_specs(a: argparse.Namespace, models: list[str], evaluation: str, options: list[dict]) -> list:
+    """The models of val or compare --ray as specs a Ray worker opens (``options``: each one's
+    source options); detectors only."""
     from ..sharding import ModelSpec
 
     if evaluation != "detect":
         raise EdgecvError(
             f"--ray shards the evaluation of detectors today; {evaluation} runs in one process: drop --ray"
         )
-    return [ModelSpec(m, eval_source_options(a)) for m in models]
+    return [ModelSpec(m, o) for m, o in zip(models, options)]
 
 
 def setup_val(p: argparse.ArgumentParser) -> None:
@@ -950,7 +951,12 @@ def setup_val(p: argparse.ArgumentParser) -> None:
         help="score threshold of the evaluation (default: COCO's 0.001; --task track: the detector's own)",
     )
     p.add_argument("--max-det", type=int, default=100, help="detections per image counted (COCO: 100)")
-    p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
+    p.add_argument(
+        "--imgsz",
+        type=_imgsz,
+        default=None,
+        help="input size of a source model (a bundle's is fixed at export: --imgsz must not contradict it)",
+    )
     p.add_argument("--json", help="write the metrics as JSON to this file")
     add_eval_mode_args(p)
     add_ray_args(p)
@@ -959,12 +965,19 @@ def setup_val(p: argparse.ArgumentParser) -> None:
 
 def run_val(a: argparse.Namespace) -> int:
     from ..evaluation import evaluate, evaluator, metrics_table, per_class_table
-    from ..pipeline import open_model
+    from ..pipeline import input_size, open_model, size_text
 
     _quiet_torch()
     evaluation = evaluation_of(a.model, a)
     conf = eval_conf(a, evaluation)
-    specs = sharded_specs(a, [a.model], evaluation) if a.ray is not None else []
+    opts = eval_source_options(a)
+    size = input_size(a.model)
+    if size is not None and opts.get("imgsz") is not None and size_text(opts["imgsz"]) != size_text(size):
+        raise EdgecvError(
+            f"--imgsz {size_text(opts['imgsz'])} contradicts the bundle, which takes {size_text(size)} (its size is "
+            "fixed at export): drop --imgsz, or export a bundle at that size"
+        )
+    specs = sharded_specs(a, [a.model], evaluation, [opts]) if a.ray is not None else []
     dataset = open_dataset(a, evaluation)
     if a.ray is not None:
         from ..sharding import evaluate_sharded, ray_session
@@ -981,7 +994,7 @@ def run_val(a: argparse.Namespace) -> int:
                 say=_err,
             )
     else:
-        with open_model(a.model, source_options=eval_source_options(a)) as det:
+        with open_model(a.model, source_options=opts) as det:
             run = evaluate(
                 det,
                 dataset,
@@ -1021,7 +1034,19 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
         help="score threshold of the evaluation (default: COCO's 0.001; --task track: the detector's own)",
     )
     p.add_argument("--max-det", type=int, default=100)
-    p.add_argument("--imgsz", type=_imgsz, default=None, help="input size of a source model")
+    p.add_argument(
+        "--imgsz",
+        type=_imgsz,
+        default=None,
+        help="input size of a source model (default: the size of the bundles it is compared with; one that "
+        "contradicts them is refused without --across-sizes)",
+    )
+    p.add_argument(
+        "--across-sizes",
+        action="store_true",
+        help="compare models of different input sizes (each named with its size in the tables): the difference "
+        "then includes the size's, and is no measure of a conversion",
+    )
     p.add_argument("--json", help="write the comparison as JSON to this file")
     p.add_argument("--report", help="write a Markdown report with plots into this directory")
     add_eval_mode_args(p)
@@ -1032,7 +1057,7 @@ def setup_compare(p: argparse.ArgumentParser) -> None:
 def run_compare(a: argparse.Namespace) -> int:
     from ..comparison import distinct_names, model_name
     from ..evaluation import compare, compare_table, evaluator, metrics_table, per_class_table, reporter
-    from ..pipeline import open_model
+    from ..pipeline import open_model, sized_source_options
 
     _quiet_torch()
     if len(a.models) < 2:
@@ -1047,7 +1072,10 @@ def run_compare(a: argparse.Namespace) -> int:
     report_writer = reporter(task) if a.report else None
     if a.report and report_writer is None:
         raise EdgecvError("--report is written for detectors; for a classifier, segmenter or tracking use --json")
-    specs = sharded_specs(a, a.models, task) if a.ray is not None else []
+    per_model = sized_source_options(a.models, eval_source_options(a), a.across_sizes)
+    if a.ray is not None and a.across_sizes:
+        raise EdgecvError("--across-sizes runs in one process: drop --ray")
+    specs = sharded_specs(a, a.models, task, per_model) if a.ray is not None else []
     dataset = open_dataset(a, task)
     settings: dict[str, Any] = dict(
         bootstrap=a.bootstrap,
@@ -1063,11 +1091,12 @@ def run_compare(a: argparse.Namespace) -> int:
         with ray_session(a.ray):
             result = compare_sharded(specs, dataset, workers=a.workers, threads=a.worker_threads, **settings)
     else:
-        dets = [open_model(m, source_options=eval_source_options(a)) for m in a.models]
+        dets = [open_model(m, source_options=o) for m, o in zip(a.models, per_model)]
         try:
             result = compare(
                 list(zip(distinct_names([model_name(m, d) for m, d in zip(a.models, dets)], a.models), dets)),
                 dataset,
+                across_sizes=a.across_sizes,
                 **settings,
                 **({"tracker": a.tracker} if task == "track" else {}),
             )
