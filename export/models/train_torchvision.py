@@ -1,7 +1,8 @@
 """Train small members of torchvision's detection families on the synthetic shapes set.
 
 They are torchvision's own ``RetinaNet``, ``FCOS``, ``SSD``, ``FasterRCNN`` and ``MaskRCNN`` classes with a small
-backbone (edgecv-tiny's residual CNN and a torchvision FPN, about 0.5 M parameters), trained with
+backbone (edgecv-tiny's residual CNN and a torchvision FPN, about 0.5 M parameters), and torchvision's
+``ssdlite320_mobilenet_v3_large`` as it is (``ssdlite``: 3.4 M parameters, random initial weights), trained with
 torchvision's own losses, so that mAP-level checks of those families need no download::
 
     python -m edgecv.export.models.train_torchvision --family retinanet --out build/tv/retinanet.pt
@@ -28,7 +29,7 @@ from ...data import shapes
 from .tiny_yolo import ConvBN, Residual
 from .train import IMGSZ, Optimizer, render_training_set, sample_order, schedule_args
 
-FAMILIES = ("retinanet", "fcos", "ssd", "fasterrcnn", "maskrcnn")
+FAMILIES = ("retinanet", "fcos", "ssd", "ssdlite", "fasterrcnn", "maskrcnn")
 
 
 class TinyBackbone(nn.Module):
@@ -123,6 +124,12 @@ def build(family: str, num_classes: int = len(shapes.CLASSES)) -> nn.Module:
             image_mean=common["image_mean"],
             image_std=common["image_std"],
         )
+    if family == "ssdlite":
+        # torchvision's own SSDlite (MobileNetV3-Large, depthwise convolutions and hardswish: the
+        # hardest of the families to quantize), from random weights: nothing is downloaded
+        from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+        return ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes + 1)
     raise ValueError(f"unknown family {family!r}; choose one of {FAMILIES}")
 
 
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     model = build(args.family)
     optim = Optimizer(model, args.lr, args.steps)
     order = sample_order(np.random.default_rng(args.seed), args.samples, args.steps, args.batch)
-    offset = 1 if args.family in ("ssd", "fasterrcnn", "maskrcnn") else 0  # their label 0 is the background
+    offset = 1 if args.family in ("ssd", "ssdlite", "fasterrcnn", "maskrcnn") else 0  # their label 0 is the background
     instances = render_instance_maps(args.samples) if args.family == "maskrcnn" else None
     model.train()
     t0 = time.time()

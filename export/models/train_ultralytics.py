@@ -97,12 +97,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--yaml", default="yolov8n.yaml", help="an Ultralytics model yaml (packaged with ultralytics)")
     ap.add_argument("--out", required=True, help="the Ultralytics checkpoint to write")
     ap.add_argument("--weights-out", help="also write the weights alone, packed (int8 kernels, FP16 rest)")
+    ap.add_argument(
+        "--from-weights",
+        help="start from a packed weights file (--weights-out) instead of random weights: a few steps at a small "
+        "--lr move its kernels off the int8 grid that packing put them on",
+    )
     schedule_args(ap, steps=600, batch=16)
     args = ap.parse_args(argv)
 
     torch.manual_seed(args.seed)
     data = render_training_set(args.samples)
-    model = build(args.yaml)
+    if args.from_weights:
+        w = torch.load(args.from_weights, map_location="cpu", weights_only=True)
+        args.yaml = w["yaml"]
+        model = build(w["yaml"], len(w["names"]))
+        model.load_state_dict(unpack(w["state_dict"]))
+    else:
+        model = build(args.yaml)
     optim = Optimizer(model, args.lr, args.steps)
     order = sample_order(np.random.default_rng(args.seed), args.samples, args.steps, args.batch)
     h, w = IMGSZ
