@@ -214,6 +214,8 @@ def export(
     exclude: Sequence[str] = (),
     tensorrt: dict | None = None,
     probabilities: bool = False,
+    int8_recipe: Any = None,
+    inference_precision: str | None = None,
     **kwargs: Any,
 ) -> Path:
     """Export a detector, classifier or segmenter to a bundle directory for ``target``.
@@ -244,6 +246,12 @@ def export(
         calib: INT8 calibration images: a folder, a data set, or an iterable of BGR arrays.
         calib_size / calib_method / seed: how many (a seeded random subset), and how ranges are set.
         exclude: node names kept in float on top of the post-processing.
+        int8_recipe: how INT8 is made (:class:`edgecv.export.quantize.Int8Recipe`, a dict of its
+            fields or ``"head=int8,bias_correction=full"``); None: the default recipe.
+        inference_precision: openvino: what the float parts compute in (``auto``: bf16 where the
+            CPU computes it natively, else f32; ``f32``; ``bf16``), recorded in the manifest.
+            None: ``auto`` for INT8 (validated at what the exporting CPU runs), ``bf16`` for
+            bf16 bundles, ``f32`` otherwise.
         tensorrt: TensorRT build settings (see :data:`edgecv.runtimes.tensorrt.plans.BUILD_DEFAULTS`:
             ``max_batch``, ``opt_batch``, ``workspace_mb``, ``version_compatible``,
             ``hardware_compatibility``, ``optimization_level``) and ``build_plan`` (None: build
@@ -274,6 +282,14 @@ def export(
         )
     if precision == "int8" and calib is None:  # before any work on the source
         raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
+    from .quantize import Int8Recipe
+
+    recipe = Int8Recipe.of(int8_recipe)  # a bad field is refused before any work on the source
+    if inference_precision is not None:
+        if target != "openvino":
+            raise ExportError(f"inference_precision is an openvino setting; {target} bundles have none")
+        if inference_precision not in ("auto", "f32", "bf16"):
+            raise ExportError(f"inference_precision {inference_precision!r}: choose auto, f32 or bf16")
     builder = importlib.import_module(f".targets.{t.exporter}", __package__)
     src, size, nms = _prepare(model, imgsz, conf, iou, max_det, class_aware, **kwargs)
     name = name or f"{src.name}-{target}-{precision}"
@@ -342,6 +358,8 @@ def export(
                 exclude=tuple(exclude),
                 tensorrt=tensorrt,
                 progress=say,
+                recipe=recipe,
+                **({"inference_precision": inference_precision} if inference_precision else {}),
             )
         except EdgecvError:
             raise

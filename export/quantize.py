@@ -15,7 +15,9 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -99,6 +101,79 @@ def output_layers(model) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type in HEAVY_OPS and not reaches_heavy(n)]
 
 
+# --- the INT8 recipe ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an INT8 export quantizes, as one record every target reads; each field is a lever of
+    ``benchmarks/int8_levers.py``, where the figures behind each default are.
+
+    Attributes:
+        head: ``"float"`` keeps the head's output layers (:func:`output_layers`) in float,
+            ``"int8"`` quantizes them with the rest of the network.
+        preset: openvino: NNCF's preset, ``"mixed"`` (asymmetric activations) or ``"performance"``.
+        bias_correction: openvino: NNCF's ``"fast"`` or ``"full"`` bias correction, or ``"none"``.
+        scope: openvino: ``"heavy"`` quantizes the inputs of convolutions and matrix products only;
+            ``"nncf"`` lets NNCF place quantizers as for any model (element-wise joins too).
+        per_channel: onnxruntime and tensorrt: one weight scale per output channel.
+        activations: onnxruntime: ``"uint8"`` (U8S8 QDQ) or ``"int8"`` (S8S8); tensorrt always int8.
+        reduce_range: onnxruntime: 7-bit weights (see :mod:`edgecv.export.targets.onnxruntime`).
+    """
+
+    head: str = "float"
+    preset: str = "mixed"
+    bias_correction: str = "fast"
+    scope: str = "heavy"
+    per_channel: bool = True
+    activations: str = "uint8"
+    reduce_range: bool = True
+
+    CHOICES: ClassVar[dict[str, tuple]] = {
+        "head": ("float", "int8"),
+        "preset": ("mixed", "performance"),
+        "bias_correction": ("fast", "full", "none"),
+        "scope": ("heavy", "nncf"),
+        "per_channel": (True, False),
+        "activations": ("uint8", "int8"),
+        "reduce_range": (True, False),
+    }
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value, allowed = getattr(self, f.name), self.CHOICES[f.name]
+            if value not in allowed or type(value) is not type(allowed[0]):
+                raise ExportError(f"INT8 recipe: {f.name}={value!r} is not one of {', '.join(str(a) for a in allowed)}")
+
+    @classmethod
+    def of(cls, value: Int8Recipe | dict | str | None) -> Int8Recipe:
+        """A recipe from itself, a dict of fields, or ``"head=int8,bias_correction=full"`` (the CLI's
+        ``--int8-recipe``); None is the default recipe."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            items = {}
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                key, sep, text = part.partition("=")
+                if not sep:
+                    raise ExportError(f"INT8 recipe: {part!r} is not key=value (e.g. head=int8,bias_correction=full)")
+                items[key.strip()] = {"true": True, "false": False}.get(text.strip().lower(), text.strip())
+            value = items
+        if not isinstance(value, dict):
+            raise ExportError(f"INT8 recipe: give a dict or key=value text, not {type(value).__name__}")
+        unknown = sorted(set(value) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ExportError(
+                f"INT8 recipe: unknown field(s) {', '.join(unknown)}; known: {', '.join(f.name for f in fields(cls))}"
+            )
+        return cls(**value)
+
+    def record(self) -> dict:
+        return asdict(self)
+
+
 # --- the calibration cache ---------------------------------------------------------------------
 
 
@@ -148,19 +223,23 @@ def int8_build(
     files: Sequence[str],
     make: Callable[[tuple[str, ...]], dict],
     exclude: Sequence[str] = (),
+    recipe: Int8Recipe | None = None,
 ) -> dict:
-    """The INT8 step every target shares: the head's output layers join ``exclude``, then the
-    quantized files come from the cache or from ``make(exclude)``. Returns the quantization record."""
+    """The INT8 step every target shares: with the recipe's ``head="float"`` the head's output
+    layers join ``exclude``; then the quantized files come from the cache or from
+    ``make(exclude)``. Returns the quantization record."""
     import onnx
 
     if calib is None:
         raise ExportError("an int8 export needs calibration images: --calib DIR (a folder or a data set)")
-    excluded = tuple(sorted(set(exclude) | set(output_layers(onnx.load(str(onnx_path))))))
-    key = cache_key(onnx_path, calib, {**settings, "exclude": list(excluded)})
+    recipe = recipe or Int8Recipe()
+    head = set(output_layers(onnx.load(str(onnx_path)))) if recipe.head == "float" else set()
+    excluded = tuple(sorted(set(exclude) | head))
+    key = cache_key(onnx_path, calib, {**settings, "recipe": recipe.record(), "exclude": list(excluded)})
     record = _cached(key, files, out_dir)
     if record is not None:
         return {**record, "cache": "hit"}
-    record = {**make(excluded), "excluded_nodes": list(excluded)}
+    record = {**make(excluded), "recipe": recipe.record(), "excluded_nodes": list(excluded)}
     _store(key, files, out_dir, record)
     return {**record, "cache": "miss"}
 
@@ -268,13 +347,14 @@ def quantize_qdq(
     exclude: Sequence[str] = (),
     ops: Sequence[str] = HEAVY_OPS[:3],
     reduce_range: bool = False,
+    activations: str | None = None,
 ) -> dict:
     """Static INT8 quantization in QDQ format with onnxruntime's quantizer.
 
     The operator types in ``ops`` are quantized, never a post-processing node (decode, score
     activations, NMS) nor one named in ``exclude``. ``symmetric`` makes every zero point 0
-    (INT8 activations), as TensorRT requires; otherwise activations are UINT8 (x86 CPUs).
-    Returns the settings used.
+    (INT8 activations), as TensorRT requires; otherwise activations are UINT8 (x86 CPUs), or
+    INT8 with a zero point (S8S8) where ``activations="int8"``. Returns the settings used.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -298,6 +378,7 @@ def quantize_qdq(
     excluded = sorted(set(exclude))
     # by name in the pre-processed graph (its optimisation step may rename nodes)
     floats = sorted(set(excluded) | set(postprocess_nodes(model)))
+    signed = symmetric or activations == "int8"
 
     class Reader(CountingReader, CalibrationDataReader):
         pass
@@ -307,7 +388,7 @@ def quantize_qdq(
         "per_channel": per_channel,
         "method": method,
         "symmetric": symmetric,
-        "activations": "int8" if symmetric else "uint8",
+        "activations": "int8" if signed else "uint8",
         "weights": "int8",
         "ops": list(ops),
         "reduce_range": reduce_range,
@@ -327,7 +408,7 @@ def quantize_qdq(
             Reader(calib, input_names),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if signed else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(ops),
             nodes_to_exclude=floats,
@@ -445,8 +526,11 @@ def _toposort(graph) -> None:
 # --- OpenVINO / NNCF -----------------------------------------------------------------------------
 
 
-def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[str] = (), preset: str = "mixed"):
-    """NNCF post-training quantization of the OpenVINO model; post-processing nodes ignored."""
+def quantize_openvino(
+    fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[str] = (), recipe: Int8Recipe | None = None
+):
+    """NNCF post-training quantization of the OpenVINO model; post-processing nodes ignored,
+    and the rest as ``recipe`` says (preset, bias correction, scope)."""
     import nncf
     import onnx
     import openvino as ov
@@ -464,22 +548,33 @@ def quantize_openvino(fp32_onnx: Path, calib: CalibrationSet, ignored: Sequence[
     )
     # As for onnxruntime, only convolutions and matrix products are quantized: every other
     # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
+    recipe = recipe or Int8Recipe()
     heavy = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
-    types = sorted({op.get_type_name() for op in model.get_ops()} - heavy - {"Parameter", "Result", "Constant"})
+    types = (
+        sorted({op.get_type_name() for op in model.get_ops()} - heavy - {"Parameter", "Result", "Constant"})
+        if recipe.scope == "heavy"
+        else []
+    )
     inputs = [port.get_any_name() for port in model.inputs]
     dataset = nncf.Dataset(calib.samples, lambda sample: calib.feeds(sample, inputs))
+    advanced = (
+        nncf.AdvancedQuantizationParameters(disable_bias_correction=True) if recipe.bias_correction == "none" else None
+    )
     q = nncf.quantize(
         model,
         dataset,
         subset_size=calib.size,
-        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        preset=nncf.QuantizationPreset.MIXED if recipe.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        fast_bias_correction=recipe.bias_correction != "full",
         ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False),
+        **({"advanced_parameters": advanced} if advanced is not None else {}),
     )
     return q, {
         "method": "nncf.quantize",
-        "preset": preset,
+        "preset": recipe.preset,
+        "bias_correction": recipe.bias_correction,
         "subset_size": calib.size,
-        "quantized_types": sorted(heavy),
+        "quantized_types": sorted(heavy) if recipe.scope == "heavy" else "nncf",
         "ignored_nodes": len(names),
         **({"unshared_constants": unshared} if unshared else {}),
     }

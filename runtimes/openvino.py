@@ -72,9 +72,11 @@ class OpenVinoDetector(Detector):
     - ``infer_requests`` (default 4): the most infer requests of one compilation run at once,
       for calls from several threads and :meth:`stream`;
     - ``static_shapes`` (default True): compile for fixed batch sizes (1 and ``batch_size``);
-    - ``inference_precision`` (default the bundle's, f32 but for bf16 bundles): what OpenVINO's
-      float operations (an INT8 bundle's unquantized parts too) compute in: ``f32``, ``bf16``,
-      or ``auto``: bf16 on CPUs with AVX512_BF16 or AMX, f32 elsewhere;
+    - ``inference_precision`` (default the bundle's: ``auto`` for INT8, ``bf16`` for bf16
+      bundles, ``f32`` otherwise): what OpenVINO's float operations (an INT8 bundle's
+      unquantized parts too) compute in: ``f32``, ``bf16``, or ``auto``: bf16 on CPUs with
+      AVX512_BF16 or AMX, f32 elsewhere. Where the bundle's validation ran at another precision
+      than this CPU gives, loading warns: its recorded accuracy was not measured at this one;
     - ``cpu_pinning`` (default False): pin the CPU plugin's threads to cores (OpenVINO's own
       default); unpinned, a busy neighbour costs less (see :meth:`_compile`);
     - ``performance_hint`` (default the bundle's, LATENCY) for calls, ``stream_hint``
@@ -119,6 +121,19 @@ class OpenVinoDetector(Detector):
         if self.inference_precision != self._hint:
             log.warning(
                 "openvino: this CPU does not compute in %s; the bundle runs in %s", self._hint, self.inference_precision
+            )
+        validated = (self.manifest.get("validation") or {}).get("inference_precision")
+        if validated and validated != self.inference_precision and "inference_precision" not in self.options:
+            # "auto" follows the CPU: a bundle validated where it ran f32 runs bf16 on a CPU with
+            # native bf16, and its recorded figure is then not the one that holds here
+            log.warning(
+                "openvino: bundle '%s' was validated with its float parts in %s; this CPU runs them in %s, so "
+                "its recorded accuracy was not measured at this precision: run edgecv compare on this machine, "
+                "or load it with inference_precision=%r",
+                self.bundle.path.name if self.bundle else "?",
+                validated,
+                self.inference_precision,
+                validated,
             )
         self.threads_used = int(first.compiled.get_property("INFERENCE_NUM_THREADS"))
         self._warm_bridge(first)

@@ -447,3 +447,114 @@ def test_nncf_quantizes_an_if_body_that_shared_a_constant_with_the_main_graph():
     assert [op.get_type_name() for op in quantized.get_ops()].count("FakeQuantize") == 2  # the conv's input and weights
     got = ov.Core().compile_model(quantized, "CPU")(x)[0]
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+
+
+# --- the INT8 recipe and the float parts' precision ------------------------------------------------
+
+
+def test_int8_recipe_fields_are_parsed_and_checked(default_src, tmp_path):
+    from edgecv.export.quantize import Int8Recipe
+
+    r = Int8Recipe.of("head=int8, bias_correction=full, per_channel=false")
+    assert (r.head, r.bias_correction, r.per_channel) == ("int8", "full", False)
+    assert Int8Recipe.of(None) == Int8Recipe() and Int8Recipe.of({"preset": "performance"}).preset == "performance"
+    for bad, message in [
+        ("head=int4", "head='int4' is not one of float, int8"),
+        ("speed=fast", "unknown field"),
+        ("head", "not key=value"),
+        ({"per_channel": "yes"}, "per_channel='yes'"),
+    ]:
+        with pytest.raises(ExportError, match=message):
+            Int8Recipe.of(bad)
+    with pytest.raises(ExportError, match="head='int4'"):  # before any work: nothing is written
+        export_mod.export(
+            default_src, "onnxruntime", precision="int8", calib=[], int8_recipe="head=int4", out_dir=tmp_path / "o"
+        )
+    assert not (tmp_path / "o").exists()
+
+
+def _weight_dq(model, node_name):
+    """The DequantizeLinear that feeds node ``node_name``'s weights, or None (float weights)."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    node = next(n for n in model.graph.node if n.name == node_name)
+    dq = producers.get(node.input[1])
+    return dq if dq is not None and dq.op_type == "DequantizeLinear" else None
+
+
+def test_the_recipe_reaches_the_quantizer_and_the_manifest(default_src, calib_images, tmp_path):
+    """head=float keeps the head's output layers' weights in float, head=int8 quantizes them;
+    per_channel=false gives every weight one scale; the manifest records the recipe."""
+    from onnx import numpy_helper
+
+    from edgecv.export.quantize import Int8Recipe
+
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    head_float = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path / "a", int8_recipe="head=float", **kw)
+    whole = export_mod.export(
+        default_src, "onnxruntime", out_dir=tmp_path / "b", int8_recipe="head=int8,per_channel=false", **kw
+    )
+    qa = Bundle.open(head_float).manifest["provenance"]["quantization"]
+    qb = Bundle.open(whole).manifest["provenance"]["quantization"]
+    assert qa["recipe"] == Int8Recipe(head="float").record()
+    assert qb["recipe"] == Int8Recipe(head="int8", per_channel=False).record()
+    ma, mb = onnx.load(str(head_float / "model.onnx")), onnx.load(str(whole / "model.onnx"))
+    heads = set(output_layers(ma)) & {n.name for n in ma.graph.node}
+    assert heads and set(qa["excluded_nodes"]) >= heads and not qb["excluded_nodes"]
+    for name in heads:
+        assert _weight_dq(ma, name) is None and _weight_dq(mb, name) is not None, name
+    inits = {i.name: i for i in mb.graph.initializer}
+    weight_scales = [
+        numpy_helper.to_array(inits[n.input[1]])
+        for n in mb.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and numpy_helper.to_array(inits[n.input[0]]).ndim == 4
+    ]
+    assert weight_scales and all(s.size == 1 for s in weight_scales)
+
+
+@pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
+def test_openvino_int8_float_parts_follow_the_cpu_and_the_validation_records_them(
+    default_src, calib_images, val_set, tmp_path, monkeypatch, caplog
+):
+    """An openvino INT8 bundle asks for ``auto``: its float parts run bf16 on a CPU that computes
+    bf16 natively and f32 elsewhere; its validation runs (and records) what the exporting CPU
+    gives; f32 stays one option away, at export and at load; a CPU that runs another precision
+    than the validated one is warned about on load."""
+    import logging
+
+    from edgecv import cpu
+    from edgecv.bundle import write_validation
+    from edgecv.pipeline import export_checked
+
+    images_dir, ann = val_set
+    dataset = load_dataset(ann, images_dir)
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    bundle, result, _ = export_checked(
+        default_src, "openvino", dataset, validate=True, bootstrap=0, out_dir=tmp_path, **kw
+    )
+    m = Bundle.open(bundle).manifest
+    here = cpu.float_precision()
+    assert m["runtime"]["openvino"]["inference_precision"] == "auto"
+    assert m["validation"]["inference_precision"] == here  # validated at the precision it runs at here
+    with load(bundle) as det:
+        assert det.inference_precision == here
+
+    pinned = export_mod.export(
+        default_src, "openvino", out_dir=tmp_path, name="pinned", inference_precision="f32", **kw
+    )
+    assert Bundle.open(pinned).manifest["runtime"]["openvino"]["inference_precision"] == "f32"
+    with pytest.raises(ExportError, match="inference_precision is an openvino setting"):
+        export_mod.export(default_src, "onnxruntime", out_dir=tmp_path, inference_precision="f32", **kw)
+
+    # a CPU with native bf16, its flags as /proc/cpuinfo gives them: auto asks OpenVINO for bf16
+    monkeypatch.setattr(cpu, "isa", lambda cpuinfo=None: ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"])
+    with load(bundle) as det, load(pinned) as p, load(bundle, inference_precision="f32") as f:
+        assert (det._hint, p._hint, f._hint) == ("bf16", "f32", "f32")
+    monkeypatch.undo()
+
+    other = "bf16" if here == "f32" else "f32"
+    write_validation(bundle, {**m["validation"], "inference_precision": other})
+    with caplog.at_level(logging.WARNING, logger="edgecv"):
+        load(bundle).close()
+    assert f"validated with its float parts in {other}; this CPU runs them in {here}" in caplog.text

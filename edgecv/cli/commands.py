@@ -100,6 +100,21 @@ def setup_export(p: argparse.ArgumentParser) -> None:
         "the 99.999th, robust to outliers",
     )
     p.add_argument(
+        "--int8-recipe",
+        default=None,
+        metavar="KEY=VALUE,...",
+        help="how int8 is made, changing the default recipe's fields (docs/precision.md#the-int8-recipe), e.g. "
+        "head=int8,bias_correction=full",
+    )
+    p.add_argument(
+        "--inference-precision",
+        default=None,
+        choices=("auto", "f32", "bf16"),
+        help="openvino: what the float parts compute in, recorded in the manifest (default: auto for int8, bf16 "
+        "where the CPU computes it natively and f32 elsewhere; bf16 for --precision bf16; f32 otherwise); f32 "
+        "pins it",
+    )
+    p.add_argument(
         "--imgsz",
         type=_imgsz,
         default=None,
@@ -452,6 +467,8 @@ def export_one(a: argparse.Namespace) -> tuple[Path, str | None, list[str]]:
         calib_size=a.calib_size,
         calib_method=a.calib_method,
         tensorrt=trt or None,
+        int8_recipe=a.int8_recipe if a.precision == "int8" else None,
+        inference_precision=a.inference_precision if a.target == "openvino" else None,
         **nms,
     )
     return Path(bundle), (compare_table(result) if result is not None else None), list(failures)

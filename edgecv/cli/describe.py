@@ -85,6 +85,13 @@ def runtime_lines(manifest: dict) -> list[str]:
         plain = {k: v for k, v in settings.items() if not isinstance(v, dict) and k != "engines"}
         if plain:
             lines.append(f"runtime    {key}: {value(plain)}")
+        if settings.get("inference_precision") == "auto":
+            from ..cpu import float_precision
+
+            lines.append(
+                "float      parts computed in bf16 where the CPU computes it natively (AVX512_BF16, AMX), else f32; "
+                f"on this CPU: {float_precision()} (load with inference_precision='f32' to pin f32)"
+            )
         if "build" in settings:
             lines.append(f"{key} build settings (set at export; edgecv build's options override them):")
             lines += fields(settings["build"])

@@ -94,6 +94,7 @@ def build(
     exclude: tuple[str, ...] = (),
     tensorrt: dict | None = None,
     progress: Callable[[str], None] | None = None,
+    recipe: Q.Int8Recipe | None = None,
     **_: object,
 ) -> tuple[dict[str, str], dict, dict]:
     say = progress or log.info
@@ -108,14 +109,18 @@ def build(
     elif precision == "fp16":
         record = Q.fp16_graph(onnx_path, target, keep=exclude)
     else:
+        r = recipe or Q.Int8Recipe()
         record = Q.int8_build(
             onnx_path,
             out_dir,
             calib,
             {"target": "tensorrt", "method": calib_method, "symmetric": True},
             ["model.onnx"],
-            lambda ex: Q.quantize_qdq(onnx_path, target, calib, symmetric=True, method=calib_method, exclude=ex),
+            lambda ex: Q.quantize_qdq(
+                onnx_path, target, calib, symmetric=True, method=calib_method, exclude=ex, per_channel=r.per_channel
+            ),
             exclude,
+            r,
         )
     nonzero_on_float(target)
     name, shape, extra = _input_shape(target)
