@@ -13,7 +13,7 @@ Models (trained here by the repository's scripts on the shapes set; nothing down
   them exactly and it hides every weight-quantization error: it is a row of its own, never the
   proof of a default;
 - ``yolo11n``: Ultralytics' YOLO11n trained from random weights (600 steps);
-- ``ssdlite``: torchvision's ``ssdlite320_mobilenet_v3_large`` trained from random weights;
+- ``ssdlite``: torchvision's ``ssdlite320_mobilenet_v3_large`` trained from random weights (700 steps);
 - ``edgecv-tiny``: the bundled default detector.
 
 Each lever changes one field of the default recipe (:class:`edgecv.export.quantize.Int8Recipe`)
@@ -58,7 +58,11 @@ LEVERS: dict[str, tuple[tuple[str, ...], dict, dict]] = {
     "preset=performance": (("openvino",), {"preset": "performance"}, {}),
     "scope=nncf": (("openvino",), {"scope": "nncf"}, {}),
     "scope=nncf,head=int8": (("openvino",), {"scope": "nncf", "head": "int8"}, {}),
+    "ranges=minmax": (("openvino",), {"ranges": "minmax"}, {}),
+    "ranges=histogram": (("openvino",), {"ranges": "histogram"}, {}),
+    "keep_float=3": (("openvino", "onnxruntime"), {"keep_float": 3}, {}),
     "per_channel=false": (("onnxruntime",), {"per_channel": False}, {}),
+    "activations=int8,reduce_range=false": (("onnxruntime",), {"activations": "int8", "reduce_range": False}, {}),
     "activations=int8": (("onnxruntime",), {"activations": "int8"}, {}),
     "reduce_range=false": (("onnxruntime",), {"reduce_range": False}, {}),
     "calib_method=minmax": (("onnxruntime",), {}, {"calib_method": "minmax"}),
@@ -86,11 +90,13 @@ TRAIN = {
         "--family",
         "ssdlite",
         "--steps",
-        "900",
+        "700",
         "--batch",
         "8",
         "--lr",
         "3e-3",
+        "--samples",
+        "3000",
     ],
 }
 

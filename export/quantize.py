@@ -116,27 +116,37 @@ class Int8Recipe:
         bias_correction: openvino: NNCF's ``"fast"`` or ``"full"`` bias correction, or ``"none"``.
         scope: openvino: ``"heavy"`` quantizes the inputs of convolutions and matrix products only;
             ``"nncf"`` lets NNCF place quantizers as for any model (element-wise joins too).
+        ranges: openvino: how activation ranges are estimated: ``"mean_minmax"`` (NNCF's default,
+            the mean over images of each image's min and max), ``"minmax"`` (over all images) or
+            ``"histogram"`` (NNCF's histogram search for the range of least quantization error).
         per_channel: onnxruntime and tensorrt: one weight scale per output channel.
         activations: onnxruntime: ``"uint8"`` (U8S8 QDQ) or ``"int8"`` (S8S8); tensorrt always int8.
         reduce_range: onnxruntime: 7-bit weights (see :mod:`edgecv.export.targets.onnxruntime`).
+        keep_float: this many layers stay in float on top of the rest: those whose float weights
+            bring the network's raw outputs closest to FP32 on calibration images (no labels:
+            :func:`sensitive_layers`), ranked on a Q/DQ proxy of the network.
     """
 
     head: str = "float"
     preset: str = "mixed"
     bias_correction: str = "fast"
     scope: str = "heavy"
+    ranges: str = "mean_minmax"
     per_channel: bool = True
     activations: str = "uint8"
     reduce_range: bool = True
+    keep_float: int = 0
 
     CHOICES: ClassVar[dict[str, tuple]] = {
         "head": ("float", "int8"),
         "preset": ("mixed", "performance"),
         "bias_correction": ("fast", "full", "none"),
         "scope": ("heavy", "nncf"),
+        "ranges": ("mean_minmax", "minmax", "histogram"),
         "per_channel": (True, False),
         "activations": ("uint8", "int8"),
         "reduce_range": (True, False),
+        "keep_float": tuple(range(0, 17)),
     }
 
     def __post_init__(self) -> None:
@@ -159,7 +169,8 @@ class Int8Recipe:
                 key, sep, text = part.partition("=")
                 if not sep:
                     raise ExportError(f"INT8 recipe: {part!r} is not key=value (e.g. head=int8,bias_correction=full)")
-                items[key.strip()] = {"true": True, "false": False}.get(text.strip().lower(), text.strip())
+                t = text.strip()
+                items[key.strip()] = {"true": True, "false": False}.get(t.lower(), int(t) if t.isdigit() else t)
             value = items
         if not isinstance(value, dict):
             raise ExportError(f"INT8 recipe: give a dict or key=value text, not {type(value).__name__}")
@@ -239,9 +250,37 @@ def int8_build(
     record = _cached(key, files, out_dir)
     if record is not None:
         return {**record, "cache": "hit"}
-    record = {**make(excluded), "recipe": recipe.record(), "excluded_nodes": list(excluded)}
+    sensitive = sensitive_layers(onnx_path, calib, excluded, recipe.keep_float) if recipe.keep_float else []
+    excluded = tuple(sorted(set(excluded) | set(sensitive)))
+    record = {
+        **make(excluded),
+        "recipe": recipe.record(),
+        "excluded_nodes": list(excluded),
+        **({"kept_float_by_sensitivity": sensitive} if recipe.keep_float else {}),
+    }
     _store(key, files, out_dir, record)
     return {**record, "cache": "miss"}
+
+
+def sensitive_layers(onnx_path: Path, calib: CalibrationSet, excluded: Sequence[str], k: int) -> list[str]:
+    """The ``k`` quantized layers whose float weights bring the network's raw outputs closest to
+    FP32 on calibration images: no labels needed, so every INT8 export can use it.
+
+    Ranked (:func:`edgecv.export.accuracy.layer_sensitivity`) on a Q/DQ proxy of the network
+    (onnxruntime's quantizer, 64 calibration images, ``excluded`` kept in float), run as float
+    arithmetic, on 4 calibration images; only layers whose float weights help are returned.
+    """
+    import tempfile
+
+    from .accuracy import layer_sensitivity
+
+    subset = CalibrationSet(calib.samples[:64], f"{calib.sha256}:64", calib.source)
+    probe = CalibrationSet(calib.samples[:4], f"{calib.sha256}:4", calib.source)
+    with tempfile.TemporaryDirectory(prefix="edgecv-rank-") as d:
+        proxy = Path(d) / "proxy.onnx"
+        quantize_qdq(onnx_path, proxy, subset, exclude=excluded, ops=CPU_OPS)
+        ranked = layer_sensitivity(onnx_path, proxy, probe, samples=len(probe.samples), level="basic")
+    return [name for name, gain in ranked[:k] if gain > 0]
 
 
 # --- onnxruntime / TensorRT-style QDQ ------------------------------------------------------------
@@ -557,9 +596,16 @@ def quantize_openvino(
     )
     inputs = [port.get_any_name() for port in model.inputs]
     dataset = nncf.Dataset(calib.samples, lambda sample: calib.feeds(sample, inputs))
-    advanced = (
-        nncf.AdvancedQuantizationParameters(disable_bias_correction=True) if recipe.bias_correction == "none" else None
-    )
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    advanced_options: dict = {}
+    if recipe.bias_correction == "none":
+        advanced_options["disable_bias_correction"] = True
+    if recipe.ranges != "mean_minmax":
+        advanced_options["activations_range_estimator_params"] = getattr(
+            RangeEstimatorParametersSet, recipe.ranges.upper()
+        )
+    advanced = nncf.AdvancedQuantizationParameters(**advanced_options) if advanced_options else None
     q = nncf.quantize(
         model,
         dataset,
@@ -573,6 +619,7 @@ def quantize_openvino(
         "method": "nncf.quantize",
         "preset": recipe.preset,
         "bias_correction": recipe.bias_correction,
+        "ranges": recipe.ranges,
         "subset_size": calib.size,
         "quantized_types": sorted(heavy) if recipe.scope == "heavy" else "nncf",
         "ignored_nodes": len(names),

@@ -558,3 +558,27 @@ def test_openvino_int8_float_parts_follow_the_cpu_and_the_validation_records_the
     with caplog.at_level(logging.WARNING, logger="edgecv"):
         load(bundle).close()
     assert f"validated with its float parts in {other}; this CPU runs them in {here}" in caplog.text
+
+
+def test_keep_float_keeps_the_layers_calibration_finds_most_sensitive(default_src, calib_images, tmp_path):
+    """keep_float=k: the k layers whose float weights bring the raw outputs closest to FP32 on
+    calibration images (no labels) stay float in the bundle, named in its record."""
+    from edgecv.export.quantize import sensitive_layers
+
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    bundle = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path, int8_recipe="keep_float=2", **kw)
+    q = Bundle.open(bundle).manifest["provenance"]["quantization"]
+    kept = q["kept_float_by_sensitivity"]
+    assert 1 <= len(kept) <= 2 and set(kept) <= set(q["excluded_nodes"])
+    model = onnx.load(str(bundle / "model.onnx"))
+    for name in kept:  # their weights are float in the graph the bundle runs
+        assert _weight_dq(model, name) is None, name
+    # the ranking itself: named layers are heavy nodes of the graph, not already excluded ones
+    fp32 = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path / "f")
+    from edgecv.export.calibration import calibration_set
+
+    cal = calibration_set(calib_images, (320, 320), default_src.in_spec.color, default_src.in_spec.pad_value, 8, 0)
+    heads = output_layers(onnx.load(str(fp32 / "model.onnx")))
+    ranked = sensitive_layers(fp32 / "model.onnx", cal, heads, 3)
+    names = {n.name: n.op_type for n in onnx.load(str(fp32 / "model.onnx")).graph.node}
+    assert ranked and all(names.get(n) == "Conv" and n not in heads for n in ranked)
