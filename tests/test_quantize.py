@@ -582,3 +582,18 @@ def test_keep_float_keeps_the_layers_calibration_finds_most_sensitive(default_sr
     ranked = sensitive_layers(fp32 / "model.onnx", cal, heads, 3)
     names = {n.name: n.op_type for n in onnx.load(str(fp32 / "model.onnx")).graph.node}
     assert ranked and all(names.get(n) == "Conv" and n not in heads for n in ranked)
+
+
+@pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
+def test_openvino_recipe_fields_reach_nncf(default_src, calib_images, tmp_path):
+    """The recipe's NNCF fields are what NNCF ran with (its record), and change the model."""
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    a = export_mod.export(default_src, "openvino", out_dir=tmp_path, name="a", **kw)
+    b = export_mod.export(
+        default_src, "openvino", out_dir=tmp_path, name="b", int8_recipe="ranges=histogram,bias_correction=none", **kw
+    )
+    qa = Bundle.open(a).manifest["provenance"]["quantization"]
+    qb = Bundle.open(b).manifest["provenance"]["quantization"]
+    assert (qa["ranges"], qa["bias_correction"]) == ("mean_minmax", "fast")
+    assert (qb["ranges"], qb["bias_correction"]) == ("histogram", "none")
+    assert (a / "model.bin").read_bytes() != (b / "model.bin").read_bytes()
