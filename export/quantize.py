@@ -581,9 +581,12 @@ def quantize_openvino(
     # OpenVINO splits an ONNX Conv with bias into Convolution + Add: the Add keeps the ONNX name,
     # the Convolution gets "<name>/WithoutBiases". Ignore both.
     names = sorted(
-        op.get_friendly_name()
-        for op in model.get_ops()
-        if op.get_friendly_name() in wanted or op.get_friendly_name().split("/WithoutBiases")[0] in wanted
+        {
+            op.get_friendly_name()
+            for op in model.get_ops()
+            if op.get_friendly_name() in wanted or op.get_friendly_name().split("/WithoutBiases")[0] in wanted
+        }
+        | set(ov_postprocess_ops(model))
     )
     # As for onnxruntime, only convolutions and matrix products are quantized: every other
     # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
@@ -625,6 +628,30 @@ def quantize_openvino(
         "ignored_nodes": len(names),
         **({"unshared_constants": unshared} if unshared else {}),
     }
+
+
+OV_HEAVY = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
+
+
+def ov_postprocess_ops(model) -> list[str]:
+    """Friendly names of the operations of an OpenVINO model from which no convolution or matrix
+    product can be reached: :func:`postprocess_nodes` on the converted graph itself. The converter
+    renames some of them (a node that makes a graph output takes the output's name: ``boxes``,
+    ``scores``) and adds others (``ShapeOf``, ``Gather``), which the ONNX names cannot catch."""
+    ops = list(model.get_ops())
+    feeds: set[str] = set()
+    stack = [op for op in ops if op.get_type_name() in OV_HEAVY]
+    while stack:
+        op = stack.pop()
+        for port in op.inputs():
+            producer = port.get_source_output().get_node()
+            if producer.get_friendly_name() not in feeds:
+                feeds.add(producer.get_friendly_name())
+                stack.append(producer)
+    skip = set(OV_HEAVY) | {"Constant", "Parameter", "Result"}
+    return [
+        op.get_friendly_name() for op in ops if op.get_type_name() not in skip and op.get_friendly_name() not in feeds
+    ]
 
 
 def unshare_subgraph_constants(model) -> int:
