@@ -62,6 +62,7 @@ LEVERS: dict[str, tuple[tuple[str, ...], dict, dict]] = {
     "ranges=histogram": (("openvino",), {"ranges": "histogram"}, {}),
     "keep_float=3": (("openvino", "onnxruntime"), {"keep_float": 3}, {}),
     "per_channel=false": (("onnxruntime",), {"per_channel": False}, {}),
+    "ops=heavy": (("onnxruntime",), {"ops": "heavy"}, {}),
     "activations=int8,reduce_range=false": (("onnxruntime",), {"activations": "int8", "reduce_range": False}, {}),
     "activations=int8": (("onnxruntime",), {"activations": "int8"}, {}),
     "reduce_range=false": (("onnxruntime",), {"reduce_range": False}, {}),

@@ -122,6 +122,9 @@ class Int8Recipe:
         per_channel: onnxruntime and tensorrt: one weight scale per output channel.
         activations: onnxruntime: ``"uint8"`` (U8S8 QDQ) or ``"int8"`` (S8S8); tensorrt always int8.
         reduce_range: onnxruntime: 7-bit weights (see :mod:`edgecv.export.targets.onnxruntime`).
+        ops: onnxruntime: ``"cpu"`` quantizes :data:`CPU_OPS` (the heavy operators and the
+            activations, joins and resampling between them, fused into integer kernels);
+            ``"heavy"`` the heavy operators alone (float between them).
         keep_float: this many layers stay in float on top of the rest: those whose float weights
             bring the network's raw outputs closest to FP32 on calibration images (no labels:
             :func:`sensitive_layers`), ranked on a Q/DQ proxy of the network.
@@ -135,6 +138,7 @@ class Int8Recipe:
     per_channel: bool = True
     activations: str = "uint8"
     reduce_range: bool = True
+    ops: str = "cpu"
     keep_float: int = 0
 
     CHOICES: ClassVar[dict[str, tuple]] = {
@@ -146,6 +150,7 @@ class Int8Recipe:
         "per_channel": (True, False),
         "activations": ("uint8", "int8"),
         "reduce_range": (True, False),
+        "ops": ("cpu", "heavy"),
         "keep_float": tuple(range(0, 17)),
     }
 

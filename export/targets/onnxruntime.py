@@ -41,7 +41,7 @@ def build(
         onnx_path,
         out_dir,
         calib,
-        {"target": "onnxruntime", "method": calib_method, "ops": list(Q.CPU_OPS)},
+        {"target": "onnxruntime", "method": calib_method},
         ["model.onnx"],
         lambda ex: Q.quantize_qdq(
             onnx_path,
@@ -49,7 +49,7 @@ def build(
             calib,
             method=calib_method,
             exclude=ex,
-            ops=Q.CPU_OPS,
+            ops=Q.CPU_OPS if r.ops == "cpu" else Q.HEAVY_OPS[:3],
             reduce_range=r.reduce_range,
             per_channel=r.per_channel,
             activations=r.activations,
