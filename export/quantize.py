@@ -75,6 +75,31 @@ def postprocess_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type not in HEAVY_OPS and n.name not in feeds_heavy]
 
 
+def float_runs(model, excluded: Sequence[str]) -> list[str]:
+    """Names of the non-heavy nodes that an excluded heavy node's output reaches before the next
+    heavy node: a layer kept in float stays float up to the next convolution's input, its
+    activation (SiLU's Sigmoid and Mul), joins and resampling included.
+
+    onnxruntime's full graph optimizations miscompute a float Conv whose SiLU is quantized: a
+    YOLO11n INT8 graph with its first convolution kept in float lost 21.7 mAP points at
+    ``ORT_ENABLE_ALL`` and nothing at ``ORT_ENABLE_BASIC`` (benchmarks/results/int8-levers-*).
+    """
+    wanted = set(excluded)
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    out: set[str] = set()
+    stack = [o for n in model.graph.node if n.name in wanted and n.op_type in HEAVY_OPS for o in n.output]
+    while stack:
+        for c in consumers.get(stack.pop(), []):
+            if c.op_type in HEAVY_OPS or c.name in out:
+                continue
+            out.add(c.name)
+            stack.extend(c.output)
+    return sorted(out)
+
+
 def output_layers(model) -> list[str]:
     """Names of the heavy nodes that no other heavy node depends on: the head's final layers.
 
@@ -197,8 +222,14 @@ def cache_root() -> Path:
     return Path(os.environ.get("EDGECV_CACHE", Path.home() / ".cache" / "edgecv")) / "quantized"
 
 
+#: changes whenever the quantizers make other files from the same graph, settings and images, so
+#: that no cached file of an older edgecv is reused (2: a float layer's run up to the next heavy node)
+CACHE_VERSION = 2
+
+
 def cache_key(graph_path: Path, calib: CalibrationSet, settings: dict) -> str:
     h = hashlib.sha256()
+    h.update(f"edgecv-quantized-{CACHE_VERSION}".encode())
     h.update(hashlib.sha256(graph_path.read_bytes()).digest())
     h.update(calib.sha256.encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -421,7 +452,7 @@ def quantize_qdq(
     input_names = [i.name for i in model.graph.input]
     excluded = sorted(set(exclude))
     # by name in the pre-processed graph (its optimisation step may rename nodes)
-    floats = sorted(set(excluded) | set(postprocess_nodes(model)))
+    floats = sorted(set(excluded) | set(postprocess_nodes(model)) | set(float_runs(model, excluded)))
     signed = symmetric or activations == "int8"
 
     class Reader(CountingReader, CalibrationDataReader):
