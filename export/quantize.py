@@ -298,17 +298,108 @@ def int8_build(
     return {**record, "cache": "miss"}
 
 
+def _with_float_layer(model, name: str):
+    """A copy of a QDQ ``model`` in which node ``name`` takes float weights (and bias): what
+    keeping that layer in float at export does. None when its weights are not quantized."""
+    import copy
+
+    from onnx import numpy_helper
+
+    m = copy.deepcopy(model)
+    node = next((n for n in m.graph.node if n.name == name), None)
+    if node is None:
+        return None
+    inits = {i.name: i for i in m.graph.initializer}
+    producers = {o: n for n in m.graph.node for o in n.output}
+    changed = False
+    for k in range(1, len(node.input)):
+        dq = producers.get(node.input[k])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
+        scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+        zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else 0.0
+        if np.ndim(scale) == 1 and w.ndim > 1:  # per channel, along the DQ's axis
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1) % w.ndim
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+            zp = np.reshape(zp, shape) if np.ndim(zp) else zp
+        t = numpy_helper.from_array(((w - zp) * scale).astype(np.float32), f"{node.input[k]}/float")
+        m.graph.initializer.append(t)
+        node.input[k] = t.name
+        changed = True
+    return m if changed else None
+
+
+def layer_sensitivity(
+    fp32_path: Path, quantized_path: Path, calib: CalibrationSet, samples: int = 8, level: str = "all"
+) -> list[tuple[str, float]]:
+    """Rank the quantized layers by how much keeping each alone in float brings the network's
+    outputs back to FP32.
+
+    ``quantized_path`` is the QDQ graph as the target builds it; it runs in onnxruntime at
+    optimization ``level`` (``all``: its integer kernels, as an onnxruntime bundle runs;
+    ``basic``: Q/DQ as float arithmetic, as TensorRT computes). For each layer with quantized
+    weights, the graph is run with that layer's weights in float, and the error of the head's
+    raw outputs (relative squared error against the FP32 graph, on ``samples`` calibration
+    images) is compared with the fully quantized graph's. Largest improvement first.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    fp32 = onnx.load(str(fp32_path))
+    by_name = {n.name: n for n in fp32.graph.node}
+    heads = [by_name[n].output[0] for n in output_layers(fp32)]
+    quantized = onnx.load(str(quantized_path))
+    levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC}
+    xs = calib.samples[:samples]
+
+    def outputs(model) -> list[list[np.ndarray]]:
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        have = {o.name for o in m.graph.output}
+        m.graph.output.extend(
+            [onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None) for t in heads if t not in have]
+        )
+        so = ort.SessionOptions()
+        so.graph_optimization_level = levels[level]
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        names = [i.name for i in sess.get_inputs()]
+        return [sess.run(heads, calib.feeds(x, names)) for x in xs]
+
+    ref = outputs(fp32)
+
+    def error(model) -> float:
+        return float(
+            np.mean(
+                [
+                    sum(float(((q - f) ** 2).sum()) / (float((f**2).sum()) or 1.0) for q, f in zip(qs, fs))
+                    for qs, fs in zip(outputs(model), ref)
+                ]
+            )
+        )
+
+    base = error(quantized)
+    scores = []
+    for n in quantized.graph.node:
+        if n.op_type in HEAVY_OPS and n.name in by_name:
+            variant = _with_float_layer(quantized, n.name)
+            if variant is not None:
+                scores.append((n.name, base - error(variant)))
+    return sorted(scores, key=lambda kv: -kv[1])
+
+
 def sensitive_layers(onnx_path: Path, calib: CalibrationSet, excluded: Sequence[str], k: int) -> list[str]:
     """The ``k`` quantized layers whose float weights bring the network's raw outputs closest to
     FP32 on calibration images: no labels needed, so every INT8 export can use it.
 
-    Ranked (:func:`edgecv.export.accuracy.layer_sensitivity`) on a Q/DQ proxy of the network
+    Ranked (:func:`layer_sensitivity`) on a Q/DQ proxy of the network
     (onnxruntime's quantizer, 64 calibration images, ``excluded`` kept in float), run as float
     arithmetic, on 4 calibration images; only layers whose float weights help are returned.
     """
     import tempfile
-
-    from .accuracy import layer_sensitivity
 
     subset = CalibrationSet(calib.samples[:64], f"{calib.sha256}:64", calib.source)
     probe = CalibrationSet(calib.samples[:4], f"{calib.sha256}:4", calib.source)

@@ -283,8 +283,8 @@ def test_openvino_fp16_budget_is_a_validation_gate(val_set, tmp_path, capsys):
 def test_sensitivity_ranks_layers_on_the_graph_the_target_runs(default_bundles, default_int8_bundle, calib_images):
     """Keeping the top-ranked layer in float, in the onnxruntime INT8 graph run with its integer
     kernels, brings the head's outputs closer to FP32 than keeping the bottom-ranked one."""
-    from edgecv.export.accuracy import _with_float_layer, layer_sensitivity
     from edgecv.export.calibration import calibration_set
+    from edgecv.export.quantize import _with_float_layer, layer_sensitivity
 
     bundle = default_int8_bundle
     cal = calibration_set(calib_images, (320, 320), size=16)
