@@ -489,14 +489,16 @@ def test_the_recipe_reaches_the_quantizer_and_the_manifest(default_src, calib_im
     from edgecv.export.quantize import Int8Recipe
 
     kw = dict(precision="int8", calib=calib_images, calib_size=8)
-    head_float = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path / "a", int8_recipe="head=float", **kw)
+    head_float = export_mod.export(
+        default_src, "onnxruntime", out_dir=tmp_path / "a", int8_recipe="head=float,keep_float=0", **kw
+    )
     whole = export_mod.export(
-        default_src, "onnxruntime", out_dir=tmp_path / "b", int8_recipe="head=int8,per_channel=false", **kw
+        default_src, "onnxruntime", out_dir=tmp_path / "b", int8_recipe="head=int8,per_channel=false,keep_float=0", **kw
     )
     qa = Bundle.open(head_float).manifest["provenance"]["quantization"]
     qb = Bundle.open(whole).manifest["provenance"]["quantization"]
-    assert qa["recipe"] == Int8Recipe(head="float").record()
-    assert qb["recipe"] == Int8Recipe(head="int8", per_channel=False).record()
+    assert qa["recipe"] == Int8Recipe(head="float", keep_float=0).record()
+    assert qb["recipe"] == Int8Recipe(head="int8", per_channel=False, keep_float=0).record()
     ma, mb = onnx.load(str(head_float / "model.onnx")), onnx.load(str(whole / "model.onnx"))
     heads = set(output_layers(ma)) & {n.name for n in ma.graph.node}
     assert heads and set(qa["excluded_nodes"]) >= heads and not qb["excluded_nodes"]
