@@ -119,10 +119,15 @@ def compare(
     )
 
 
-def model_input_size(det: Any) -> tuple[int, int]:
-    """The (height, width) an open model takes, from its manifest."""
-    h, w = det.manifest["input"]["shape"][1:3]
+def manifest_input_size(manifest: dict) -> tuple[int, int]:
+    """The (height, width) a model takes, from its manifest's input shape [B, H, W, 3]."""
+    h, w = manifest["input"]["shape"][1:3]
     return int(h), int(w)
+
+
+def model_input_size(det: Any) -> tuple[int, int]:
+    """The (height, width) an open model takes."""
+    return manifest_input_size(det.manifest)
 
 
 def labelled_sizes(models: Sequence[tuple[str, Any]], across_sizes: bool) -> list[tuple[str, Any]]:

@@ -44,10 +44,10 @@ def open_model(spec: Any, **options: Any):
 def input_size(spec: Any) -> tuple[int, int] | None:
     """The (height, width) that a bundle directory's model takes; None for anything else (a source)."""
     from .bundle import MANIFEST_NAME, Bundle
+    from .evaluation import manifest_input_size
 
     if isinstance(spec, (str, os.PathLike)) and (Path(spec) / MANIFEST_NAME).is_file():
-        h, w = Bundle.open(spec, verify=False).manifest["input"]["shape"][1:3]
-        return int(h), int(w)
+        return manifest_input_size(Bundle.open(spec, verify=False).manifest)
     return None
 
 

@@ -718,7 +718,7 @@ def quantize_openvino(
     # As for onnxruntime, only convolutions and matrix products are quantized: every other
     # operation type is in the ignored scope, so no quantizer lands on decode or NMS tensors.
     recipe = recipe or Int8Recipe()
-    heavy = {"Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData"}
+    heavy = set(OV_HEAVY)
     types = (
         sorted({op.get_type_name() for op in model.get_ops()} - heavy - {"Parameter", "Result", "Constant"})
         if recipe.scope == "heavy"
