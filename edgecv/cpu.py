@@ -38,7 +38,7 @@ def physical_cores() -> int:
 
 
 #: the vector extensions that change which kernels CPU backends run (int8 dot products, bf16, AMX)
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
 def isa(cpuinfo: str | None = None) -> list[str]:
@@ -64,6 +64,25 @@ def float_precision(flags: list[str] | None = None) -> str:
     """The precision OpenVINO's float operations run in for ``inference_precision="auto"``:
     ``bf16`` on CPUs that compute it natively, ``f32`` elsewhere (AVX2-only CPUs emulate bf16)."""
     return "bf16" if computes_bf16(flags) else "f32"
+
+
+#: the x86 extensions with an 8-bit dot product that sums in 32 bits (VNNI, AMX-INT8)
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_dot_saturates(flags: list[str] | None = None, arch: str | None = None) -> bool:
+    """Whether onnxruntime's U8S8 INT8 kernels on this CPU add pairs of 8-bit products in 16
+    bits with saturation (``vpmaddubsw``): x86 CPUs without VNNI or AMX-INT8. There, 8-bit
+    weights overflow and INT8 models need 7-bit weights (``reduce_range``); VNNI, AMX and Arm's
+    dot-product instructions sum in 32 bits. ``flags`` as :func:`isa` gives them, ``arch`` as
+    ``platform.machine()``."""
+    import platform
+
+    machine_arch = (arch or platform.machine()).lower()
+    if machine_arch not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return False
+    have = set(isa() if flags is None else flags)
+    return not have & set(INT8_DOT_FLAGS)
 
 
 def model_name() -> str:

@@ -146,13 +146,22 @@ class Int8Recipe:
             ``"histogram"`` (NNCF's histogram search for the range of least quantization error).
         per_channel: onnxruntime and tensorrt: one weight scale per output channel.
         activations: onnxruntime: ``"uint8"`` (U8S8 QDQ) or ``"int8"`` (S8S8); tensorrt always int8.
-        reduce_range: onnxruntime: 7-bit weights (see :mod:`edgecv.export.targets.onnxruntime`).
+        reduce_range: onnxruntime: 7-bit weights (``True``), 8-bit (``False``), or ``"auto"``: 7-bit
+            where the exporting CPU's INT8 kernels saturate (x86 without VNNI,
+            :func:`edgecv.cpu.int8_dot_saturates`), 8-bit elsewhere; the bundle records which,
+            and loading 8-bit weights on a CPU that saturates warns (see
+            :mod:`edgecv.export.targets.onnxruntime`).
         ops: onnxruntime: ``"cpu"`` quantizes :data:`CPU_OPS` (the heavy operators and the
             activations, joins and resampling between them, fused into integer kernels);
             ``"heavy"`` the heavy operators alone (float between them).
         keep_float: this many layers stay in float on top of the rest: those whose float weights
             bring the network's raw outputs closest to FP32 on calibration images (no labels:
             :func:`sensitive_layers`), ranked on a Q/DQ proxy of the network.
+        quantizer: onnxruntime: whose post-training quantizer writes the QDQ graph:
+            ``"onnxruntime"`` (its static quantizer; ``calib_method`` picks the ranges) or
+            ``"nncf"`` (NNCF's ONNX backend: its ranges and fast bias correction, as for openvino;
+            ``preset``, ``bias_correction`` and ``ranges`` apply, ``reduce_range`` becomes NNCF's
+            half-range weights, ``ops`` the operator types it may quantize).
     """
 
     head: str = "float"
@@ -162,9 +171,10 @@ class Int8Recipe:
     ranges: str = "mean_minmax"
     per_channel: bool = True
     activations: str = "uint8"
-    reduce_range: bool = True
+    reduce_range: bool | str = "auto"
     ops: str = "cpu"
     keep_float: int = 0
+    quantizer: str = "onnxruntime"
 
     CHOICES: ClassVar[dict[str, tuple]] = {
         "head": ("float", "int8"),
@@ -174,15 +184,16 @@ class Int8Recipe:
         "ranges": ("mean_minmax", "minmax", "histogram"),
         "per_channel": (True, False),
         "activations": ("uint8", "int8"),
-        "reduce_range": (True, False),
+        "reduce_range": ("auto", True, False),
         "ops": ("cpu", "heavy"),
         "keep_float": tuple(range(0, 17)),
+        "quantizer": ("onnxruntime", "nncf"),
     }
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value, allowed = getattr(self, f.name), self.CHOICES[f.name]
-            if value not in allowed or type(value) is not type(allowed[0]):
+            if not any(value == a and type(value) is type(a) for a in allowed):
                 raise ExportError(f"INT8 recipe: {f.name}={value!r} is not one of {', '.join(str(a) for a in allowed)}")
 
     @classmethod
@@ -213,6 +224,15 @@ class Int8Recipe:
 
     def record(self) -> dict:
         return asdict(self)
+
+    def weights_reduced(self, flags: list[str] | None = None) -> bool:
+        """Whether onnxruntime INT8 weights are 7-bit: ``reduce_range``, with ``"auto"`` resolved
+        on this CPU (``flags`` as :func:`edgecv.cpu.isa` gives them)."""
+        if self.reduce_range == "auto":
+            from ..cpu import int8_dot_saturates
+
+            return int8_dot_saturates(flags)
+        return bool(self.reduce_range)
 
 
 # --- the calibration cache ---------------------------------------------------------------------
@@ -725,32 +745,9 @@ def quantize_openvino(
         else []
     )
     inputs = [port.get_any_name() for port in model.inputs]
-    dataset = nncf.Dataset(calib.samples, lambda sample: calib.feeds(sample, inputs))
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
-
-    advanced_options: dict = {}
-    if recipe.bias_correction == "none":
-        advanced_options["disable_bias_correction"] = True
-    if recipe.ranges != "mean_minmax":
-        advanced_options["activations_range_estimator_params"] = getattr(
-            RangeEstimatorParametersSet, recipe.ranges.upper()
-        )
-    advanced = nncf.AdvancedQuantizationParameters(**advanced_options) if advanced_options else None
-    q = nncf.quantize(
-        model,
-        dataset,
-        subset_size=calib.size,
-        preset=nncf.QuantizationPreset.MIXED if recipe.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-        fast_bias_correction=recipe.bias_correction != "full",
-        ignored_scope=nncf.IgnoredScope(names=names, types=types, validate=False),
-        **({"advanced_parameters": advanced} if advanced is not None else {}),
-    )
+    q = nncf.quantize(model, **_nncf_arguments(calib, inputs, recipe, names, types))
     return q, {
-        "method": "nncf.quantize",
-        "preset": recipe.preset,
-        "bias_correction": recipe.bias_correction,
-        "ranges": recipe.ranges,
-        "subset_size": calib.size,
+        **_nncf_record(calib, recipe),
         "quantized_types": sorted(heavy) if recipe.scope == "heavy" else "nncf",
         "ignored_nodes": len(names),
         **({"unshared_constants": unshared} if unshared else {}),
@@ -758,6 +755,84 @@ def quantize_openvino(
 
 
 OV_HEAVY = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
+
+
+def _nncf_arguments(
+    calib: CalibrationSet,
+    inputs: Sequence[str],
+    recipe: Int8Recipe,
+    ignored_names: Sequence[str],
+    ignored_types: Sequence[str],
+    overflow_fix: bool | None = None,
+) -> dict:
+    """``nncf.quantize``'s arguments after the model, for either backend: the calibration set,
+    the ignored scope and the recipe's preset, bias correction and ranges. ``overflow_fix``
+    (True/False) sets NNCF's half-range weights on every convolution, or none; None leaves
+    NNCF's own choice (the first layer, for openvino)."""
+    import nncf
+    from nncf.quantization.advanced_parameters import OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    advanced: dict = {}
+    if recipe.bias_correction == "none":
+        advanced["disable_bias_correction"] = True
+    if recipe.ranges != "mean_minmax":
+        advanced["activations_range_estimator_params"] = getattr(RangeEstimatorParametersSet, recipe.ranges.upper())
+    if overflow_fix is not None:
+        advanced["overflow_fix"] = OverflowFix.ENABLE if overflow_fix else OverflowFix.DISABLE
+    return {
+        "calibration_dataset": nncf.Dataset(calib.samples, lambda sample: calib.feeds(sample, inputs)),
+        "subset_size": calib.size,
+        "preset": nncf.QuantizationPreset.MIXED if recipe.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        "fast_bias_correction": recipe.bias_correction != "full",
+        "ignored_scope": nncf.IgnoredScope(names=list(ignored_names), types=list(ignored_types), validate=False),
+        **({"advanced_parameters": nncf.AdvancedQuantizationParameters(**advanced)} if advanced else {}),
+    }
+
+
+def _nncf_record(calib: CalibrationSet, recipe: Int8Recipe) -> dict:
+    return {
+        "method": "nncf.quantize",
+        "preset": recipe.preset,
+        "bias_correction": recipe.bias_correction,
+        "ranges": recipe.ranges,
+        "subset_size": calib.size,
+    }
+
+
+def quantize_qdq_nncf(
+    fp32_path: Path, out_path: Path, calib: CalibrationSet, *, exclude: Sequence[str] = (), recipe: Int8Recipe
+) -> dict:
+    """Static INT8 quantization in QDQ format with NNCF's ONNX backend, for onnxruntime's CPU
+    kernels: the same ranges and bias correction as an openvino bundle gets. What stays float
+    is what :func:`quantize_qdq` keeps float (post-processing, ``exclude`` and each excluded
+    layer's run to the next heavy node); the operator types outside ``recipe.ops`` are
+    ignored. Returns the settings used."""
+    import nncf
+    import onnx
+
+    nncf.set_log_level(logging.ERROR)
+    model = onnx.load(str(fp32_path))
+    excluded = sorted(set(exclude))
+    floats = sorted(set(excluded) | set(postprocess_nodes(model)) | set(float_runs(model, excluded)))
+    allowed = set(CPU_OPS if recipe.ops == "cpu" else HEAVY_OPS[:3])
+    types = sorted({n.op_type for n in model.graph.node} - allowed)
+    inputs = [i.name for i in model.graph.input]
+    reduce_range = recipe.weights_reduced()
+    with contextlib.redirect_stdout(io.StringIO()):
+        q = nncf.quantize(model, **_nncf_arguments(calib, inputs, recipe, floats, types, reduce_range))
+    onnx.save(q, str(out_path))
+    return {
+        **_nncf_record(calib, recipe),
+        "format": "QDQ",
+        "quantizer": "nncf",
+        "per_channel": True,
+        "activations": "uint8" if recipe.preset == "mixed" else "int8",
+        "weights": "int8",
+        "ops": sorted(allowed),
+        "reduce_range": reduce_range,
+        "excluded_nodes": excluded,
+    }
 
 
 def ov_postprocess_ops(model) -> list[str]:

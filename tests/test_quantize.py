@@ -599,3 +599,101 @@ def test_openvino_recipe_fields_reach_nncf(default_src, calib_images, tmp_path):
     assert (qa["ranges"], qa["bias_correction"]) == ("mean_minmax", "fast")
     assert (qb["ranges"], qb["bias_correction"]) == ("histogram", "none")
     assert (a / "model.bin").read_bytes() != (b / "model.bin").read_bytes()
+
+
+def _weight_levels(model) -> list[int]:
+    """The largest |q| of each quantized convolution weight (8-bit weights reach 127, 7-bit 64)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    return [
+        int(np.abs(numpy_helper.to_array(inits[n.input[0]]).astype(np.int32)).max())
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear"
+        and n.input[0] in inits
+        and numpy_helper.to_array(inits[n.input[0]]).ndim == 4
+    ]
+
+
+def test_onnxruntime_quantizer_nncf_writes_the_qdq_graph_with_nncf(
+    default_src, calib_images, val60, fp32_map, tmp_path
+):
+    """quantizer=nncf: NNCF's ONNX backend writes the QDQ graph (its record says so); the head's
+    output layers stay float as with onnxruntime's quantizer; reduce_range=true becomes NNCF's
+    half-range weights (|q| <= 64) and reduce_range=false gives full 8-bit weights; the graph
+    runs on onnxruntime within the INT8 budget of the FP32 bundle's mAP."""
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    half = export_mod.export(
+        default_src, "onnxruntime", out_dir=tmp_path, name="h", int8_recipe="quantizer=nncf,reduce_range=true", **kw
+    )
+    full = export_mod.export(
+        default_src, "onnxruntime", out_dir=tmp_path, name="f", int8_recipe="quantizer=nncf,reduce_range=false", **kw
+    )
+    q = Bundle.open(half).manifest["provenance"]["quantization"]
+    assert (q["quantizer"], q["method"], q["reduce_range"]) == ("nncf", "nncf.quantize", True)
+    model = onnx.load(str(half / "model.onnx"))
+    heads = set(output_layers(model)) & {n.name for n in model.graph.node}
+    assert heads and all(_weight_dq(model, name) is None for name in heads)
+    levels_half, levels_full = _weight_levels(model), _weight_levels(onnx.load(str(full / "model.onnx")))
+    assert levels_half and max(levels_half) <= 64 and max(levels_full) > 64
+    with load(half) as det:
+        drop = (fp32_map["onnxruntime"] - run_dataset(det, val60, progress=False, warmup=0).metrics.map) * 100
+    assert drop <= MAX_DROP["int8"], drop
+
+
+def test_int8_dot_saturation_is_read_from_the_isa():
+    """x86 without VNNI or AMX-INT8 saturates (7-bit weights); VNNI, AVX-VNNI, AMX and Arm do not."""
+    from edgecv.cpu import int8_dot_saturates
+    from edgecv.export.quantize import Int8Recipe
+
+    assert int8_dot_saturates(["avx2"], arch="x86_64") and int8_dot_saturates([], arch="x86_64")
+    assert not int8_dot_saturates(["avx2", "avx512f", "avx512_vnni"], arch="x86_64")
+    assert not int8_dot_saturates(["avx2", "avx_vnni"], arch="x86_64")
+    assert not int8_dot_saturates([], arch="aarch64")
+    auto = Int8Recipe()
+    assert auto.reduce_range == "auto"
+    assert auto.weights_reduced(["avx2"]) is (platform_x86())
+    assert Int8Recipe(reduce_range=True).weights_reduced(["avx512_vnni"]) is True
+    assert Int8Recipe(reduce_range=False).weights_reduced(["avx2"]) is False
+    assert Int8Recipe.of("reduce_range=auto").reduce_range == "auto"
+    with pytest.raises(ExportError, match="reduce_range"):
+        Int8Recipe.of("reduce_range=7")
+
+
+def platform_x86() -> bool:
+    import platform
+
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
+def test_onnxruntime_weights_follow_the_exporting_cpu_and_loading_warns_where_they_saturate(
+    default_src, calib_images, tmp_path, monkeypatch, caplog
+):
+    """reduce_range=auto: 7-bit weights when the exporting CPU lacks VNNI, 8-bit when it has it
+    (read from /proc/cpuinfo's flags, patched here to each kind); the record says which; an
+    8-bit bundle loaded where the CPU saturates warns, a 7-bit one does not."""
+    import logging
+
+    from edgecv import cpu
+    from edgecv.runtimes import onnxruntime as ort_runtime
+
+    if not platform_x86():
+        pytest.skip("the saturating kernels are x86's")
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    made = {}
+    for name, flags in (("avx2", ["avx2"]), ("vnni", ["avx2", "avx512f", "avx512_vnni"])):
+        monkeypatch.setattr(cpu, "isa", lambda cpuinfo=None, f=flags: list(f))
+        made[name] = export_mod.export(default_src, "onnxruntime", out_dir=tmp_path, name=name, **kw)
+    monkeypatch.undo()
+    q = {k: Bundle.open(b).manifest["provenance"]["quantization"] for k, b in made.items()}
+    assert q["avx2"]["reduce_range"] is True and q["vnni"]["reduce_range"] is False
+    assert q["avx2"]["recipe"]["reduce_range"] == q["vnni"]["recipe"]["reduce_range"] == "auto"
+    levels = {k: _weight_levels(onnx.load(str(b / "model.onnx"))) for k, b in made.items()}
+    assert max(levels["avx2"]) <= 64 < max(levels["vnni"])
+
+    monkeypatch.setattr(ort_runtime, "int8_dot_saturates", lambda flags=None, arch=None: True)
+    with caplog.at_level(logging.WARNING, logger="edgecv"):
+        load(made["avx2"]).close()
+        assert "8-bit INT8 weights" not in caplog.text
+        load(made["vnni"]).close()
+    assert "bundle 'vnni' has 8-bit INT8 weights, and this CPU has no VNNI" in caplog.text
