@@ -19,10 +19,12 @@ frame of 640x480, the paths in a shuffled order, so the machine's noise falls on
   batch 8 through ``det.predict(frames)``, and ``det.stream(frames)`` frames per second;
 - the levers of the second speed round (YOLOv8n at the largest size; ``--no-levers`` leaves them
   out), each in a row of its own beside the edgecv openvino INT8 row: the NMS score floor held
-  at 0.001 as before it was a graph input (the same bundle), and a rectangular input (480x640
-  for the 640x480 frames: no padding rows); and, after the table, the head-to-head against
-  Ultralytics' OpenVINO INT8 with a busy loop on one core (``--load-blocks``), edgecv at its
-  default threads and at one thread.
+  at 0.001 as before it was a graph input (the same bundle), a rectangular input (480x640
+  for the 640x480 frames: no padding rows), and one INT8 bundle per quantizer placement
+  (``--int8-scopes``: the recipe's ``scope``, heavy, joins, nncf); and, after the table, the
+  head-to-head against Ultralytics' OpenVINO INT8 in blocks where the scope levers and PyTorch
+  eager take their turns too, and again with a busy loop on one core (``--load-blocks``),
+  edgecv at its default threads and at one thread.
 
 Accuracy: COCO mAP50-95 of every path on ``--count`` images of the shapes validation split
 (INT8 calibrated on the training split). Limit: operations per image counted from the graph
@@ -331,6 +333,22 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
             d.parent.mkdir(parents=True, exist_ok=True)
             os.replace(made, d)
         paths[f"edgecv openvino INT8 {rect[0]}x{rect[1]}"] = open_model(d)
+        for scope in args.int8_scopes:  # the quantizers' placement, each in a bundle of its own
+            d = work / "bundles" / f"{label}-{imgsz}" / f"openvino-int8-scope-{scope}"
+            if not (d / "edgecv.json").is_file():
+                say(f"{label} @ {imgsz}: exporting edgecv openvino int8, scope={scope}")
+                made = export(
+                    src,
+                    "openvino",
+                    precision="int8",
+                    imgsz=imgsz,
+                    out_dir=d.parent / "staging",
+                    calib=calib,
+                    calib_size=args.calib_size,
+                    int8_recipe={"scope": scope},
+                )
+                os.replace(made, d)
+            paths[f"lever: openvino INT8, scope={scope}"] = open_model(d)
 
     say(f"{label} @ {imgsz}: COCO mAP of {len(paths)} paths on {len(dataset)} images")
     maps = {k: run_dataset(p, dataset, name=k, progress=False).metrics.map for k, p in paths.items()}
@@ -338,14 +356,19 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
     say(f"{label} @ {imgsz}: batch 1, {args.rounds} rounds side by side")
     t1 = side_by_side(paths, frames, args.rounds, 1)
     h2h = []
+    h2h_ms: list[dict] = []
     pair = ("Ultralytics OpenVINO INT8", "edgecv openvino INT8")
     if all(k in paths for k in pair):
         # the comparison the goal is about, repeated on its own in blocks: the spread of the ratio
-        # between blocks shows how much of it is the machine's noise
+        # between blocks shows how much of it is the machine's noise; the scope levers and
+        # PyTorch eager take their turns in the same blocks
+        keys = [*pair, *(k for k in paths if k.startswith("lever: openvino INT8, scope=")), "PyTorch eager"]
         for b in range(args.h2h_blocks):
             say(f"{label} @ {imgsz}: head to head, block {b + 1} of {args.h2h_blocks}")
-            t = side_by_side({k: paths[k] for k in pair}, frames, args.h2h_rounds, 1, seed=b + 1)
-            h2h.append(statistics.median(t[pair[0]]["e2e"]) / statistics.median(t[pair[1]]["e2e"]))
+            t = side_by_side({k: paths[k] for k in keys}, frames, args.h2h_rounds, 1, seed=b + 1)
+            med = {k: statistics.median(t[k]["e2e"]) for k in keys}
+            h2h.append(med[pair[0]] / med[pair[1]])
+            h2h_ms.append(med)
     loaded = under_load(paths, frames, args, label, imgsz, say) if levers else {}
     batched = {k: p for k, p in paths.items() if not isinstance(p, (UltralyticsPath, FixedFloor))}
     say(f"{label} @ {imgsz}: batch 8, {args.rounds8} rounds side by side")
@@ -396,6 +419,7 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
         }
         if k == pair[1] and h2h:
             row["vs_ultralytics_openvino_int8_blocks"] = h2h
+            row["head_to_head_ms"] = h2h_ms
         if k == pair[1] and loaded:
             row["under_load"] = loaded
         if peak is not None:
@@ -619,6 +643,12 @@ def main() -> None:
     ap.add_argument("--rounds8", type=int, default=6, help="batch-8 rounds")
     ap.add_argument("--stream-frames", type=int, default=48)
     ap.add_argument("--h2h-blocks", type=int, default=3, help="blocks of the edgecv vs Ultralytics OpenVINO INT8 run")
+    ap.add_argument(
+        "--int8-scopes",
+        nargs="*",
+        default=["heavy", "joins", "nncf"],
+        help="openvino INT8 bundles with these recipe scopes as lever rows (and in the head to head)",
+    )
     ap.add_argument("--h2h-rounds", type=int, default=40, help="rounds per head-to-head block")
     ap.add_argument("--no-footprint", action="store_true")
     ap.add_argument(
@@ -697,6 +727,23 @@ def main() -> None:
                 f"openvino INT8 `det(frame)` time, {len(blocks)} blocks of {args.h2h_rounds} rounds after the "
                 f"table: " + ", ".join(f"{x:.2f}x" for x in blocks) + f" (median {statistics.median(blocks):.2f}x).",
             ]
+            ms = r.get("head_to_head_ms") or []
+            if ms:
+                md += ["", "In the same blocks (median ms per block; Ultralytics / path and eager / path):", ""]
+                ult, eager = "Ultralytics OpenVINO INT8", "PyTorch eager"
+                for k in ms[0]:
+                    if k == ult or k == eager:
+                        continue
+                    md.append(
+                        f"- {k}: "
+                        + ", ".join(f"{b[k]:.1f} ms" for b in ms)
+                        + f"; vs Ultralytics {statistics.median(b[ult] / b[k] for b in ms):.2f}x"
+                        + f", vs eager {statistics.median(b[eager] / b[k] for b in ms):.2f}x"
+                    )
+                md.append(
+                    f"- {ult}: {', '.join(f'{b[ult]:.1f} ms' for b in ms)}; {eager}: "
+                    + ", ".join(f"{b[eager]:.1f} ms" for b in ms)
+                )
     if fp:
         md += [
             "",

@@ -180,7 +180,7 @@ class Int8Recipe:
         "head": ("float", "int8"),
         "preset": ("mixed", "performance"),
         "bias_correction": ("fast", "full", "none"),
-        "scope": ("heavy", "nncf"),
+        "scope": ("heavy", "joins", "nncf"),
         "ranges": ("mean_minmax", "minmax", "histogram"),
         "per_channel": (True, False),
         "activations": ("uint8", "int8"),
@@ -744,6 +744,8 @@ def quantize_openvino(
         if recipe.scope == "heavy"
         else []
     )
+    if recipe.scope == "joins":
+        names = sorted(set(names) | set(ov_residual_adds(model)))
     inputs = [port.get_any_name() for port in model.inputs]
     q = nncf.quantize(model, **_nncf_arguments(calib, inputs, recipe, names, types))
     return q, {
@@ -755,6 +757,18 @@ def quantize_openvino(
 
 
 OV_HEAVY = ("Convolution", "GroupConvolution", "MatMul", "ConvolutionBackpropData")
+
+
+def ov_residual_adds(model) -> list[str]:
+    """The element-wise additions of two computed tensors (residual joins), not a constant bias."""
+    out = []
+    for op in model.get_ops():
+        if op.get_type_name() != "Add":
+            continue
+        kinds = [op.input_value(i).get_node().get_type_name() for i in range(op.get_input_size())]
+        if "Constant" not in kinds and "Convert" not in kinds:
+            out.append(op.get_friendly_name())
+    return out
 
 
 def _nncf_arguments(

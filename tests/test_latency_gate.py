@@ -447,7 +447,7 @@ def test_reference_workload_runs_on_the_models_backend(backend):
     [
         ("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni\n", ["avx2", "avx512f", "avx512_vnni"]),
         (
-            "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_int8 amx_bf16\n",
+            "flags\t\t: fpu sse avx2 avx512f avx512_vnni avx_vnni avx512_bf16 amx_tile amx_int8 amx_bf16\n",
             list(__import__("edgecv.cpu", fromlist=["ISA_FLAGS"]).ISA_FLAGS),
         ),
         ("flags\t\t: fpu sse sse2\n", []),
