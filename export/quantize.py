@@ -140,7 +140,10 @@ class Int8Recipe:
         preset: openvino: NNCF's preset, ``"mixed"`` (asymmetric activations) or ``"performance"``.
         bias_correction: openvino: NNCF's ``"fast"`` or ``"full"`` bias correction, or ``"none"``.
         scope: openvino: ``"heavy"`` quantizes the inputs of convolutions and matrix products only;
-            ``"nncf"`` lets NNCF place quantizers as for any model (element-wise joins too).
+            ``"joins"`` lets NNCF place them as for any model but keeps the residual additions
+            (:func:`ov_residual_adds`) float, so concatenations, splits and resampling carry
+            INT8 between convolutions; ``"nncf"`` lets NNCF place quantizers as for any model
+            (the residual additions too).
         ranges: openvino: how activation ranges are estimated: ``"mean_minmax"`` (NNCF's default,
             the mean over images of each image's min and max), ``"minmax"`` (over all images) or
             ``"histogram"`` (NNCF's histogram search for the range of least quantization error).
