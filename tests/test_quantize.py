@@ -697,3 +697,31 @@ def test_onnxruntime_weights_follow_the_exporting_cpu_and_loading_warns_where_th
         assert "8-bit INT8 weights" not in caplog.text
         load(made["vnni"]).close()
     assert "bundle 'vnni' has 8-bit INT8 weights, and this CPU has no VNNI" in caplog.text
+
+
+@pytest.mark.skipif("openvino" not in EXPORT_TARGETS, reason="needs openvino")
+def test_openvino_scopes_place_quantizers_where_they_say(default_src, calib_images, tmp_path):
+    """scope=heavy quantizes convolution inputs only; joins adds the resampling and joins
+    between them but no residual addition; nncf quantizes the residual additions too."""
+    import openvino as ov
+
+    from edgecv.export.quantize import ov_residual_adds
+
+    kw = dict(precision="int8", calib=calib_images, calib_size=8)
+    fed: dict[str, dict[str, int]] = {}
+    for scope in ("heavy", "joins", "nncf"):
+        b = export_mod.export(default_src, "openvino", out_dir=tmp_path, name=scope, int8_recipe={"scope": scope}, **kw)
+        assert Bundle.open(b).manifest["provenance"]["quantization"]["recipe"]["scope"] == scope
+        model = ov.Core().read_model(str(b / "model.xml"))
+        counts: dict[str, int] = {}
+        for op in model.get_ops():
+            if op.get_type_name() == "FakeQuantize":
+                for t in op.output(0).get_target_inputs():
+                    kind = t.get_node().get_type_name()
+                    counts[kind] = counts.get(kind, 0) + 1
+        fed[scope] = counts
+        if scope == "heavy":
+            assert ov_residual_adds(model), "edgecv-tiny has residual additions"
+    assert set(fed["heavy"]) <= {"Convolution", "GroupConvolution", "MatMul"}, fed["heavy"]
+    assert "Add" not in fed["joins"] and set(fed["joins"]) - set(fed["heavy"]), fed["joins"]
+    assert fed["nncf"].get("Add", 0) > 0, fed["nncf"]
