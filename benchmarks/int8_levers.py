@@ -16,6 +16,11 @@ Models (trained here by the repository's scripts on the shapes set; nothing down
 - ``ssdlite``: torchvision's ``ssdlite320_mobilenet_v3_large`` trained from random weights (700 steps);
 - ``edgecv-tiny``: the bundled default detector.
 
+Beside edgecv's rows, target ``ultralytics`` gives each YOLO a row of Ultralytics' own
+OpenVINO INT8 export of the same checkpoint (``YOLO.export(format="openvino", int8=True)``,
+calibrated on the same training images), scored through its own predictor: the peer the
+default has to beat.
+
 Each lever changes one field of the default recipe (:class:`edgecv.export.quantize.Int8Recipe`)
 or the calibration; ``default`` is the recipe as it stands. Rows are appended to
 ``--work/rows.jsonl`` as they finish, and a rerun skips the rows already there (``--fresh``
@@ -187,6 +192,51 @@ def run_cell(label, src, imgsz, target, levers, dataset, calib, args, done, out,
         done.add(row_key(row))
 
 
+#: the models Ultralytics' own exporter takes, for its row
+ULTRALYTICS = ("yolov8n", "yolo11n", "yolov8n-packed")
+
+
+def ultralytics_cell(label, src, imgsz, dataset, args, done, out, say) -> None:
+    """Ultralytics' own OpenVINO INT8 export of the same checkpoint (its default recipe: NNCF
+    MIXED, its ignored scope), calibrated on the same training images, scored with its own
+    predictor on the same validation images against the same source run."""
+    if label not in ULTRALYTICS or (label, imgsz, "ultralytics", "default") in done:
+        return
+    import speed  # the Ultralytics paths of benchmarks/speed.py
+
+    work = Path(args.work)
+    pt = work / f"{label}.pt"
+    with open_model(src, source_options={"imgsz": imgsz}) as ref:
+        ref_run = evaluate(ref, dataset, name="source", progress=False, warmup=1)
+        names = ref.names
+    t0 = time.perf_counter()
+    data = speed.yolo_dataset(work / "ultralytics", args.calib_size)
+    xml = speed.ultralytics_export(pt, "openvino", True, imgsz, work / "ultralytics" / label, data)
+    seconds = time.perf_counter() - t0
+    path = speed.UltralyticsPath(str(xml), imgsz, names, "Ultralytics OpenVINO INT8")
+    run = evaluate(path, dataset, name="ultralytics", progress=False, warmup=1)
+    c = compare_runs([ref_run, run], dataset, bootstrap=args.bootstrap, progress=False).comparisons[0]
+    row = {
+        "model": label,
+        "imgsz": imgsz,
+        "target": "ultralytics",
+        "lever": "default",
+        "recipe": {},
+        "options": {"exporter": "ultralytics", "calib_size": args.calib_size},
+        "source_map": ref_run.metrics.map,
+        "map": run.metrics.map,
+        "drop": -c.delta_map * 100,
+        "ci95": [-c.ci["high"] * 100, -c.ci["low"] * 100],
+        "float_computed_in": None,
+        "export_s": seconds,
+        "e2e_ms_p50": run.median_ms,
+    }
+    say(f"{label} @ {imgsz} Ultralytics' OpenVINO INT8: drop {row['drop']:+.2f}")
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    done.add(row_key(row))
+
+
 def table(rows: list[dict]) -> str:
     body = [
         (
@@ -223,7 +273,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=["yolov8n", "yolo11n", "ssdlite", "edgecv-tiny"])
     ap.add_argument("--sizes", type=int, nargs="+", default=[320, 640])
-    ap.add_argument("--targets", nargs="+", default=["openvino", "onnxruntime"])
+    ap.add_argument(
+        "--targets",
+        nargs="+",
+        default=["openvino", "onnxruntime", "ultralytics"],
+        help="ultralytics: Ultralytics' own OpenVINO INT8 export of the YOLOs, one row per model and size",
+    )
     ap.add_argument("--levers", default="all", help="comma-free list separated by ';', or 'all'")
     ap.add_argument("--count", type=int, default=300, help="validation images scored")
     ap.add_argument("--calib-size", type=int, default=300, help="calibration images from the training split")
@@ -248,6 +303,9 @@ def main() -> None:
             src = source(label, work, say)
             for imgsz in args.sizes:
                 for target in args.targets:
+                    if target == "ultralytics":
+                        ultralytics_cell(label, src, imgsz, dataset, args, done, rows_path, say)
+                        continue
                     run_cell(label, src, imgsz, target, levers, dataset, str(calib_dir), args, done, rows_path, say)
         rows = [json.loads(ln) for ln in rows_path.read_text().splitlines()]
     order = {lv: i for i, lv in enumerate(LEVERS)}

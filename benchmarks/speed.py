@@ -140,7 +140,10 @@ def ultralytics_export(pt: Path, fmt: str, int8: bool, imgsz: int, work: Path, d
     )
     if not dest.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-        made = YOLO(str(pt)).export(format=fmt, imgsz=imgsz, int8=int8, data=str(data) if int8 else None, verbose=False)
+        # INT8: calibrated on the training split edgecv calibrates on (Ultralytics takes the
+        # data set's val split unless told otherwise)
+        extra = {"data": str(data), "split": "train"} if int8 else {}
+        made = YOLO(str(pt)).export(format=fmt, imgsz=imgsz, int8=int8, verbose=False, **extra)
         shutil.move(made, dest)
     return dest
 
