@@ -139,6 +139,33 @@ def row_key(r: dict) -> tuple:
     return (r["model"], r["imgsz"], r["target"], r["lever"])
 
 
+def record_row(out, done, say, cell: tuple, ref_run, run, c, computed, seconds: float) -> None:
+    """Append one measured row (model, size, target, lever, recipe, options) to ``out``."""
+    label, imgsz, target, lever, fields, options = cell
+    row = {
+        "model": label,
+        "imgsz": imgsz,
+        "target": target,
+        "lever": lever,
+        "recipe": fields,
+        "options": options,
+        "source_map": ref_run.metrics.map,
+        "map": run.metrics.map,
+        "drop": -c.delta_map * 100,
+        "ci95": [-c.ci["high"] * 100, -c.ci["low"] * 100],
+        "float_computed_in": computed,
+        "export_s": seconds,
+        "e2e_ms_p50": run.median_ms,
+    }
+    say(
+        f"{label} @ {imgsz} {target} {lever}: drop {row['drop']:+.2f} "
+        f"[{row['ci95'][0]:+.2f}, {row['ci95'][1]:+.2f}] (export {seconds:.0f} s)"
+    )
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    done.add(row_key(row))
+
+
 def run_cell(label, src, imgsz, target, levers, dataset, calib, args, done, out, say) -> None:
     """Every lever of one model, size and target, against the source run once."""
     todo = [lv for lv in levers if target in LEVERS[lv][0] and (label, imgsz, target, lv) not in done]
@@ -167,29 +194,17 @@ def run_cell(label, src, imgsz, target, levers, dataset, calib, args, done, out,
             run = evaluate(det, dataset, name=lever, progress=False, warmup=1)
             computed = getattr(det, "inference_precision", None)
         result = compare_runs([ref_run, run], dataset, bootstrap=args.bootstrap, progress=False)
-        c = result.comparisons[0]
-        row = {
-            "model": label,
-            "imgsz": imgsz,
-            "target": target,
-            "lever": lever,
-            "recipe": fields,
-            "options": options,
-            "source_map": ref_run.metrics.map,
-            "map": run.metrics.map,
-            "drop": -c.delta_map * 100,
-            "ci95": [-c.ci["high"] * 100, -c.ci["low"] * 100],
-            "float_computed_in": computed,
-            "export_s": seconds,
-            "e2e_ms_p50": run.median_ms,
-        }
-        say(
-            f"{label} @ {imgsz} {target} {lever}: drop {row['drop']:+.2f} "
-            f"[{row['ci95'][0]:+.2f}, {row['ci95'][1]:+.2f}] (export {seconds:.0f} s)"
+        record_row(
+            out,
+            done,
+            say,
+            (label, imgsz, target, lever, fields, options),
+            ref_run,
+            run,
+            result.comparisons[0],
+            computed,
+            seconds,
         )
-        with open(out, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        done.add(row_key(row))
 
 
 #: the models Ultralytics' own exporter takes, for its row
@@ -216,25 +231,8 @@ def ultralytics_cell(label, src, imgsz, dataset, args, done, out, say) -> None:
     path = speed.UltralyticsPath(str(xml), imgsz, names, "Ultralytics OpenVINO INT8")
     run = run_dataset(path, dataset, name="ultralytics", progress=False)  # a detector without a task record
     c = compare_runs([ref_run, run], dataset, bootstrap=args.bootstrap, progress=False).comparisons[0]
-    row = {
-        "model": label,
-        "imgsz": imgsz,
-        "target": "ultralytics",
-        "lever": "default",
-        "recipe": {},
-        "options": {"exporter": "ultralytics", "calib_size": args.calib_size},
-        "source_map": ref_run.metrics.map,
-        "map": run.metrics.map,
-        "drop": -c.delta_map * 100,
-        "ci95": [-c.ci["high"] * 100, -c.ci["low"] * 100],
-        "float_computed_in": None,
-        "export_s": seconds,
-        "e2e_ms_p50": run.median_ms,
-    }
-    say(f"{label} @ {imgsz} Ultralytics' OpenVINO INT8: drop {row['drop']:+.2f}")
-    with open(out, "a") as f:
-        f.write(json.dumps(row) + "\n")
-    done.add(row_key(row))
+    options = {"exporter": "ultralytics", "calib_size": args.calib_size}
+    record_row(out, done, say, (label, imgsz, "ultralytics", "default", {}, options), ref_run, run, c, None, seconds)
 
 
 def table(rows: list[dict]) -> str:

@@ -284,25 +284,29 @@ def under_load(paths: dict, frames: list, args, label: str, imgsz: int, say) -> 
 # --- one model at one size ----------------------------------------------------------------------
 
 
+def bundle_at(d: Path, src, target: str, precision: str, imgsz, calib: str, args, say, **options) -> Path:
+    """The edgecv bundle kept at ``d``, exported there the first time."""
+    if not (d / "edgecv.json").is_file():
+        say(f"exporting edgecv {target} {precision} into {d}")
+        made = export(
+            src,
+            target,
+            precision=precision,
+            imgsz=imgsz,
+            out_dir=d.parent / "staging",
+            calib=calib if precision == "int8" else None,
+            calib_size=args.calib_size,
+            **options,
+        )
+        d.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(made, d)
+    return d
+
+
 def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, frames, args, peaks, say) -> list[dict]:
     work = Path(args.work)
-    bundles = {}
-    for target, precision in EDGECV:
-        d = work / "bundles" / f"{label}-{imgsz}" / f"{target}-{precision}"
-        if not (d / "edgecv.json").is_file():
-            say(f"{label} @ {imgsz}: exporting edgecv {target} {precision}")
-            made = export(
-                src,
-                target,
-                precision=precision,
-                imgsz=imgsz,
-                out_dir=d.parent / "staging",
-                calib=calib if precision == "int8" else None,
-                calib_size=args.calib_size,
-            )
-            d.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(made, d)
-        bundles[(target, precision)] = d
+    here = work / "bundles" / f"{label}-{imgsz}"
+    bundles = {(t, p): bundle_at(here / f"{t}-{p}", src, t, p, imgsz, calib, args, say) for t, p in EDGECV}
     paths: dict = {"PyTorch eager": open_model(src, source_options={"imgsz": imgsz})}
     names = paths["PyTorch eager"].names
     if pt is not None:
@@ -322,36 +326,14 @@ def run_one(label: str, src, pt: Path | None, imgsz: int, dataset, calib: str, f
         paths["lever: openvino INT8, NMS floor held at 0.001 (before)"] = FixedFloor(ov8, 0.001)
         rect = (imgsz * 3 // 4 // 32 * 32, imgsz)  # 480x640 for 640x480 (4:3) frames: no padding
         d = work / "bundles" / f"{label}-{rect[0]}x{rect[1]}" / "openvino-int8"
-        if not (d / "edgecv.json").is_file():
-            say(f"{label} @ {rect[0]}x{rect[1]}: exporting edgecv openvino int8")
-            made = export(
-                src,
-                "openvino",
-                precision="int8",
-                imgsz=rect,
-                out_dir=d.parent / "staging",
-                calib=calib,
-                calib_size=args.calib_size,
-            )
-            d.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(made, d)
-        paths[f"edgecv openvino INT8 {rect[0]}x{rect[1]}"] = open_model(d)
+        paths[f"edgecv openvino INT8 {rect[0]}x{rect[1]}"] = open_model(
+            bundle_at(d, src, "openvino", "int8", rect, calib, args, say)
+        )
         for scope in args.int8_scopes:  # the quantizers' placement, each in a bundle of its own
-            d = work / "bundles" / f"{label}-{imgsz}" / f"openvino-int8-scope-{scope}"
-            if not (d / "edgecv.json").is_file():
-                say(f"{label} @ {imgsz}: exporting edgecv openvino int8, scope={scope}")
-                made = export(
-                    src,
-                    "openvino",
-                    precision="int8",
-                    imgsz=imgsz,
-                    out_dir=d.parent / "staging",
-                    calib=calib,
-                    calib_size=args.calib_size,
-                    int8_recipe={"scope": scope},
-                )
-                os.replace(made, d)
-            paths[f"lever: openvino INT8, scope={scope}"] = open_model(d)
+            d = here / f"openvino-int8-scope-{scope}"
+            paths[f"lever: openvino INT8, scope={scope}"] = open_model(
+                bundle_at(d, src, "openvino", "int8", imgsz, calib, args, say, int8_recipe={"scope": scope})
+            )
 
     say(f"{label} @ {imgsz}: COCO mAP of {len(paths)} paths on {len(dataset)} images")
     maps = {k: run_dataset(p, dataset, name=k, progress=False).metrics.map for k, p in paths.items()}
