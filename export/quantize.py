@@ -753,7 +753,7 @@ def quantize_openvino(
     q = nncf.quantize(model, **_nncf_arguments(calib, inputs, recipe, names, types))
     return q, {
         **_nncf_record(calib, recipe),
-        "quantized_types": sorted(heavy) if recipe.scope == "heavy" else "nncf",
+        "quantized_types": sorted(heavy) if recipe.scope == "heavy" else f"scope={recipe.scope}",
         "ignored_nodes": len(names),
         **({"unshared_constants": unshared} if unshared else {}),
     }
