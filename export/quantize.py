@@ -818,13 +818,20 @@ def _nncf_record(calib: CalibrationSet, recipe: Int8Recipe) -> dict:
 
 
 def quantize_qdq_nncf(
-    fp32_path: Path, out_path: Path, calib: CalibrationSet, *, exclude: Sequence[str] = (), recipe: Int8Recipe
+    fp32_path: Path,
+    out_path: Path,
+    calib: CalibrationSet,
+    *,
+    exclude: Sequence[str] = (),
+    recipe: Int8Recipe,
+    reduce_range: bool,
 ) -> dict:
     """Static INT8 quantization in QDQ format with NNCF's ONNX backend, for onnxruntime's CPU
     kernels: the same ranges and bias correction as an openvino bundle gets. What stays float
     is what :func:`quantize_qdq` keeps float (post-processing, ``exclude`` and each excluded
     layer's run to the next heavy node); the operator types outside ``recipe.ops`` are
-    ignored. Returns the settings used."""
+    ignored; ``reduce_range`` (the recipe's, resolved by the target) gives half-range weights.
+    Returns the settings used."""
     import nncf
     import onnx
 
@@ -835,7 +842,6 @@ def quantize_qdq_nncf(
     allowed = set(CPU_OPS if recipe.ops == "cpu" else HEAVY_OPS[:3])
     types = sorted({n.op_type for n in model.graph.node} - allowed)
     inputs = [i.name for i in model.graph.input]
-    reduce_range = recipe.weights_reduced()
     with contextlib.redirect_stdout(io.StringIO()):
         q = nncf.quantize(model, **_nncf_arguments(calib, inputs, recipe, floats, types, reduce_range))
     onnx.save(q, str(out_path))

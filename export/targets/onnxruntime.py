@@ -51,7 +51,7 @@ def build(
         {"target": "onnxruntime", "method": calib_method, "reduce_range": reduce_range},
         ["model.onnx"],
         lambda ex: (
-            Q.quantize_qdq_nncf(onnx_path, target, calib, exclude=ex, recipe=r)
+            Q.quantize_qdq_nncf(onnx_path, target, calib, exclude=ex, recipe=r, reduce_range=reduce_range)
             if r.quantizer == "nncf"
             else Q.quantize_qdq(
                 onnx_path,
